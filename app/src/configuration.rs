@@ -1,0 +1,295 @@
+//! Layered, typed settings: embedded base file, environment file, then `APP__*` variables.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Deserializer};
+
+const BASE: &str = include_str!("../configuration/base.yaml");
+const LOCAL: &str = include_str!("../configuration/local.yaml");
+const PRODUCTION: &str = include_str!("../configuration/production.yaml");
+
+/// Everything the app reads at start.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    pub application: ApplicationSettings,
+    pub database: DatabaseSettings,
+    pub request_log: RequestLogSettings,
+    pub telemetry: TelemetrySettings,
+}
+
+/// The HTTP server.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApplicationSettings {
+    pub host: String,
+    pub port: u16,
+    /// Empty in the files: resolved to the hostname by [`Settings::load`].
+    pub server_id: String,
+    #[serde(deserialize_with = "optional_secret")]
+    pub api_key: Option<SecretString>,
+    pub body_limit_bytes: u64,
+    pub shutdown_grace_seconds: u64,
+    pub keep_alive_timeout_seconds: u64,
+}
+
+/// The database connection.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseSettings {
+    /// Secret because PostgreSQL URLs carry the password.
+    pub url: SecretString,
+    pub max_connections: u32,
+    pub min_connections: u32,
+    pub connect_timeout_seconds: u64,
+    pub acquire_timeout_seconds: u64,
+    pub health_timeout_ms: u64,
+    pub run_migrations: MigrationsMode,
+    pub statement_cache: bool,
+    #[serde(deserialize_with = "optional_path")]
+    pub ca_file: Option<PathBuf>,
+}
+
+/// When to apply pending migrations at start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MigrationsMode {
+    /// SQLite: yes (an embedded database has nobody else to migrate it); PostgreSQL: no.
+    Auto,
+    Always,
+    Never,
+}
+
+/// The batched writer behind `requests_log`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RequestLogSettings {
+    pub enabled: bool,
+    pub log_health_checks: bool,
+    pub queue_capacity: usize,
+    pub batch_size: usize,
+    pub flush_interval_ms: u64,
+}
+
+/// Logs.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TelemetrySettings {
+    pub log_format: LogFormat,
+    pub log_level: String,
+}
+
+/// How log lines look.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+/// A setting that cannot be used, named by its key and the environment variable that sets it.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    #[error("configuration: {0}")]
+    Load(#[from] config::ConfigError),
+    #[error("configuration key `{key}` (env APP__{env}): {problem}")]
+    Invalid {
+        key: &'static str,
+        env: String,
+        problem: String,
+    },
+    #[error("APP_ENVIRONMENT={0:?} is not one of `local`, `production`")]
+    Environment(String),
+}
+
+impl Settings {
+    /// Loads settings for `APP_ENVIRONMENT` (default `local`) from the embedded files, the
+    /// optional override folder `APP_CONFIG_DIR`, and `APP__SECTION__KEY` variables.
+    pub fn load() -> Result<Self, SettingsError> {
+        let environment = std::env::var("APP_ENVIRONMENT").unwrap_or_else(|_| "local".into());
+        let env_file = match environment.as_str() {
+            "local" => LOCAL,
+            "production" => PRODUCTION,
+            other => return Err(SettingsError::Environment(other.to_owned())),
+        };
+        let mut builder = config::Config::builder()
+            .add_source(config::File::from_str(BASE, config::FileFormat::Yaml))
+            .add_source(config::File::from_str(env_file, config::FileFormat::Yaml));
+        if let Ok(dir) = std::env::var("APP_CONFIG_DIR") {
+            let dir = PathBuf::from(dir);
+            builder = builder
+                .add_source(config::File::from(dir.join("base.yaml")).required(false))
+                .add_source(config::File::from(dir.join(format!("{environment}.yaml"))).required(false));
+        }
+        let raw = builder
+            .add_source(
+                config::Environment::with_prefix("APP")
+                    .prefix_separator("__")
+                    .separator("__")
+                    .try_parsing(true),
+            )
+            .build()?;
+        let mut settings: Settings = raw.try_deserialize()?;
+        settings.resolve()?;
+        Ok(settings)
+    }
+
+    /// Fills derived defaults and checks values the types alone don't.
+    pub fn resolve(&mut self) -> Result<(), SettingsError> {
+        if self.application.server_id.trim().is_empty() {
+            self.application.server_id = hostname::get()
+                .ok()
+                .and_then(|h| h.into_string().ok())
+                .unwrap_or_else(|| "unknown".into());
+        }
+        let sid = &self.application.server_id;
+        if sid.len() > 64 || !sid.chars().all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c)) {
+            return Err(invalid(
+                "application.server_id",
+                format!("{sid:?} must be 1-64 characters of A-Z a-z 0-9 - _ . :"),
+            ));
+        }
+        if self.application.body_limit_bytes == 0 {
+            return Err(invalid("application.body_limit_bytes", "must be at least 1".into()));
+        }
+        if self.application.host.parse::<std::net::IpAddr>().is_err() && self.application.host != "localhost" {
+            return Err(invalid(
+                "application.host",
+                format!("{:?} is not an IP address", self.application.host),
+            ));
+        }
+        let url = self.database.url.expose_secret();
+        if !(url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+            return Err(invalid(
+                "database.url",
+                "must start with sqlite: or postgres:// (value not shown: it may hold a password)".into(),
+            ));
+        }
+        if self.database.max_connections == 0 {
+            return Err(invalid("database.max_connections", "must be at least 1".into()));
+        }
+        if self.database.min_connections > self.database.max_connections {
+            return Err(invalid(
+                "database.min_connections",
+                "must not exceed database.max_connections".into(),
+            ));
+        }
+        if self.database.health_timeout_ms == 0 {
+            return Err(invalid("database.health_timeout_ms", "must be at least 1".into()));
+        }
+        if let Some(ca) = &self.database.ca_file
+            && !ca.is_file()
+        {
+            return Err(invalid("database.ca_file", format!("{} is not a readable file", ca.display())));
+        }
+        let log = &self.request_log;
+        if log.queue_capacity == 0 || log.batch_size == 0 || log.flush_interval_ms == 0 {
+            return Err(invalid(
+                "request_log",
+                "queue_capacity, batch_size and flush_interval_ms must be at least 1".into(),
+            ));
+        }
+        if log.batch_size > 5000 {
+            return Err(invalid("request_log.batch_size", "must be at most 5000".into()));
+        }
+        if tracing_subscriber::EnvFilter::try_new(&self.telemetry.log_level).is_err() {
+            return Err(invalid(
+                "telemetry.log_level",
+                format!("{:?} is not a tracing filter directive", self.telemetry.log_level),
+            ));
+        }
+        Ok(())
+    }
+
+    /// True when the database is the embedded SQLite file.
+    pub fn is_sqlite(&self) -> bool {
+        self.database.url.expose_secret().starts_with("sqlite:")
+    }
+}
+
+impl ApplicationSettings {
+    /// The bind address as `host:port`.
+    pub fn address(&self) -> String {
+        format!("{}:{}", self.host, self.port)
+    }
+}
+
+impl DatabaseSettings {
+    /// Whether pending migrations run at start, given the database kind.
+    pub fn migrate_at_start(&self, sqlite: bool) -> bool {
+        match self.run_migrations {
+            MigrationsMode::Auto => sqlite,
+            MigrationsMode::Always => true,
+            MigrationsMode::Never => false,
+        }
+    }
+
+    /// How long `/health` waits for the database.
+    pub fn health_timeout(&self) -> Duration {
+        Duration::from_millis(self.health_timeout_ms)
+    }
+}
+
+/// The URL without its password, for log lines.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let userinfo = &url[scheme_end + 3..at];
+            let user = userinfo.split(':').next().unwrap_or("");
+            format!("{}{}:[redacted]{}", &url[..scheme_end + 3], user, &url[at..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+fn invalid(key: &'static str, problem: String) -> SettingsError {
+    SettingsError::Invalid {
+        key,
+        env: key.to_uppercase().replace('.', "__"),
+        problem,
+    }
+}
+
+fn optional_secret<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SecretString>, D::Error> {
+    let s = String::deserialize(d)?;
+    Ok((!s.trim().is_empty()).then(|| SecretString::from(s)))
+}
+
+fn optional_path<'de, D: Deserializer<'de>>(d: D) -> Result<Option<PathBuf>, D::Error> {
+    let s = String::deserialize(d)?;
+    Ok((!s.trim().is_empty()).then(|| PathBuf::from(s)))
+}
+
+impl<'de> Deserialize<'de> for MigrationsMode {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Bool(bool),
+            Text(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Bool(true) => Ok(Self::Always),
+            Raw::Bool(false) => Ok(Self::Never),
+            Raw::Text(t) => match t.trim().to_ascii_lowercase().as_str() {
+                "" | "auto" => Ok(Self::Auto),
+                "true" | "always" | "yes" => Ok(Self::Always),
+                "false" | "never" | "no" => Ok(Self::Never),
+                other => Err(serde::de::Error::custom(format!(
+                    "{other:?} is not one of auto, true, false"
+                ))),
+            },
+        }
+    }
+}
+
+impl fmt::Display for LogFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Pretty => "pretty",
+            Self::Json => "json",
+        })
+    }
+}

@@ -1,0 +1,5 @@
+//! `app`: the API server binary. All the work is in the library.
+
+fn main() -> std::process::ExitCode {
+    app::run()
+}

@@ -1,0 +1,69 @@
+//! Prometheus metrics: the process-wide recorder and the gauges refreshed on each scrape.
+
+use std::sync::OnceLock;
+
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+use crate::state::AppState;
+
+/// Installs the global recorder once per process and returns its handle.
+pub fn recorder() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let buckets = [
+                0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+                1.0, 2.5, 5.0,
+            ];
+            let builder = PrometheusBuilder::new()
+                .set_buckets_for_metric(
+                    Matcher::Full("http_request_duration_seconds".into()),
+                    &buckets,
+                )
+                .expect("bucket list is not empty");
+            let recorder = builder.build_recorder();
+            let handle = recorder.handle();
+            // Another recorder may already be installed (e.g. by an embedding program); the
+            // handle still renders what this one records.
+            let _ = metrics::set_global_recorder(recorder);
+            describe();
+            handle
+        })
+        .clone()
+}
+
+fn describe() {
+    metrics::describe_counter!("http_requests_total", "Requests answered, by route, method and status");
+    metrics::describe_histogram!(
+        "http_request_duration_seconds",
+        metrics::Unit::Seconds,
+        "Time from request to response head, by route and method"
+    );
+    metrics::describe_gauge!("db_pool_connections", "Open database connections");
+    metrics::describe_gauge!("db_pool_idle_connections", "Idle database connections");
+    metrics::describe_gauge!("request_log_queue_depth", "Request-log rows waiting for the database");
+    metrics::describe_counter!("request_log_dropped_total", "Request-log rows dropped because the queue was full");
+    metrics::describe_counter!("request_log_rows_written_total", "Request-log rows written to the database");
+}
+
+/// Sets the gauges that are cheaper to read at scrape time than to track.
+pub fn refresh_gauges(state: &AppState) {
+    let (size, idle) = pool_state(state.db());
+    metrics::gauge!("db_pool_connections").set(size as f64);
+    metrics::gauge!("db_pool_idle_connections").set(idle as f64);
+    metrics::gauge!("request_log_queue_depth").set(state.request_log().queue_depth() as f64);
+}
+
+fn pool_state(db: &sea_orm::DatabaseConnection) -> (u32, usize) {
+    match db.get_database_backend() {
+        sea_orm::DatabaseBackend::Postgres => {
+            let pool = db.get_postgres_connection_pool();
+            (pool.size(), pool.num_idle())
+        }
+        sea_orm::DatabaseBackend::Sqlite => {
+            let pool = db.get_sqlite_connection_pool();
+            (pool.size(), pool.num_idle())
+        }
+        _ => (0, 0),
+    }
+}

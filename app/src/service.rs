@@ -1,0 +1,219 @@
+//! All database access: `Query` reads, `Mutation` writes, both over `&DatabaseConnection`.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, DurationRound, TimeDelta, Utc};
+use entity::prelude::*;
+use entity::{request_stats, requests_log, users};
+use sea_orm::sea_query::{Expr, OnConflict};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, DatabaseConnection, DbErr, EntityTrait,
+    FromQueryResult, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, SqlErr,
+    TransactionTrait,
+};
+use uuid::Uuid;
+
+use crate::request_log::LogRecord;
+use crate::stats::latency_bucket;
+
+/// Reads.
+pub struct Query;
+
+/// Writes.
+pub struct Mutation;
+
+/// Why a user write did not happen.
+#[derive(Debug)]
+pub enum WriteError {
+    /// Another user already has this email (compared case-insensitively).
+    EmailTaken,
+    NotFound,
+    Db(DbErr),
+}
+
+impl From<DbErr> for WriteError {
+    fn from(err: DbErr) -> Self {
+        if matches!(err.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) {
+            Self::EmailTaken
+        } else {
+            Self::Db(err)
+        }
+    }
+}
+
+/// One (server, latency bucket) row of the stats rollup, summed over a window.
+#[derive(Debug, FromQueryResult)]
+pub struct StatsRow {
+    pub server_id: String,
+    pub latency_bucket: i32,
+    pub requests: i64,
+    pub errors: i64,
+    pub duration_sum_us: i64,
+}
+
+impl Query {
+    /// `SELECT 1`, for `/health`.
+    pub async fn ping(db: &DatabaseConnection) -> Result<(), DbErr> {
+        db.ping().await
+    }
+
+    /// A page of users, newest first, and the total count.
+    pub async fn list_users(
+        db: &DatabaseConnection,
+        limit: u64,
+        offset: u64,
+    ) -> Result<(Vec<users::Model>, u64), DbErr> {
+        let page = Users::find()
+            .order_by_desc(users::Column::CreatedAt)
+            .order_by_desc(users::Column::Id)
+            .limit(limit)
+            .offset(offset)
+            .all(db);
+        let total = Users::find().count(db);
+        let (page, total) = tokio::try_join!(page, total)?;
+        Ok((page, total))
+    }
+
+    pub async fn find_user(db: &DatabaseConnection, id: Uuid) -> Result<Option<users::Model>, DbErr> {
+        Users::find_by_id(id).one(db).await
+    }
+
+    pub async fn count_users(db: &DatabaseConnection) -> Result<u64, DbErr> {
+        Users::find().count(db).await
+    }
+
+    /// The rollup summed per server and latency bucket, for requests finished at or after
+    /// `since` (rounded down to the minute; all time when `None`).
+    pub async fn stats_rows(
+        db: &DatabaseConnection,
+        since: Option<DateTime<Utc>>,
+    ) -> Result<Vec<StatsRow>, DbErr> {
+        let mut query = RequestStats::find()
+            .select_only()
+            .column(request_stats::Column::ServerId)
+            .column(request_stats::Column::LatencyBucket)
+            .column_as(request_stats::Column::Requests.sum(), "requests")
+            .column_as(request_stats::Column::Errors.sum(), "errors")
+            .column_as(request_stats::Column::DurationSumUs.sum(), "duration_sum_us")
+            .group_by(request_stats::Column::ServerId)
+            .group_by(request_stats::Column::LatencyBucket);
+        if let Some(since) = since {
+            query = query.filter(request_stats::Column::BucketStart.gte(minute(since)));
+        }
+        query.into_model::<StatsRow>().all(db).await
+    }
+}
+
+impl Mutation {
+    /// Inserts a user; `EmailTaken` when the email is in use in any letter case.
+    pub async fn create_user(
+        db: &DatabaseConnection,
+        name: String,
+        email: String,
+        created_by: &str,
+    ) -> Result<users::Model, WriteError> {
+        let now = Utc::now();
+        let model = users::ActiveModel {
+            id: Set(Uuid::now_v7()),
+            name: Set(name),
+            email: Set(email),
+            created_at: Set(now),
+            updated_at: Set(now),
+            created_by: Set(created_by.to_owned()),
+        };
+        Ok(Users::insert(model).exec_with_returning(db).await?)
+    }
+
+    /// Replaces a user's name and email.
+    pub async fn update_user(
+        db: &DatabaseConnection,
+        id: Uuid,
+        name: String,
+        email: String,
+    ) -> Result<users::Model, WriteError> {
+        let result = Users::update_many()
+            .col_expr(users::Column::Name, Expr::value(name))
+            .col_expr(users::Column::Email, Expr::value(email))
+            .col_expr(users::Column::UpdatedAt, Expr::value(Utc::now()))
+            .filter(users::Column::Id.eq(id))
+            .exec_with_returning(db)
+            .await?;
+        result.into_iter().next().ok_or(WriteError::NotFound)
+    }
+
+    /// Deletes a user; false when there was none.
+    pub async fn delete_user(db: &DatabaseConnection, id: Uuid) -> Result<bool, DbErr> {
+        Ok(Users::delete_by_id(id).exec(db).await?.rows_affected > 0)
+    }
+
+    /// Writes a batch of log rows and folds it into the `request_stats` rollup, atomically.
+    pub async fn insert_request_logs(
+        db: &DatabaseConnection,
+        server_id: &str,
+        records: &[LogRecord],
+    ) -> Result<(), DbErr> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let rows = records.iter().map(|r| requests_log::ActiveModel {
+            server_id: Set(server_id.to_owned()),
+            method: Set(r.method.to_owned()),
+            path: Set(r.route.to_owned()),
+            status: Set(i32::from(r.status)),
+            duration_us: Set(i64::try_from(r.duration_us).unwrap_or(i64::MAX)),
+            client_ip: Set(r.client_ip.map(|ip| ip.to_string())),
+            request_id: Set(r.request_id.to_string()),
+            created_at: Set(r.at),
+            ..Default::default()
+        });
+
+        let mut rollup: HashMap<(DateTime<Utc>, i32), (i64, i64, i64)> = HashMap::new();
+        for r in records {
+            let entry = rollup
+                .entry((minute(r.at), latency_bucket(r.duration_us)))
+                .or_default();
+            entry.0 += 1;
+            entry.1 += i64::from(r.status >= 500);
+            entry.2 += i64::try_from(r.duration_us).unwrap_or(i64::MAX);
+        }
+        let stats = rollup.into_iter().map(|((bucket_start, bucket), (n, errors, sum))| {
+            request_stats::ActiveModel {
+                server_id: Set(server_id.to_owned()),
+                bucket_start: Set(bucket_start),
+                latency_bucket: Set(bucket),
+                requests: Set(n),
+                errors: Set(errors),
+                duration_sum_us: Set(sum),
+            }
+        });
+        // `excluded` is the row that failed to insert: SQLite and PostgreSQL both name it so.
+        let accumulate = OnConflict::columns([
+            request_stats::Column::ServerId,
+            request_stats::Column::BucketStart,
+            request_stats::Column::LatencyBucket,
+        ])
+        .value(
+            request_stats::Column::Requests,
+            Expr::cust(r#""request_stats"."requests" + "excluded"."requests""#),
+        )
+        .value(
+            request_stats::Column::Errors,
+            Expr::cust(r#""request_stats"."errors" + "excluded"."errors""#),
+        )
+        .value(
+            request_stats::Column::DurationSumUs,
+            Expr::cust(r#""request_stats"."duration_sum_us" + "excluded"."duration_sum_us""#),
+        )
+        .to_owned();
+
+        let txn = db.begin().await?;
+        RequestsLog::insert_many(rows).exec(&txn).await?;
+        RequestStats::insert_many(stats).on_conflict(accumulate).exec(&txn).await?;
+        txn.commit().await
+    }
+}
+
+/// `at`, rounded down to its minute: the rollup's time resolution.
+pub fn minute(at: DateTime<Utc>) -> DateTime<Utc> {
+    at.duration_trunc(TimeDelta::minutes(1)).unwrap_or(at)
+}

@@ -1,0 +1,12 @@
+//! sea-orm entities of the API's shared database, one module per table.
+
+pub mod request_stats;
+pub mod requests_log;
+pub mod users;
+
+/// The entities, re-exported under their conventional names.
+pub mod prelude {
+    pub use super::request_stats::Entity as RequestStats;
+    pub use super::requests_log::Entity as RequestsLog;
+    pub use super::users::Entity as Users;
+}

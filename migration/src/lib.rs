@@ -1,0 +1,21 @@
+//! Schema migrations for the API's database (SQLite and PostgreSQL alike).
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20261129_000001_create_users;
+mod m20261129_000002_create_requests_log;
+mod m20261129_000003_create_request_stats;
+
+/// Every migration, in the order they apply.
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![
+            Box::new(m20261129_000001_create_users::Migration),
+            Box::new(m20261129_000002_create_requests_log::Migration),
+            Box::new(m20261129_000003_create_request_stats::Migration),
+        ]
+    }
+}
