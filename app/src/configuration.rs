@@ -121,7 +121,9 @@ impl Settings {
             let dir = PathBuf::from(dir);
             builder = builder
                 .add_source(config::File::from(dir.join("base.yaml")).required(false))
-                .add_source(config::File::from(dir.join(format!("{environment}.yaml"))).required(false));
+                .add_source(
+                    config::File::from(dir.join(format!("{environment}.yaml"))).required(false),
+                );
         }
         let raw = builder
             .add_source(
@@ -145,30 +147,46 @@ impl Settings {
                 .unwrap_or_else(|| "unknown".into());
         }
         let sid = &self.application.server_id;
-        if sid.len() > 64 || !sid.chars().all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c)) {
+        if sid.len() > 64
+            || !sid
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c))
+        {
             return Err(invalid(
                 "application.server_id",
                 format!("{sid:?} must be 1-64 characters of A-Z a-z 0-9 - _ . :"),
             ));
         }
         if self.application.body_limit_bytes == 0 {
-            return Err(invalid("application.body_limit_bytes", "must be at least 1".into()));
+            return Err(invalid(
+                "application.body_limit_bytes",
+                "must be at least 1".into(),
+            ));
         }
-        if self.application.host.parse::<std::net::IpAddr>().is_err() && self.application.host != "localhost" {
+        if self.application.host.parse::<std::net::IpAddr>().is_err()
+            && self.application.host != "localhost"
+        {
             return Err(invalid(
                 "application.host",
                 format!("{:?} is not an IP address", self.application.host),
             ));
         }
         let url = self.database.url.expose_secret();
-        if !(url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+        if !(url.starts_with("sqlite:")
+            || url.starts_with("postgres://")
+            || url.starts_with("postgresql://"))
+        {
             return Err(invalid(
                 "database.url",
-                "must start with sqlite: or postgres:// (value not shown: it may hold a password)".into(),
+                "must start with sqlite: or postgres:// (value not shown: it may hold a password)"
+                    .into(),
             ));
         }
         if self.database.max_connections == 0 {
-            return Err(invalid("database.max_connections", "must be at least 1".into()));
+            return Err(invalid(
+                "database.max_connections",
+                "must be at least 1".into(),
+            ));
         }
         if self.database.min_connections > self.database.max_connections {
             return Err(invalid(
@@ -177,12 +195,18 @@ impl Settings {
             ));
         }
         if self.database.health_timeout_ms == 0 {
-            return Err(invalid("database.health_timeout_ms", "must be at least 1".into()));
+            return Err(invalid(
+                "database.health_timeout_ms",
+                "must be at least 1".into(),
+            ));
         }
         if let Some(ca) = &self.database.ca_file
             && !ca.is_file()
         {
-            return Err(invalid("database.ca_file", format!("{} is not a readable file", ca.display())));
+            return Err(invalid(
+                "database.ca_file",
+                format!("{} is not a readable file", ca.display()),
+            ));
         }
         let log = &self.request_log;
         if log.queue_capacity == 0 || log.batch_size == 0 || log.flush_interval_ms == 0 {
@@ -192,12 +216,18 @@ impl Settings {
             ));
         }
         if log.batch_size > 5000 {
-            return Err(invalid("request_log.batch_size", "must be at most 5000".into()));
+            return Err(invalid(
+                "request_log.batch_size",
+                "must be at most 5000".into(),
+            ));
         }
         if tracing_subscriber::EnvFilter::try_new(&self.telemetry.log_level).is_err() {
             return Err(invalid(
                 "telemetry.log_level",
-                format!("{:?} is not a tracing filter directive", self.telemetry.log_level),
+                format!(
+                    "{:?} is not a tracing filter directive",
+                    self.telemetry.log_level
+                ),
             ));
         }
         Ok(())
@@ -238,7 +268,12 @@ pub fn redact_url(url: &str) -> String {
         (Some(scheme_end), Some(at)) if at > scheme_end => {
             let userinfo = &url[scheme_end + 3..at];
             let user = userinfo.split(':').next().unwrap_or("");
-            format!("{}{}:[redacted]{}", &url[..scheme_end + 3], user, &url[at..])
+            format!(
+                "{}{}:[redacted]{}",
+                &url[..scheme_end + 3],
+                user,
+                &url[at..]
+            )
         }
         _ => url.to_owned(),
     }

@@ -42,7 +42,10 @@ pub async fn connect(settings: &DatabaseSettings) -> Result<DatabaseConnection, 
         }
         if let Some(ca) = &ca_file {
             opts = opts.ssl_root_cert(ca);
-            if matches!(opts.get_ssl_mode(), PgSslMode::Prefer | PgSslMode::Allow | PgSslMode::Disable) {
+            if matches!(
+                opts.get_ssl_mode(),
+                PgSslMode::Prefer | PgSslMode::Allow | PgSslMode::Disable
+            ) {
                 opts = opts.ssl_mode(PgSslMode::VerifyFull);
             }
         }

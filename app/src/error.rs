@@ -49,7 +49,9 @@ impl ApiError {
             Self::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             Self::Conflict(_) => (StatusCode::CONFLICT, "email_taken"),
             Self::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
-            Self::UnsupportedMediaType => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
+            Self::UnsupportedMediaType => {
+                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
+            }
             Self::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
             Self::DatabaseUnavailable => (StatusCode::SERVICE_UNAVAILABLE, "database_unavailable"),
             Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal_error"),
@@ -64,9 +66,10 @@ impl ApiError {
         }
         let mut response = error_response(state, status, code, &self.to_string());
         if matches!(self, Self::Unauthorized(_)) {
-            response
-                .headers_mut()
-                .insert(http::header::WWW_AUTHENTICATE, http::HeaderValue::from_static("Bearer"));
+            response.headers_mut().insert(
+                http::header::WWW_AUTHENTICATE,
+                http::HeaderValue::from_static("Bearer"),
+            );
         }
         response
     }
@@ -113,7 +116,11 @@ pub fn error_response(state: &AppState, status: StatusCode, code: &str, message:
 /// Maps what warp's routing rejected (unknown path, wrong method) to the JSON envelope.
 pub async fn handle_rejection(state: AppState, err: Rejection) -> Result<Response, Infallible> {
     let (status, code, message) = if err.is_not_found() {
-        (StatusCode::NOT_FOUND, "not_found", "no such endpoint; GET / lists them".to_owned())
+        (
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "no such endpoint; GET / lists them".to_owned(),
+        )
     } else if err.find::<warp::reject::MethodNotAllowed>().is_some() {
         (
             StatusCode::METHOD_NOT_ALLOWED,
@@ -122,7 +129,11 @@ pub async fn handle_rejection(state: AppState, err: Rejection) -> Result<Respons
         )
     } else {
         tracing::error!(rejection = ?err, "unhandled rejection");
-        (StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "internal error".to_owned())
+        (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal_error",
+            "internal error".to_owned(),
+        )
     };
     Ok(error_response(&state, status, code, &message))
 }

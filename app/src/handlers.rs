@@ -46,14 +46,26 @@ pub struct IndexBody {
 /// The endpoints `GET /` lists.
 pub const ENDPOINTS: &[(&str, &str, &str)] = &[
     ("GET", "/", "this index"),
-    ("GET", "/health", "liveness and database check (used by the load balancer)"),
+    (
+        "GET",
+        "/health",
+        "liveness and database check (used by the load balancer)",
+    ),
     ("GET", "/server-info", "which instance answered"),
-    ("GET", "/api/users", "list users, newest first (?limit=1..500&offset=)"),
+    (
+        "GET",
+        "/api/users",
+        "list users, newest first (?limit=1..500&offset=)",
+    ),
     ("POST", "/api/users", "create a user {name, email}"),
     ("GET", "/api/users/:id", "one user"),
     ("PUT", "/api/users/:id", "replace a user's name and email"),
     ("DELETE", "/api/users/:id", "delete a user"),
-    ("GET", "/api/stats", "cluster-wide request distribution (?window=1h)"),
+    (
+        "GET",
+        "/api/stats",
+        "cluster-wide request distribution (?window=1h)",
+    ),
     ("GET", "/metrics", "Prometheus metrics"),
     ("GET", "/openapi.json", "OpenAPI 3 description of this API"),
 ];
@@ -65,7 +77,11 @@ pub async fn index(state: AppState) -> HandlerResult {
         version: env!("CARGO_PKG_VERSION"),
         endpoints: ENDPOINTS
             .iter()
-            .map(|&(method, path, description)| EndpointEntry { method, path, description })
+            .map(|&(method, path, description)| EndpointEntry {
+                method,
+                path,
+                description,
+            })
             .collect(),
         server_id: state.server_id().to_owned(),
     };
@@ -77,7 +93,9 @@ pub async fn index(state: AppState) -> HandlerResult {
 pub struct DatabaseHealth {
     /// `up` or `down`.
     pub status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub latency_ms: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
 
@@ -86,6 +104,7 @@ pub struct DatabaseHealth {
 pub struct HealthBody {
     /// `healthy` (200) or `unhealthy` (503).
     pub status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     pub server_id: String,
     pub version: &'static str,
@@ -116,7 +135,11 @@ pub async fn health(state: AppState) -> HandlerResult {
             let msg = "database error".to_owned();
             (
                 StatusCode::SERVICE_UNAVAILABLE,
-                DatabaseHealth { status: "down", latency_ms: None, error: Some(msg.clone()) },
+                DatabaseHealth {
+                    status: "down",
+                    latency_ms: None,
+                    error: Some(msg.clone()),
+                },
                 Some(msg),
             )
         }
@@ -125,13 +148,21 @@ pub async fn health(state: AppState) -> HandlerResult {
             tracing::warn!("health check: {msg}");
             (
                 StatusCode::SERVICE_UNAVAILABLE,
-                DatabaseHealth { status: "down", latency_ms: None, error: Some(msg.clone()) },
+                DatabaseHealth {
+                    status: "down",
+                    latency_ms: None,
+                    error: Some(msg.clone()),
+                },
                 Some(msg),
             )
         }
     };
     let body = HealthBody {
-        status: if status == StatusCode::OK { "healthy" } else { "unhealthy" },
+        status: if status == StatusCode::OK {
+            "healthy"
+        } else {
+            "unhealthy"
+        },
         reason,
         server_id: state.server_id().to_owned(),
         version: env!("CARGO_PKG_VERSION"),
@@ -276,7 +307,10 @@ where
         let location = format!("/api/users/{}", user.id);
         let mut response = json(
             StatusCode::CREATED,
-            &UserBody { user: user.into(), server_id: state.server_id().to_owned() },
+            &UserBody {
+                user: user.into(),
+                server_id: state.server_id().to_owned(),
+            },
         );
         if let Ok(value) = header::HeaderValue::from_str(&location) {
             response.headers_mut().insert(header::LOCATION, value);
@@ -293,10 +327,15 @@ where
 pub async fn get_user(id: String, state: AppState) -> HandlerResult {
     let result = async {
         let id = parse_id(&id)?;
-        let user = Query::find_user(state.db(), id).await?.ok_or_else(|| not_found(id))?;
+        let user = Query::find_user(state.db(), id)
+            .await?
+            .ok_or_else(|| not_found(id))?;
         Ok(json(
             StatusCode::OK,
-            &UserBody { user: user.into(), server_id: state.server_id().to_owned() },
+            &UserBody {
+                user: user.into(),
+                server_id: state.server_id().to_owned(),
+            },
         ))
     }
     .await;
@@ -309,7 +348,12 @@ pub async fn get_user(id: String, state: AppState) -> HandlerResult {
     (status = 401, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody),
     (status = 409, body = crate::error::ErrorBody), (status = 413, body = crate::error::ErrorBody),
     (status = 415, body = crate::error::ErrorBody)))]
-pub async fn update_user<S, B>(id: String, state: AppState, headers: HeaderMap, body: S) -> HandlerResult
+pub async fn update_user<S, B>(
+    id: String,
+    state: AppState,
+    headers: HeaderMap,
+    body: S,
+) -> HandlerResult
 where
     S: Stream<Item = Result<B, warp::Error>> + Send,
     B: Buf,
@@ -327,7 +371,10 @@ where
             })?;
         Ok(json(
             StatusCode::OK,
-            &UserBody { user: user.into(), server_id: state.server_id().to_owned() },
+            &UserBody {
+                user: user.into(),
+                server_id: state.server_id().to_owned(),
+            },
         ))
     }
     .await;
@@ -396,7 +443,11 @@ pub async fn get_stats(state: AppState, query: String) -> HandlerResult {
         )?;
         let (total_requests, servers) = stats::summarize(&rows);
         let body = StatsBody {
-            window: if window.is_some() { raw.trim().to_owned() } else { "all".into() },
+            window: if window.is_some() {
+                raw.trim().to_owned()
+            } else {
+                "all".into()
+            },
             since,
             generated_at: now,
             total_requests,
@@ -424,9 +475,10 @@ pub async fn metrics(state: AppState) -> HandlerResult {
 #[utoipa::path(get, path = "/openapi.json", responses((status = 200, description = "this document", content_type = "application/json")))]
 pub async fn openapi(state: AppState) -> HandlerResult {
     let mut response = Response::new(state.openapi_json().into());
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/json"));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/json"),
+    );
     Ok(response)
 }
 
@@ -439,8 +491,13 @@ fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
     let presented = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
-        .ok_or(ApiError::Unauthorized("writes need `Authorization: Bearer <api key>`"))?;
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .ok_or(ApiError::Unauthorized(
+            "writes need `Authorization: Bearer <api key>`",
+        ))?;
     if state.api_key_matches(presented.trim()) {
         Ok(())
     } else {
@@ -488,10 +545,30 @@ where
             chunk.advance(n);
         }
     }
-    serde_json::from_slice(&buf).map_err(|err| ApiError::BadRequest {
+    // The path (e.g. `name`) tells the caller which field was wrong, which serde alone omits.
+    let invalid = |message: String| ApiError::BadRequest {
         code: "invalid_json",
-        message: format!("request body is not valid: {err}"),
-    })
+        message,
+    };
+    // serde would also accept a struct written as an array (`["Ann", "a@x.io"]`).
+    if buf.trim_ascii_start().first() != Some(&b'{') {
+        return Err(invalid("request body must be a JSON object".into()));
+    }
+    let mut de = serde_json::Deserializer::from_slice(&buf);
+    let value = serde_path_to_error::deserialize(&mut de).map_err(|err| {
+        let path = err.path().to_string();
+        let inner = err.into_inner();
+        if path == "." {
+            invalid(format!(
+                "request body is not valid JSON for this endpoint: {inner}"
+            ))
+        } else {
+            invalid(format!("request body field `{path}` is not valid: {inner}"))
+        }
+    })?;
+    de.end()
+        .map_err(|err| invalid(format!("request body has trailing data: {err}")))?;
+    Ok(value)
 }
 
 fn validate_user(input: UserInput) -> Result<(String, String), ApiError> {
@@ -504,10 +581,14 @@ fn validate_user(input: UserInput) -> Result<(String, String), ApiError> {
         return Err(ApiError::validation("`name` must not be empty"));
     }
     if name.chars().count() > 100 {
-        return Err(ApiError::validation("`name` must be at most 100 characters"));
+        return Err(ApiError::validation(
+            "`name` must be at most 100 characters",
+        ));
     }
     if name.chars().any(char::is_control) {
-        return Err(ApiError::validation("`name` must not contain control characters"));
+        return Err(ApiError::validation(
+            "`name` must not contain control characters",
+        ));
     }
     let email = input
         .email
@@ -518,10 +599,14 @@ fn validate_user(input: UserInput) -> Result<(String, String), ApiError> {
         return Err(ApiError::validation("`email` must not be empty"));
     }
     if email.len() > 254 {
-        return Err(ApiError::validation("`email` must be at most 254 characters"));
+        return Err(ApiError::validation(
+            "`email` must be at most 254 characters",
+        ));
     }
     if !plausible_email(&email) {
-        return Err(ApiError::validation(format!("`email` {email:?} is not a valid email address")));
+        return Err(ApiError::validation(format!(
+            "`email` {email:?} is not a valid email address"
+        )));
     }
     Ok((name, email))
 }
@@ -529,11 +614,16 @@ fn validate_user(input: UserInput) -> Result<(String, String), ApiError> {
 /// One `@`, a non-empty local part of at most 64 characters, a dotted domain of sane labels,
 /// and no spaces or control characters.
 fn plausible_email(email: &str) -> bool {
-    let Some((local, domain)) = email.split_once('@') else { return false };
+    let Some((local, domain)) = email.split_once('@') else {
+        return false;
+    };
     if local.is_empty() || local.len() > 64 || domain.contains('@') {
         return false;
     }
-    if email.chars().any(|c| c.is_whitespace() || c.is_control() || "<>()[],;:\\\"".contains(c)) {
+    if email
+        .chars()
+        .any(|c| c.is_whitespace() || c.is_control() || "<>()[],;:\\\"".contains(c))
+    {
         return false;
     }
     let labels: Vec<&str> = domain.split('.').collect();
@@ -554,7 +644,13 @@ fn parse_query<T: serde::de::DeserializeOwned>(query: &str) -> Result<T, ApiErro
     })
 }
 
-fn parse_number(key: &str, raw: Option<&str>, default: u64, min: u64, max: u64) -> Result<u64, ApiError> {
+fn parse_number(
+    key: &str,
+    raw: Option<&str>,
+    default: u64,
+    min: u64,
+    max: u64,
+) -> Result<u64, ApiError> {
     let Some(raw) = raw else { return Ok(default) };
     match raw.trim().parse::<u64>() {
         Ok(n) if (min..=max).contains(&n) => Ok(n),
@@ -578,7 +674,9 @@ fn not_found(id: Uuid) -> ApiError {
 
 fn write_error(err: WriteError) -> ApiError {
     match err {
-        WriteError::EmailTaken => ApiError::Conflict("a user with this email already exists".into()),
+        WriteError::EmailTaken => {
+            ApiError::Conflict("a user with this email already exists".into())
+        }
         WriteError::NotFound => ApiError::NotFound("no such user".into()),
         WriteError::Db(err) => err.into(),
     }
@@ -592,7 +690,9 @@ mod tests {
     fn emails_need_a_local_part_and_a_dotted_domain() {
         assert!(plausible_email("ann@example.com"));
         assert!(plausible_email("a.b+tag@sub.example.io"));
-        for bad in ["ann", "@x.io", "ann@", "ann@x", "a b@x.io", "a@@x.io", "a@x..io", "a@-x.io"] {
+        for bad in [
+            "ann", "@x.io", "ann@", "ann@x", "a b@x.io", "a@@x.io", "a@x..io", "a@-x.io",
+        ] {
             assert!(!plausible_email(bad), "{bad} accepted");
         }
     }

@@ -30,7 +30,10 @@ pub fn run() -> ExitCode {
         }
     };
     telemetry::init(&settings.telemetry);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(err) => {
             eprintln!("error: cannot start the async runtime: {err}");
@@ -44,7 +47,10 @@ pub fn run() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            tracing::error!(error = format!("{err:#}"), "the server stopped with an error");
+            tracing::error!(
+                error = format!("{err:#}"),
+                "the server stopped with an error"
+            );
             eprintln!("error: {err:#}");
             ExitCode::FAILURE
         }

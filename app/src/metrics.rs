@@ -33,7 +33,10 @@ pub fn recorder() -> PrometheusHandle {
 }
 
 fn describe() {
-    metrics::describe_counter!("http_requests_total", "Requests answered, by route, method and status");
+    metrics::describe_counter!(
+        "http_requests_total",
+        "Requests answered, by route, method and status"
+    );
     metrics::describe_histogram!(
         "http_request_duration_seconds",
         metrics::Unit::Seconds,
@@ -41,9 +44,18 @@ fn describe() {
     );
     metrics::describe_gauge!("db_pool_connections", "Open database connections");
     metrics::describe_gauge!("db_pool_idle_connections", "Idle database connections");
-    metrics::describe_gauge!("request_log_queue_depth", "Request-log rows waiting for the database");
-    metrics::describe_counter!("request_log_dropped_total", "Request-log rows dropped because the queue was full");
-    metrics::describe_counter!("request_log_rows_written_total", "Request-log rows written to the database");
+    metrics::describe_gauge!(
+        "request_log_queue_depth",
+        "Request-log rows waiting for the database"
+    );
+    metrics::describe_counter!(
+        "request_log_dropped_total",
+        "Request-log rows dropped because the queue was full"
+    );
+    metrics::describe_counter!(
+        "request_log_rows_written_total",
+        "Request-log rows written to the database"
+    );
 }
 
 /// Sets the gauges that are cheaper to read at scrape time than to track.
@@ -52,6 +64,8 @@ pub fn refresh_gauges(state: &AppState) {
     metrics::gauge!("db_pool_connections").set(size as f64);
     metrics::gauge!("db_pool_idle_connections").set(idle as f64);
     metrics::gauge!("request_log_queue_depth").set(state.request_log().queue_depth() as f64);
+    // Registers the counter so a scrape shows 0 rather than nothing before the first drop.
+    metrics::counter!("request_log_dropped_total").increment(0);
 }
 
 fn pool_state(db: &sea_orm::DatabaseConnection) -> (u32, usize) {

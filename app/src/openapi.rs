@@ -40,5 +40,8 @@ impl Modify for BearerAuth {
 
 /// The document, serialised once at start.
 pub fn document_json() -> Vec<u8> {
-    ApiDoc::openapi().to_pretty_json().unwrap_or_default().into_bytes()
+    ApiDoc::openapi()
+        .to_pretty_json()
+        .unwrap_or_default()
+        .into_bytes()
 }

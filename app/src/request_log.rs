@@ -50,8 +50,11 @@ impl RequestLogHandle {
             let before = self.dropped.fetch_add(1, Ordering::Relaxed);
             metrics::counter!("request_log_dropped_total").increment(1);
             // One line per 1000 drops: enough to notice, not enough to flood the log.
-            if before % 1000 == 0 {
-                tracing::warn!(dropped_total = before + 1, "request log queue full; dropping rows");
+            if before.is_multiple_of(1000) {
+                tracing::warn!(
+                    dropped_total = before + 1,
+                    "request log queue full; dropping rows"
+                );
             }
         }
     }
@@ -89,7 +92,13 @@ pub fn spawn(
             dropped,
             log_health_checks: false,
         };
-        return (handle, RequestLogWriter { stop: None, task: None });
+        return (
+            handle,
+            RequestLogWriter {
+                stop: None,
+                task: None,
+            },
+        );
     }
     let (tx, rx) = mpsc::channel(settings.queue_capacity);
     let (stop_tx, stop_rx) = oneshot::channel();
@@ -185,7 +194,8 @@ impl Worker {
                     }
                     Err(err) => {
                         tracing::error!(error = %err, lost = total - written, "request log rows lost at shutdown");
-                        metrics::counter!("request_log_dropped_total").increment((total - written) as u64);
+                        metrics::counter!("request_log_dropped_total")
+                            .increment((total - written) as u64);
                         return;
                     }
                 }
@@ -206,7 +216,8 @@ impl Worker {
         loop {
             match Mutation::insert_request_logs(&self.db, &self.server_id, batch).await {
                 Ok(()) => {
-                    metrics::counter!("request_log_rows_written_total").increment(batch.len() as u64);
+                    metrics::counter!("request_log_rows_written_total")
+                        .increment(batch.len() as u64);
                     if failures > 0 {
                         tracing::info!(failures, "request log writes recovered");
                     }

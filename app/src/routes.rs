@@ -10,7 +10,9 @@ use crate::handlers;
 use crate::state::AppState;
 
 /// The whole API as one warp filter.
-pub fn api(state: AppState) -> impl Filter<Extract = (warp::reply::Response,), Error = Infallible> + Clone {
+pub fn api(
+    state: AppState,
+) -> impl Filter<Extract = (warp::reply::Response,), Error = Infallible> + Clone {
     let with_state = {
         let state = state.clone();
         warp::any().map(move || state.clone())
@@ -18,7 +20,10 @@ pub fn api(state: AppState) -> impl Filter<Extract = (warp::reply::Response,), E
     // `query::raw` rejects an empty query; an absent query is just "".
     let raw_query = warp::query::raw().or(warp::any().map(String::new)).unify();
 
-    let index = warp::path::end().and(warp::get()).and(with_state.clone()).and_then(handlers::index);
+    let index = warp::path::end()
+        .and(warp::get())
+        .and(with_state.clone())
+        .and_then(handlers::index);
     let health = warp::path!("health")
         .and(warp::get())
         .and(with_state.clone())

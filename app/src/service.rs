@@ -7,9 +7,8 @@ use entity::prelude::*;
 use entity::{request_stats, requests_log, users};
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, DatabaseConnection, DbErr, EntityTrait,
-    FromQueryResult, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, SqlErr,
-    TransactionTrait,
+    ActiveValue::Set, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, FromQueryResult,
+    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, SqlErr, TransactionTrait,
 };
 use uuid::Uuid;
 
@@ -74,7 +73,10 @@ impl Query {
         Ok((page, total))
     }
 
-    pub async fn find_user(db: &DatabaseConnection, id: Uuid) -> Result<Option<users::Model>, DbErr> {
+    pub async fn find_user(
+        db: &DatabaseConnection,
+        id: Uuid,
+    ) -> Result<Option<users::Model>, DbErr> {
         Users::find_by_id(id).one(db).await
     }
 
@@ -92,9 +94,13 @@ impl Query {
             .select_only()
             .column(request_stats::Column::ServerId)
             .column(request_stats::Column::LatencyBucket)
-            .column_as(request_stats::Column::Requests.sum(), "requests")
-            .column_as(request_stats::Column::Errors.sum(), "errors")
-            .column_as(request_stats::Column::DurationSumUs.sum(), "duration_sum_us")
+            // PostgreSQL sums BIGINT into NUMERIC; the cast keeps both databases on i64.
+            .column_as(Expr::cust("CAST(SUM(requests) AS BIGINT)"), "requests")
+            .column_as(Expr::cust("CAST(SUM(errors) AS BIGINT)"), "errors")
+            .column_as(
+                Expr::cust("CAST(SUM(duration_sum_us) AS BIGINT)"),
+                "duration_sum_us",
+            )
             .group_by(request_stats::Column::ServerId)
             .group_by(request_stats::Column::LatencyBucket);
         if let Some(since) = since {
@@ -176,16 +182,18 @@ impl Mutation {
             entry.1 += i64::from(r.status >= 500);
             entry.2 += i64::try_from(r.duration_us).unwrap_or(i64::MAX);
         }
-        let stats = rollup.into_iter().map(|((bucket_start, bucket), (n, errors, sum))| {
-            request_stats::ActiveModel {
-                server_id: Set(server_id.to_owned()),
-                bucket_start: Set(bucket_start),
-                latency_bucket: Set(bucket),
-                requests: Set(n),
-                errors: Set(errors),
-                duration_sum_us: Set(sum),
-            }
-        });
+        let stats = rollup
+            .into_iter()
+            .map(
+                |((bucket_start, bucket), (n, errors, sum))| request_stats::ActiveModel {
+                    server_id: Set(server_id.to_owned()),
+                    bucket_start: Set(bucket_start),
+                    latency_bucket: Set(bucket),
+                    requests: Set(n),
+                    errors: Set(errors),
+                    duration_sum_us: Set(sum),
+                },
+            );
         // `excluded` is the row that failed to insert: SQLite and PostgreSQL both name it so.
         let accumulate = OnConflict::columns([
             request_stats::Column::ServerId,
@@ -208,7 +216,10 @@ impl Mutation {
 
         let txn = db.begin().await?;
         RequestsLog::insert_many(rows).exec(&txn).await?;
-        RequestStats::insert_many(stats).on_conflict(accumulate).exec(&txn).await?;
+        RequestStats::insert_many(stats)
+            .on_conflict(accumulate)
+            .exec(&txn)
+            .await?;
         txn.commit().await
     }
 }

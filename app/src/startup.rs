@@ -42,7 +42,9 @@ impl Application {
             .await
             .context("cannot connect to the database (check database.url / APP__DATABASE__URL)")?;
         if settings.database.migrate_at_start(settings.is_sqlite()) {
-            database::migrate(&db).await.context("applying migrations")?;
+            database::migrate(&db)
+                .await
+                .context("applying migrations")?;
         }
         if settings.application.api_key.is_none() {
             tracing::warn!(
@@ -57,9 +59,9 @@ impl Application {
         );
         let state = AppState::new(&settings, db, log_handle, crate::metrics::recorder());
         let address = settings.application.address();
-        let listener = TcpListener::bind(&address)
-            .await
-            .with_context(|| format!("cannot listen on {address} (application.host / application.port)"))?;
+        let listener = TcpListener::bind(&address).await.with_context(|| {
+            format!("cannot listen on {address} (application.host / application.port)")
+        })?;
         let port = listener.local_addr()?.port();
         tracing::info!(
             server_id = state.server_id(),
@@ -94,7 +96,14 @@ impl Application {
     /// Serves until `signal` completes; then stops accepting, lets in-flight requests finish
     /// (at most `shutdown_grace_seconds`), flushes the request log and closes the pool.
     pub async fn run_until(self, signal: impl Future<Output = ()>) -> anyhow::Result<()> {
-        let Self { listener, state, writer, grace, keep_alive, .. } = self;
+        let Self {
+            listener,
+            state,
+            writer,
+            grace,
+            keep_alive,
+            ..
+        } = self;
         let filter = warp::service(routes::api(state.clone()));
         let graceful = hyper_util::server::graceful::GracefulShutdown::new();
         let mut http = hyper::server::conn::http1::Builder::new();
@@ -126,8 +135,14 @@ impl Application {
         }
         drop(listener);
         tracing::info!("shutting down: no new connections; draining in-flight requests");
-        if tokio::time::timeout(grace, graceful.shutdown()).await.is_err() {
-            tracing::warn!(grace_seconds = grace.as_secs(), "requests still running after the grace period were cut off");
+        if tokio::time::timeout(grace, graceful.shutdown())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                grace_seconds = grace.as_secs(),
+                "requests still running after the grace period were cut off"
+            );
         }
         writer.shutdown(grace).await;
         let _ = state.db().clone().close().await;
@@ -187,7 +202,9 @@ where
         let client_ip = client_ip(req.headers()).unwrap_or(self.peer.ip());
         let method = method_name(req.method());
         let route = routes::template(req.uri().path());
-        req.extensions_mut().insert(RequestContext { request_id: request_id.clone() });
+        req.extensions_mut().insert(RequestContext {
+            request_id: request_id.clone(),
+        });
         let span = tracing::info_span!("request", request_id = %request_id, method, route);
         let mut inner = self.inner.clone();
         let state = self.state.clone();
@@ -231,7 +248,9 @@ fn incoming_request_id(headers: &HeaderMap) -> Option<&str> {
     let value = headers.get(&X_REQUEST_ID)?.to_str().ok()?;
     let ok = !value.is_empty()
         && value.len() <= 128
-        && value.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b));
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b));
     ok.then_some(value)
 }
 

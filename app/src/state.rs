@@ -41,8 +41,8 @@ impl AppState {
         metrics: metrics_exporter_prometheus::PrometheusHandle,
     ) -> Self {
         let server_id = settings.application.server_id.clone();
-        let server_id_header = HeaderValue::from_str(&server_id)
-            .expect("server_id was validated to be header-safe");
+        let server_id_header =
+            HeaderValue::from_str(&server_id).expect("server_id was validated to be header-safe");
         Self(Arc::new(Inner {
             db,
             server_id_header,

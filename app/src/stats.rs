@@ -17,7 +17,9 @@ pub fn latency_bucket(duration_us: u64) -> i32 {
     if duration_us <= 1 {
         return 0;
     }
-    ((duration_us as f64).log2() * BUCKETS_PER_OCTAVE).floor().min(f64::from(MAX_BUCKET)) as i32
+    ((duration_us as f64).log2() * BUCKETS_PER_OCTAVE)
+        .floor()
+        .min(f64::from(MAX_BUCKET)) as i32
 }
 
 /// The latency a bucket stands for: its geometric middle, in microseconds.
@@ -32,7 +34,9 @@ pub fn parse_window(raw: &str) -> Result<Option<Duration>, String> {
         return Ok(None);
     }
     let problem = || {
-        format!("window {raw:?} is not a number followed by s, m, h or d (e.g. 15m, 1h, 24h, 7d), or `all`")
+        format!(
+            "window {raw:?} is not a number followed by s, m, h or d (e.g. 15m, 1h, 24h, 7d), or `all`"
+        )
     };
     let (digits, unit) = raw.split_at(raw.len() - 1);
     let n: u64 = digits.parse().map_err(|_| problem())?;
@@ -120,7 +124,11 @@ pub fn summarize(rows: &[StatsRow]) -> (u64, Vec<ServerStats>) {
             }
         })
         .collect();
-    out.sort_by(|a, b| b.requests.cmp(&a.requests).then(a.server_id.cmp(&b.server_id)));
+    out.sort_by(|a, b| {
+        b.requests
+            .cmp(&a.requests)
+            .then(a.server_id.cmp(&b.server_id))
+    });
     (total, out)
 }
 
@@ -131,7 +139,10 @@ pub fn percentages(counts: &[u64], total: u64) -> Vec<f64> {
     }
     // Work in hundredths of a percent so the rounding is exact.
     let exact: Vec<u128> = counts.iter().map(|&c| u128::from(c) * 10_000).collect();
-    let mut floors: Vec<u64> = exact.iter().map(|e| (e / u128::from(total)) as u64).collect();
+    let mut floors: Vec<u64> = exact
+        .iter()
+        .map(|e| (e / u128::from(total)) as u64)
+        .collect();
     let short = 10_000 - floors.iter().sum::<u64>();
     let mut order: Vec<usize> = (0..counts.len()).collect();
     order.sort_by_key(|&i| std::cmp::Reverse(exact[i] % u128::from(total)));
@@ -157,7 +168,10 @@ mod tests {
     fn thirds_add_up_to_one_hundred() {
         let p = percentages(&[1, 1, 1], 3);
         assert_eq!(p.iter().sum::<f64>().round(), 100.0);
-        assert_eq!((p.iter().map(|x| (x * 100.0).round() as u64).sum::<u64>()), 10_000);
+        assert_eq!(
+            (p.iter().map(|x| (x * 100.0).round() as u64).sum::<u64>()),
+            10_000
+        );
         assert!(p.contains(&33.34) && p.contains(&33.33));
     }
 
@@ -201,7 +215,11 @@ mod tests {
         let a = &servers[0];
         assert_eq!(a.errors, 2);
         assert_eq!(a.error_rate, 0.02);
-        assert!((a.p95_latency_ms - 50.0).abs() < 5.0, "{}", a.p95_latency_ms);
+        assert!(
+            (a.p95_latency_ms - 50.0).abs() < 5.0,
+            "{}",
+            a.p95_latency_ms
+        );
         assert!((a.avg_latency_ms - 5.9).abs() < 1e-9);
         assert_eq!(a.percent, 100.0);
     }

@@ -8,8 +8,8 @@ use crate::configuration::{LogFormat, TelemetrySettings};
 /// Installs the global subscriber. `RUST_LOG` wins over the configured level. Returns false
 /// when a subscriber was already installed (tests start many apps in one process).
 pub fn init(settings: &TelemetrySettings) -> bool {
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new(&settings.log_level));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&settings.log_level));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_span_events(FmtSpan::NONE)

@@ -1,1 +1,34 @@
+//! Integration tests: the real server on a free port, over HTTP, against SQLite and
+//! PostgreSQL alike.
 
+/// Runs each listed `async fn(Backend)` once against SQLite and once against PostgreSQL.
+macro_rules! on_both_databases {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(crate::helpers::Backend::Sqlite).await
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    if let Some(backend) = crate::helpers::Backend::postgres() {
+                        super::$name(backend).await
+                    }
+                }
+            )*
+        }
+    };
+}
+
+mod auth;
+mod health;
+mod helpers;
+mod request_log;
+mod routing;
+mod stats;
+mod users;

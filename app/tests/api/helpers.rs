@@ -1,0 +1,337 @@
+//! `spawn_app()` and friends: start the real application on port 0 with a fresh database.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use app::configuration::{MigrationsMode, Settings};
+use app::startup::Application;
+use app::state::AppState;
+use sea_orm::{ConnectionTrait, Database, DatabaseConnection, Statement};
+use secrecy::SecretString;
+use serde_json::Value;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// Which database a test runs against.
+#[derive(Clone, Debug)]
+pub enum Backend {
+    Sqlite,
+    /// The server URL from `TEST_DATABASE_URL`; each app gets its own fresh database on it.
+    Postgres(String),
+}
+
+impl Backend {
+    /// PostgreSQL from `TEST_DATABASE_URL`. In CI its absence fails the test; elsewhere the
+    /// test is skipped with a notice.
+    pub fn postgres() -> Option<Self> {
+        match std::env::var("TEST_DATABASE_URL") {
+            Ok(url) if !url.is_empty() => Some(Self::Postgres(url)),
+            _ if std::env::var_os("CI").is_some() => {
+                panic!("TEST_DATABASE_URL must be set in CI: PostgreSQL tests may not be skipped")
+            }
+            _ => {
+                static NOTICE: AtomicBool = AtomicBool::new(false);
+                if !NOTICE.swap(true, Ordering::Relaxed) {
+                    eprintln!("notice: TEST_DATABASE_URL is not set; skipping PostgreSQL tests");
+                }
+                None
+            }
+        }
+    }
+}
+
+/// Knobs tests turn; everything else is the embedded defaults.
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub api_key: Option<String>,
+    pub body_limit_bytes: u64,
+    pub request_log: bool,
+    pub log_health_checks: bool,
+    pub flush_interval_ms: u64,
+    pub max_connections: u32,
+    pub health_timeout_ms: u64,
+    pub server_id: String,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            api_key: None,
+            body_limit_bytes: 16 * 1024,
+            request_log: true,
+            log_health_checks: false,
+            flush_interval_ms: 50,
+            max_connections: 10,
+            health_timeout_ms: 1000,
+            server_id: format!("test-{}", &uuid::Uuid::now_v7().simple().to_string()[24..]),
+        }
+    }
+}
+
+/// A running application and what tests need to talk to it.
+pub struct TestApp {
+    pub address: String,
+    pub server_id: String,
+    pub api_key: Option<String>,
+    pub client: reqwest::Client,
+    pub state: AppState,
+    /// Where the database is, so tests can look at it even after the app stopped.
+    pub database_url: String,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<anyhow::Result<()>>>,
+    _dir: tempfile::TempDir,
+}
+
+/// Starts the app with default options.
+pub async fn spawn_app(backend: Backend) -> TestApp {
+    spawn_app_with(backend, Options::default()).await
+}
+
+/// Starts the app on 127.0.0.1:0 with a database nobody else uses.
+pub async fn spawn_app_with(backend: Backend, options: Options) -> TestApp {
+    init_logs();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let database_url = match &backend {
+        Backend::Sqlite => format!("sqlite://{}/test.sqlite?mode=rwc", dir.path().display()),
+        Backend::Postgres(server) => fresh_postgres_database(server).await,
+    };
+    // Tests set no APP__ variables, so this is the embedded defaults.
+    let mut settings = Settings::load().expect("embedded configuration loads");
+    settings.application.host = "127.0.0.1".into();
+    settings.application.port = 0;
+    settings.application.server_id = options.server_id.clone();
+    settings.application.api_key = options.api_key.clone().map(SecretString::from);
+    settings.application.body_limit_bytes = options.body_limit_bytes;
+    settings.application.shutdown_grace_seconds = 5;
+    settings.database.url = SecretString::from(database_url.clone());
+    settings.database.run_migrations = MigrationsMode::Always;
+    settings.database.max_connections = options.max_connections;
+    settings.database.min_connections = 1;
+    settings.database.acquire_timeout_seconds = 30;
+    settings.database.health_timeout_ms = options.health_timeout_ms;
+    settings.request_log.enabled = options.request_log;
+    settings.request_log.log_health_checks = options.log_health_checks;
+    settings.request_log.flush_interval_ms = options.flush_interval_ms;
+    settings.resolve().expect("test settings are valid");
+
+    let app = Application::build(settings).await.expect("app builds");
+    let address = format!("http://127.0.0.1:{}", app.port());
+    let state = app.state().clone();
+    let (stop_tx, stop_rx) = oneshot::channel::<()>();
+    let task = tokio::spawn(app.run_until(async {
+        let _ = stop_rx.await;
+    }));
+    TestApp {
+        address,
+        server_id: options.server_id,
+        api_key: options.api_key,
+        client: reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .unwrap(),
+        state,
+        database_url,
+        stop: Some(stop_tx),
+        task: Some(task),
+        _dir: dir,
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.address, path)
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    /// POSTs JSON with the app's API key (if any).
+    pub async fn post_json(&self, path: &str, body: &Value) -> reqwest::Response {
+        self.authorized(self.client.post(self.url(path)))
+            .json(body)
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    pub async fn put_json(&self, path: &str, body: &Value) -> reqwest::Response {
+        self.authorized(self.client.put(self.url(path)))
+            .json(body)
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    pub async fn delete(&self, path: &str) -> reqwest::Response {
+        self.authorized(self.client.delete(self.url(path)))
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    pub fn authorized(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match &self.api_key {
+            Some(key) => request.bearer_auth(key),
+            None => request,
+        }
+    }
+
+    /// Creates a user and returns its JSON.
+    pub async fn create_user(&self, name: &str, email: &str) -> Value {
+        let response = self
+            .post_json(
+                "/api/users",
+                &serde_json::json!({"name": name, "email": email}),
+            )
+            .await;
+        assert_eq!(response.status(), 201, "creating {email}");
+        response.json::<Value>().await.unwrap()["user"].clone()
+    }
+
+    /// A fresh connection to the app's database (usable after the app stopped).
+    pub async fn connect_db(&self) -> DatabaseConnection {
+        Database::connect(&self.database_url)
+            .await
+            .expect("test database reachable")
+    }
+
+    /// `SELECT count(*) FROM ... WHERE ...` on a fresh connection.
+    pub async fn count(&self, db: &DatabaseConnection, from_where: &str) -> i64 {
+        let backend = db.get_database_backend();
+        let row = db
+            .query_one_raw(Statement::from_string(
+                backend,
+                format!("SELECT count(*) AS n FROM {from_where}"),
+            ))
+            .await
+            .expect("count query")
+            .expect("one row");
+        row.try_get::<i64>("", "n").expect("count column")
+    }
+
+    /// Waits (bounded) until `from_where` counts at least `n` rows.
+    pub async fn wait_for_rows(&self, from_where: &str, n: i64) -> i64 {
+        let db = self.connect_db().await;
+        let mut seen = 0;
+        for _ in 0..100 {
+            seen = self.count(&db, from_where).await;
+            if seen >= n {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        seen
+    }
+
+    /// Triggers graceful shutdown and waits for it to finish.
+    pub async fn stop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            tokio::time::timeout(Duration::from_secs(20), task)
+                .await
+                .expect("shutdown finishes in time")
+                .expect("server task did not panic")
+                .expect("server stopped cleanly");
+        }
+    }
+}
+
+fn init_logs() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let filter = std::env::var("TEST_LOG").unwrap_or_else(|_| "error".into());
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_test_writer()
+            .try_init();
+    });
+}
+
+/// Creates `rustlb_test_<pid>_<random>` on the server and returns its URL. Databases left by
+/// test processes that are gone are dropped first (once per process).
+async fn fresh_postgres_database(server_url: &str) -> String {
+    let admin = Database::connect(server_url)
+        .await
+        .unwrap_or_else(|e| panic!("cannot reach PostgreSQL at TEST_DATABASE_URL: {e}"));
+    static CLEANED: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
+    CLEANED
+        .get_or_init(|| async {
+            let rows = admin
+                .query_all_raw(Statement::from_string(
+                    admin.get_database_backend(),
+                    "SELECT datname FROM pg_database WHERE datname LIKE 'rustlb_test_%'".to_owned(),
+                ))
+                .await
+                .unwrap_or_default();
+            for row in rows {
+                let Ok(name) = row.try_get::<String>("", "datname") else {
+                    continue;
+                };
+                let pid = name.split('_').nth(2).and_then(|p| p.parse::<u32>().ok());
+                let alive =
+                    pid.is_some_and(|p| std::path::Path::new(&format!("/proc/{p}")).exists());
+                if !alive {
+                    let _ = admin
+                        .execute_unprepared(&format!(
+                            "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
+                        ))
+                        .await;
+                }
+            }
+        })
+        .await;
+    let name = format!(
+        "rustlb_test_{}_{}",
+        std::process::id(),
+        uuid::Uuid::now_v7().simple()
+    );
+    admin
+        .execute_unprepared(&format!("CREATE DATABASE \"{name}\""))
+        .await
+        .expect("create test database");
+    let _ = admin.close().await;
+    with_database(server_url, &name)
+}
+
+/// Replaces the database name in a PostgreSQL URL.
+fn with_database(url: &str, name: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let scheme_end = base.find("://").map(|i| i + 3).unwrap_or(0);
+    let host_part = match base[scheme_end..].find('/') {
+        Some(slash) => &base[..scheme_end + slash],
+        None => base,
+    };
+    match query {
+        Some(q) => format!("{host_part}/{name}?{q}"),
+        None => format!("{host_part}/{name}"),
+    }
+}
+
+/// The `error.code` of an error response, checking the envelope on the way.
+pub async fn error_code(response: reqwest::Response, server_id: &str) -> String {
+    let body: Value = response.json().await.expect("error body is JSON");
+    assert_eq!(
+        body["server_id"], server_id,
+        "error envelope names the server: {body}"
+    );
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "message: {body}"
+    );
+    body["error"]["code"]
+        .as_str()
+        .expect("error.code")
+        .to_owned()
+}

@@ -1,0 +1,116 @@
+//! `requests_log`: every request becomes a row, off the request path, and none is lost at
+//! shutdown.
+
+use sea_orm::{ConnectionTrait, Statement};
+
+use crate::helpers::{Backend, Options, spawn_app, spawn_app_with};
+
+async fn each_request_is_logged_with_server_route_status_and_duration(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let user = app.create_user("Ann", "ann@example.com").await;
+    let id = user["id"].as_str().unwrap();
+    app.client
+        .get(app.url(&format!("/api/users/{id}")))
+        .header("x-request-id", "req-log-1")
+        .header("x-forwarded-for", "203.0.113.9, 10.0.0.2")
+        .send()
+        .await
+        .unwrap();
+    app.get("/api/users/not-a-uuid").await;
+
+    assert!(app.wait_for_rows("requests_log", 3).await >= 3);
+    let db = app.connect_db().await;
+    let row = db
+        .query_one_raw(Statement::from_string(
+            db.get_database_backend(),
+            "SELECT server_id, method, path, status, duration_us, client_ip FROM requests_log \
+             WHERE request_id = 'req-log-1'"
+                .to_owned(),
+        ))
+        .await
+        .unwrap()
+        .expect("the request with id req-log-1 was logged");
+    assert_eq!(
+        row.try_get::<String>("", "server_id").unwrap(),
+        app.server_id
+    );
+    assert_eq!(row.try_get::<String>("", "method").unwrap(), "GET");
+    assert_eq!(row.try_get::<String>("", "path").unwrap(), "/api/users/:id");
+    assert_eq!(row.try_get::<i32>("", "status").unwrap(), 200);
+    assert!(row.try_get::<i64>("", "duration_us").unwrap() > 0);
+    assert_eq!(
+        row.try_get::<Option<String>>("", "client_ip")
+            .unwrap()
+            .as_deref(),
+        Some("203.0.113.9")
+    );
+
+    let where_400 = "requests_log WHERE status = 400 AND path = '/api/users/:id'";
+    assert_eq!(app.count(&db, where_400).await, 1);
+    assert_eq!(
+        app.count(&db, "requests_log WHERE method = 'POST' AND status = 201")
+            .await,
+        1
+    );
+}
+
+async fn health_checks_are_logged_only_when_configured(backend: Backend) {
+    let quiet = spawn_app(backend.clone()).await;
+    quiet.get("/health").await;
+    quiet.get("/server-info").await;
+    quiet.wait_for_rows("requests_log", 1).await;
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let db = quiet.connect_db().await;
+    assert_eq!(
+        quiet
+            .count(&db, "requests_log WHERE path = '/health'")
+            .await,
+        0
+    );
+
+    let chatty = spawn_app_with(
+        backend,
+        Options {
+            log_health_checks: true,
+            ..Options::default()
+        },
+    )
+    .await;
+    chatty.get("/health").await;
+    assert_eq!(
+        chatty
+            .wait_for_rows("requests_log WHERE path = '/health'", 1)
+            .await,
+        1
+    );
+}
+
+async fn shutdown_flushes_queued_log_rows(backend: Backend) {
+    // A flush interval far longer than the test: only the shutdown flush can write the rows.
+    let options = Options {
+        flush_interval_ms: 600_000,
+        ..Options::default()
+    };
+    let mut app = spawn_app_with(backend, options).await;
+    for _ in 0..25 {
+        assert_eq!(app.get("/server-info").await.status(), 200);
+    }
+    let db = app.connect_db().await;
+    assert_eq!(
+        app.count(&db, "requests_log").await,
+        0,
+        "rows waited in the queue"
+    );
+    app.stop().await;
+    assert_eq!(
+        app.count(&db, "requests_log WHERE path = '/server-info'")
+            .await,
+        25
+    );
+}
+
+on_both_databases!(
+    each_request_is_logged_with_server_route_status_and_duration,
+    health_checks_are_logged_only_when_configured,
+    shutdown_flushes_queued_log_rows,
+);

@@ -1,0 +1,165 @@
+//! The index, unknown paths, wrong methods, request ids, OpenAPI and metrics.
+
+use serde_json::Value;
+
+use crate::helpers::{Backend, error_code, spawn_app};
+
+async fn the_index_lists_every_endpoint(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let body: Value = app.get("/").await.json().await.unwrap();
+    let paths: Vec<&str> = body["endpoints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["path"].as_str().unwrap())
+        .collect();
+    for path in [
+        "/health",
+        "/server-info",
+        "/api/users",
+        "/api/users/:id",
+        "/api/stats",
+        "/metrics",
+        "/openapi.json",
+    ] {
+        assert!(paths.contains(&path), "{path} not listed");
+    }
+    assert_eq!(body["server_id"], app.server_id.as_str());
+}
+
+async fn an_unknown_path_is_a_json_404(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let response = app.get("/no/such/thing").await;
+    assert_eq!(response.status(), 404);
+    assert_eq!(response.headers()["x-server-id"], app.server_id.as_str());
+    assert_eq!(error_code(response, &app.server_id).await, "not_found");
+}
+
+async fn a_wrong_method_is_a_json_405(backend: Backend) {
+    let app = spawn_app(backend).await;
+    for (method, path) in [
+        (reqwest::Method::PATCH, "/api/users"),
+        (reqwest::Method::POST, "/health"),
+        (reqwest::Method::DELETE, "/api/stats"),
+        (
+            reqwest::Method::POST,
+            "/api/users/0190c3a4-0000-7000-8000-000000000000",
+        ),
+    ] {
+        let response = app
+            .client
+            .request(method.clone(), app.url(path))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 405, "{method} {path}");
+        assert_eq!(
+            error_code(response, &app.server_id).await,
+            "method_not_allowed"
+        );
+    }
+}
+
+async fn a_request_id_is_echoed_or_generated(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let given = app
+        .client
+        .get(app.url("/server-info"))
+        .header("x-request-id", "trace-abc.123")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(given.headers()["x-request-id"], "trace-abc.123");
+
+    let generated = app.get("/server-info").await;
+    let id = generated.headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(uuid::Uuid::parse_str(&id).is_ok(), "generated id {id}");
+
+    let unsafe_id = "x".repeat(200);
+    let replaced = app
+        .client
+        .get(app.url("/server-info"))
+        .header("x-request-id", &unsafe_id)
+        .send()
+        .await
+        .unwrap();
+    let echoed = replaced.headers()["x-request-id"].to_str().unwrap();
+    assert_ne!(echoed, unsafe_id);
+    assert!(uuid::Uuid::parse_str(echoed).is_ok());
+}
+
+async fn openapi_describes_every_endpoint(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let response = app.get("/openapi.json").await;
+    assert_eq!(response.status(), 200);
+    let doc: Value = response.json().await.unwrap();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    let paths = doc["paths"].as_object().unwrap();
+    for (path, method) in [
+        ("/", "get"),
+        ("/health", "get"),
+        ("/server-info", "get"),
+        ("/api/users", "get"),
+        ("/api/users", "post"),
+        ("/api/users/{id}", "get"),
+        ("/api/users/{id}", "put"),
+        ("/api/users/{id}", "delete"),
+        ("/api/stats", "get"),
+        ("/metrics", "get"),
+        ("/openapi.json", "get"),
+    ] {
+        assert!(
+            paths.get(path).and_then(|p| p.get(method)).is_some(),
+            "{method} {path} undocumented"
+        );
+    }
+    let schemas = doc["components"]["schemas"].as_object().unwrap();
+    for schema in [
+        "UserInput",
+        "UserBody",
+        "UserListBody",
+        "StatsBody",
+        "ErrorBody",
+        "HealthBody",
+    ] {
+        assert!(schemas.contains_key(schema), "schema {schema} missing");
+    }
+}
+
+async fn metrics_expose_requests_latency_pool_and_queue(backend: Backend) {
+    let app = spawn_app(backend).await;
+    app.get("/server-info").await;
+    let response = app.get("/metrics").await;
+    assert_eq!(response.status(), 200);
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain")
+    );
+    let text = response.text().await.unwrap();
+    for needle in [
+        "http_requests_total{route=\"/server-info\",method=\"GET\",status=\"200\"}",
+        "http_request_duration_seconds_bucket",
+        "db_pool_connections",
+        "request_log_queue_depth",
+        "request_log_dropped_total",
+    ] {
+        assert!(
+            text.contains(needle),
+            "{needle} missing from /metrics:\n{text}"
+        );
+    }
+}
+
+on_both_databases!(
+    the_index_lists_every_endpoint,
+    an_unknown_path_is_a_json_404,
+    a_wrong_method_is_a_json_405,
+    a_request_id_is_echoed_or_generated,
+    openapi_describes_every_endpoint,
+    metrics_expose_requests_latency_pool_and_queue,
+);

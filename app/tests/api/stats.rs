@@ -1,0 +1,134 @@
+//! `/api/stats`: the cluster's request distribution, read from the shared database.
+
+use std::sync::Arc;
+
+use app::request_log::LogRecord;
+use app::service::Mutation;
+use chrono::{Duration, Utc};
+use serde_json::Value;
+
+use crate::helpers::{Backend, Options, error_code, spawn_app, spawn_app_with};
+
+fn record(status: u16, duration_us: u64, minutes_ago: i64) -> LogRecord {
+    LogRecord {
+        method: "GET",
+        route: "/server-info",
+        status,
+        duration_us,
+        client_ip: None,
+        request_id: Arc::from("seed"),
+        at: Utc::now() - Duration::minutes(minutes_ago),
+    }
+}
+
+async fn stats_split_requests_per_server_with_percentages_adding_to_100(backend: Backend) {
+    // Logging off: only the seeded rows count.
+    let app = spawn_app_with(
+        backend,
+        Options {
+            request_log: false,
+            ..Options::default()
+        },
+    )
+    .await;
+    let db = app.state.db();
+    let a: Vec<_> = (0..4)
+        .map(|i| record(if i == 0 { 503 } else { 200 }, 1_000, 0))
+        .collect();
+    let b: Vec<_> = (0..2).map(|_| record(200, 3_000, 0)).collect();
+    let c = vec![record(200, 2_000, 0)];
+    Mutation::insert_request_logs(db, "node-a", &a)
+        .await
+        .unwrap();
+    Mutation::insert_request_logs(db, "node-b", &b)
+        .await
+        .unwrap();
+    Mutation::insert_request_logs(db, "node-c", &c)
+        .await
+        .unwrap();
+    app.create_user("Ann", "ann@example.com").await;
+
+    let response = app.get("/api/stats").await;
+    assert_eq!(response.status(), 200);
+    let stats: Value = response.json().await.unwrap();
+    assert_eq!(stats["window"], "all");
+    assert_eq!(stats["total_requests"], 7);
+    assert_eq!(stats["total_users"], 1);
+    assert_eq!(stats["server_id"], app.server_id.as_str());
+    let servers = stats["servers"].as_array().unwrap();
+    let ids: Vec<&str> = servers
+        .iter()
+        .map(|s| s["server_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["node-a", "node-b", "node-c"], "busiest first");
+    let percents: Vec<f64> = servers
+        .iter()
+        .map(|s| s["percent"].as_f64().unwrap())
+        .collect();
+    assert_eq!(percents, [57.14, 28.57, 14.29]);
+    assert!((percents.iter().sum::<f64>() - 100.0).abs() < 1e-9);
+    assert_eq!(servers[0]["requests"], 4);
+    assert_eq!(servers[0]["errors"], 1);
+    assert_eq!(servers[0]["error_rate"], 0.25);
+    assert_eq!(servers[0]["avg_latency_ms"], 1.0);
+    assert_eq!(servers[1]["avg_latency_ms"], 3.0);
+    let p95 = servers[1]["p95_latency_ms"].as_f64().unwrap();
+    assert!((p95 - 3.0).abs() < 0.3, "p95 {p95}");
+    assert_eq!(servers[2]["errors"], 0);
+}
+
+async fn a_window_counts_only_recent_requests(backend: Backend) {
+    let app = spawn_app_with(
+        backend,
+        Options {
+            request_log: false,
+            ..Options::default()
+        },
+    )
+    .await;
+    let db = app.state.db();
+    let rows = [
+        record(200, 500, 0),
+        record(200, 500, 30),
+        record(200, 500, 120),
+        record(500, 500, 2000),
+    ];
+    Mutation::insert_request_logs(db, "node-a", &rows)
+        .await
+        .unwrap();
+
+    let hour: Value = app.get("/api/stats?window=1h").await.json().await.unwrap();
+    assert_eq!(hour["window"], "1h");
+    assert!(hour["since"].is_string());
+    assert_eq!(hour["total_requests"], 2);
+    let day: Value = app.get("/api/stats?window=24h").await.json().await.unwrap();
+    assert_eq!(day["total_requests"], 3);
+    assert_eq!(day["servers"][0]["errors"], 0);
+    let all: Value = app.get("/api/stats").await.json().await.unwrap();
+    assert_eq!(all["total_requests"], 4);
+    assert_eq!(all["servers"][0]["errors"], 1);
+
+    for bad in ["window=1y", "window=abc", "window=0h", "span=1h"] {
+        let response = app.get(&format!("/api/stats?{bad}")).await;
+        assert_eq!(response.status(), 400, "{bad}");
+        assert_eq!(error_code(response, &app.server_id).await, "invalid_query");
+    }
+}
+
+async fn stats_count_the_requests_this_server_answered(backend: Backend) {
+    let app = spawn_app(backend).await;
+    for _ in 0..10 {
+        app.get("/server-info").await;
+    }
+    app.wait_for_rows("requests_log", 10).await;
+    let stats: Value = app.get("/api/stats?window=5m").await.json().await.unwrap();
+    assert_eq!(stats["total_requests"], 10);
+    assert_eq!(stats["servers"][0]["server_id"], app.server_id.as_str());
+    assert_eq!(stats["servers"][0]["percent"], 100.0);
+}
+
+on_both_databases!(
+    stats_split_requests_per_server_with_percentages_adding_to_100,
+    a_window_counts_only_recent_requests,
+    stats_count_the_requests_this_server_answered,
+);
