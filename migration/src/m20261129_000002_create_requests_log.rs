@@ -20,13 +20,29 @@ impl MigrationTrait for Migration {
                             .auto_increment()
                             .primary_key(),
                     )
-                    .col(ColumnDef::new(RequestsLog::ServerId).string_len(64).not_null())
-                    .col(ColumnDef::new(RequestsLog::Method).string_len(16).not_null())
+                    .col(
+                        ColumnDef::new(RequestsLog::ServerId)
+                            .string_len(64)
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(RequestsLog::Method)
+                            .string_len(16)
+                            .not_null(),
+                    )
                     .col(ColumnDef::new(RequestsLog::Path).string_len(128).not_null())
                     .col(ColumnDef::new(RequestsLog::Status).integer().not_null())
-                    .col(ColumnDef::new(RequestsLog::DurationUs).big_integer().not_null())
+                    .col(
+                        ColumnDef::new(RequestsLog::DurationUs)
+                            .big_integer()
+                            .not_null(),
+                    )
                     .col(ColumnDef::new(RequestsLog::ClientIp).string_len(64).null())
-                    .col(ColumnDef::new(RequestsLog::RequestId).string_len(128).not_null())
+                    .col(
+                        ColumnDef::new(RequestsLog::RequestId)
+                            .string_len(128)
+                            .not_null(),
+                    )
                     .col(
                         ColumnDef::new(RequestsLog::CreatedAt)
                             .timestamp_with_time_zone()
@@ -70,7 +86,12 @@ impl MigrationTrait for Migration {
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         manager
-            .drop_table(Table::drop().table(RequestsLog::Table).if_exists().to_owned())
+            .drop_table(
+                Table::drop()
+                    .table(RequestsLog::Table)
+                    .if_exists()
+                    .to_owned(),
+            )
             .await
     }
 }

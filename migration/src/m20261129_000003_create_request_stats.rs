@@ -14,16 +14,36 @@ impl MigrationTrait for Migration {
                 Table::create()
                     .table(RequestStats::Table)
                     .if_not_exists()
-                    .col(ColumnDef::new(RequestStats::ServerId).string_len(64).not_null())
+                    .col(
+                        ColumnDef::new(RequestStats::ServerId)
+                            .string_len(64)
+                            .not_null(),
+                    )
                     .col(
                         ColumnDef::new(RequestStats::BucketStart)
                             .timestamp_with_time_zone()
                             .not_null(),
                     )
-                    .col(ColumnDef::new(RequestStats::LatencyBucket).integer().not_null())
-                    .col(ColumnDef::new(RequestStats::Requests).big_integer().not_null())
-                    .col(ColumnDef::new(RequestStats::Errors).big_integer().not_null())
-                    .col(ColumnDef::new(RequestStats::DurationSumUs).big_integer().not_null())
+                    .col(
+                        ColumnDef::new(RequestStats::LatencyBucket)
+                            .integer()
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(RequestStats::Requests)
+                            .big_integer()
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(RequestStats::Errors)
+                            .big_integer()
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(RequestStats::DurationSumUs)
+                            .big_integer()
+                            .not_null(),
+                    )
                     .primary_key(
                         Index::create()
                             .col(RequestStats::ServerId)
@@ -47,7 +67,12 @@ impl MigrationTrait for Migration {
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         manager
-            .drop_table(Table::drop().table(RequestStats::Table).if_exists().to_owned())
+            .drop_table(
+                Table::drop()
+                    .table(RequestStats::Table)
+                    .if_exists()
+                    .to_owned(),
+            )
             .await
     }
 }
