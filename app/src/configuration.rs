@@ -247,6 +247,17 @@ impl ApplicationSettings {
 }
 
 impl DatabaseSettings {
+    /// The embedded defaults for `url`: what a tool that only knows the URL (such as the local
+    /// stack runner applying migrations) connects with.
+    pub fn for_url(url: &str) -> Result<Self, SettingsError> {
+        let base = config::Config::builder()
+            .add_source(config::File::from_str(BASE, config::FileFormat::Yaml))
+            .build()?;
+        let mut settings: DatabaseSettings = base.get("database")?;
+        settings.url = SecretString::from(url.to_owned());
+        Ok(settings)
+    }
+
     /// Whether pending migrations run at start, given the database kind.
     pub fn migrate_at_start(&self, sqlite: bool) -> bool {
         match self.run_migrations {

@@ -1,0 +1,186 @@
+//! Renders the cloud-config that installs the app binary and runs it as a hardened systemd service.
+
+use crate::config::APP_PORT;
+
+/// The systemd unit name on every droplet.
+pub const SERVICE_NAME: &str = "rustlb-app.service";
+/// Where the binary is installed.
+pub const BINARY_PATH: &str = "/usr/local/bin/rustlb-app";
+/// The environment file the unit reads (root-only, it holds secrets).
+pub const ENV_FILE: &str = "/etc/rustlb/app.env";
+/// The CA file written for `sslmode=verify-full`.
+pub const CA_FILE: &str = "/etc/rustlb/db-ca.crt";
+
+/// Everything one droplet's cloud-config needs.
+pub struct CloudInit<'a> {
+    /// The droplet name; becomes the app's server_id.
+    pub server_id: &'a str,
+    /// HTTPS URL of the app binary.
+    pub binary_url: &'a str,
+    /// Expected sha256 of the binary; the download is refused on mismatch.
+    pub binary_sha256: &'a str,
+    /// Database URL through the private PgBouncer pool (secret).
+    pub database_url: &'a str,
+    /// API key (secret).
+    pub api_key: &'a str,
+    /// PEM of the database CA when `verify-full` is used.
+    pub database_ca: Option<&'a str>,
+}
+
+/// The unit file: its own user, no new privileges, read-only system, restart always.
+pub fn service_unit() -> String {
+    format!(
+        "[Unit]
+Description=rustlb REST API
+Wants=network-online.target
+After=network-online.target
+
+[Service]
+Type=simple
+User=rustlb
+Group=rustlb
+EnvironmentFile={ENV_FILE}
+ExecStart={BINARY_PATH}
+Restart=always
+RestartSec=2
+NoNewPrivileges=true
+ProtectSystem=strict
+ProtectHome=true
+PrivateTmp=true
+PrivateDevices=true
+ProtectKernelTunables=true
+ProtectKernelModules=true
+ProtectControlGroups=true
+RestrictSUIDSGID=true
+LockPersonality=true
+CapabilityBoundingSet=
+# The metadata service hands out user-data, which holds this service's secrets.
+IPAddressDeny=169.254.169.254/32
+LimitNOFILE=65536
+
+[Install]
+WantedBy=multi-user.target
+"
+    )
+}
+
+/// systemd EnvironmentFile value: double-quoted, with `\` and `"` escaped.
+fn env_value(v: &str) -> String {
+    let escaped: String = v
+        .chars()
+        .filter(|c| *c != '\n' && *c != '\r')
+        .flat_map(|c| match c {
+            '\\' | '"' => vec!['\\', c],
+            c => vec![c],
+        })
+        .collect();
+    format!("\"{escaped}\"")
+}
+
+fn indent(text: &str, spaces: usize) -> String {
+    let pad = " ".repeat(spaces);
+    text.lines()
+        .map(|l| {
+            if l.is_empty() {
+                String::new()
+            } else {
+                format!("{pad}{l}")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+impl CloudInit<'_> {
+    /// The `APP__*` environment of the service.
+    pub fn environment(&self) -> String {
+        let mut lines = vec![
+            "APP_ENVIRONMENT=production".to_string(),
+            "APP__APPLICATION__HOST=0.0.0.0".to_string(),
+            format!("APP__APPLICATION__PORT={APP_PORT}"),
+            format!("APP__APPLICATION__SERVER_ID={}", env_value(self.server_id)),
+            format!("APP__APPLICATION__API_KEY={}", env_value(self.api_key)),
+            format!("APP__DATABASE__URL={}", env_value(self.database_url)),
+            // PgBouncer in transaction mode cannot keep prepared statements across transactions.
+            "APP__DATABASE__STATEMENT_CACHE=false".to_string(),
+        ];
+        if self.database_ca.is_some() {
+            lines.push(format!("APP__DATABASE__CA_FILE={CA_FILE}"));
+        }
+        lines.join("\n") + "\n"
+    }
+
+    /// The whole `#cloud-config` document.
+    pub fn render(&self) -> String {
+        let ca_file = match self.database_ca {
+            Some(pem) => format!(
+                "  - path: {CA_FILE}\n    owner: root:root\n    permissions: '0644'\n    content: |\n{}\n",
+                indent(pem, 6)
+            ),
+            None => String::new(),
+        };
+        // The binary is checked against the pinned sha256 before it replaces anything.
+        let install = format!(
+            "set -eu; curl -fsSL --retry 10 --retry-connrefused -o {BINARY_PATH}.download '{url}'; \
+echo '{sha}  {BINARY_PATH}.download' | sha256sum -c -; \
+install -o root -g root -m 0755 {BINARY_PATH}.download {BINARY_PATH}; rm -f {BINARY_PATH}.download; \
+systemctl daemon-reload; systemctl enable --now {SERVICE_NAME}",
+            url = self.binary_url,
+            sha = self.binary_sha256,
+        );
+        format!(
+            "#cloud-config
+# rustlb app {sha}
+users:
+  - name: rustlb
+    system: true
+    shell: /usr/sbin/nologin
+    no_create_home: true
+write_files:
+  - path: {ENV_FILE}
+    owner: root:root
+    permissions: '0600'
+    content: |
+{env}
+  - path: /etc/systemd/system/{SERVICE_NAME}
+    owner: root:root
+    permissions: '0644'
+    content: |
+{unit}
+{ca_file}runcmd:
+  - [sh, -c, {install}]
+",
+            sha = self.binary_sha256,
+            env = indent(&self.environment(), 6),
+            unit = indent(&service_unit(), 6),
+            install = serde_json::to_string(&install).expect("a string serialises"),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn environment_values_cannot_break_out_of_their_line() {
+        let ci = CloudInit {
+            server_id: "a\"b",
+            binary_url: "https://x/app",
+            binary_sha256: "00",
+            database_url: "postgresql://u:p@h:1/d?sslmode=require\nEVIL=1",
+            api_key: "k\\ey",
+            database_ca: None,
+        };
+        let env = ci.environment();
+        assert!(
+            env.contains("APP__APPLICATION__SERVER_ID=\"a\\\"b\"\n"),
+            "{env}"
+        );
+        assert!(
+            env.contains("APP__APPLICATION__API_KEY=\"k\\\\ey\"\n"),
+            "{env}"
+        );
+        assert!(!env.lines().any(|l| l.starts_with("EVIL")), "{env}");
+    }
+}

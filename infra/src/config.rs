@@ -1,0 +1,1236 @@
+//! The typed stack configuration: read once from a stack file or the engine, validated before any resource exists.
+
+use ipnet::IpNet;
+use secrecy::{SecretBox, SecretString};
+use serde::Deserialize;
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// The Pulumi project name; also the config namespace (`rustlb:<key>`).
+pub const PROJECT: &str = "rustlb";
+
+/// The stack that runs on this machine instead of DigitalOcean.
+pub const LOCAL_STACK: &str = "local";
+
+/// Every key this program reads, without the `rustlb:` namespace; anything else is a typo.
+pub const KNOWN_KEYS: &[&str] = &[
+    "environment",
+    "region",
+    "vpcCidr",
+    "dropletSize",
+    "dropletImage",
+    "dropletCount",
+    "activeColor",
+    "blue",
+    "green",
+    "appBinary",
+    "artifactsRegion",
+    "sshKeys",
+    "adminCidrs",
+    "allowSshFromAnywhere",
+    "domain",
+    "loadBalancerSizeUnit",
+    "httpIdleTimeoutSeconds",
+    "healthCheck",
+    "stickySessions",
+    "database",
+    "apiKey",
+    "lbAddress",
+    "firstBackendPort",
+    "databaseUrl",
+];
+
+/// Defaults shared by the code and the `config` block of Pulumi.yaml (a test keeps them equal).
+pub mod defaults {
+    /// `rustlb:region`.
+    pub const REGION: &str = "nyc1";
+    /// `rustlb:vpcCidr`.
+    pub const VPC_CIDR: &str = "10.10.0.0/20";
+    /// `rustlb:dropletSize`.
+    pub const DROPLET_SIZE: &str = "s-1vcpu-1gb";
+    /// `rustlb:dropletImage`: Ubuntu 24.04 LTS.
+    pub const DROPLET_IMAGE: &str = "ubuntu-24-04-x64";
+    /// `rustlb:dropletCount`.
+    pub const DROPLET_COUNT: u32 = 2;
+    /// `rustlb:activeColor`.
+    pub const ACTIVE_COLOR: &str = "blue";
+    /// `rustlb:appBinary`, relative to the repository root.
+    pub const APP_BINARY: &str = "target/release/app";
+    /// `rustlb:artifactsRegion`: Spaces exists only in some regions (nyc3, sfo3, ams3, fra1, sgp1, syd1...).
+    pub const ARTIFACTS_REGION: &str = "nyc3";
+    /// `rustlb:allowSshFromAnywhere`.
+    pub const ALLOW_SSH_FROM_ANYWHERE: bool = false;
+    /// `rustlb:loadBalancerSizeUnit`.
+    pub const LB_SIZE_UNIT: u32 = 1;
+    /// `rustlb:httpIdleTimeoutSeconds`.
+    pub const HTTP_IDLE_TIMEOUT_SECONDS: u32 = 60;
+    /// `rustlb:lbAddress` (local stack).
+    pub const LB_ADDRESS: &str = "127.0.0.1:8080";
+    /// `rustlb:firstBackendPort` (local stack).
+    pub const FIRST_BACKEND_PORT: u16 = 3001;
+    /// `rustlb:databaseUrl` (local stack).
+    pub const DATABASE_URL: &str = "sqlite://data/local.sqlite?mode=rwc";
+}
+
+/// Set by the offline preview: keys (without namespace) whose values are encrypted in the stack file.
+pub const ENCRYPTED_KEYS_ENV: &str = "RUSTLB_PREVIEW_ENCRYPTED_KEYS";
+
+/// The port the app listens on inside every droplet.
+pub const APP_PORT: u16 = 3000;
+
+/// The stack's environment, as DigitalOcean projects name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Environment {
+    /// Development.
+    Development,
+    /// Staging.
+    Staging,
+    /// Production.
+    Production,
+}
+
+impl Environment {
+    /// The value DigitalOcean expects in a project's `environment`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Environment::Development => "Development",
+            Environment::Staging => "Staging",
+            Environment::Production => "Production",
+        }
+    }
+}
+
+/// A droplet pool colour for blue/green releases.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Color {
+    /// The blue pool.
+    Blue,
+    /// The green pool.
+    Green,
+}
+
+impl Color {
+    /// Both colours, blue first.
+    pub const ALL: [Color; 2] = [Color::Blue, Color::Green];
+
+    /// `blue` or `green`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Color::Blue => "blue",
+            Color::Green => "green",
+        }
+    }
+}
+
+/// Which app build a pool runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Build {
+    /// Whatever `cargo build --release -p app` produced last (`rustlb:appBinary`).
+    Local,
+    /// A build pinned by the sha256 of its binary, already uploaded by an earlier `pulumi up`.
+    Pinned(String),
+}
+
+/// One droplet pool.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pool {
+    /// Number of droplets.
+    pub count: u32,
+    /// The build the droplets run.
+    pub build: Build,
+}
+
+/// The load balancer's health check, in DigitalOcean's terms.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct HealthCheck {
+    /// `http`, `https` or `tcp`.
+    pub protocol: String,
+    /// Port checked on each droplet.
+    pub port: u16,
+    /// Path requested (http/https).
+    pub path: String,
+    /// Seconds between checks.
+    pub check_interval_seconds: u32,
+    /// Seconds before a check counts as failed.
+    pub response_timeout_seconds: u32,
+    /// Consecutive failures that take a droplet out.
+    pub unhealthy_threshold: u32,
+    /// Consecutive successes that bring it back.
+    pub healthy_threshold: u32,
+}
+
+impl Default for HealthCheck {
+    fn default() -> Self {
+        // The seed's numbers; DigitalOcean's provider defaults differ, so all are set explicitly.
+        HealthCheck {
+            protocol: "http".into(),
+            port: APP_PORT,
+            path: "/health".into(),
+            check_interval_seconds: 30,
+            response_timeout_seconds: 5,
+            unhealthy_threshold: 3,
+            healthy_threshold: 2,
+        }
+    }
+}
+
+/// Sticky sessions at the load balancer.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct StickySessions {
+    /// `none` or `cookies`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Cookie name (2-40 chars) when `kind` is `cookies`.
+    pub cookie_name: Option<String>,
+    /// Cookie lifetime when `kind` is `cookies`.
+    pub cookie_ttl_seconds: Option<u32>,
+}
+
+impl Default for StickySessions {
+    fn default() -> Self {
+        StickySessions {
+            kind: "none".into(),
+            cookie_name: None,
+            cookie_ttl_seconds: None,
+        }
+    }
+}
+
+impl StickySessions {
+    /// True when the load balancer pins clients with a cookie.
+    pub fn enabled(&self) -> bool {
+        self.kind == "cookies"
+    }
+}
+
+/// The managed PostgreSQL cluster.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct DatabaseSettings {
+    /// PostgreSQL major version.
+    #[serde(deserialize_with = "string_or_number")]
+    pub version: String,
+    /// Node size slug.
+    pub size: String,
+    /// Nodes (1 = no standby).
+    pub node_count: u32,
+    /// The database the app uses.
+    pub name: String,
+    /// The app's own user (never the admin user).
+    pub user: String,
+    /// PgBouncer pool size.
+    pub pool_size: u32,
+    /// `require` or `verify-full`.
+    pub ssl_mode: String,
+    /// PEM of the cluster CA, needed for `verify-full` (download it from the cluster page).
+    pub ca_certificate: Option<String>,
+}
+
+impl Default for DatabaseSettings {
+    fn default() -> Self {
+        DatabaseSettings {
+            version: "16".into(),
+            size: "db-s-1vcpu-1gb".into(),
+            node_count: 1,
+            name: "app".into(),
+            user: "app".into(),
+            pool_size: 10,
+            ssl_mode: "require".into(),
+            ca_certificate: None,
+        }
+    }
+}
+
+/// A secret setting: absent, present but encrypted (stack file read offline), or known.
+pub enum SecretValue<T> {
+    /// Not set.
+    Unset,
+    /// Set with `pulumi config set --secret`; only the Pulumi CLI can decrypt it.
+    Encrypted,
+    /// The value (from the engine, or a plain value in the local stack file).
+    Known(T),
+}
+
+impl<T> SecretValue<T> {
+    /// The value when known.
+    pub fn known(&self) -> Option<&T> {
+        match self {
+            SecretValue::Known(v) => Some(v),
+            _ => None,
+        }
+    }
+
+    /// True unless the key is absent.
+    pub fn is_set(&self) -> bool {
+        !matches!(self, SecretValue::Unset)
+    }
+}
+
+impl<T> fmt::Debug for SecretValue<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SecretValue::Unset => f.write_str("Unset"),
+            SecretValue::Encrypted => f.write_str("Encrypted"),
+            SecretValue::Known(_) => f.write_str("[secret]"),
+        }
+    }
+}
+
+/// One stack's configuration, validated.
+#[derive(Debug)]
+pub struct StackConfig {
+    /// Pulumi project name.
+    pub project: String,
+    /// Stack name.
+    pub stack: String,
+    /// Where the values came from (stack file path, or `PULUMI_CONFIG`).
+    pub source: String,
+    /// DigitalOcean project environment.
+    pub environment: Environment,
+    /// DigitalOcean region slug.
+    pub region: String,
+    /// The VPC's private range.
+    pub vpc_cidr: IpNet,
+    /// Droplet size slug.
+    pub droplet_size: String,
+    /// Droplet image slug.
+    pub droplet_image: String,
+    /// The colour the load balancer sends traffic to.
+    pub active_color: Color,
+    /// The blue pool.
+    pub blue: Pool,
+    /// The green pool.
+    pub green: Pool,
+    /// The app binary `Build::Local` refers to, relative to the repository root.
+    pub app_binary: PathBuf,
+    /// Spaces region of the artifacts bucket.
+    pub artifacts_region: String,
+    /// SSH key ids or fingerprints for the droplets.
+    pub ssh_keys: SecretValue<SecretBox<Vec<String>>>,
+    /// Networks allowed to reach port 22.
+    pub admin_cidrs: Vec<IpNet>,
+    /// Whether 0.0.0.0/0 may reach port 22 (never in prod).
+    pub allow_ssh_from_anywhere: bool,
+    /// Domain served over HTTPS (DNS hosted on DigitalOcean); none means HTTP only.
+    pub domain: Option<String>,
+    /// Load balancer size units.
+    pub load_balancer_size_unit: u32,
+    /// Load balancer idle timeout.
+    pub http_idle_timeout_seconds: u32,
+    /// The load balancer health check.
+    pub health_check: HealthCheck,
+    /// Sticky sessions.
+    pub sticky_sessions: StickySessions,
+    /// Managed database.
+    pub database: DatabaseSettings,
+    /// The API key the app requires on write endpoints.
+    pub api_key: SecretValue<SecretString>,
+    /// Local stack: the load balancer's listen address.
+    pub lb_address: SocketAddr,
+    /// Local stack: backend N listens on this port + N - 1.
+    pub first_backend_port: u16,
+    /// Local stack: the database URL the app instances share.
+    pub database_url: String,
+}
+
+impl StackConfig {
+    /// Reads and validates `stacks/Pulumi.<stack>.yaml` under the repository root.
+    pub fn load(root: &Path, stack: &str) -> Result<StackConfig, ConfigError> {
+        let path = stack_file(root, stack);
+        let shown = path
+            .strip_prefix(root)
+            .unwrap_or(&path)
+            .display()
+            .to_string();
+        let text = std::fs::read_to_string(&path).map_err(|e| {
+            ConfigError::single(&shown, "", format!("cannot read the stack file: {e}"))
+        })?;
+        let raw = raw_from_stack_file(&text).map_err(|m| ConfigError::single(&shown, "", m))?;
+        let cfg = Self::from_raw(stack, &shown, raw)?;
+        let clashes = cfg.vpc_clashes(root);
+        if clashes.is_empty() {
+            Ok(cfg)
+        } else {
+            Err(ConfigError {
+                source: shown,
+                errors: clashes,
+            })
+        }
+    }
+
+    /// DigitalOcean refuses overlapping VPC ranges in one region, so sibling stacks must not clash.
+    fn vpc_clashes(&self, root: &Path) -> Vec<KeyError> {
+        let mut errors = Vec::new();
+        if self.is_local() {
+            return errors;
+        }
+        let Ok(entries) = std::fs::read_dir(root.join("stacks")) else {
+            return errors;
+        };
+        let mut files: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+        files.sort();
+        for path in files {
+            let Some(other) = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.strip_prefix("Pulumi."))
+                .and_then(|n| n.strip_suffix(".yaml"))
+            else {
+                continue;
+            };
+            if other == self.stack || other == LOCAL_STACK {
+                continue;
+            }
+            let Some(raw) = std::fs::read_to_string(&path)
+                .ok()
+                .and_then(|t| raw_from_stack_file(&t).ok())
+            else {
+                continue;
+            };
+            let text = |key: &str, default: &str| match raw.get(key) {
+                Some(RawValue::Plain(Value::String(s))) => s.clone(),
+                _ => default.to_string(),
+            };
+            let Ok(net) = text("vpcCidr", defaults::VPC_CIDR).parse::<IpNet>() else {
+                continue;
+            };
+            if text("region", defaults::REGION) == self.region
+                && (net.contains(&self.vpc_cidr) || self.vpc_cidr.contains(&net))
+            {
+                errors.push(KeyError::new(
+                    "vpcCidr",
+                    format!(
+                        "{} overlaps {net} of stacks/Pulumi.{other}.yaml in region {}; give each stack its own range",
+                        self.vpc_cidr, self.region
+                    ),
+                ));
+            }
+        }
+        errors
+    }
+
+    /// Reads and validates the configuration the Pulumi engine passes in `PULUMI_CONFIG`.
+    pub fn from_engine_env() -> Result<StackConfig, ConfigError> {
+        let stack = std::env::var("PULUMI_STACK").unwrap_or_default();
+        let source = format!("PULUMI_CONFIG (stacks/Pulumi.{stack}.yaml)");
+        let config = std::env::var("PULUMI_CONFIG").unwrap_or_else(|_| "{}".into());
+        let secret_keys =
+            std::env::var("PULUMI_CONFIG_SECRET_KEYS").unwrap_or_else(|_| "[]".into());
+        let mut raw = raw_from_engine(&config, &secret_keys)
+            .map_err(|m| ConfigError::single(&source, "", m))?;
+        // The offline preview cannot decrypt `secure:` values; it names them here instead.
+        if let Ok(list) = std::env::var(ENCRYPTED_KEYS_ENV)
+            && let Ok(keys) = serde_json::from_str::<Vec<String>>(&list)
+        {
+            for key in keys {
+                raw.insert(key, RawValue::Encrypted);
+            }
+        }
+        Self::from_raw(&stack, &source, raw)
+    }
+
+    /// Validates raw `key -> value` pairs (keys without namespace).
+    pub fn from_raw(stack: &str, source: &str, raw: RawConfig) -> Result<StackConfig, ConfigError> {
+        let mut r = Reader {
+            raw,
+            errors: Vec::new(),
+        };
+        for key in r.raw.keys() {
+            if !KNOWN_KEYS.contains(&key.as_str()) {
+                r.errors.push(KeyError::new(
+                    key,
+                    "unknown key (see the config block of Pulumi.yaml)",
+                ));
+            }
+        }
+        let is_local = stack == LOCAL_STACK;
+
+        let environment = match r.string("environment", None) {
+            Some(e) => match e.as_str() {
+                "Development" => Environment::Development,
+                "Staging" => Environment::Staging,
+                "Production" => Environment::Production,
+                other => {
+                    r.err(
+                        "environment",
+                        format!("must be Development, Staging or Production (got {other:?})"),
+                    );
+                    Environment::Development
+                }
+            },
+            None => match stack {
+                "prod" | "production" => Environment::Production,
+                "staging" => Environment::Staging,
+                _ => Environment::Development,
+            },
+        };
+        let is_prod = environment == Environment::Production || stack == "prod";
+
+        let region = r
+            .string("region", Some(defaults::REGION))
+            .unwrap_or_default();
+        let vpc_cidr = r.net("vpcCidr", defaults::VPC_CIDR);
+        let droplet_size = r
+            .string("dropletSize", Some(defaults::DROPLET_SIZE))
+            .unwrap_or_default();
+        let droplet_image = r
+            .string("dropletImage", Some(defaults::DROPLET_IMAGE))
+            .unwrap_or_default();
+        let droplet_count = r.uint("dropletCount", defaults::DROPLET_COUNT);
+        if !(1..=50).contains(&droplet_count) {
+            r.err(
+                "dropletCount",
+                format!("must be between 1 and 50 (got {droplet_count})"),
+            );
+        }
+        let active_color = match r
+            .string("activeColor", Some(defaults::ACTIVE_COLOR))
+            .as_deref()
+        {
+            Some("green") => Color::Green,
+            Some("blue") | None => Color::Blue,
+            Some(other) => {
+                r.err(
+                    "activeColor",
+                    format!("must be blue or green (got {other:?})"),
+                );
+                Color::Blue
+            }
+        };
+        let blue = r.pool("blue", active_color == Color::Blue, droplet_count);
+        let green = r.pool("green", active_color == Color::Green, droplet_count);
+        let app_binary = PathBuf::from(
+            r.string("appBinary", Some(defaults::APP_BINARY))
+                .unwrap_or_default(),
+        );
+        let artifacts_region = r
+            .string("artifactsRegion", Some(defaults::ARTIFACTS_REGION))
+            .unwrap_or_default();
+
+        let ssh_keys = match r.raw.get("sshKeys") {
+            None => SecretValue::Unset,
+            Some(RawValue::Encrypted) => SecretValue::Encrypted,
+            Some(RawValue::Plain(v) | RawValue::Secret(v)) => match string_list(v) {
+                Ok(keys) => SecretValue::Known(SecretBox::new(Box::new(keys))),
+                Err(m) => {
+                    r.err("sshKeys", m);
+                    SecretValue::Unset
+                }
+            },
+        };
+        let admin_cidrs = r.nets("adminCidrs");
+        let allow_ssh_from_anywhere =
+            r.boolean("allowSshFromAnywhere", defaults::ALLOW_SSH_FROM_ANYWHERE);
+        let open_to_world = admin_cidrs.iter().any(|n| n.prefix_len() == 0);
+        if open_to_world && is_prod {
+            r.err(
+                "adminCidrs",
+                "SSH from 0.0.0.0/0 or ::/0 is refused in prod; list your admin networks",
+            );
+        } else if open_to_world && !allow_ssh_from_anywhere {
+            r.err(
+                "adminCidrs",
+                "SSH from 0.0.0.0/0 or ::/0 is refused unless rustlb:allowSshFromAnywhere is true",
+            );
+        }
+        if allow_ssh_from_anywhere && is_prod {
+            r.err("allowSshFromAnywhere", "must not be true in prod");
+        }
+        for net in &admin_cidrs {
+            if let (Some(vpc), true) = (vpc_cidr, net.prefix_len() > 0)
+                && (vpc.contains(net) || net.contains(&vpc))
+            {
+                r.err(
+                    "adminCidrs",
+                    format!("{net} overlaps the VPC range {vpc}; admin networks are public ranges"),
+                );
+            }
+        }
+        for (i, a) in admin_cidrs.iter().enumerate() {
+            for b in &admin_cidrs[i + 1..] {
+                if a.contains(b) || b.contains(a) {
+                    r.err("adminCidrs", format!("{a} and {b} overlap"));
+                }
+            }
+        }
+
+        let domain = r.string("domain", None).filter(|d| !d.is_empty());
+        if let Some(d) = &domain
+            && (!d.contains('.') || d.contains('/') || d.contains(':'))
+        {
+            r.err(
+                "domain",
+                format!("must be a bare domain name like api.example.com (got {d:?})"),
+            );
+        }
+        let load_balancer_size_unit = r.uint("loadBalancerSizeUnit", defaults::LB_SIZE_UNIT);
+        if !(1..=100).contains(&load_balancer_size_unit) {
+            r.err(
+                "loadBalancerSizeUnit",
+                format!("must be between 1 and 100 (got {load_balancer_size_unit})"),
+            );
+        }
+        let http_idle_timeout_seconds = r.uint(
+            "httpIdleTimeoutSeconds",
+            defaults::HTTP_IDLE_TIMEOUT_SECONDS,
+        );
+        if !(30..=600).contains(&http_idle_timeout_seconds) {
+            r.err(
+                "httpIdleTimeoutSeconds",
+                format!("must be between 30 and 600 (got {http_idle_timeout_seconds})"),
+            );
+        }
+
+        let health_check: HealthCheck = r.object("healthCheck");
+        check_health(&mut r, &health_check, is_local);
+        let sticky_sessions: StickySessions = r.object("stickySessions");
+        check_sticky(&mut r, &sticky_sessions);
+        let database: DatabaseSettings = r.object("database");
+        check_database(&mut r, &database, is_prod);
+
+        let api_key = match r.raw.get("apiKey") {
+            None => SecretValue::Unset,
+            Some(RawValue::Encrypted) => SecretValue::Encrypted,
+            Some(RawValue::Plain(v) | RawValue::Secret(v)) => match v {
+                // The key lands in a systemd environment file: printable, no quotes or backslashes.
+                Value::String(s)
+                    if s.len() >= 16
+                        && s.chars()
+                            .all(|c| c.is_ascii_graphic() && !matches!(c, '"' | '\\' | '\'')) =>
+                {
+                    SecretValue::Known(SecretString::from(s.clone()))
+                }
+                _ => {
+                    r.err(
+                        "apiKey",
+                        "must be at least 16 printable ASCII characters without quotes or backslashes \
+                         (e.g. `openssl rand -hex 32`)",
+                    );
+                    SecretValue::Unset
+                }
+            },
+        };
+        if !is_local && matches!(r.raw.get("apiKey"), Some(RawValue::Plain(_))) {
+            r.err(
+                "apiKey",
+                "is in plain text; set it with `pulumi config set --secret rustlb:apiKey`",
+            );
+        }
+
+        let lb_address = r
+            .string("lbAddress", Some(defaults::LB_ADDRESS))
+            .unwrap_or_default();
+        let lb_address = lb_address.parse::<SocketAddr>().unwrap_or_else(|_| {
+            r.err(
+                "lbAddress",
+                format!("must be host:port like 127.0.0.1:8080 (got {lb_address:?})"),
+            );
+            defaults::LB_ADDRESS
+                .parse()
+                .expect("default address parses")
+        });
+        let first_backend_port =
+            r.uint("firstBackendPort", u32::from(defaults::FIRST_BACKEND_PORT));
+        let first_backend_port = match u16::try_from(first_backend_port) {
+            Ok(p) if p >= 1024 && u32::from(p) + 50 <= 65535 => p,
+            _ => {
+                r.err(
+                    "firstBackendPort",
+                    format!("must be between 1024 and 65485 (got {first_backend_port})"),
+                );
+                defaults::FIRST_BACKEND_PORT
+            }
+        };
+        let database_url = r
+            .string("databaseUrl", Some(defaults::DATABASE_URL))
+            .unwrap_or_default();
+        if !(database_url.starts_with("sqlite:") || database_url.starts_with("postgres")) {
+            r.err("databaseUrl", "must be a sqlite:// or postgres:// URL");
+        }
+
+        if !r.errors.is_empty() {
+            return Err(ConfigError {
+                source: source.to_string(),
+                errors: r.errors,
+            });
+        }
+        Ok(StackConfig {
+            project: PROJECT.into(),
+            stack: stack.into(),
+            source: source.into(),
+            environment,
+            region,
+            vpc_cidr: vpc_cidr.expect("checked above"),
+            droplet_size,
+            droplet_image,
+            active_color,
+            blue,
+            green,
+            app_binary,
+            artifacts_region,
+            ssh_keys,
+            admin_cidrs,
+            allow_ssh_from_anywhere,
+            domain,
+            load_balancer_size_unit,
+            http_idle_timeout_seconds,
+            health_check,
+            sticky_sessions,
+            database,
+            api_key,
+            lb_address,
+            first_backend_port,
+            database_url,
+        })
+    }
+
+    /// `{project}-{stack}-{role}`, the name of every resource.
+    pub fn name(&self, role: &str) -> String {
+        format!("{}-{}-{}", self.project, self.stack, role)
+    }
+
+    /// True for the stack that runs on this machine.
+    pub fn is_local(&self) -> bool {
+        self.stack == LOCAL_STACK
+    }
+
+    /// A pool by colour.
+    pub fn pool(&self, color: Color) -> &Pool {
+        match color {
+            Color::Blue => &self.blue,
+            Color::Green => &self.green,
+        }
+    }
+
+    /// Droplets (or local instances) serving traffic: the active pool's size.
+    pub fn droplet_count(&self) -> u32 {
+        self.pool(self.active_color).count
+    }
+
+    /// The health check.
+    pub fn health_check(&self) -> &HealthCheck {
+        &self.health_check
+    }
+
+    /// Sticky session settings.
+    pub fn sticky_sessions(&self) -> &StickySessions {
+        &self.sticky_sessions
+    }
+
+    /// The API key, when set and readable.
+    pub fn api_key(&self) -> Option<&SecretString> {
+        self.api_key.known()
+    }
+
+    /// Local stack: load balancer address.
+    pub fn lb_address(&self) -> SocketAddr {
+        self.lb_address
+    }
+
+    /// Local stack: first backend port.
+    pub fn first_backend_port(&self) -> u16 {
+        self.first_backend_port
+    }
+
+    /// Local stack: database URL.
+    pub fn database_url(&self) -> &str {
+        &self.database_url
+    }
+}
+
+/// `stacks/Pulumi.<stack>.yaml` under the repository root.
+pub fn stack_file(root: &Path, stack: &str) -> PathBuf {
+    root.join("stacks").join(format!("Pulumi.{stack}.yaml"))
+}
+
+fn check_health(r: &mut Reader, h: &HealthCheck, is_local: bool) {
+    let key = |f: &str| format!("healthCheck.{f}");
+    if !["http", "https", "tcp"].contains(&h.protocol.as_str()) {
+        r.err(
+            &key("protocol"),
+            format!("must be http, https or tcp (got {:?})", h.protocol),
+        );
+    }
+    if h.port == 0 {
+        r.err(&key("port"), "must be between 1 and 65535");
+    }
+    if h.protocol != "tcp" && !h.path.starts_with('/') {
+        r.err(
+            &key("path"),
+            format!("must start with / (got {:?})", h.path),
+        );
+    }
+    // DigitalOcean's floor is 3 s; the local load balancer accepts 1 s so local runs converge fast.
+    let min_interval = if is_local { 1 } else { 3 };
+    let ranges = [
+        (
+            "checkIntervalSeconds",
+            h.check_interval_seconds,
+            min_interval,
+            300,
+        ),
+        (
+            "responseTimeoutSeconds",
+            h.response_timeout_seconds,
+            min_interval,
+            300,
+        ),
+        ("unhealthyThreshold", h.unhealthy_threshold, 2, 10),
+        ("healthyThreshold", h.healthy_threshold, 2, 10),
+    ];
+    for (field, value, lo, hi) in ranges {
+        if !(lo..=hi).contains(&value) {
+            r.err(
+                &key(field),
+                format!("must be between {lo} and {hi} (got {value})"),
+            );
+        }
+    }
+}
+
+fn check_sticky(r: &mut Reader, s: &StickySessions) {
+    match s.kind.as_str() {
+        "none" => {}
+        "cookies" => {
+            match &s.cookie_name {
+                Some(n) if (2..=40).contains(&n.chars().count()) => {}
+                Some(n) => r.err(
+                    "stickySessions.cookieName",
+                    format!(
+                        "must be 2-40 characters (got {} characters)",
+                        n.chars().count()
+                    ),
+                ),
+                None => r.err(
+                    "stickySessions.cookieName",
+                    "is required when type is cookies",
+                ),
+            }
+            match s.cookie_ttl_seconds {
+                Some(t) if t >= 1 => {}
+                Some(_) => r.err("stickySessions.cookieTtlSeconds", "must be at least 1"),
+                None => r.err(
+                    "stickySessions.cookieTtlSeconds",
+                    "is required when type is cookies",
+                ),
+            }
+        }
+        other => r.err(
+            "stickySessions.type",
+            format!("must be none or cookies (got {other:?})"),
+        ),
+    }
+}
+
+fn check_database(r: &mut Reader, d: &DatabaseSettings, is_prod: bool) {
+    if !(1..=3).contains(&d.node_count) {
+        r.err(
+            "database.nodeCount",
+            format!("must be between 1 and 3 (got {})", d.node_count),
+        );
+    } else if is_prod && d.node_count < 2 {
+        r.err("database.nodeCount", "prod needs a standby: at least 2");
+    }
+    if d.user == "doadmin" {
+        r.err("database.user", "the app must not use the admin user");
+    }
+    for (field, value) in [("name", &d.name), ("user", &d.user)] {
+        let ok = !value.is_empty()
+            && value
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+        if !ok {
+            r.err(
+                &format!("database.{field}"),
+                "must be letters, digits, - or _",
+            );
+        }
+    }
+    if !(1..=100).contains(&d.pool_size) {
+        r.err(
+            "database.poolSize",
+            format!("must be between 1 and 100 (got {})", d.pool_size),
+        );
+    }
+    match d.ssl_mode.as_str() {
+        "require" => {}
+        "verify-full"
+            if d.ca_certificate
+                .as_deref()
+                .is_some_and(|c| c.contains("BEGIN CERTIFICATE")) => {}
+        "verify-full" => r.err(
+            "database.caCertificate",
+            "verify-full needs the cluster CA certificate (PEM)",
+        ),
+        other => r.err(
+            "database.sslMode",
+            format!("must be require or verify-full (got {other:?})"),
+        ),
+    }
+}
+
+/// A raw config value before typing.
+#[derive(Debug, Clone)]
+pub enum RawValue {
+    /// A plain value.
+    Plain(Value),
+    /// A decrypted secret (from the engine).
+    Secret(Value),
+    /// A `secure:` value in a stack file: set, but unreadable without the Pulumi CLI.
+    Encrypted,
+}
+
+/// Config keys without the `rustlb:` namespace.
+pub type RawConfig = BTreeMap<String, RawValue>;
+
+/// Parses a stack file's `config:` block.
+pub fn raw_from_stack_file(text: &str) -> Result<RawConfig, String> {
+    #[derive(Deserialize)]
+    struct StackFile {
+        #[serde(default)]
+        config: BTreeMap<String, serde_yaml::Value>,
+    }
+    let file: StackFile =
+        serde_yaml::from_str(text).map_err(|e| format!("not a valid stack file: {e}"))?;
+    let mut raw = RawConfig::new();
+    for (key, value) in file.config {
+        let Some(short) = key.strip_prefix(&format!("{PROJECT}:")) else {
+            continue; // provider keys such as digitalocean:token belong to the provider
+        };
+        let json: Value =
+            serde_json::to_value(&value).map_err(|e| format!("{PROJECT}:{short}: {e}"))?;
+        // `pulumi config set --secret --path 'k[0]'` encrypts inside a structure.
+        let entry = if contains_secure(&json) {
+            RawValue::Encrypted
+        } else {
+            RawValue::Plain(json)
+        };
+        raw.insert(short.to_string(), entry);
+    }
+    Ok(raw)
+}
+
+fn contains_secure(v: &Value) -> bool {
+    match v {
+        Value::Object(m) => m.contains_key("secure") || m.values().any(contains_secure),
+        Value::Array(a) => a.iter().any(contains_secure),
+        _ => false,
+    }
+}
+
+/// Parses the engine's `PULUMI_CONFIG` and `PULUMI_CONFIG_SECRET_KEYS`.
+pub fn raw_from_engine(config: &str, secret_keys: &str) -> Result<RawConfig, String> {
+    let map: BTreeMap<String, String> = serde_json::from_str(config)
+        .map_err(|e| format!("PULUMI_CONFIG is not a JSON object of strings: {e}"))?;
+    let secrets: Vec<String> = serde_json::from_str(secret_keys)
+        .map_err(|e| format!("PULUMI_CONFIG_SECRET_KEYS is not a JSON array: {e}"))?;
+    let mut raw = RawConfig::new();
+    for (key, value) in map {
+        let Some(short) = key.strip_prefix(&format!("{PROJECT}:")) else {
+            continue;
+        };
+        // Structured values arrive as JSON text; scalars as plain strings.
+        let json = match serde_json::from_str::<Value>(&value) {
+            Ok(v @ (Value::Object(_) | Value::Array(_))) => v,
+            _ => Value::String(value),
+        };
+        let entry = if secrets.contains(&key) {
+            RawValue::Secret(json)
+        } else {
+            RawValue::Plain(json)
+        };
+        raw.insert(short.to_string(), entry);
+    }
+    Ok(raw)
+}
+
+fn string_list(v: &Value) -> Result<Vec<String>, String> {
+    let v = match v {
+        Value::String(s) if s.trim_start().starts_with('[') => {
+            serde_json::from_str(s).map_err(|_| "must be a list of strings".to_string())?
+        }
+        Value::String(s) => {
+            return Ok(s
+                .split(',')
+                .map(|p| p.trim().to_string())
+                .filter(|p| !p.is_empty())
+                .collect());
+        }
+        other => other.clone(),
+    };
+    serde_json::from_value::<Vec<Value>>(v)
+        .map_err(|_| "must be a list of strings".to_string())?
+        .into_iter()
+        .map(|e| match e {
+            Value::String(s) => Ok(s),
+            Value::Number(n) => Ok(n.to_string()),
+            _ => Err("must be a list of strings".to_string()),
+        })
+        .collect()
+}
+
+struct Reader {
+    raw: RawConfig,
+    errors: Vec<KeyError>,
+}
+
+impl Reader {
+    fn err(&mut self, key: &str, message: impl Into<String>) {
+        self.errors.push(KeyError::new(key, message));
+    }
+
+    fn value(&mut self, key: &str) -> Option<Value> {
+        match self.raw.get(key) {
+            None => None,
+            Some(RawValue::Plain(v) | RawValue::Secret(v)) => Some(v.clone()),
+            Some(RawValue::Encrypted) => {
+                self.err(key, "is a secret but this setting must be plain text");
+                None
+            }
+        }
+    }
+
+    fn string(&mut self, key: &str, default: Option<&str>) -> Option<String> {
+        match self.value(key) {
+            None | Some(Value::Null) => default.map(str::to_string),
+            Some(Value::String(s)) => Some(s),
+            Some(Value::Number(n)) => Some(n.to_string()),
+            Some(other) => {
+                self.err(key, format!("must be a string (got {other})"));
+                default.map(str::to_string)
+            }
+        }
+    }
+
+    fn uint(&mut self, key: &str, default: u32) -> u32 {
+        match self.value(key) {
+            None => default,
+            Some(Value::Number(n)) if n.as_u64().is_some_and(|n| n <= u64::from(u32::MAX)) => {
+                n.as_u64().unwrap_or(0) as u32
+            }
+            Some(Value::String(s)) if s.trim().parse::<u32>().is_ok() => {
+                s.trim().parse().unwrap_or(default)
+            }
+            Some(other) => {
+                self.err(key, format!("must be a whole number (got {other})"));
+                default
+            }
+        }
+    }
+
+    fn boolean(&mut self, key: &str, default: bool) -> bool {
+        match self.value(key) {
+            None => default,
+            Some(Value::Bool(b)) => b,
+            Some(Value::String(s)) if s == "true" || s == "false" => s == "true",
+            Some(other) => {
+                self.err(key, format!("must be true or false (got {other})"));
+                default
+            }
+        }
+    }
+
+    fn net(&mut self, key: &str, default: &str) -> Option<IpNet> {
+        let text = self.string(key, Some(default)).unwrap_or_default();
+        match text.parse::<IpNet>() {
+            Ok(n) if n != n.trunc() => {
+                self.err(
+                    key,
+                    format!("{text} has host bits set; did you mean {}?", n.trunc()),
+                );
+                None
+            }
+            Ok(IpNet::V4(n)) if !n.addr().is_private() => {
+                self.err(key, format!("{text} is not a private (RFC 1918) range"));
+                None
+            }
+            Ok(IpNet::V4(n)) if !(16..=24).contains(&n.prefix_len()) => {
+                self.err(
+                    key,
+                    format!("DigitalOcean VPCs are /16 to /24 (got /{})", n.prefix_len()),
+                );
+                None
+            }
+            Ok(IpNet::V6(_)) => {
+                self.err(key, "must be an IPv4 range");
+                None
+            }
+            Ok(n) => Some(n),
+            Err(_) => {
+                self.err(
+                    key,
+                    format!("is not a CIDR like 10.10.0.0/20 (got {text:?})"),
+                );
+                None
+            }
+        }
+    }
+
+    fn nets(&mut self, key: &str) -> Vec<IpNet> {
+        let Some(v) = self.value(key) else {
+            return Vec::new();
+        };
+        let items = match string_list(&v) {
+            Ok(items) => items,
+            Err(m) => {
+                self.err(key, m);
+                return Vec::new();
+            }
+        };
+        let mut nets = Vec::new();
+        for item in items {
+            match item.parse::<IpNet>() {
+                Ok(n) => nets.push(n),
+                Err(_) => match item.parse::<std::net::IpAddr>() {
+                    Ok(ip) => nets.push(IpNet::from(ip)),
+                    Err(_) => self.err(key, format!("{item:?} is not a CIDR")),
+                },
+            }
+        }
+        nets
+    }
+
+    fn object<T: for<'de> Deserialize<'de> + Default>(&mut self, key: &str) -> T {
+        let value = match self.value(key) {
+            None | Some(Value::Null) => return T::default(),
+            Some(Value::String(s)) => match serde_json::from_str::<Value>(&s) {
+                Ok(v) => v,
+                Err(_) => {
+                    self.err(key, "must be an object");
+                    return T::default();
+                }
+            },
+            Some(v) => v,
+        };
+        match serde_json::from_value::<T>(value) {
+            Ok(t) => t,
+            Err(e) => {
+                self.err(key, e.to_string());
+                T::default()
+            }
+        }
+    }
+
+    fn pool(&mut self, key: &str, active: bool, droplet_count: u32) -> Pool {
+        #[derive(Deserialize, Default)]
+        #[serde(rename_all = "camelCase", deny_unknown_fields)]
+        struct RawPool {
+            count: Option<u32>,
+            build: Option<String>,
+        }
+        let raw: RawPool = self.object(key);
+        // The active pool defaults to dropletCount so a stack without blue/green keys still works.
+        let count = raw.count.unwrap_or(if active { droplet_count } else { 0 });
+        if count > 50 {
+            self.err(
+                &format!("{key}.count"),
+                format!("must be between 0 and 50 (got {count})"),
+            );
+        }
+        if active && count == 0 {
+            self.err(
+                &format!("{key}.count"),
+                "the active colour needs at least 1 droplet",
+            );
+        }
+        let build = match raw.build.as_deref() {
+            None | Some("local") => Build::Local,
+            Some(sha) => {
+                let sha = sha
+                    .strip_prefix("sha256:")
+                    .unwrap_or(sha)
+                    .to_ascii_lowercase();
+                if sha.len() != 64 || !sha.chars().all(|c| c.is_ascii_hexdigit()) {
+                    self.err(
+                        &format!("{key}.build"),
+                        "must be `local` or the 64-hex sha256 of an app build",
+                    );
+                }
+                Build::Pinned(sha)
+            }
+        };
+        Pool { count, build }
+    }
+}
+
+/// Accepts `16` as well as `"16"` (YAML users write versions both ways).
+fn string_or_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    match Value::deserialize(d)? {
+        Value::String(s) => Ok(s),
+        Value::Number(n) => Ok(n.to_string()),
+        other => Err(serde::de::Error::custom(format!(
+            "expected a string, got {other}"
+        ))),
+    }
+}
+
+/// One invalid key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyError {
+    /// The full key, e.g. `rustlb:healthCheck.checkIntervalSeconds`.
+    pub key: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl KeyError {
+    fn new(key: &str, message: impl Into<String>) -> Self {
+        KeyError {
+            key: if key.is_empty() {
+                String::new()
+            } else {
+                format!("{PROJECT}:{key}")
+            },
+            message: message.into(),
+        }
+    }
+}
+
+/// Why a stack's configuration was refused; lists every problem at once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The stack file (or engine config) the values came from.
+    pub source: String,
+    /// The problems, one per key.
+    pub errors: Vec<KeyError>,
+}
+
+impl ConfigError {
+    fn single(source: &str, key: &str, message: String) -> Self {
+        ConfigError {
+            source: source.to_string(),
+            errors: vec![KeyError::new(key, message)],
+        }
+    }
+
+    /// True when some error names `key` (with or without the namespace).
+    pub fn mentions(&self, key: &str) -> bool {
+        let full = if key.contains(':') {
+            key.to_string()
+        } else {
+            format!("{PROJECT}:{key}")
+        };
+        self.errors.iter().any(|e| e.key == full)
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid stack configuration in {}:", self.source)?;
+        for e in &self.errors {
+            if e.key.is_empty() {
+                write!(f, "\n  {}", e.message)?;
+            } else {
+                write!(f, "\n  {}: {}", e.key, e.message)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigError {}

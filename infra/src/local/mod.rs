@@ -1,0 +1,264 @@
+//! The local stack: the seed's topology on one machine (`infra up/status/destroy --stack local`).
+//!
+//! `up` runs N instances of the real app (this executable re-run as `serve-app`, so nothing
+//! else needs building), applies migrations once, and puts the embedded load balancer in front.
+//! It supervises the instances like systemd's `Restart=always` and answers `status` over a
+//! loopback control port recorded in `.stack/<stack>/state.json`.
+
+mod control;
+mod state;
+mod supervisor;
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use secrecy::ExposeSecret;
+
+use crate::config::StackConfig;
+pub use control::{BackendReport, StackReport};
+use state::StateFile;
+
+/// How long `up` waits for every instance to pass its health checks before it reports anyway.
+const READY_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long in-flight requests may run after Ctrl-C/SIGTERM.
+const DRAIN_GRACE: Duration = Duration::from_secs(10);
+
+/// Starts the local stack and stays in the foreground until Ctrl-C or SIGTERM (or, with
+/// `detach`, returns once it is up and leaves it running in the background).
+pub fn up(root: &Path, cfg: StackConfig, detach: bool) -> anyhow::Result<()> {
+    ensure_local(&cfg)?;
+    let state_dir = state::dir(root, &cfg.stack);
+    if let Some(existing) = StateFile::read_live(&state_dir) {
+        bail!(
+            "the {} stack is already running (supervisor pid {}, {}); see `infra status --stack {}` or stop it with `infra destroy --stack {}`",
+            cfg.stack,
+            existing.supervisor_pid,
+            existing.url,
+            cfg.stack,
+            cfg.stack
+        );
+    }
+    check_ports_free(&cfg)?;
+    if detach {
+        return up_detached(root, &cfg, &state_dir);
+    }
+    init_logs();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(supervisor::run(
+        root,
+        &cfg,
+        &state_dir,
+        READY_TIMEOUT,
+        DRAIN_GRACE,
+    ))
+}
+
+/// Prints the running stack: URL and one row per backend (or JSON with `--json`).
+pub fn status(root: &Path, cfg: StackConfig, json: bool) -> anyhow::Result<()> {
+    ensure_local(&cfg)?;
+    let report = fetch_report(root, &cfg)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", report.to_table());
+    }
+    Ok(())
+}
+
+/// Stops a detached stack: SIGTERM to its supervisor, which drains the load balancer, stops
+/// the instances (flushing their request logs) and frees the ports.
+pub fn destroy(root: &Path, cfg: StackConfig) -> anyhow::Result<()> {
+    ensure_local(&cfg)?;
+    let state_dir = state::dir(root, &cfg.stack);
+    let Some(state) = StateFile::read_live(&state_dir) else {
+        println!("the {} stack is not running; nothing to destroy", cfg.stack);
+        StateFile::remove(&state_dir);
+        return Ok(());
+    };
+    let pid = state.supervisor_pid;
+    // SAFETY: kill(2) has no memory-safety preconditions.
+    if unsafe { libc::kill(pid as libc::pid_t, libc::SIGTERM) } != 0 {
+        bail!(
+            "cannot signal supervisor pid {pid}: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+    let deadline = Instant::now() + DRAIN_GRACE + Duration::from_secs(30);
+    while state::pid_alive(pid) {
+        if Instant::now() > deadline {
+            bail!(
+                "supervisor pid {pid} did not stop within {:?}",
+                deadline.elapsed()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    println!(
+        "destroyed the {} stack: load balancer and {} instances stopped, ports freed",
+        cfg.stack, state.instances
+    );
+    Ok(())
+}
+
+/// Reads the report from a running supervisor.
+pub fn fetch_report(root: &Path, cfg: &StackConfig) -> anyhow::Result<StackReport> {
+    let state_dir = state::dir(root, &cfg.stack);
+    let Some(state) = StateFile::read_live(&state_dir) else {
+        bail!(
+            "the {} stack is not running; start it with `cargo run --release -p infra -- up --stack {}`",
+            cfg.stack,
+            cfg.stack
+        );
+    };
+    control::fetch(state.control).with_context(|| {
+        format!(
+            "asking supervisor pid {} for its status",
+            state.supervisor_pid
+        )
+    })
+}
+
+fn ensure_local(cfg: &StackConfig) -> anyhow::Result<()> {
+    if !cfg.is_local() {
+        bail!(
+            "`{}` is a DigitalOcean stack: deploy it with `pulumi up -s {}` (or look first with `infra preview --stack {}`); only the `local` stack runs on this machine",
+            cfg.stack,
+            cfg.stack,
+            cfg.stack
+        );
+    }
+    Ok(())
+}
+
+/// Refuses to start when a port the stack needs is taken, naming the key that sets it.
+fn check_ports_free(cfg: &StackConfig) -> anyhow::Result<()> {
+    let lb = cfg.lb_address();
+    if let Err(err) = TcpListener::bind(lb) {
+        bail!("{}: rustlb:lbAddress {lb} is not free: {err}", cfg.source);
+    }
+    for i in 0..cfg.droplet_count() {
+        let port = backend_port(cfg, i)?;
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        if let Err(err) = TcpListener::bind(addr) {
+            bail!(
+                "{}: port {port} for instance local-{} (rustlb:firstBackendPort + {i}) is not free: {err}",
+                cfg.source,
+                i + 1
+            );
+        }
+    }
+    Ok(())
+}
+
+fn backend_port(cfg: &StackConfig, index: u32) -> anyhow::Result<u16> {
+    u16::try_from(u32::from(cfg.first_backend_port()) + index).with_context(|| {
+        format!(
+            "{}: rustlb:firstBackendPort + rustlb:dropletCount passes 65535",
+            cfg.source
+        )
+    })
+}
+
+/// Re-runs `up` in its own session with output to a log file, waits until it is up, prints
+/// the same summary as the foreground `up`, and returns.
+fn up_detached(root: &Path, cfg: &StackConfig, state_dir: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(state_dir)
+        .with_context(|| format!("creating {}", state_dir.display()))?;
+    let log_path = state_dir.join("supervisor.log");
+    let log = std::fs::File::create(&log_path)
+        .with_context(|| format!("creating {}", log_path.display()))?;
+    let exe = std::env::current_exe().context("locating the infra binary")?;
+    let mut command = std::process::Command::new(exe);
+    command
+        .args(["up", "--stack", &cfg.stack])
+        .current_dir(root)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log);
+    // SAFETY: setsid() is async-signal-safe; it detaches the supervisor from this terminal so
+    // closing it (or Ctrl-C there) does not stop the stack.
+    unsafe {
+        use std::os::unix::process::CommandExt;
+        command.pre_exec(|| {
+            libc::setsid();
+            Ok(())
+        });
+    }
+    let mut child = command.spawn().context("starting the supervisor")?;
+    let deadline = Instant::now() + READY_TIMEOUT + Duration::from_secs(30);
+    loop {
+        if let Some(status) = child.try_wait()? {
+            let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(20).collect();
+            let tail: Vec<&str> = tail.into_iter().rev().collect();
+            bail!(
+                "the supervisor exited ({status}) before the stack was up:\n{}",
+                tail.join("\n")
+            );
+        }
+        if let Some(state) = StateFile::read_live(state_dir)
+            && state.ready
+            && let Ok(report) = control::fetch(state.control)
+        {
+            print!("{}", report.to_table());
+            println!(
+                "\nrunning in the background (logs: {}); stop it with `cargo run --release -p infra -- destroy --stack {}`",
+                state_dir.join("logs").display(),
+                cfg.stack
+            );
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "the stack did not come up in time; see {}",
+                log_path.display()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn init_logs() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .compact()
+        .try_init();
+}
+
+/// The instance's environment: production config on loopback, the stack's database and key.
+fn instance_env(cfg: &StackConfig, server_id: &str, port: u16) -> Vec<(String, String)> {
+    let mut env = vec![
+        ("APP_ENVIRONMENT".to_owned(), "production".to_owned()),
+        ("APP__APPLICATION__HOST".to_owned(), "127.0.0.1".to_owned()),
+        ("APP__APPLICATION__PORT".to_owned(), port.to_string()),
+        (
+            "APP__APPLICATION__SERVER_ID".to_owned(),
+            server_id.to_owned(),
+        ),
+        (
+            "APP__DATABASE__URL".to_owned(),
+            cfg.database_url().to_owned(),
+        ),
+        // Migrations ran once before the instances started; N racing migrators would collide.
+        (
+            "APP__DATABASE__RUN_MIGRATIONS".to_owned(),
+            "false".to_owned(),
+        ),
+    ];
+    if let Some(key) = cfg.api_key() {
+        env.push((
+            "APP__APPLICATION__API_KEY".to_owned(),
+            key.expose_secret().to_owned(),
+        ));
+    }
+    env
+}

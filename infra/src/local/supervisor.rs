@@ -1,0 +1,341 @@
+//! Runs the local stack in the foreground: migrations, the load balancer, and the instances,
+//! each restarted with backoff when it exits (systemd's `Restart=always`).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use tokio::process::{Child, Command};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use super::control::{self, BackendReport, StackReport};
+use super::state::StateFile;
+use super::{backend_port, instance_env};
+use crate::config::StackConfig;
+
+/// First restart delay; doubles per quick crash up to [`MAX_BACKOFF`].
+const FIRST_BACKOFF: Duration = Duration::from_secs(1);
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// An instance that ran this long before exiting is restarted with the first delay again.
+const STABLE_AFTER: Duration = Duration::from_secs(30);
+/// How long an instance may take to flush and exit after SIGTERM before it is killed.
+const STOP_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// One app instance and what the report shows about it.
+struct Instance {
+    server_id: String,
+    port: u16,
+    /// 0 while not running.
+    pid: AtomicU32,
+    restarts: AtomicU32,
+}
+
+/// How to start an instance.
+struct Launch {
+    exe: PathBuf,
+    root: PathBuf,
+    log_dir: PathBuf,
+    env: Vec<(String, String)>,
+}
+
+/// The whole foreground life of the stack; returns after a clean teardown.
+pub async fn run(
+    root: &Path,
+    cfg: &StackConfig,
+    state_dir: &Path,
+    ready_timeout: Duration,
+    grace: Duration,
+) -> anyhow::Result<()> {
+    // Relative paths in the stack file (the SQLite default) mean the repository root.
+    std::env::set_current_dir(root).with_context(|| format!("entering {}", root.display()))?;
+    let log_dir = state_dir.join("logs");
+    std::fs::create_dir_all(&log_dir).with_context(|| format!("creating {}", log_dir.display()))?;
+
+    migrate_once(cfg).await?;
+
+    let lb_config = lb_config(cfg)?;
+    let lb = lb::LoadBalancer::bind(lb_config).await.with_context(|| {
+        format!(
+            "{}: starting the load balancer on rustlb:lbAddress",
+            cfg.source
+        )
+    })?;
+    let url = format!("http://{}", lb.local_addr());
+
+    let exe = std::env::current_exe().context("locating the infra binary")?;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut instances = Vec::new();
+    let mut tasks = JoinSet::new();
+    for i in 0..cfg.droplet_count() {
+        let server_id = format!("local-{}", i + 1);
+        let port = backend_port(cfg, i)?;
+        let instance = Arc::new(Instance {
+            server_id: server_id.clone(),
+            port,
+            pid: AtomicU32::new(0),
+            restarts: AtomicU32::new(0),
+        });
+        let launch = Launch {
+            exe: exe.clone(),
+            root: root.to_path_buf(),
+            log_dir: log_dir.clone(),
+            env: instance_env(cfg, &server_id, port),
+        };
+        instances.push(instance.clone());
+        tasks.spawn(supervise(instance, launch, lb.clone(), stop_rx.clone()));
+    }
+
+    let report = {
+        let lb = lb.clone();
+        let instances = instances.clone();
+        let url = url.clone();
+        let stack = cfg.stack.clone();
+        Arc::new(move || build_report(&stack, &url, &lb, &instances))
+    };
+    let control_listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+        .await
+        .context("binding the control port")?;
+    let control_addr = control_listener.local_addr()?;
+    let control_task = tokio::spawn(control::serve(control_listener, report.clone()));
+    let mut state = StateFile {
+        supervisor_pid: std::process::id(),
+        url: url.clone(),
+        control: control_addr,
+        instances: cfg.droplet_count(),
+        ready: false,
+    };
+    state.write(state_dir).context("writing the state file")?;
+    tracing::info!(%url, instances = cfg.droplet_count(), "local stack starting; waiting for health checks");
+
+    let mut signal = std::pin::pin!(app::startup::shutdown_signal());
+    let interrupted = tokio::select! {
+        () = wait_until_ready(&lb, ready_timeout) => false,
+        () = &mut signal => true,
+    };
+    if !interrupted {
+        state.ready = true;
+        state.write(state_dir).context("writing the state file")?;
+        println!("{}", report().to_table());
+        println!("try:   curl -s {url}/server-info     (repeat: the server_id rotates)");
+        println!("       curl -s {url}/api/stats");
+        println!("logs:  {}", log_dir.display());
+        println!(
+            "stop:  Ctrl-C here (or `cargo run --release -p infra -- destroy --stack {}` when detached)",
+            cfg.stack
+        );
+        signal.await;
+    }
+
+    tracing::info!("stopping: draining the load balancer");
+    lb.shutdown(grace).await;
+    let _ = stop_tx.send(true);
+    while tasks.join_next().await.is_some() {}
+    control_task.abort();
+    StateFile::remove(state_dir);
+    println!(
+        "stopped the {} stack: load balancer and {} instances down, ports freed",
+        cfg.stack,
+        instances.len()
+    );
+    Ok(())
+}
+
+/// Applies pending migrations once, before any instance starts.
+async fn migrate_once(cfg: &StackConfig) -> anyhow::Result<()> {
+    let settings = app::configuration::DatabaseSettings::for_url(cfg.database_url())?;
+    let shown = app::configuration::redact_url(cfg.database_url());
+    let db = app::database::connect(&settings).await.with_context(|| {
+        format!(
+            "{}: rustlb:databaseUrl: cannot connect to {shown}",
+            cfg.source
+        )
+    })?;
+    app::database::migrate(&db)
+        .await
+        .with_context(|| format!("applying migrations to {shown}"))?;
+    let _ = db.close().await;
+    Ok(())
+}
+
+/// The load balancer's settings from the stack: DigitalOcean's names, loopback addresses.
+fn lb_config(cfg: &StackConfig) -> anyhow::Result<lb::Config> {
+    let hc = cfg.health_check();
+    let sticky = cfg.sticky_sessions();
+    let mut backends = Vec::new();
+    for i in 0..cfg.droplet_count() {
+        let port = backend_port(cfg, i)?;
+        backends.push(lb::BackendConfig::new(
+            format!("local-{}", i + 1),
+            SocketAddr::from(([127, 0, 0, 1], port)),
+        ));
+    }
+    Ok(lb::Config {
+        listen: cfg.lb_address(),
+        backends,
+        health_check: lb::HealthCheckConfig {
+            path: hc.path.clone(),
+            // Each local instance has its own port; the cloud stacks' `port` (3000) is the
+            // droplets' port and means the traffic port here.
+            port: None,
+            interval: Duration::from_secs(u64::from(hc.check_interval_seconds)),
+            response_timeout: Duration::from_secs(u64::from(hc.response_timeout_seconds)),
+            unhealthy_threshold: hc.unhealthy_threshold,
+            healthy_threshold: hc.healthy_threshold,
+        },
+        sticky: sticky.enabled().then(|| lb::StickyConfig {
+            cookie_name: sticky
+                .cookie_name
+                .clone()
+                .unwrap_or_else(|| "DO-LB".to_owned()),
+            ttl: Duration::from_secs(u64::from(sticky.cookie_ttl_seconds.unwrap_or(300))),
+        }),
+        client_idle_timeout: Duration::from_secs(u64::from(cfg.http_idle_timeout_seconds)),
+        ..lb::Config::default()
+    })
+}
+
+async fn wait_until_ready(lb: &lb::Running, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if lb.status().iter().all(|b| b.state == lb::BackendState::Up) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tracing::warn!("not every instance passed its health checks in {timeout:?}; see the logs");
+}
+
+fn build_report(
+    stack: &str,
+    url: &str,
+    lb: &lb::Running,
+    instances: &[Arc<Instance>],
+) -> StackReport {
+    let statuses = lb.status();
+    let backends = instances
+        .iter()
+        .map(|instance| {
+            let status = statuses.iter().find(|s| s.id == instance.server_id);
+            let pid = instance.pid.load(Ordering::Relaxed);
+            BackendReport {
+                server_id: instance.server_id.clone(),
+                pid: (pid != 0).then_some(pid),
+                port: instance.port,
+                state: match status.map(|s| s.state) {
+                    Some(lb::BackendState::Up) => "up".to_owned(),
+                    _ => "down".to_owned(),
+                },
+                consecutive_successes: status.map_or(0, |s| s.consecutive_successes),
+                consecutive_failures: status.map_or(0, |s| s.consecutive_failures),
+                requests: status.map_or(0, |s| s.requests),
+                restarts: instance.restarts.load(Ordering::Relaxed),
+                last_error: status.and_then(|s| s.last_error.clone()),
+            }
+        })
+        .collect();
+    StackReport {
+        stack: stack.to_owned(),
+        url: url.to_owned(),
+        supervisor_pid: std::process::id(),
+        backends,
+    }
+}
+
+/// Keeps one instance running until `stop` turns true; then stops it gracefully.
+async fn supervise(
+    instance: Arc<Instance>,
+    launch: Launch,
+    lb: lb::Running,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut backoff = FIRST_BACKOFF;
+    loop {
+        let started = Instant::now();
+        let mut child = match spawn_instance(&launch, &instance.server_id) {
+            Ok(child) => child,
+            Err(err) => {
+                tracing::error!(server_id = %instance.server_id, error = %err, "cannot start instance; retrying in {backoff:?}");
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {},
+                    _ = stop.changed() => return,
+                }
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+                continue;
+            }
+        };
+        let pid = child.id().unwrap_or(0);
+        instance.pid.store(pid, Ordering::Relaxed);
+        tracing::info!(server_id = %instance.server_id, pid, port = instance.port, "instance started");
+        tokio::select! {
+            exit = child.wait() => {
+                instance.pid.store(0, Ordering::Relaxed);
+                // Out of rotation now, not after three failed checks; back after it passes them.
+                lb.mark_down(&instance.server_id);
+                if started.elapsed() >= STABLE_AFTER {
+                    backoff = FIRST_BACKOFF;
+                }
+                let exit = exit.map(|s| s.to_string()).unwrap_or_else(|e| e.to_string());
+                tracing::warn!(server_id = %instance.server_id, pid, %exit, "instance exited; restarting in {backoff:?}");
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {},
+                    _ = stop.changed() => return,
+                }
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+                instance.restarts.fetch_add(1, Ordering::Relaxed);
+            }
+            _ = stop.changed() => {
+                stop_instance(&mut child, &instance.server_id).await;
+                instance.pid.store(0, Ordering::Relaxed);
+                return;
+            }
+        }
+    }
+}
+
+/// SIGTERM (the app drains and flushes its request log), then SIGKILL if it hangs.
+async fn stop_instance(child: &mut Child, server_id: &str) {
+    if let Some(pid) = child.id() {
+        // SAFETY: kill(2) has no memory-safety preconditions.
+        unsafe { libc::kill(pid as libc::pid_t, libc::SIGTERM) };
+    }
+    match tokio::time::timeout(STOP_TIMEOUT, child.wait()).await {
+        Ok(_) => tracing::info!(server_id, "instance stopped"),
+        Err(_) => {
+            tracing::warn!(
+                server_id,
+                "instance ignored SIGTERM for {STOP_TIMEOUT:?}; killing it"
+            );
+            let _ = child.kill().await;
+        }
+    }
+}
+
+fn spawn_instance(launch: &Launch, server_id: &str) -> std::io::Result<Child> {
+    let log_path = launch.log_dir.join(format!("{server_id}.log"));
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)?;
+    let mut command = Command::new(&launch.exe);
+    command
+        .arg("serve-app")
+        .current_dir(&launch.root)
+        .envs(launch.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .stdin(std::process::Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .kill_on_drop(true);
+    // SAFETY: prctl is async-signal-safe. If the supervisor dies without tearing down (e.g.
+    // SIGKILL), each instance gets SIGTERM instead of living on as an orphan holding its port.
+    unsafe {
+        command.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+            Ok(())
+        });
+    }
+    command.spawn()
+}

@@ -1,0 +1,130 @@
+//! The infra binary: the Pulumi program (under the engine), the offline preview and the local stack commands.
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use infra::build::AppBuild;
+use infra::config::{LOCAL_STACK, StackConfig};
+use infra::{local, preview, program, root};
+use std::path::PathBuf;
+
+/// rustlb infrastructure: DigitalOcean stacks through Pulumi, and the local stack.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Show what `pulumi up` would create for a DigitalOcean stack (offline, no secrets needed).
+    Preview {
+        /// Stack name (stacks/Pulumi.<stack>.yaml).
+        #[arg(long, short)]
+        stack: String,
+        /// Print one JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Start the local stack.
+    Up {
+        /// Stack name (only `local` runs on this machine).
+        #[arg(long, short)]
+        stack: String,
+        /// Return once it is up and leave it running.
+        #[arg(long)]
+        detach: bool,
+    },
+    /// Show the local stack's state.
+    Status {
+        /// Stack name.
+        #[arg(long, short)]
+        stack: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stop the local stack.
+    Destroy {
+        /// Stack name.
+        #[arg(long, short)]
+        stack: String,
+    },
+    /// Run one app instance (the local stack starts its instances this way, so the infra
+    /// binary is all a user has to build).
+    #[command(hide = true)]
+    ServeApp,
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Some(Command::ServeApp) => return app::run(),
+        None if std::env::var_os("PULUMI_MONITOR").is_some() => run_under_engine(),
+        None => Err(anyhow::anyhow!(
+            "no command: use `preview --stack <name>`, or run `pulumi up` to deploy (see --help)"
+        )),
+        Some(command) => run_command(command),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_command(command: Command) -> anyhow::Result<()> {
+    let root = root::current_root()?;
+    match command {
+        Command::Preview { stack, json } => {
+            let exe = std::env::current_exe().context("locating the infra binary")?;
+            let p = preview::run(&root, &stack, &exe)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&p.to_json())?);
+            } else {
+                print!("{}", p.to_text());
+            }
+            Ok(())
+        }
+        Command::Up { stack, detach } => local::up(&root, local_config(&root, &stack)?, detach),
+        Command::Status { stack, json } => local::status(&root, local_config(&root, &stack)?, json),
+        Command::Destroy { stack } => local::destroy(&root, local_config(&root, &stack)?),
+        Command::ServeApp => unreachable!("handled before the repository root is looked up"),
+    }
+}
+
+fn local_config(root: &std::path::Path, stack: &str) -> anyhow::Result<StackConfig> {
+    if stack != LOCAL_STACK {
+        anyhow::bail!(
+            "stack {stack:?} lives on DigitalOcean: use `pulumi up -s {stack}` / `pulumi destroy -s {stack}` \
+             (or `infra preview --stack {stack}` offline)"
+        );
+    }
+    Ok(StackConfig::load(root, stack)?)
+}
+
+/// The language host runs the binary with PULUMI_* set and no arguments.
+fn run_under_engine() -> anyhow::Result<()> {
+    let stack = std::env::var("PULUMI_STACK").unwrap_or_default();
+    if stack == LOCAL_STACK {
+        anyhow::bail!(
+            "the local stack does not run under Pulumi; use `cargo run --release -p infra -- up --stack local`"
+        );
+    }
+    let cfg = StackConfig::from_engine_env()?;
+    let root = std::env::var_os("PULUMI_ROOT_DIRECTORY")
+        .map(PathBuf::from)
+        .filter(|p| p.join("Pulumi.yaml").is_file())
+        .map(Ok)
+        .unwrap_or_else(root::current_root)?;
+    let inputs = program::Inputs {
+        build: AppBuild::inspect(&root, &cfg.app_binary)?,
+        dry_run: std::env::var("PULUMI_DRY_RUN").is_ok_and(|v| v == "true"),
+        root,
+    };
+    // Refuse before the engine sees a single resource.
+    program::check_deployable(&cfg, &inputs)?;
+    pulumi_gestalt_rust::run(|ctx| program::run(ctx, &cfg, &inputs))
+}

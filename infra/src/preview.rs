@@ -1,0 +1,224 @@
+//! `infra preview`: what `pulumi up` would create, from the stack file, with no CLI, network or secrets.
+
+use crate::build::AppBuild;
+use crate::config::{self, PROJECT, StackConfig};
+use crate::mock_engine::{self, Registration, RunSpec};
+use anyhow::Context as _;
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// Deploy order of the resource types, for a listing that reads top-down.
+const TYPE_ORDER: &[&str] = &[
+    "Vpc",
+    "Tag",
+    "DatabaseCluster",
+    "DatabaseDb",
+    "DatabaseUser",
+    "DatabaseConnectionPool",
+    "DatabaseFirewall",
+    "SpacesBucket",
+    "SpacesBucketObject",
+    "Droplet",
+    "Certificate",
+    "LoadBalancer",
+    "Firewall",
+    "Project",
+];
+
+/// The preview of one stack.
+#[derive(Debug, Clone)]
+pub struct Preview {
+    /// Stack name.
+    pub stack: String,
+    /// Resources in deploy order: (type, name, redacted inputs).
+    pub resources: Vec<(String, String, Value)>,
+    /// Redacted stack outputs.
+    pub outputs: Value,
+    /// Placeholders the preview used.
+    pub notes: Vec<String>,
+}
+
+/// Translates a stack file into the engine's PULUMI_CONFIG, listing `secure:` keys separately.
+pub fn engine_config(
+    root: &Path,
+    stack: &str,
+) -> anyhow::Result<(BTreeMap<String, String>, Vec<String>)> {
+    let path = config::stack_file(root, stack);
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let raw = config::raw_from_stack_file(&text)
+        .map_err(|m| anyhow::anyhow!("{}: {m}", path.display()))?;
+    let mut map = BTreeMap::new();
+    let mut encrypted = Vec::new();
+    for (key, value) in raw {
+        match value {
+            config::RawValue::Encrypted => encrypted.push(key),
+            config::RawValue::Plain(Value::String(s))
+            | config::RawValue::Secret(Value::String(s)) => {
+                map.insert(format!("{PROJECT}:{key}"), s);
+            }
+            config::RawValue::Plain(v) | config::RawValue::Secret(v) => {
+                let text = match &v {
+                    Value::Object(_) | Value::Array(_) => serde_json::to_string(&v)?,
+                    other => other.to_string(),
+                };
+                map.insert(format!("{PROJECT}:{key}"), text);
+            }
+        }
+    }
+    Ok((map, encrypted))
+}
+
+/// Runs the program against the mock engine in preview mode.
+pub fn run(root: &Path, stack: &str, program: &Path) -> anyhow::Result<Preview> {
+    if stack == config::LOCAL_STACK {
+        anyhow::bail!(
+            "the local stack is not a DigitalOcean stack; run `cargo run --release -p infra -- up --stack local`"
+        );
+    }
+    let cfg = StackConfig::load(root, stack)?;
+    let (config, encrypted) = engine_config(root, stack)?;
+    let build = AppBuild::inspect(root, &cfg.app_binary)?;
+    let mut notes = Vec::new();
+    if !build.exists {
+        notes.push(format!(
+            "no app build at {}: the sha256 shown is a placeholder (run `cargo build --release -p app`)",
+            cfg.app_binary.display()
+        ));
+    } else {
+        notes.push(format!(
+            "app build {} sha256 {}",
+            cfg.app_binary.display(),
+            build.sha256
+        ));
+    }
+    for key in ["apiKey", "sshKeys"] {
+        if encrypted.iter().any(|k| k == key) {
+            notes.push(format!(
+                "{PROJECT}:{key} is encrypted; the preview sends a placeholder, shown as [secret]"
+            ));
+        } else if !config.contains_key(&format!("{PROJECT}:{key}")) {
+            let need = if key == "apiKey" {
+                "`pulumi up` requires it"
+            } else {
+                "optional: droplets get no SSH key"
+            };
+            notes.push(format!(
+                "{PROJECT}:{key} is not set ({need}; pulumi config set --secret {PROJECT}:{key} ... -s {stack})"
+            ));
+        }
+    }
+    notes.push("[unknown] values are known only after `pulumi up` (ids, IPs, hosts)".into());
+    let run = mock_engine::run(&RunSpec {
+        program: program.to_path_buf(),
+        root: root.to_path_buf(),
+        project: PROJECT.into(),
+        stack: stack.into(),
+        config,
+        secret_keys: Vec::new(),
+        env: vec![(
+            config::ENCRYPTED_KEYS_ENV.into(),
+            serde_json::to_string(&encrypted)?,
+        )],
+        dry_run: true,
+    })?;
+    if !run.success() {
+        anyhow::bail!("the program failed:\n{}", run.stderr.trim_end());
+    }
+    let mut resources: Vec<&Registration> = run.resources.iter().filter(|r| r.custom).collect();
+    resources.sort_by_key(|r| sort_key(r));
+    Ok(Preview {
+        stack: stack.into(),
+        resources: resources
+            .into_iter()
+            .map(|r| {
+                (
+                    r.type_.clone(),
+                    r.name.clone(),
+                    mock_engine::redact(&r.inputs),
+                )
+            })
+            .collect(),
+        outputs: mock_engine::redact(&run.outputs.unwrap_or(json!({}))),
+        notes,
+    })
+}
+
+fn sort_key(r: &Registration) -> (usize, String, u64) {
+    let kind = r.type_.rsplit(':').next().unwrap_or_default();
+    let order = TYPE_ORDER
+        .iter()
+        .position(|t| *t == kind)
+        .unwrap_or(TYPE_ORDER.len());
+    let digits: String = r
+        .name
+        .chars()
+        .rev()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    let n = digits
+        .chars()
+        .rev()
+        .collect::<String>()
+        .parse()
+        .unwrap_or(0);
+    (
+        order,
+        r.name
+            .trim_end_matches(|c: char| c.is_ascii_digit())
+            .to_string(),
+        n,
+    )
+}
+
+impl Preview {
+    /// `{"stack", "resources": [{type, name, inputs}], "outputs", "notes"}`.
+    pub fn to_json(&self) -> Value {
+        json!({
+            "stack": self.stack,
+            "resources": self.resources.iter().map(|(t, n, i)| json!({"type": t, "name": n, "inputs": i})).collect::<Vec<_>>(),
+            "outputs": self.outputs,
+            "notes": self.notes,
+        })
+    }
+
+    /// One line per resource, then the outputs and notes.
+    pub fn to_text(&self) -> String {
+        let mut out = format!(
+            "Previewing stack {} ({} resources to create)\n\n",
+            self.stack,
+            self.resources.len()
+        );
+        for (t, n, inputs) in &self.resources {
+            let fields = match inputs {
+                Value::Object(m) => m
+                    .iter()
+                    .filter(|(_, v)| !v.is_null())
+                    .map(|(k, v)| format!("{k}={}", short(v)))
+                    .collect::<Vec<_>>()
+                    .join(" "),
+                other => other.to_string(),
+            };
+            out.push_str(&format!("  + {t:<66} {n:<30} {fields}\n"));
+        }
+        out.push_str("\nOutputs:\n");
+        if let Value::Object(m) = &self.outputs {
+            for (k, v) in m {
+                out.push_str(&format!("  {k:<20} {}\n", short(v)));
+            }
+        }
+        out.push_str("\nNotes:\n");
+        for n in &self.notes {
+            out.push_str(&format!("  - {n}\n"));
+        }
+        out
+    }
+}
+
+fn short(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}

@@ -1,0 +1,66 @@
+//! The droplets' cloud firewall: app port from the load balancer only, SSH from admin networks only.
+
+use super::loadbalancer::LoadBalancer;
+use super::network::Network;
+use crate::config::{APP_PORT, StackConfig};
+use crate::digitalocean::firewall;
+use crate::digitalocean::types::{FirewallInboundRule, FirewallOutboundRule};
+use pulumi_gestalt_rust::Context;
+
+const ANYWHERE: [&str; 2] = ["0.0.0.0/0", "::/0"];
+
+fn outbound(protocol: &str, ports: &str, to: Vec<String>) -> FirewallOutboundRule {
+    FirewallOutboundRule {
+        protocol: protocol.into(),
+        port_range: Some(ports.into()),
+        destination_addresses: Some(to),
+    }
+}
+
+/// The outbound rules: DNS, NTP, HTTP/HTTPS (packages, the binary download) and the database in the VPC.
+pub fn outbound_rules(cfg: &StackConfig) -> Vec<FirewallOutboundRule> {
+    let anywhere: Vec<String> = ANYWHERE.iter().map(|s| s.to_string()).collect();
+    vec![
+        outbound("udp", "53", anywhere.clone()),
+        outbound("tcp", "53", anywhere.clone()),
+        outbound("udp", "123", anywhere.clone()),
+        outbound("tcp", "80", anywhere.clone()),
+        outbound("tcp", "443", anywhere),
+        // 25060 is the cluster, 25061 the PgBouncer pools; both only on private addresses.
+        outbound("tcp", "25060-25061", vec![cfg.vpc_cidr.to_string()]),
+    ]
+}
+
+/// Creates the firewall on every app droplet (by tag, so new droplets are covered at birth).
+pub fn create(ctx: &Context, cfg: &StackConfig, net: &Network, lb: &LoadBalancer) {
+    let admin: Vec<String> = cfg.admin_cidrs.iter().map(|n| n.to_string()).collect();
+    let inbound = lb.id.map(move |lb_id| {
+        let mut rules = vec![FirewallInboundRule {
+            protocol: "tcp".into(),
+            port_range: Some(APP_PORT.to_string()),
+            source_addresses: None,
+            source_tags: None,
+            source_load_balancer_uids: Some(vec![lb_id]),
+        }];
+        if !admin.is_empty() {
+            rules.push(FirewallInboundRule {
+                protocol: "tcp".into(),
+                port_range: Some("22".into()),
+                source_addresses: Some(admin.clone()),
+                source_tags: None,
+                source_load_balancer_uids: None,
+            });
+        }
+        rules
+    });
+    firewall::create(
+        ctx,
+        &cfg.name("firewall"),
+        firewall::FirewallArgs::builder()
+            .name(cfg.name("firewall"))
+            .tags(net.app_tag.map(|t| vec![t]))
+            .inbound_rules(inbound)
+            .outbound_rules(outbound_rules(cfg))
+            .build_struct(),
+    );
+}

@@ -1,0 +1,51 @@
+//! The VPC and the tags that tie droplets to the load balancer and the firewalls.
+
+use crate::config::{Color, StackConfig};
+use crate::digitalocean::{tag, vpc};
+use pulumi_gestalt_rust::{Context, Output};
+
+/// The stack's network identity.
+pub struct Network {
+    /// VPC id.
+    pub vpc_id: Output<String>,
+    /// Tag on every app droplet (firewalls and the database trust it).
+    pub app_tag: Output<String>,
+    /// Tag per colour (the load balancer targets the active one).
+    pub color_tags: [Output<String>; 2],
+}
+
+impl Network {
+    /// The tag of one colour.
+    pub fn color_tag(&self, color: Color) -> &Output<String> {
+        &self.color_tags[color as usize]
+    }
+}
+
+/// Creates the VPC and tags.
+pub fn create(ctx: &Context, cfg: &StackConfig) -> Network {
+    let vpc = vpc::create(
+        ctx,
+        &cfg.name("vpc"),
+        vpc::VpcArgs::builder()
+            .name(cfg.name("vpc"))
+            .region(cfg.region.clone())
+            .ip_range(cfg.vpc_cidr.to_string())
+            .description(format!("{} {} private network", cfg.project, cfg.stack))
+            .build_struct(),
+    );
+    // Explicit tags: the load balancer's dropletTag must exist before the first droplet does,
+    // and reading the tag's output makes the load balancer wait for it.
+    let mk_tag = |role: &str| {
+        tag::create(
+            ctx,
+            &cfg.name(&format!("tag-{role}")),
+            tag::TagArgs::builder().name(cfg.name(role)).build_struct(),
+        )
+        .name
+    };
+    Network {
+        vpc_id: vpc.id,
+        app_tag: mk_tag("app"),
+        color_tags: [mk_tag(Color::Blue.as_str()), mk_tag(Color::Green.as_str())],
+    }
+}

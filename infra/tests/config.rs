@@ -1,0 +1,387 @@
+//! Stack files: the committed ones validate, and every bad value is refused with its key and file named.
+
+use infra::config::{Build, Color, ConfigError, Environment, StackConfig, defaults};
+use std::path::{Path, PathBuf};
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// Loads `body` as stacks/Pulumi.<stack>.yaml of a scratch repository.
+fn load(stack: &str, body: &str) -> Result<StackConfig, ConfigError> {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("stacks")).unwrap();
+    std::fs::write(dir.path().join("Pulumi.yaml"), "name: rustlb\n").unwrap();
+    std::fs::write(
+        dir.path().join(format!("stacks/Pulumi.{stack}.yaml")),
+        format!("config:\n{body}"),
+    )
+    .unwrap();
+    StackConfig::load(dir.path(), stack)
+}
+
+fn refused(stack: &str, body: &str, key: &str) -> String {
+    let err = load(stack, body).expect_err("must be refused");
+    assert!(err.mentions(key), "expected an error on {key}, got: {err}");
+    let text = err.to_string();
+    assert!(
+        text.contains(&format!("stacks/Pulumi.{stack}.yaml")),
+        "error must name the file: {text}"
+    );
+    assert!(
+        text.contains(&format!("rustlb:{key}")),
+        "error must name the key: {text}"
+    );
+    text
+}
+
+#[test]
+fn committed_stacks_validate_with_per_environment_values() {
+    let root = repo_root();
+    let dev = StackConfig::load(&root, "dev").unwrap();
+    assert_eq!(dev.environment, Environment::Development);
+    assert_eq!(dev.droplet_count(), 2);
+    assert!(dev.domain.is_none());
+    assert_eq!(dev.database.node_count, 1);
+
+    let prod = StackConfig::load(&root, "prod").unwrap();
+    assert_eq!(prod.environment, Environment::Production);
+    assert!(prod.droplet_count() >= 3);
+    assert!(prod.database.node_count >= 2);
+    assert!(prod.domain.is_some());
+    assert!(prod.admin_cidrs.iter().all(|n| n.prefix_len() > 0));
+
+    let staging = StackConfig::load(&root, "staging").unwrap();
+    assert_eq!(staging.environment, Environment::Staging);
+    let cidrs = [dev.vpc_cidr, staging.vpc_cidr, prod.vpc_cidr];
+    for (i, a) in cidrs.iter().enumerate() {
+        for b in &cidrs[i + 1..] {
+            assert!(
+                !a.contains(b) && !b.contains(a),
+                "stack VPCs {a} and {b} overlap"
+            );
+        }
+    }
+}
+
+#[test]
+fn local_stack_validates_and_exposes_what_the_runner_needs() {
+    let local = StackConfig::load(&repo_root(), "local").unwrap();
+    assert!(local.is_local());
+    assert_eq!(local.lb_address().to_string(), defaults::LB_ADDRESS);
+    assert_eq!(local.first_backend_port(), defaults::FIRST_BACKEND_PORT);
+    assert_eq!(local.database_url(), defaults::DATABASE_URL);
+    assert_eq!(local.droplet_count(), 3);
+    assert!(
+        local.health_check().check_interval_seconds < 3,
+        "local allows short intervals"
+    );
+    assert!(!local.sticky_sessions().enabled());
+    assert!(local.api_key().is_none());
+}
+
+#[test]
+fn an_empty_stack_gets_the_seed_defaults() {
+    let cfg = load("dev", "  rustlb:region: nyc1\n").unwrap();
+    let h = cfg.health_check();
+    assert_eq!(
+        (h.protocol.as_str(), h.port, h.path.as_str()),
+        ("http", 3000, "/health")
+    );
+    assert_eq!(
+        (
+            h.check_interval_seconds,
+            h.response_timeout_seconds,
+            h.unhealthy_threshold,
+            h.healthy_threshold
+        ),
+        (30, 5, 3, 2)
+    );
+    assert_eq!(cfg.droplet_count(), defaults::DROPLET_COUNT);
+    assert_eq!(cfg.active_color, Color::Blue);
+    assert_eq!(cfg.green.count, 0);
+    assert_eq!(cfg.blue.build, Build::Local);
+}
+
+#[test]
+fn droplet_count_must_be_1_to_50() {
+    refused("dev", "  rustlb:dropletCount: 0\n", "dropletCount");
+    refused("dev", "  rustlb:dropletCount: 51\n", "dropletCount");
+    assert_eq!(
+        load("dev", "  rustlb:dropletCount: 50\n")
+            .unwrap()
+            .droplet_count(),
+        50
+    );
+    refused("dev", "  rustlb:blue:\n    count: 51\n", "blue.count");
+    refused(
+        "dev",
+        "  rustlb:activeColor: green\n  rustlb:green:\n    count: 0\n",
+        "green.count",
+    );
+}
+
+#[test]
+fn health_check_values_must_be_inside_digitaloceans_ranges() {
+    let hc = |field: &str, value: u32| format!("  rustlb:healthCheck:\n    {field}: {value}\n");
+    for (field, bad) in [
+        ("checkIntervalSeconds", 2),
+        ("checkIntervalSeconds", 301),
+        ("responseTimeoutSeconds", 2),
+        ("responseTimeoutSeconds", 301),
+        ("unhealthyThreshold", 1),
+        ("unhealthyThreshold", 11),
+        ("healthyThreshold", 1),
+        ("healthyThreshold", 11),
+    ] {
+        refused("dev", &hc(field, bad), &format!("healthCheck.{field}"));
+    }
+    assert!(load("dev", &hc("checkIntervalSeconds", 3)).is_ok());
+    assert!(load("dev", &hc("checkIntervalSeconds", 300)).is_ok());
+    // The local load balancer may probe every second; DigitalOcean may not.
+    assert!(load("local", &hc("checkIntervalSeconds", 1)).is_ok());
+    refused(
+        "local",
+        &hc("checkIntervalSeconds", 0),
+        "healthCheck.checkIntervalSeconds",
+    );
+    refused(
+        "dev",
+        "  rustlb:healthCheck:\n    protocol: grpc\n",
+        "healthCheck.protocol",
+    );
+    refused(
+        "dev",
+        "  rustlb:healthCheck:\n    intervall: 5\n",
+        "healthCheck",
+    );
+}
+
+#[test]
+fn cidrs_must_parse_and_not_overlap() {
+    refused("dev", "  rustlb:vpcCidr: 10.10.0.0/33\n", "vpcCidr");
+    refused("dev", "  rustlb:vpcCidr: not-a-cidr\n", "vpcCidr");
+    refused("dev", "  rustlb:vpcCidr: 8.8.0.0/20\n", "vpcCidr");
+    refused(
+        "dev",
+        "  rustlb:adminCidrs: [203.0.113.0/24, 203.0.113.128/25]\n",
+        "adminCidrs",
+    );
+    refused("dev", "  rustlb:adminCidrs: [10.10.1.0/24]\n", "adminCidrs");
+    refused("dev", "  rustlb:adminCidrs: [999.1.1.1/32]\n", "adminCidrs");
+    let ok = load(
+        "dev",
+        "  rustlb:adminCidrs: [203.0.113.0/24, 198.51.100.7]\n",
+    )
+    .unwrap();
+    assert_eq!(ok.admin_cidrs.len(), 2);
+}
+
+#[test]
+fn vpc_ranges_of_stacks_in_one_region_must_not_overlap() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("stacks")).unwrap();
+    std::fs::write(dir.path().join("Pulumi.yaml"), "name: rustlb\n").unwrap();
+    let write = |stack: &str, cidr: &str| {
+        std::fs::write(
+            dir.path().join(format!("stacks/Pulumi.{stack}.yaml")),
+            format!("config:\n  rustlb:region: nyc1\n  rustlb:vpcCidr: {cidr}\n"),
+        )
+        .unwrap()
+    };
+    write("dev", "10.10.0.0/20");
+    write("staging", "10.10.8.0/24");
+    let err = StackConfig::load(dir.path(), "dev").unwrap_err();
+    assert!(err.mentions("vpcCidr"), "{err}");
+    assert!(err.to_string().contains("Pulumi.staging.yaml"), "{err}");
+    write("staging", "10.20.0.0/20");
+    assert!(StackConfig::load(dir.path(), "dev").is_ok());
+}
+
+#[test]
+fn sticky_cookie_name_must_be_2_to_40_characters() {
+    let sticky = |name: &str| {
+        format!(
+            "  rustlb:stickySessions:\n    type: cookies\n    cookieName: {name}\n    cookieTtlSeconds: 300\n"
+        )
+    };
+    refused("dev", &sticky("X"), "stickySessions.cookieName");
+    refused("dev", &sticky(&"c".repeat(41)), "stickySessions.cookieName");
+    let ok = load("dev", &sticky("DO-LB")).unwrap();
+    assert!(ok.sticky_sessions().enabled());
+    refused(
+        "dev",
+        "  rustlb:stickySessions:\n    type: cookies\n    cookieName: DO-LB\n",
+        "stickySessions.cookieTtlSeconds",
+    );
+    refused(
+        "dev",
+        "  rustlb:stickySessions:\n    type: ip\n",
+        "stickySessions.type",
+    );
+}
+
+#[test]
+fn ssh_from_anywhere_needs_explicit_consent_and_is_never_allowed_in_prod() {
+    let open = "  rustlb:adminCidrs: [0.0.0.0/0]\n";
+    refused("dev", open, "adminCidrs");
+    let allowed = format!("{open}  rustlb:allowSshFromAnywhere: true\n");
+    assert!(load("dev", &allowed).is_ok());
+    let text = refused(
+        "prod",
+        &format!("{allowed}  rustlb:database:\n    nodeCount: 2\n"),
+        "adminCidrs",
+    );
+    assert!(text.contains("prod"));
+    refused(
+        "prod",
+        "  rustlb:allowSshFromAnywhere: true\n  rustlb:database:\n    nodeCount: 2\n",
+        "allowSshFromAnywhere",
+    );
+}
+
+#[test]
+fn prod_needs_a_standby_database_node() {
+    refused(
+        "prod",
+        "  rustlb:database:\n    nodeCount: 1\n",
+        "database.nodeCount",
+    );
+}
+
+#[test]
+fn the_app_never_uses_the_admin_database_user() {
+    refused(
+        "dev",
+        "  rustlb:database:\n    user: doadmin\n",
+        "database.user",
+    );
+}
+
+#[test]
+fn every_problem_is_reported_at_once_and_typos_are_caught() {
+    let err = load("dev", "  rustlb:dropletCount: 0\n  rustlb:dropletCnt: 2\n  rustlb:healthCheck:\n    healthyThreshold: 1\n").unwrap_err();
+    assert!(err.mentions("dropletCount"));
+    assert!(err.mentions("dropletCnt"));
+    assert!(err.mentions("healthCheck.healthyThreshold"));
+}
+
+#[test]
+fn plain_text_api_key_is_refused_in_cloud_stacks_and_never_echoed() {
+    let text = refused("dev", "  rustlb:apiKey: hunter2-very-secret\n", "apiKey");
+    assert!(!text.contains("hunter2"), "{text}");
+    let encrypted = load("dev", "  rustlb:apiKey:\n    secure: v1:abcdef\n").unwrap();
+    assert!(encrypted.api_key.is_set());
+    assert!(encrypted.api_key().is_none());
+    assert!(!format!("{encrypted:?}").contains("abcdef"));
+}
+
+#[test]
+fn pulumi_yaml_documents_the_defaults_the_code_uses() {
+    let text = std::fs::read_to_string(repo_root().join("Pulumi.yaml")).unwrap();
+    let doc: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
+    assert_eq!(doc["name"].as_str(), Some("rustlb"));
+    assert_eq!(doc["stackConfigDir"].as_str(), Some("stacks"));
+    assert_eq!(doc["runtime"]["name"].as_str(), Some("rust"));
+    let config = doc["config"].as_mapping().unwrap();
+    for key in infra::config::KNOWN_KEYS {
+        let commented = text.contains(&format!("#   {key}:"));
+        assert!(
+            config.contains_key(*key) || commented,
+            "Pulumi.yaml does not document {key}"
+        );
+    }
+    // The CLI accepts only these declaration shapes; anything else breaks every `pulumi` command.
+    for (key, decl) in config {
+        let t = decl["type"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{key:?} needs a type"));
+        assert!(
+            ["string", "integer", "boolean", "array"].contains(&t),
+            "{key:?}: type {t}"
+        );
+        if t == "array" {
+            assert!(
+                decl["items"]["type"].is_string(),
+                "{key:?}: arrays need items"
+            );
+        }
+        for field in decl.as_mapping().unwrap().keys() {
+            let f = field.as_str().unwrap();
+            assert!(
+                ["type", "items", "description", "secret", "default"].contains(&f),
+                "{key:?}: {f}"
+            );
+        }
+    }
+    let default = |k: &str| doc["config"][k]["default"].clone();
+    let s = |v: &str| serde_yaml::Value::String(v.into());
+    let n = |v: u64| serde_yaml::Value::Number(v.into());
+    assert_eq!(default("region"), s(defaults::REGION));
+    assert_eq!(default("vpcCidr"), s(defaults::VPC_CIDR));
+    assert_eq!(default("dropletSize"), s(defaults::DROPLET_SIZE));
+    assert_eq!(default("dropletImage"), s(defaults::DROPLET_IMAGE));
+    assert_eq!(default("dropletCount"), n(defaults::DROPLET_COUNT.into()));
+    assert_eq!(default("activeColor"), s(defaults::ACTIVE_COLOR));
+    assert_eq!(default("appBinary"), s(defaults::APP_BINARY));
+    assert_eq!(default("artifactsRegion"), s(defaults::ARTIFACTS_REGION));
+    assert_eq!(
+        default("allowSshFromAnywhere"),
+        serde_yaml::Value::Bool(defaults::ALLOW_SSH_FROM_ANYWHERE)
+    );
+    assert_eq!(
+        default("loadBalancerSizeUnit"),
+        n(defaults::LB_SIZE_UNIT.into())
+    );
+    assert_eq!(
+        default("httpIdleTimeoutSeconds"),
+        n(defaults::HTTP_IDLE_TIMEOUT_SECONDS.into())
+    );
+    assert_eq!(default("lbAddress"), s(defaults::LB_ADDRESS));
+    assert_eq!(
+        default("firstBackendPort"),
+        n(defaults::FIRST_BACKEND_PORT.into())
+    );
+    assert_eq!(default("databaseUrl"), s(defaults::DATABASE_URL));
+}
+
+#[test]
+fn engine_config_is_read_the_same_as_the_stack_file() {
+    let raw = infra::config::raw_from_engine(
+        r#"{"rustlb:dropletCount":"4","rustlb:healthCheck":"{\"checkIntervalSeconds\":10}","rustlb:apiKey":"k3y-0123456789abcdef","digitalocean:token":"t"}"#,
+        r#"["rustlb:apiKey","digitalocean:token"]"#,
+    )
+    .unwrap();
+    let cfg = StackConfig::from_raw("dev", "PULUMI_CONFIG", raw).unwrap();
+    assert_eq!(cfg.droplet_count(), 4);
+    assert_eq!(cfg.health_check().check_interval_seconds, 10);
+    assert_eq!(cfg.health_check().healthy_threshold, 2);
+    assert!(cfg.api_key().is_some());
+}
+
+#[test]
+fn a_weak_api_key_is_refused_without_echoing_it() {
+    let raw =
+        infra::config::raw_from_engine(r#"{"rustlb:apiKey":"short-key"}"#, r#"["rustlb:apiKey"]"#)
+            .unwrap();
+    let err = StackConfig::from_raw("dev", "PULUMI_CONFIG", raw).unwrap_err();
+    assert!(err.mentions("apiKey"), "{err}");
+    assert!(!err.to_string().contains("short-key"));
+}
+
+#[test]
+fn verify_full_needs_the_cluster_ca() {
+    refused(
+        "dev",
+        "  rustlb:database:\n    sslMode: verify-full\n",
+        "database.caCertificate",
+    );
+    refused(
+        "dev",
+        "  rustlb:database:\n    sslMode: disable\n",
+        "database.sslMode",
+    );
+}
