@@ -1,0 +1,399 @@
+//! The local stack end to end: the real `infra` binary starts real app processes behind the
+//! embedded load balancer on loopback ports, and tears them down again.
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+const INFRA: &str = env!("CARGO_BIN_EXE_infra");
+
+/// A throwaway repository root with its own `Pulumi.yaml`, local stack file and free ports.
+struct Sandbox {
+    dir: tempfile::TempDir,
+    lb_port: u16,
+    first_port: u16,
+}
+
+impl Sandbox {
+    fn new(extra_config: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+        std::fs::copy(repo.join("Pulumi.yaml"), dir.path().join("Pulumi.yaml")).unwrap();
+        std::fs::create_dir(dir.path().join("stacks")).unwrap();
+        let (lb_port, first_port) = free_ports();
+        let stack = format!(
+            "config:\n  rustlb:dropletCount: 3\n  rustlb:lbAddress: 127.0.0.1:{lb_port}\n  \
+             rustlb:firstBackendPort: {first_port}\n  rustlb:databaseUrl: sqlite://data/local.sqlite?mode=rwc\n  \
+             rustlb:healthCheck:\n    protocol: http\n    port: 3000\n    path: /health\n    \
+             checkIntervalSeconds: 1\n    responseTimeoutSeconds: 1\n    unhealthyThreshold: 3\n    \
+             healthyThreshold: 2\n{extra_config}"
+        );
+        std::fs::write(dir.path().join("stacks/Pulumi.local.yaml"), stack).unwrap();
+        Self {
+            dir,
+            lb_port,
+            first_port,
+        }
+    }
+
+    fn root(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.lb_port)
+    }
+
+    fn infra(&self, args: &[&str]) -> Output {
+        Command::new(INFRA)
+            .args(args)
+            .current_dir(self.root())
+            .output()
+            .expect("infra runs")
+    }
+
+    fn spawn_foreground(&self) -> Child {
+        Command::new(INFRA)
+            .args(["up", "--stack", "local"])
+            .current_dir(self.root())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("infra up starts")
+    }
+
+    fn status(&self) -> Option<Value> {
+        let out = self.infra(&["status", "--stack", "local", "--json"]);
+        out.status
+            .success()
+            .then(|| serde_json::from_slice(&out.stdout).expect("status --json is JSON"))
+    }
+
+    /// Polls `status` until `accept` holds (bounded).
+    fn wait_status(&self, what: &str, accept: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.status()
+                && accept(&status)
+            {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for: {what}; last status {:?}",
+                self.status()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn ports(&self) -> Vec<u16> {
+        vec![
+            self.lb_port,
+            self.first_port,
+            self.first_port + 1,
+            self.first_port + 2,
+        ]
+    }
+}
+
+/// A load balancer port and three consecutive backend ports, all free right now.
+fn free_ports() -> (u16, u16) {
+    let lb = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    for _ in 0..200 {
+        let base = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        if base > 65000 || (base..base + 3).contains(&lb) {
+            continue;
+        }
+        if (base..base + 3)
+            .all(|p| TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], p))).is_ok())
+        {
+            return (lb, base);
+        }
+    }
+    panic!("no three consecutive free ports");
+}
+
+fn all_up(status: &Value) -> bool {
+    status["backends"]
+        .as_array()
+        .is_some_and(|b| b.len() == 3 && b.iter().all(|b| b["state"] == "up"))
+}
+
+fn pids(status: &Value) -> Vec<u32> {
+    let mut pids: Vec<u32> = status["backends"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|b| b["pid"].as_u64().map(|p| p as u32))
+        .collect();
+    pids.push(status["supervisor_pid"].as_u64().unwrap() as u32);
+    pids
+}
+
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            s.rsplit_once(')')
+                .map(|(_, rest)| rest.trim_start().starts_with('Z'))
+                .map(|zombie| !zombie)
+        })
+        .unwrap_or(false)
+}
+
+fn assert_nothing_left(sandbox: &Sandbox, pids: &[u32]) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while pids.iter().any(|&p| alive(p)) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for &pid in pids {
+        assert!(!alive(pid), "process {pid} is still running");
+    }
+    for port in sandbox.ports() {
+        assert!(
+            TcpListener::bind(("127.0.0.1", port)).is_ok(),
+            "port {port} is still taken"
+        );
+    }
+}
+
+fn server_id(client: &reqwest::blocking::Client, url: &str) -> String {
+    let response = client
+        .get(url)
+        .send()
+        .expect("request through the load balancer");
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().unwrap();
+    body["server_id"].as_str().unwrap().to_owned()
+}
+
+fn client() -> reqwest::blocking::Client {
+    reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn a_detached_stack_rotates_survives_a_killed_instance_and_destroys_cleanly() {
+    let sandbox = Sandbox::new("");
+    let up = sandbox.infra(&["up", "--stack", "local", "--detach"]);
+    assert!(
+        up.status.success(),
+        "up --detach failed: {}",
+        String::from_utf8_lossy(&up.stderr)
+    );
+    let printed = String::from_utf8_lossy(&up.stdout);
+    assert!(
+        printed.contains(&sandbox.url("")),
+        "up prints the URL: {printed}"
+    );
+    assert!(
+        printed.contains("local-3"),
+        "up prints the status table: {printed}"
+    );
+
+    let status = sandbox.wait_status("all three instances up", all_up);
+    assert_eq!(status["url"], sandbox.url(""));
+    let ports: Vec<u64> = status["backends"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["port"].as_u64().unwrap())
+        .collect();
+    assert_eq!(ports, [0, 1, 2].map(|i| u64::from(sandbox.first_port) + i));
+    let mut every_pid = pids(&status);
+
+    // Exact round robin: each of 9 requests goes to the next instance.
+    let client = client();
+    let seen: Vec<String> = (0..9)
+        .map(|_| server_id(&client, &sandbox.url("/server-info")))
+        .collect();
+    for window in seen.windows(3) {
+        let mut ids = window.to_vec();
+        ids.sort();
+        assert_eq!(
+            ids,
+            ["local-1", "local-2", "local-3"],
+            "not round robin: {seen:?}"
+        );
+    }
+
+    // Request ids reach the app and come back; one is made up when the client sends none.
+    let given = client
+        .get(sandbox.url("/server-info"))
+        .header("x-request-id", "stack-test-1")
+        .send()
+        .unwrap();
+    assert_eq!(given.headers()["x-request-id"], "stack-test-1");
+    let made = client.get(sandbox.url("/server-info")).send().unwrap();
+    assert!(!made.headers()["x-request-id"].is_empty());
+
+    // Kill one instance outright: clients see no errors, the supervisor restarts it and the
+    // load balancer takes it back only once it passes its checks.
+    let victim = status["backends"][1]["pid"].as_u64().unwrap() as i32;
+    // SAFETY: plain kill(2) of a child process of the stack.
+    assert_eq!(unsafe { libc::kill(victim, libc::SIGKILL) }, 0);
+    for _ in 0..30 {
+        let response = client
+            .get(sandbox.url("/server-info"))
+            .send()
+            .expect("no client error");
+        assert_eq!(response.status(), 200);
+    }
+    let recovered = sandbox.wait_status("local-2 restarted and healthy", |s| {
+        let b = &s["backends"][1];
+        b["restarts"] == 1
+            && b["state"] == "up"
+            && b["pid"].as_u64().is_some_and(|p| p as i32 != victim)
+    });
+    every_pid.extend(pids(&recovered));
+
+    let destroy = sandbox.infra(&["destroy", "--stack", "local"]);
+    assert!(
+        destroy.status.success(),
+        "{}",
+        String::from_utf8_lossy(&destroy.stderr)
+    );
+    assert_nothing_left(&sandbox, &every_pid);
+    let after = sandbox.infra(&["status", "--stack", "local"]);
+    assert!(!after.status.success());
+    assert!(String::from_utf8_lossy(&after.stderr).contains("not running"));
+}
+
+#[test]
+fn a_foreground_stack_stops_on_sigterm_and_flushes_request_logs() {
+    let sandbox = Sandbox::new("");
+    let mut up = sandbox.spawn_foreground();
+    let status = sandbox.wait_status("all three instances up", all_up);
+    let every_pid = pids(&status);
+
+    let client = client();
+    for _ in 0..21 {
+        server_id(&client, &sandbox.url("/server-info"));
+    }
+    // SAFETY: plain kill(2) of our child.
+    assert_eq!(unsafe { libc::kill(up.id() as i32, libc::SIGTERM) }, 0);
+    let deadline = Instant::now() + Duration::from_secs(40);
+    let exit = loop {
+        if let Some(exit) = up.try_wait().unwrap() {
+            break exit;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "infra up did not stop after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(exit.success(), "infra up exited with {exit}");
+    assert_nothing_left(&sandbox, &every_pid);
+
+    let rows = count_rows(
+        sandbox.root(),
+        "SELECT server_id, client_ip FROM requests_log WHERE path = '/server-info'",
+    );
+    assert_eq!(rows.len(), 21, "every request was logged before exit");
+    for id in ["local-1", "local-2", "local-3"] {
+        assert_eq!(
+            rows.iter().filter(|(s, _)| s == id).count(),
+            7,
+            "{id} served a third: {rows:?}"
+        );
+    }
+    // X-Forwarded-For from the load balancer is what the app records as the client.
+    assert!(
+        rows.iter()
+            .all(|(_, ip)| ip.as_deref() == Some("127.0.0.1")),
+        "{rows:?}"
+    );
+}
+
+#[test]
+fn up_refuses_a_taken_port_and_names_the_key() {
+    let sandbox = Sandbox::new("");
+    let _squatter = TcpListener::bind(("127.0.0.1", sandbox.lb_port)).unwrap();
+    let up = sandbox.infra(&["up", "--stack", "local", "--detach"]);
+    assert!(!up.status.success());
+    let err = String::from_utf8_lossy(&up.stderr);
+    assert!(
+        err.contains("rustlb:lbAddress") && err.contains("Pulumi.local.yaml"),
+        "{err}"
+    );
+    let destroy = sandbox.infra(&["destroy", "--stack", "local"]);
+    assert!(destroy.status.success());
+    assert!(String::from_utf8_lossy(&destroy.stdout).contains("not running"));
+}
+
+#[test]
+fn sticky_sessions_pin_a_client_to_one_instance() {
+    let sandbox = Sandbox::new(
+        "  rustlb:stickySessions:\n    type: cookies\n    cookieName: RUSTLB\n    cookieTtlSeconds: 60\n",
+    );
+    let mut up = sandbox.spawn_foreground();
+    let status = sandbox.wait_status("all three instances up", all_up);
+    let client = client();
+    let first = client.get(sandbox.url("/server-info")).send().unwrap();
+    let cookie = first.headers()["set-cookie"].to_str().unwrap().to_owned();
+    assert!(cookie.starts_with("RUSTLB="), "{cookie}");
+    let pinned = first.json::<Value>().unwrap()["server_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let pair = cookie.split(';').next().unwrap().to_owned();
+    for _ in 0..6 {
+        let body: Value = client
+            .get(sandbox.url("/server-info"))
+            .header("cookie", &pair)
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        assert_eq!(body["server_id"], pinned.as_str());
+    }
+    // SAFETY: plain kill(2) of our child.
+    unsafe { libc::kill(up.id() as i32, libc::SIGTERM) };
+    let _ = up.wait();
+    assert_nothing_left(&sandbox, &pids(&status));
+}
+
+fn count_rows(root: &Path, sql: &str) -> Vec<(String, Option<String>)> {
+    use sea_orm::{ConnectionTrait, Database, Statement};
+    let db_path: PathBuf = root.join("data/local.sqlite");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let db = Database::connect(format!("sqlite://{}?mode=ro", db_path.display()))
+            .await
+            .unwrap();
+        let rows = db
+            .query_all_raw(Statement::from_string(
+                db.get_database_backend(),
+                sql.to_owned(),
+            ))
+            .await
+            .unwrap();
+        rows.iter()
+            .map(|r| {
+                (
+                    r.try_get::<String>("", "server_id").unwrap(),
+                    r.try_get::<Option<String>>("", "client_ip").unwrap(),
+                )
+            })
+            .collect()
+    })
+}
