@@ -5,7 +5,10 @@ use std::time::Duration;
 use migration::MigratorTrait;
 use sea_orm::sqlx::postgres::PgSslMode;
 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
-use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbErr};
+use sea_orm::{
+    ConnectOptions, ConnectionTrait, Database, DatabaseBackend, DatabaseConnection, DbErr,
+    TransactionTrait,
+};
 use secrecy::ExposeSecret;
 
 use crate::configuration::{DatabaseSettings, redact_url};
@@ -57,9 +60,26 @@ pub async fn connect(settings: &DatabaseSettings) -> Result<DatabaseConnection, 
 }
 
 /// Applies pending migrations.
+///
+/// On PostgreSQL every droplet may start at once, so the migrations run inside one transaction
+/// holding a transaction-scoped advisory lock: the first instance migrates, the others wait and
+/// then find nothing to do. Being transaction-scoped, the lock also works through a PgBouncer
+/// pool in transaction mode, where session locks would land on random server connections.
 pub async fn migrate(db: &DatabaseConnection) -> Result<(), DbErr> {
-    migration::Migrator::up(db, None).await
+    if db.get_database_backend() != DatabaseBackend::Postgres {
+        return migration::Migrator::up(db, None).await;
+    }
+    let txn = db.begin().await?;
+    txn.execute_unprepared(&format!(
+        "SELECT pg_advisory_xact_lock({MIGRATION_LOCK_KEY})"
+    ))
+    .await?;
+    migration::Migrator::up(&txn, None).await?;
+    txn.commit().await
 }
+
+/// Arbitrary, fixed: the advisory lock id every instance agrees on ("rustlbmg" in ASCII).
+const MIGRATION_LOCK_KEY: i64 = 0x7275_7374_6c62_6d67;
 
 /// SQLite creates the file (with `mode=rwc`) but not its folder.
 fn ensure_sqlite_folder(url: &str) {

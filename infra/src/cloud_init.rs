@@ -103,6 +103,8 @@ impl CloudInit<'_> {
             format!("APP__DATABASE__URL={}", env_value(self.database_url)),
             // PgBouncer in transaction mode cannot keep prepared statements across transactions.
             "APP__DATABASE__STATEMENT_CACHE=false".to_string(),
+            // Every droplet may migrate at start: the app serialises them with an advisory lock.
+            "APP__DATABASE__RUN_MIGRATIONS=true".to_string(),
         ];
         if self.database_ca.is_some() {
             lines.push(format!("APP__DATABASE__CA_FILE={CA_FILE}"));

@@ -90,11 +90,7 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
 /// Starts the app on 127.0.0.1:0 with a database nobody else uses.
 pub async fn spawn_app_with(backend: Backend, options: Options) -> TestApp {
     init_logs();
-    let dir = tempfile::tempdir().expect("temp dir");
-    let database_url = match &backend {
-        Backend::Sqlite => format!("sqlite://{}/test.sqlite?mode=rwc", dir.path().display()),
-        Backend::Postgres(server) => fresh_postgres_database(server).await,
-    };
+    let (database_url, dir) = fresh_database(&backend).await;
     // Tests set no APP__ variables, so this is the embedded defaults.
     let mut settings = Settings::load().expect("embedded configuration loads");
     settings.application.host = "127.0.0.1".into();
@@ -241,6 +237,16 @@ impl TestApp {
                 .expect("server stopped cleanly");
         }
     }
+}
+
+/// An empty database nobody else uses, and the folder that holds it (SQLite).
+pub async fn fresh_database(backend: &Backend) -> (String, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let url = match backend {
+        Backend::Sqlite => format!("sqlite://{}/test.sqlite?mode=rwc", dir.path().display()),
+        Backend::Postgres(server) => fresh_postgres_database(server).await,
+    };
+    (url, dir)
 }
 
 fn init_logs() {

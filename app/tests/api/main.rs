@@ -28,6 +28,7 @@ macro_rules! on_both_databases {
 mod auth;
 mod health;
 mod helpers;
+mod migrations;
 mod request_log;
 mod routing;
 mod stats;
