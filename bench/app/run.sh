@@ -20,7 +20,8 @@ export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/lbinfra-target}
 command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
 command -v psql >/dev/null || { echo "psql is needed" >&2; exit 1; }
 
-cargo build --release -q -p app -p lb --example hello_backend
+cargo build --release -q -p app
+cargo build --release -q -p lb --example hello_backend
 APP_BIN=$CARGO_TARGET_DIR/release/app
 HELLO_BIN=$CARGO_TARGET_DIR/release/examples/hello_backend
 

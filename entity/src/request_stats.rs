@@ -1,9 +1,11 @@
-//! The `request_stats` table: per-minute, per-server latency histograms behind `/api/stats`.
+//! The `request_stats` table: per-minute and per-hour, per-server latency histograms behind
+//! `/api/stats`.
 
 use sea_orm::entity::prelude::*;
 use serde::{Deserialize, Serialize};
 
-/// Requests one server answered in one minute whose latency fell in one histogram bucket.
+/// Requests one server answered in one minute (or hour) whose latency fell in one histogram
+/// bucket.
 ///
 /// Written in the same transaction as the matching `requests_log` rows, so the two never
 /// disagree; `/api/stats` reads this table because aggregating millions of log rows per call
@@ -13,7 +15,11 @@ use serde::{Deserialize, Serialize};
 pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]
     pub server_id: String,
-    /// Start of the minute (UTC) the requests finished in.
+    /// 60 for minute rows, 3600 for hour rows: windows read minutes at their ragged start
+    /// and hours for the rest, so even "all time" reads a few thousand rows.
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub span_seconds: i32,
+    /// Start of the minute or hour (UTC) the requests finished in.
     #[sea_orm(primary_key, auto_increment = false)]
     pub bucket_start: DateTimeUtc,
     /// Log-scale latency bucket index (see the app's `stats` module).

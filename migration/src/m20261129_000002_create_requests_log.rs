@@ -1,4 +1,7 @@
-//! Creates `requests_log`, indexed for time windows and per-server scans.
+//! Creates `requests_log`, indexed by time (windows, retention) and request id (tracing).
+//!
+//! Few indexes on purpose: every one is paid on each batch insert; `/api/stats` reads the
+//! `request_stats` rollup instead of scanning this table.
 
 use sea_orm_migration::prelude::*;
 
@@ -56,17 +59,6 @@ impl MigrationTrait for Migration {
                 Index::create()
                     .name("requests_log_created_at_idx")
                     .table(RequestsLog::Table)
-                    .col(RequestsLog::CreatedAt)
-                    .if_not_exists()
-                    .to_owned(),
-            )
-            .await?;
-        manager
-            .create_index(
-                Index::create()
-                    .name("requests_log_server_created_idx")
-                    .table(RequestsLog::Table)
-                    .col(RequestsLog::ServerId)
                     .col(RequestsLog::CreatedAt)
                     .if_not_exists()
                     .to_owned(),

@@ -1,5 +1,5 @@
-//! Creates `request_stats`, the per-minute rollup that keeps `/api/stats` fast at millions of
-//! log rows.
+//! Creates `request_stats`, the per-minute and per-hour rollup that keeps `/api/stats` fast at
+//! millions of log rows.
 
 use sea_orm_migration::prelude::*;
 
@@ -17,6 +17,11 @@ impl MigrationTrait for Migration {
                     .col(
                         ColumnDef::new(RequestStats::ServerId)
                             .string_len(64)
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(RequestStats::SpanSeconds)
+                            .integer()
                             .not_null(),
                     )
                     .col(
@@ -47,6 +52,7 @@ impl MigrationTrait for Migration {
                     .primary_key(
                         Index::create()
                             .col(RequestStats::ServerId)
+                            .col(RequestStats::SpanSeconds)
                             .col(RequestStats::BucketStart)
                             .col(RequestStats::LatencyBucket),
                     )
@@ -56,8 +62,9 @@ impl MigrationTrait for Migration {
         manager
             .create_index(
                 Index::create()
-                    .name("request_stats_bucket_start_idx")
+                    .name("request_stats_span_start_idx")
                     .table(RequestStats::Table)
+                    .col(RequestStats::SpanSeconds)
                     .col(RequestStats::BucketStart)
                     .if_not_exists()
                     .to_owned(),
@@ -81,6 +88,7 @@ impl MigrationTrait for Migration {
 enum RequestStats {
     Table,
     ServerId,
+    SpanSeconds,
     BucketStart,
     LatencyBucket,
     Requests,

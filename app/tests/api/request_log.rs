@@ -109,7 +109,31 @@ async fn shutdown_flushes_queued_log_rows(backend: Backend) {
     );
 }
 
+async fn a_full_queue_drops_and_counts_rows_instead_of_blocking_requests(backend: Backend) {
+    let options = Options {
+        queue_capacity: 5,
+        flush_interval_ms: 1,
+        ..Options::default()
+    };
+    let app = spawn_app_with(backend, options).await;
+    // The database goes away: the writer keeps retrying its batch and the queue fills up.
+    app.state.db().clone().close().await.unwrap();
+    for _ in 0..40 {
+        assert_eq!(app.get("/server-info").await.status(), 200);
+    }
+    let dropped = app.state.request_log().dropped();
+    assert!(dropped > 0 && dropped <= 40, "dropped {dropped}");
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    let line = metrics
+        .lines()
+        .find(|l| l.starts_with("request_log_dropped_total"))
+        .expect("dropped rows are a metric");
+    let value: f64 = line.rsplit(' ').next().unwrap().parse().unwrap();
+    assert!(value >= dropped as f64, "{line}");
+}
+
 on_both_databases!(
+    a_full_queue_drops_and_counts_rows_instead_of_blocking_requests,
     each_request_is_logged_with_server_route_status_and_duration,
     health_checks_are_logged_only_when_configured,
     shutdown_flushes_queued_log_rows,

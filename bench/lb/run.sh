@@ -1,0 +1,148 @@
+#!/usr/bin/env bash
+# Benchmarks the lb crate against HAProxy in one run, in front of two hyper hello-world
+# backends, all on 127.0.0.1. Prints a markdown table (req/s, p50, p99, ratio vs direct,
+# proxy CPU per request, proxy max RSS).
+#
+# Env: DURATION (10s), CONNS (64), THREADS (2), ROUNDS (1), BASE_PORT (18080),
+#      PROFILE (release), WRK_PATH (/).
+set -euo pipefail
+
+DURATION=${DURATION:-10s}
+CONNS=${CONNS:-64}
+THREADS=${THREADS:-2}
+ROUNDS=${ROUNDS:-1}
+BASE_PORT=${BASE_PORT:-18080}
+WRK_PATH=${WRK_PATH:-/}
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/lbinfra-target}
+
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+B1=$((BASE_PORT + 1))
+B2=$((BASE_PORT + 2))
+LB_PORT=$((BASE_PORT + 10))
+HA_PORT=$((BASE_PORT + 11))
+
+need() { command -v "$1" >/dev/null 2>&1; }
+if ! need wrk || ! need haproxy; then
+    apt-get update -qq && apt-get install -y -qq wrk haproxy >/dev/null
+fi
+
+(cd "$ROOT" && cargo build --release -p lb --example hello_backend --example lb_bench >&2)
+BIN=$CARGO_TARGET_DIR/release/examples
+
+TMP=$(mktemp -d)
+PIDS=()
+cleanup() {
+    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    rm -rf "$TMP"
+}
+trap cleanup EXIT
+
+wait_port() {
+    for _ in $(seq 1 100); do
+        if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
+        sleep 0.05
+    done
+    echo "port $1 never opened" >&2
+    return 1
+}
+
+"$BIN/hello_backend" "$B1" & PIDS+=($!)
+"$BIN/hello_backend" "$B2" & PIDS+=($!)
+wait_port "$B1"; wait_port "$B2"
+
+"$BIN/lb_bench" "$LB_PORT" "127.0.0.1:$B1" "127.0.0.1:$B2" >"$TMP/lb.out" & LB_PID=$!
+PIDS+=($LB_PID)
+
+cat >"$TMP/haproxy.cfg" <<EOF
+global
+    nbthread 2
+    maxconn 4096
+defaults
+    mode http
+    timeout connect 3s
+    timeout client 60s
+    timeout server 60s
+    timeout http-keep-alive 60s
+frontend fe
+    bind 127.0.0.1:$HA_PORT
+    default_backend be
+backend be
+    balance roundrobin
+    option httpchk GET /health
+    server s1 127.0.0.1:$B1 check inter 30s fall 3 rise 2
+    server s2 127.0.0.1:$B2 check inter 30s fall 3 rise 2
+EOF
+haproxy -f "$TMP/haproxy.cfg" -db >"$TMP/haproxy.log" 2>&1 & HA_PID=$!
+PIDS+=($HA_PID)
+wait_port "$LB_PORT"; wait_port "$HA_PORT" || { cat "$TMP/haproxy.log" >&2; exit 1; }
+for _ in $(seq 1 100); do grep -q '^ready' "$TMP/lb.out" && break; sleep 0.05; done
+
+# utime+stime of a process in clock ticks.
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+TCK=$(getconf CLK_TCK)
+
+# run NAME PORT [PID]: one wrk run; appends a row to $TMP/rows.
+run() {
+    local name=$1 port=$2 pid=${3:-} before=0 after=0
+    [ -n "$pid" ] && before=$(cpu_ticks "$pid")
+    wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency "http://127.0.0.1:$port$WRK_PATH" >"$TMP/wrk.out"
+    [ -n "$pid" ] && after=$(cpu_ticks "$pid")
+    local rps p50 p99 reqs errs
+    rps=$(awk '/^Requests\/sec/ {print $2}' "$TMP/wrk.out")
+    p50=$(awk '$1 == "50%" {print $2}' "$TMP/wrk.out")
+    p99=$(awk '$1 == "99%" {print $2}' "$TMP/wrk.out")
+    reqs=$(awk '/requests in/ {print $1}' "$TMP/wrk.out")
+    errs=$(awk '/Non-2xx|Socket errors/ {printf "%s ", $0}' "$TMP/wrk.out")
+    local cpu="-" rss="-"
+    if [ -n "$pid" ]; then
+        cpu=$(awk -v d=$((after - before)) -v t="$TCK" -v n="$reqs" 'BEGIN {printf "%.1f", d / t * 1e6 / n}')
+        rss=$(awk '/VmHWM/ {printf "%.1f MB", $2 / 1024}' "/proc/$pid/status")
+    fi
+    echo "$name|$rps|$p50|$p99|$cpu|$rss|$reqs|${errs:-none}" >>"$TMP/rows"
+}
+
+# Warm up pools and caches so the first measured run isn't penalised.
+wrk -t"$THREADS" -c"$CONNS" -d2s "http://127.0.0.1:$LB_PORT$WRK_PATH" >/dev/null
+wrk -t"$THREADS" -c"$CONNS" -d2s "http://127.0.0.1:$HA_PORT$WRK_PATH" >/dev/null
+
+HA_NAME="HAProxy $(haproxy -v | awk 'NR==1 {print $3}')"
+for r in $(seq 1 "$ROUNDS"); do
+    run "direct to one backend" "$B1"
+    # Alternate the order so neither proxy always runs right after the direct run.
+    if [ $((r % 2)) -eq 1 ]; then
+        run "lb (this crate)" "$LB_PORT" "$LB_PID"
+        run "$HA_NAME" "$HA_PORT" "$HA_PID"
+    else
+        run "$HA_NAME" "$HA_PORT" "$HA_PID"
+        run "lb (this crate)" "$LB_PORT" "$LB_PID"
+    fi
+done
+
+echo
+echo "command: wrk -t$THREADS -c$CONNS -d$DURATION --latency http://127.0.0.1:<port>$WRK_PATH (rounds: $ROUNDS)"
+echo "machine: $(nproc) cores, $(uname -r), $(date -u +%Y-%m-%dT%H:%MZ)"
+echo
+echo "| setup | req/s | ratio vs direct | p50 | p99 | proxy CPU per request | proxy max RSS | requests | errors |"
+echo "|---|---|---|---|---|---|---|---|---|"
+awk -F'|' '
+    /^direct/ { direct = $2 }
+    { ratio = (direct > 0) ? sprintf("%.2f", $2 / direct) : "-"
+      cpu = ($5 == "-") ? "-" : $5 " us"
+      printf "| %s | %d | %s | %s | %s | %s | %s | %s | %s |\n", $1, $2, ratio, $3, $4, cpu, $6, $7, $8 }
+' "$TMP/rows"
+if [ "$ROUNDS" -gt 1 ]; then
+    echo
+    echo "Means over $ROUNDS rounds (ratio vs the mean direct run):"
+    echo
+    echo "| setup | req/s | ratio vs direct | proxy CPU per request |"
+    echo "|---|---|---|---|"
+    awk -F'|' '
+        { n[$1]++; rps[$1] += $2; if ($5 != "-") cpu[$1] += $5; order[$1] = order[$1] ? order[$1] : ++k; name[k] = $1 }
+        END {
+            d = rps["direct to one backend"] / n["direct to one backend"]
+            for (i = 1; i <= k; i++) { s = name[i]; m = rps[s] / n[s]
+                c = (s ~ /^direct/) ? "-" : sprintf("%.1f us", cpu[s] / n[s])
+                printf "| %s | %d | %.2f | %s |\n", s, m, m / d, c } }
+    ' "$TMP/rows"
+fi

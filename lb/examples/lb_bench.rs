@@ -1,0 +1,77 @@
+//! Runs the load balancer standalone for benchmarks.
+//!
+//! `cargo run --release -p lb --example lb_bench -- <listen-port> <backend-addr>...`;
+//! 2 worker threads, health checks on (`GET /health` every 30 s, fall 3, rise `LB_RISE`
+//! or 1).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use lb::{BackendConfig, Config, LoadBalancer};
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let mut args = std::env::args().skip(1);
+    let port: u16 = args
+        .next()
+        .ok_or("usage: lb_bench <port> <backend>...")?
+        .parse()?;
+    let mut config = Config {
+        listen: SocketAddr::from(([127, 0, 0, 1], port)),
+        ..Config::default()
+    };
+    for (i, a) in args.enumerate() {
+        config
+            .backends
+            .push(BackendConfig::new(format!("local-{}", i + 1), a.parse()?));
+    }
+    config.health_check.interval = Duration::from_secs(30);
+    config.health_check.unhealthy_threshold = 3;
+    // Backends start down and the second check comes 30 s after the first, so the bench
+    // defaults to rise 1 (HAProxy starts servers up); LB_RISE=2 gives the production value.
+    config.health_check.healthy_threshold = std::env::var("LB_RISE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        let running = LoadBalancer::bind(config).await?;
+        let n = running.status().len();
+        for _ in 0..200 {
+            if running
+                .status()
+                .iter()
+                .all(|s| s.state == lb::BackendState::Up)
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let up = running
+            .status()
+            .iter()
+            .filter(|s| s.state == lb::BackendState::Up)
+            .count();
+        println!("ready {} {up}/{n} up", running.local_addr());
+        for s in running
+            .status()
+            .iter()
+            .filter(|s| s.state != lb::BackendState::Up)
+        {
+            println!("down: {}", serde_json::to_string(s)?);
+        }
+        tokio::signal::ctrl_c().await?;
+        running.shutdown(Duration::from_secs(1)).await;
+        for s in running.status() {
+            println!("{} {:?} requests={}", s.id, s.state, s.requests);
+        }
+        Ok(())
+    })
+}

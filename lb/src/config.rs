@@ -1,0 +1,210 @@
+//! Configuration of the load balancer, mirroring DigitalOcean's load balancer settings.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// Everything the load balancer needs to run; serde-friendly so it can live in a stack file.
+///
+/// Durations (de)serialize as strings such as `"30s"` or `"150ms"`; a bare number means seconds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, rename_all = "snake_case")]
+pub struct Config {
+    /// Address the load balancer listens on; port 0 picks a free port.
+    pub listen: SocketAddr,
+    /// Backends (droplets) in rotation; at most 64.
+    pub backends: Vec<BackendConfig>,
+    /// Active health check settings.
+    pub health_check: HealthCheckConfig,
+    /// Cookie stickiness; `None` means plain round robin.
+    pub sticky: Option<StickyConfig>,
+    /// Time allowed to open a TCP connection to a backend.
+    #[serde(with = "duration_str")]
+    pub connect_timeout: Duration,
+    /// Time allowed for a backend to send its response head; past it the client gets 504.
+    #[serde(with = "duration_str")]
+    pub response_timeout: Duration,
+    /// How long an idle client keep-alive connection stays open (`httpIdleTimeoutSeconds`).
+    #[serde(with = "duration_str")]
+    pub client_idle_timeout: Duration,
+    /// Largest request body accepted; bigger ones get 413.
+    pub max_request_body_bytes: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            backends: Vec::new(),
+            health_check: HealthCheckConfig::default(),
+            sticky: None,
+            connect_timeout: Duration::from_secs(3),
+            response_timeout: Duration::from_secs(60),
+            client_idle_timeout: Duration::from_secs(60),
+            max_request_body_bytes: 1024 * 1024,
+        }
+    }
+}
+
+/// One backend instance.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackendConfig {
+    /// Stable identifier shown in status and logs, e.g. `local-1`.
+    pub id: String,
+    /// Address traffic is forwarded to.
+    pub addr: SocketAddr,
+}
+
+impl BackendConfig {
+    /// Convenience constructor.
+    pub fn new(id: impl Into<String>, addr: SocketAddr) -> Self {
+        Self {
+            id: id.into(),
+            addr,
+        }
+    }
+}
+
+/// Active HTTP health check, as DigitalOcean's `healthcheck` block.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, rename_all = "snake_case")]
+pub struct HealthCheckConfig {
+    /// Path requested with GET.
+    pub path: String,
+    /// Port to check instead of the backend's traffic port.
+    pub port: Option<u16>,
+    /// Time between checks of one backend (`checkIntervalSeconds`).
+    #[serde(with = "duration_str")]
+    pub interval: Duration,
+    /// Time a check may take before it counts as failed (`responseTimeoutSeconds`).
+    #[serde(with = "duration_str")]
+    pub response_timeout: Duration,
+    /// Consecutive failures that take a backend out of rotation.
+    pub unhealthy_threshold: u32,
+    /// Consecutive successes that put a backend (back) into rotation.
+    pub healthy_threshold: u32,
+}
+
+impl Default for HealthCheckConfig {
+    fn default() -> Self {
+        Self {
+            path: "/health".to_owned(),
+            port: None,
+            interval: Duration::from_secs(10),
+            response_timeout: Duration::from_secs(5),
+            unhealthy_threshold: 3,
+            healthy_threshold: 2,
+        }
+    }
+}
+
+/// Cookie-based sticky sessions (`stickySessions` with `type: cookies`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, rename_all = "snake_case")]
+pub struct StickyConfig {
+    /// Cookie name, 2-40 characters.
+    pub cookie_name: String,
+    /// Cookie lifetime (`cookieTtlSeconds`), sent as `Max-Age`.
+    #[serde(with = "duration_str")]
+    pub ttl: Duration,
+}
+
+impl Default for StickyConfig {
+    fn default() -> Self {
+        Self {
+            cookie_name: "DO-LB".to_owned(),
+            ttl: Duration::from_secs(300),
+        }
+    }
+}
+
+/// Durations as human strings (`"30s"`, `"150ms"`, `"2m"`) or bare seconds.
+mod duration_str {
+    use std::time::Duration;
+
+    use serde::de::{self, Visitor};
+    use serde::{Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        if d.subsec_nanos() == 0 {
+            s.serialize_str(&format!("{}s", d.as_secs()))
+        } else {
+            s.serialize_str(&format!("{}ms", d.as_millis()))
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        d.deserialize_any(DurVisitor)
+    }
+
+    struct DurVisitor;
+
+    impl Visitor<'_> for DurVisitor {
+        type Value = Duration;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("seconds as a number, or a string like \"30s\", \"150ms\", \"2m\"")
+        }
+
+        fn visit_u64<E: de::Error>(self, v: u64) -> Result<Duration, E> {
+            Ok(Duration::from_secs(v))
+        }
+
+        fn visit_i64<E: de::Error>(self, v: i64) -> Result<Duration, E> {
+            u64::try_from(v)
+                .map(Duration::from_secs)
+                .map_err(|_| E::custom("negative duration"))
+        }
+
+        fn visit_f64<E: de::Error>(self, v: f64) -> Result<Duration, E> {
+            Duration::try_from_secs_f64(v).map_err(E::custom)
+        }
+
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<Duration, E> {
+            super::parse_duration(v).ok_or_else(|| E::custom(format!("invalid duration {v:?}")))
+        }
+    }
+}
+
+/// Parses `"150ms"`, `"30s"`, `"2m"`, `"1h"` or bare seconds (`"1.5"`).
+pub fn parse_duration(s: &str) -> Option<Duration> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: f64 = num.parse().ok()?;
+    let scale = match unit.trim() {
+        "ms" => 0.001,
+        "" | "s" => 1.0,
+        "m" => 60.0,
+        "h" => 3600.0,
+        _ => return None,
+    };
+    Duration::try_from_secs_f64(n * scale).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_round_trip() {
+        let mut c = Config::default();
+        c.health_check.interval = Duration::from_millis(150);
+        let json = serde_json::to_string(&c).unwrap();
+        assert!(json.contains("\"150ms\""), "{json}");
+        let back: Config = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, c);
+        let partial: Config = serde_json::from_str(
+            r#"{"client_idle_timeout": 30, "health_check": {"interval": "2m"}}"#,
+        )
+        .unwrap();
+        assert_eq!(partial.client_idle_timeout, Duration::from_secs(30));
+        assert_eq!(partial.health_check.interval, Duration::from_secs(120));
+        assert_eq!(partial.health_check.path, "/health");
+        assert_eq!(parse_duration("1.5"), Some(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("3d"), None);
+    }
+}

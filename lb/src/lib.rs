@@ -1,0 +1,315 @@
+//! An embeddable HTTP/1.1 load balancer on hyper 1 with DigitalOcean load balancer semantics.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), lb::Error> {
+//! use std::time::Duration;
+//! let mut config = lb::Config::default();
+//! config.backends.push(lb::BackendConfig::new("local-1", "127.0.0.1:3001".parse().unwrap()));
+//! let running = lb::LoadBalancer::bind(config).await?;
+//! println!("listening on {}", running.local_addr());
+//! running.shutdown(Duration::from_secs(5)).await;
+//! # Ok(()) }
+//! ```
+
+mod backend;
+mod config;
+mod health;
+mod proxy;
+mod upstream;
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use http::HeaderValue;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::{JoinHandle, JoinSet};
+use tracing::{info, warn};
+
+pub use backend::{BackendState, BackendStatus, MAX_BACKENDS};
+pub use config::{BackendConfig, Config, HealthCheckConfig, StickyConfig, parse_duration};
+
+use backend::Pool;
+use proxy::{ConnCtx, Shared};
+
+/// Why the load balancer could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The configuration is inconsistent.
+    #[error("invalid load balancer config: {0}")]
+    Config(String),
+    /// The listen address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// Address from the config.
+        addr: SocketAddr,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Result alias for this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Entry point; see [`LoadBalancer::bind`].
+pub struct LoadBalancer;
+
+impl LoadBalancer {
+    /// Validates `config`, binds the listener and starts serving and health checking in
+    /// tasks on the caller's tokio runtime. Every backend starts down until it passes
+    /// `healthy_threshold` checks.
+    pub async fn bind(config: Config) -> Result<Running> {
+        validate(&config)?;
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .map_err(|source| Error::Bind {
+                addr: config.listen,
+                source,
+            })?;
+        let local_addr = listener.local_addr().map_err(|source| Error::Bind {
+            addr: config.listen,
+            source,
+        })?;
+
+        let pool = Arc::new(Pool::new(&config.backends, config.sticky.as_ref()));
+        let shared = Arc::new(Shared {
+            pool: pool.clone(),
+            upstream: Arc::new(upstream::Upstream::new(
+                config.backends.len(),
+                config.connect_timeout,
+                MAX_PARKED_PER_BACKEND,
+            )),
+            sticky_cookie: config.sticky.as_ref().map(|s| s.cookie_name.clone()),
+            response_timeout: config.response_timeout,
+            max_body: config.max_request_body_bytes,
+            forwarded_port: HeaderValue::from(local_addr.port()),
+            request_id_prefix: random_u32(),
+            request_id_seq: AtomicU64::new(0),
+        });
+
+        let mut http = http1::Builder::new();
+        http.timer(TokioTimer::new())
+            // Responses here are small: one copied-together write() beats a writev() of parts.
+            .writev(false)
+            .keep_alive(true)
+            // hyper arms this timer whenever it waits for a request head, idle time included,
+            // which is exactly DigitalOcean's httpIdleTimeoutSeconds.
+            .header_read_timeout(config.client_idle_timeout);
+
+        let (shutdown_tx, shutdown_rx) = watch::channel(None);
+        let accept = tokio::spawn(accept_loop(listener, shared, http, shutdown_rx));
+        let health = health::spawn_checkers(pool.clone(), config.health_check.clone());
+        info!(%local_addr, backends = config.backends.len(), "load balancer listening");
+
+        Ok(Running {
+            inner: Arc::new(Inner {
+                local_addr,
+                pool,
+                shutdown_tx,
+                accept: Mutex::new(Some(accept)),
+                health: Mutex::new(health),
+            }),
+        })
+    }
+}
+
+/// Handle to a running load balancer; cheap to clone. Dropping the last handle stops it
+/// without draining, so keep one until [`Running::shutdown`].
+#[derive(Clone)]
+pub struct Running {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    local_addr: SocketAddr,
+    pool: Arc<Pool>,
+    shutdown_tx: watch::Sender<Option<Duration>>,
+    accept: Mutex<Option<JoinHandle<()>>>,
+    health: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        for h in self.health.get_mut().unwrap_or_else(|e| e.into_inner()) {
+            h.abort();
+        }
+    }
+}
+
+impl Running {
+    /// The address actually bound (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.inner.local_addr
+    }
+
+    /// A snapshot of every backend, in config order.
+    pub fn status(&self) -> Vec<BackendStatus> {
+        self.inner.pool.status()
+    }
+
+    /// Takes backend `id` out of rotation at once (e.g. its process died); it returns after
+    /// passing `healthy_threshold` health checks. Returns false for an unknown id.
+    pub fn mark_down(&self, id: &str) -> bool {
+        match self.inner.pool.index_of(id) {
+            Some(i) => {
+                self.inner.pool.mark_down(i, "marked down by supervisor");
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Stops accepting, lets in-flight requests finish for up to `grace`, then closes what
+    /// is left and stops the health checkers. Later calls return at once.
+    pub async fn shutdown(&self, grace: Duration) {
+        let _ = self.inner.shutdown_tx.send(Some(grace));
+        let accept = self
+            .inner
+            .accept
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(accept) = accept {
+            let _ = accept.await;
+        }
+        for h in self
+            .inner
+            .health
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain(..)
+        {
+            h.abort();
+        }
+        info!(addr = %self.inner.local_addr, "load balancer stopped");
+    }
+}
+
+fn validate(config: &Config) -> Result<()> {
+    let bad = |m: String| Err(Error::Config(m));
+    if config.backends.len() > MAX_BACKENDS {
+        return bad(format!("at most {MAX_BACKENDS} backends"));
+    }
+    let mut ids = HashSet::new();
+    for b in &config.backends {
+        if !ids.insert(b.id.as_str()) {
+            return bad(format!("duplicate backend id {:?}", b.id));
+        }
+    }
+    let hc = &config.health_check;
+    if !hc.path.starts_with('/') || hc.path.parse::<http::uri::PathAndQuery>().is_err() {
+        return bad(format!(
+            "health check path {:?} is not a valid path",
+            hc.path
+        ));
+    }
+    if hc.interval.is_zero() || hc.response_timeout.is_zero() {
+        return bad("health check interval and response timeout must be positive".into());
+    }
+    if hc.healthy_threshold == 0 || hc.unhealthy_threshold == 0 {
+        return bad("health check thresholds must be at least 1".into());
+    }
+    if config.client_idle_timeout.is_zero() || config.response_timeout.is_zero() {
+        return bad("timeouts must be positive".into());
+    }
+    if let Some(s) = &config.sticky {
+        let n = &s.cookie_name;
+        let token = n
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+        if !(2..=40).contains(&n.len()) || !token {
+            return bad(format!(
+                "sticky cookie name {n:?} must be a 2-40 character token"
+            ));
+        }
+        if s.ttl < Duration::from_secs(1) {
+            return bad("sticky cookie ttl must be at least 1s".into());
+        }
+    }
+    Ok(())
+}
+
+/// Idle backend connections kept per backend after their client connection closed.
+const MAX_PARKED_PER_BACKEND: usize = 256;
+
+/// Random enough to keep request ids from two processes apart; no extra dependency.
+fn random_u32() -> u32 {
+    use std::hash::{BuildHasher, RandomState};
+    RandomState::new().hash_one(std::process::id()) as u32
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    http: http1::Builder,
+    mut shutdown: watch::Receiver<Option<Duration>>,
+) {
+    let mut conns = JoinSet::new();
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let grace = loop {
+        tokio::select! {
+            biased;
+            changed = shutdown.changed() => match changed {
+                Ok(()) => break shutdown.borrow().unwrap_or_default(),
+                // Every handle is gone: nobody can ask for a drain any more.
+                Err(_) => break Duration::ZERO,
+            },
+            Some(_) = conns.join_next(), if !conns.is_empty() => {}
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    let _ = stream.set_nodelay(true);
+                    let local = Arc::new(upstream::Local::new(shared.upstream.clone()));
+                    let ctx = Arc::new(ConnCtx {
+                        shared: shared.clone(),
+                        client_ip: HeaderValue::from_str(&peer.ip().to_string())
+                            .expect("an IP address is a valid header value"),
+                        local: local.clone(),
+                    });
+                    let http = http.clone();
+                    let mut stop = stop_rx.clone();
+                    conns.spawn(async move {
+                        let svc = service_fn(move |req| proxy::handle(ctx.clone(), req));
+                        let conn = http.serve_connection(TokioIo::new(stream), svc);
+                        let mut conn = std::pin::pin!(conn);
+                        let mut stop = std::pin::pin!(async move {
+                            let _ = stop.wait_for(|s| *s).await;
+                        });
+                        let mut stopping = false;
+                        let _ = std::future::poll_fn(|cx| {
+                            if !stopping && stop.as_mut().poll(cx).is_ready() {
+                                stopping = true;
+                                conn.as_mut().graceful_shutdown();
+                                local.poke_server();
+                            }
+                            local.drive(conn.as_mut(), cx)
+                        })
+                        .await;
+                    });
+                }
+                Err(e) => {
+                    // Usually fd exhaustion; back off instead of spinning on the error.
+                    warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+        }
+    };
+    drop(listener);
+    let _ = stop_tx.send(true);
+    let drained =
+        tokio::time::timeout(grace, async { while conns.join_next().await.is_some() {} }).await;
+    if drained.is_err() {
+        warn!(
+            open = conns.len(),
+            "grace period over; closing remaining connections"
+        );
+        conns.shutdown().await;
+    }
+}
