@@ -10,7 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
 DURATION=${DURATION:-10s}
-CONNS=${CONNS:-64}
+CONNS=${CONNS:-32}   # anchors.md measured the Node.js app with 32 connections
 PG=${PG:-postgres://postgres@127.0.0.1:5432}
 DB=rustlb_bench
 APP_PORT=${APP_PORT:-3901}
@@ -83,19 +83,19 @@ start_app false
 echo "| GET /server-info (request log off) | $(run_wrk "http://127.0.0.1:$APP_PORT/server-info") |"
 stop_app
 
-# 1M log rows over a day for three servers, and the matching rollup (same bucket formula as
-# app/src/stats.rs: floor(8 * log2(duration_us))).
-psql -q "$PG/$DB" <<'SQL'
+# 1M log rows over a day for three servers, and the matching minute and hour rollups (same
+# bucket formula as app/src/stats.rs: floor(8 * log2(duration_us))).
+psql -q -v ON_ERROR_STOP=1 "$PG/$DB" <<'SQL'
 TRUNCATE requests_log, request_stats;
 INSERT INTO requests_log (server_id, method, path, status, duration_us, client_ip, request_id, created_at)
 SELECT 'node-' || (g % 3 + 1), 'GET', '/server-info', CASE WHEN g % 97 = 0 THEN 500 ELSE 200 END,
-       200 + (g * 7919) % 20000, '127.0.0.1', 'seed-' || g,
+       200 + (g::bigint * 7919) % 20000, '127.0.0.1', 'seed-' || g,
        now() - ((g % 86400) || ' seconds')::interval
 FROM generate_series(1, 1000000) AS g;
-INSERT INTO request_stats (server_id, bucket_start, latency_bucket, requests, errors, duration_sum_us)
-SELECT server_id, date_trunc('minute', created_at), floor(8 * log(2, duration_us))::int,
-       count(*), count(*) FILTER (WHERE status >= 500), sum(duration_us)
-FROM requests_log GROUP BY 1, 2, 3;
+INSERT INTO request_stats (server_id, span_seconds, bucket_start, latency_bucket, requests, errors, duration_sum_us)
+SELECT server_id, span, date_trunc(CASE span WHEN 60 THEN 'minute' ELSE 'hour' END, created_at),
+       floor(8 * log(2, duration_us))::int, count(*), count(*) FILTER (WHERE status >= 500), sum(duration_us)
+FROM requests_log CROSS JOIN (VALUES (60), (3600)) AS spans(span) GROUP BY 1, 2, 3, 4;
 ANALYZE;
 SQL
 start_app true
