@@ -106,6 +106,7 @@ pub fn spawn(
         db,
         server_id,
         batch_size: settings.batch_size,
+        max_batch: settings.batch_size * 10,
         flush_interval: Duration::from_millis(settings.flush_interval_ms),
     };
     let task = tokio::spawn(worker.run(rx, stop_rx));
@@ -139,6 +140,9 @@ struct Worker {
     db: DatabaseConnection,
     server_id: String,
     batch_size: usize,
+    /// With a backlog, one write takes up to this many rows: fewer, larger transactions are
+    /// how the writer catches up.
+    max_batch: usize,
     flush_interval: Duration,
 }
 
@@ -146,10 +150,11 @@ impl Worker {
     async fn run(self, mut rx: mpsc::Receiver<LogRecord>, mut stop: oneshot::Receiver<Duration>) {
         let mut batch: Vec<LogRecord> = Vec::with_capacity(self.batch_size);
         let grace = loop {
-            // Wait for the first row of a batch, then give the batch one interval to fill.
+            // Wait for the first rows of a batch (all that are queued, up to `max_batch`), then
+            // give the batch one interval to reach `batch_size`.
             tokio::select! {
                 grace = &mut stop => break grace.unwrap_or(Duration::from_secs(5)),
-                n = rx.recv_many(&mut batch, self.batch_size) => if n == 0 {
+                n = rx.recv_many(&mut batch, self.max_batch) => if n == 0 {
                     break Duration::from_secs(5);
                 },
             }
@@ -181,7 +186,7 @@ impl Worker {
         }
         let total = batch.len();
         let mut written = 0;
-        for chunk in batch.chunks(self.batch_size) {
+        for chunk in batch.chunks(self.max_batch) {
             loop {
                 match Mutation::insert_request_logs(&self.db, &self.server_id, chunk).await {
                     Ok(()) => {

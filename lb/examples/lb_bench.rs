@@ -37,8 +37,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1);
+    let threads = std::env::var("LB_THREADS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2);
+    // As `infra up` runs it: client connections on dedicated I/O threads (LB_IO_THREADS,
+    // default 2; 0 serves on this runtime), health checks on a small runtime of the caller.
+    config.io_threads = std::env::var("LB_IO_THREADS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2);
     let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+        .worker_threads(threads)
         .enable_all()
         .build()?;
     rt.block_on(async move {

@@ -63,20 +63,29 @@ pub struct LoadBalancer;
 
 impl LoadBalancer {
     /// Validates `config`, binds the listener and starts serving and health checking in
-    /// tasks on the caller's tokio runtime. Every backend starts down until it passes
-    /// `healthy_threshold` checks.
+    /// tasks on the caller's tokio runtime (or, with `io_threads`, serving on dedicated
+    /// threads). Every backend starts down until it passes `healthy_threshold` checks.
     pub async fn bind(config: Config) -> Result<Running> {
         validate(&config)?;
-        let listener = TcpListener::bind(config.listen)
-            .await
-            .map_err(|source| Error::Bind {
-                addr: config.listen,
-                source,
-            })?;
-        let local_addr = listener.local_addr().map_err(|source| Error::Bind {
+        let bind_err = |source| Error::Bind {
             addr: config.listen,
             source,
-        })?;
+        };
+        let mut sockets = Vec::new();
+        let (listener, local_addr) = if config.io_threads == 0 {
+            let listener = TcpListener::bind(config.listen).await.map_err(bind_err)?;
+            let local_addr = listener.local_addr().map_err(bind_err)?;
+            (Some(listener), local_addr)
+        } else {
+            // The first socket settles the port (when 0 was asked for); the rest share it.
+            let first = reuseport_socket(config.listen).map_err(bind_err)?;
+            let local_addr = first.local_addr().map_err(bind_err)?;
+            sockets.push(first);
+            for _ in 1..config.io_threads {
+                sockets.push(reuseport_socket(local_addr).map_err(bind_err)?);
+            }
+            (None, local_addr)
+        };
 
         let pool = Arc::new(Pool::new(&config.backends, config.sticky.as_ref()));
         let shared = Arc::new(Shared {
@@ -104,7 +113,41 @@ impl LoadBalancer {
             .header_read_timeout(config.client_idle_timeout);
 
         let (shutdown_tx, shutdown_rx) = watch::channel(None);
-        let accept = tokio::spawn(accept_loop(listener, shared, http, shutdown_rx));
+        let mut accept = Vec::new();
+        if let Some(listener) = listener {
+            let task = tokio::spawn(accept_loop(
+                listener,
+                shared.clone(),
+                http.clone(),
+                shutdown_rx.clone(),
+            ));
+            accept.push(AcceptLoop::Task(task));
+        }
+        for (i, socket) in sockets.into_iter().enumerate() {
+            let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+            let (shared, http, shutdown_rx) = (shared.clone(), http.clone(), shutdown_rx.clone());
+            std::thread::Builder::new()
+                .name(format!("lb-io-{i}"))
+                .spawn(move || {
+                    let runtime = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build();
+                    match runtime {
+                        Ok(rt) => rt.block_on(async move {
+                            match socket.listen(1024) {
+                                Ok(listener) => {
+                                    accept_loop(listener, shared, http, shutdown_rx).await
+                                }
+                                Err(err) => warn!(error = %err, "load balancer listener failed"),
+                            }
+                        }),
+                        Err(err) => warn!(error = %err, "cannot start a load balancer thread"),
+                    }
+                    let _ = done_tx.send(());
+                })
+                .map_err(bind_err)?;
+            accept.push(AcceptLoop::Thread(done_rx));
+        }
         let health = health::spawn_checkers(pool.clone(), config.health_check.clone());
         info!(%local_addr, backends = config.backends.len(), "load balancer listening");
 
@@ -113,7 +156,7 @@ impl LoadBalancer {
                 local_addr,
                 pool,
                 shutdown_tx,
-                accept: Mutex::new(Some(accept)),
+                accept: Mutex::new(accept),
                 health: Mutex::new(health),
             }),
         })
@@ -131,7 +174,7 @@ struct Inner {
     local_addr: SocketAddr,
     pool: Arc<Pool>,
     shutdown_tx: watch::Sender<Option<Duration>>,
-    accept: Mutex<Option<JoinHandle<()>>>,
+    accept: Mutex<Vec<AcceptLoop>>,
     health: Mutex<Vec<JoinHandle<()>>>,
 }
 
@@ -170,14 +213,17 @@ impl Running {
     /// is left and stops the health checkers. Later calls return at once.
     pub async fn shutdown(&self, grace: Duration) {
         let _ = self.inner.shutdown_tx.send(Some(grace));
-        let accept = self
-            .inner
-            .accept
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
-        if let Some(accept) = accept {
-            let _ = accept.await;
+        let accept =
+            std::mem::take(&mut *self.inner.accept.lock().unwrap_or_else(|e| e.into_inner()));
+        for accept in accept {
+            match accept {
+                AcceptLoop::Task(task) => {
+                    let _ = task.await;
+                }
+                AcceptLoop::Thread(done) => {
+                    let _ = done.await;
+                }
+            }
         }
         for h in self
             .inner
@@ -234,6 +280,27 @@ fn validate(config: &Config) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Where an accept loop runs: a task on the caller's runtime, or a dedicated thread that says
+/// when it is done.
+enum AcceptLoop {
+    Task(JoinHandle<()>),
+    Thread(tokio::sync::oneshot::Receiver<()>),
+}
+
+/// A bound, not yet listening socket that other sockets may bind to the same port, so the
+/// kernel spreads incoming connections across the I/O threads.
+fn reuseport_socket(addr: SocketAddr) -> std::io::Result<tokio::net::TcpSocket> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.set_reuseport(true)?;
+    socket.bind(addr)?;
+    Ok(socket)
 }
 
 /// Idle backend connections kept per backend after their client connection closed.

@@ -509,3 +509,38 @@ async fn bad_configs_are_rejected() {
         Err(lb::Error::Config(_))
     ));
 }
+
+#[tokio::test]
+async fn dedicated_io_threads_share_the_rotation_and_drain_on_shutdown() {
+    let b = [
+        TestBackend::start("a").await,
+        TestBackend::start("b").await,
+        TestBackend::start("c").await,
+    ];
+    let mut config = fast_config(&[&b[0], &b[1], &b[2]]);
+    config.io_threads = 2;
+    let lb = start_lb(config).await;
+    // Separate clients, so connections land on both I/O threads.
+    let mut ids = Vec::new();
+    for _ in 0..9 {
+        let (status, body) = get_json(&client(), &lb, "/").await;
+        assert_eq!(status, 200);
+        ids.push(body["id"].as_str().unwrap().to_owned());
+    }
+    for w in ids.chunks(3) {
+        let mut sorted = w.to_vec();
+        sorted.sort();
+        assert_eq!(sorted, ["a", "b", "c"], "{ids:?}");
+    }
+    let addr = lb.local_addr();
+    let c = client();
+    let u = url(&lb, "/sleep?ms=400");
+    let inflight = tokio::spawn(async move { c.get(u).send().await.map(|r| r.status().as_u16()) });
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    lb.shutdown(Duration::from_secs(3)).await;
+    assert_eq!(inflight.await.unwrap().unwrap(), 200);
+    assert!(
+        tokio::net::TcpStream::connect(addr).await.is_err(),
+        "still accepting"
+    );
+}
