@@ -47,7 +47,9 @@ stop_app() { kill -TERM "$APP_PID"; wait "$APP_PID" 2>/dev/null || true; }
 # wrk's summary as "req/s | p50 | p99"
 run_wrk() { # $1 url, rest: extra wrk args
   local url=$1; shift
-  wrk -t2 -c"$CONNS" -d"$DURATION" --latency "$@" "$url" > /tmp/rustlb-wrk.txt
+  local threads=2
+  [ "$CONNS" -lt 2 ] && threads=1
+  wrk -t"$threads" -c"$CONNS" -d"$DURATION" --latency "$@" "$url" > /tmp/rustlb-wrk.txt
   local rps p50 p99 errors
   rps=$(awk '/Requests\/sec/ {printf "%d", $2}' /tmp/rustlb-wrk.txt)
   p50=$(awk '$1=="50%" {print $2}' /tmp/rustlb-wrk.txt)
@@ -101,6 +103,7 @@ SQL
 start_app true
 echo "| GET /api/stats, 1M log rows, all time | $(run_wrk "http://127.0.0.1:$APP_PORT/api/stats") |"
 echo "| GET /api/stats?window=1h, 1M log rows | $(run_wrk "http://127.0.0.1:$APP_PORT/api/stats?window=1h") |"
+echo "| GET /api/stats, 1M log rows, one client (-c1) | $(CONNS=1 run_wrk "http://127.0.0.1:$APP_PORT/api/stats" ) |"
 STATS_RSS=$(rss_kb "$APP_PID")
 stop_app
 

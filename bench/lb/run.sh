@@ -4,7 +4,7 @@
 # proxy CPU per request, proxy max RSS).
 #
 # Env: DURATION (10s), CONNS (64), THREADS (2), ROUNDS (1), BASE_PORT (18080),
-#      PROFILE (release), WRK_PATH (/).
+#      PROFILE (release), WRK_PATH (/); for lb_bench: LB_IO_THREADS (2), LB_THREADS (1), LB_RISE (1).
 set -euo pipefail
 
 DURATION=${DURATION:-10s}
