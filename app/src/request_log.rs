@@ -1,8 +1,8 @@
 //! The request log: a bounded queue on the request path, batch inserts off it.
 //!
 //! Requests never wait for the database: [`RequestLogHandle::record`] is a non-blocking
-//! `try_send`. A background writer drains the queue in batches (by size or every
-//! `flush_interval_ms`), inserting the rows and updating the `request_stats` rollup in one
+//! `try_send`. A background writer drains the queue in batches (at once when `batch_size` rows
+//! are waiting, else every `flush_interval_ms`), inserting the rows and updating the `request_stats` rollup in one
 //! transaction. While the database is down the failed batch is retried with backoff and the
 //! queue keeps what fits; what overflows is counted in `request_log_dropped_total` and logged.
 
@@ -150,29 +150,26 @@ impl Worker {
     async fn run(self, mut rx: mpsc::Receiver<LogRecord>, mut stop: oneshot::Receiver<Duration>) {
         let mut batch: Vec<LogRecord> = Vec::with_capacity(self.batch_size);
         let grace = loop {
-            // Wait for the first rows of a batch (all that are queued, up to `max_batch`), then
-            // give the batch one interval to reach `batch_size`.
+            // Wait for the first rows of a batch (all that are queued, up to `max_batch`).
             tokio::select! {
                 grace = &mut stop => break grace.unwrap_or(Duration::from_secs(5)),
                 n = rx.recv_many(&mut batch, self.max_batch) => if n == 0 {
                     break Duration::from_secs(5);
                 },
             }
-            let deadline = tokio::time::Instant::now() + self.flush_interval;
-            let mut stopping = None;
-            while batch.len() < self.batch_size {
-                let room = self.batch_size - batch.len();
+            if batch.len() < self.batch_size {
+                // Let the batch fill for one interval without listening to the queue: being
+                // woken for every row would cost a cross-thread wake-up per request.
                 tokio::select! {
-                    grace = &mut stop => {
-                        stopping = Some(grace.unwrap_or(Duration::from_secs(5)));
-                        break;
-                    }
-                    _ = tokio::time::sleep_until(deadline) => break,
-                    n = rx.recv_many(&mut batch, room) => if n == 0 { break },
+                    grace = &mut stop => break grace.unwrap_or(Duration::from_secs(5)),
+                    () = tokio::time::sleep(self.flush_interval) => {}
                 }
-            }
-            if let Some(grace) = stopping {
-                break grace;
+                while batch.len() < self.max_batch {
+                    match rx.try_recv() {
+                        Ok(record) => batch.push(record),
+                        Err(_) => break,
+                    }
+                }
             }
             if !self.write_with_retry(&mut batch, &mut stop).await {
                 break Duration::from_secs(5);
