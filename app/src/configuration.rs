@@ -18,6 +18,7 @@ pub struct Settings {
     pub application: ApplicationSettings,
     pub database: DatabaseSettings,
     pub request_log: RequestLogSettings,
+    pub stats: StatsSettings,
     pub telemetry: TelemetrySettings,
 }
 
@@ -71,6 +72,13 @@ pub struct RequestLogSettings {
     pub queue_capacity: usize,
     pub batch_size: usize,
     pub flush_interval_ms: u64,
+}
+
+/// `/api/stats`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StatsSettings {
+    pub cache_ms: u64,
 }
 
 /// Logs.

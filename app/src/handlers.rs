@@ -415,6 +415,7 @@ pub struct StatsBody {
     pub window: String,
     /// Start of the window (rounded down to the minute); null for all time.
     pub since: Option<DateTime<Utc>>,
+    /// When this answer was computed; answers are reused for up to `stats.cache_ms`.
     pub generated_at: DateTime<Utc>,
     pub total_requests: u64,
     pub total_users: u64,
@@ -433,29 +434,36 @@ pub async fn get_stats(state: AppState, query: String) -> HandlerResult {
             code: "invalid_query",
             message,
         })?;
-        let now = Utc::now();
-        let since = window
-            .and_then(|w| chrono::Duration::from_std(w).ok())
-            .map(|w| crate::service::minute(now - w));
-        let (rows, total_users) = tokio::try_join!(
-            Query::stats_rows(state.db(), since),
-            Query::count_users(state.db())
-        )?;
-        let (total_requests, servers) = stats::summarize(&rows);
-        let body = StatsBody {
-            window: if window.is_some() {
-                raw.trim().to_owned()
-            } else {
-                "all".into()
-            },
-            since,
-            generated_at: now,
-            total_requests,
-            total_users,
-            servers,
-            server_id: state.server_id().to_owned(),
+        let label = if window.is_some() {
+            raw.trim().to_owned()
+        } else {
+            "all".to_owned()
         };
-        Ok(json(StatusCode::OK, &body))
+        let body = state
+            .stats_cache()
+            .get_or_compute(&label, || async {
+                let now = Utc::now();
+                let since = window
+                    .and_then(|w| chrono::Duration::from_std(w).ok())
+                    .map(|w| crate::service::minute(now - w));
+                let (rows, total_users) = tokio::try_join!(
+                    Query::stats_rows(state.db(), since),
+                    Query::count_users(state.db())
+                )?;
+                let (total_requests, servers) = stats::summarize(&rows);
+                let body = StatsBody {
+                    window: label.clone(),
+                    since,
+                    generated_at: now,
+                    total_requests,
+                    total_users,
+                    servers,
+                    server_id: state.server_id().to_owned(),
+                };
+                Ok::<_, ApiError>(Bytes::from(serde_json::to_vec(&body).unwrap_or_default()))
+            })
+            .await?;
+        Ok(crate::reply::json_bytes(StatusCode::OK, body))
     }
     .await;
     respond(&state, result)

@@ -18,6 +18,17 @@ pub fn json<T: Serialize + ?Sized>(status: StatusCode, value: &T) -> Response {
     response
 }
 
+/// An already serialised JSON body.
+pub fn json_bytes(status: StatusCode, body: Bytes) -> Response {
+    let mut response = Response::new(body.into());
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
 /// A response with no body (204).
 pub fn empty(status: StatusCode) -> Response {
     let mut response = Response::new(Bytes::new().into());

@@ -28,6 +28,7 @@ struct Inner {
     started_at: DateTime<Utc>,
     started: Instant,
     request_log: RequestLogHandle,
+    stats_cache: crate::stats::StatsCache,
     openapi_json: bytes::Bytes,
     metrics: metrics_exporter_prometheus::PrometheusHandle,
 }
@@ -57,6 +58,9 @@ impl AppState {
             started_at: Utc::now(),
             started: Instant::now(),
             request_log,
+            stats_cache: crate::stats::StatsCache::new(std::time::Duration::from_millis(
+                settings.stats.cache_ms,
+            )),
             openapi_json: crate::openapi::document_json().into(),
             metrics,
         }))
@@ -89,6 +93,9 @@ impl AppState {
     }
     pub fn request_log(&self) -> &RequestLogHandle {
         &self.0.request_log
+    }
+    pub fn stats_cache(&self) -> &crate::stats::StatsCache {
+        &self.0.stats_cache
     }
     pub fn openapi_json(&self) -> bytes::Bytes {
         self.0.openapi_json.clone()

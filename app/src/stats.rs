@@ -1,7 +1,10 @@
 //! `/api/stats` arithmetic: latency histogram buckets, windows, per-server summaries.
 
-use std::collections::BTreeMap;
-use std::time::Duration;
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
 
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -150,6 +153,54 @@ pub fn percentages(counts: &[u64], total: u64) -> Vec<f64> {
         floors[i] += 1;
     }
     floors.into_iter().map(|f| f as f64 / 100.0).collect()
+}
+
+/// Recent `/api/stats` answers by window, so a busy dashboard costs one aggregation per
+/// window per `cache_ms`, not one per request.
+pub struct StatsCache {
+    ttl: Duration,
+    /// Held while an answer is computed: concurrent requests wait for it instead of all
+    /// running the same aggregation.
+    entries: tokio::sync::Mutex<HashMap<String, (Instant, Bytes)>>,
+}
+
+/// Windows are caller input; past this many distinct ones, answers are not kept.
+const MAX_CACHED_WINDOWS: usize = 64;
+
+impl StatsCache {
+    pub fn new(ttl: Duration) -> Self {
+        Self {
+            ttl,
+            entries: tokio::sync::Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The cached answer for `window` if it is fresh, else `compute`'s (then cached).
+    pub async fn get_or_compute<E, Fut>(
+        &self,
+        window: &str,
+        compute: impl FnOnce() -> Fut,
+    ) -> Result<Bytes, E>
+    where
+        Fut: Future<Output = Result<Bytes, E>>,
+    {
+        if self.ttl.is_zero() {
+            return compute().await;
+        }
+        let mut entries = self.entries.lock().await;
+        if let Some((at, body)) = entries.get(window)
+            && at.elapsed() < self.ttl
+        {
+            return Ok(body.clone());
+        }
+        let body = compute().await?;
+        let ttl = self.ttl;
+        entries.retain(|_, (at, _)| at.elapsed() < ttl);
+        if entries.len() < MAX_CACHED_WINDOWS {
+            entries.insert(window.to_owned(), (Instant::now(), body.clone()));
+        }
+        Ok(body)
+    }
 }
 
 fn round3(x: f64) -> f64 {

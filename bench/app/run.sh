@@ -36,7 +36,7 @@ wait_port() { for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$1/${2:-}" >/
 start_app() { # $1 = request log on/off
   APP_ENVIRONMENT=production APP__APPLICATION__HOST=127.0.0.1 APP__APPLICATION__PORT=$APP_PORT \
   APP__APPLICATION__SERVER_ID=bench-1 APP__DATABASE__URL="$PG/$DB" APP__DATABASE__RUN_MIGRATIONS=true \
-  APP__DATABASE__MAX_CONNECTIONS=16 APP__REQUEST_LOG__ENABLED=$1 RUST_LOG=warn \
+  APP__DATABASE__MAX_CONNECTIONS=16 APP__REQUEST_LOG__ENABLED=$1 APP__STATS__CACHE_MS=${2:-1000} RUST_LOG=warn \
     "$APP_BIN" >/tmp/rustlb-bench-app.log 2>&1 &
   APP_PID=$!
   PIDS+=("$APP_PID")
@@ -103,7 +103,11 @@ SQL
 start_app true
 echo "| GET /api/stats, 1M log rows, all time | $(run_wrk "http://127.0.0.1:$APP_PORT/api/stats") |"
 echo "| GET /api/stats?window=1h, 1M log rows | $(run_wrk "http://127.0.0.1:$APP_PORT/api/stats?window=1h") |"
-echo "| GET /api/stats, 1M log rows, one client (-c1) | $(CONNS=1 run_wrk "http://127.0.0.1:$APP_PORT/api/stats" ) |"
+stop_app
+start_app true 0
+echo "| GET /api/stats, 1M log rows, all time, cache off | $(run_wrk "http://127.0.0.1:$APP_PORT/api/stats") |"
+echo "| GET /api/stats?window=1h, 1M log rows, cache off | $(run_wrk "http://127.0.0.1:$APP_PORT/api/stats?window=1h") |"
+echo "| GET /api/stats, 1M log rows, cache off, one client (-c1) | $(CONNS=1 run_wrk "http://127.0.0.1:$APP_PORT/api/stats" ) |"
 STATS_RSS=$(rss_kb "$APP_PID")
 stop_app
 

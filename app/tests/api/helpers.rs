@@ -49,6 +49,8 @@ pub struct Options {
     pub log_health_checks: bool,
     pub flush_interval_ms: u64,
     pub queue_capacity: usize,
+    /// 0 in tests unless a test is about the cache: most assert on fresh numbers.
+    pub stats_cache_ms: u64,
     pub max_connections: u32,
     pub health_timeout_ms: u64,
     pub server_id: String,
@@ -63,6 +65,7 @@ impl Default for Options {
             log_health_checks: false,
             flush_interval_ms: 50,
             queue_capacity: 50_000,
+            stats_cache_ms: 0,
             max_connections: 10,
             health_timeout_ms: 1000,
             server_id: format!("test-{}", &uuid::Uuid::now_v7().simple().to_string()[24..]),
@@ -111,6 +114,7 @@ pub async fn spawn_app_with(backend: Backend, options: Options) -> TestApp {
     settings.request_log.log_health_checks = options.log_health_checks;
     settings.request_log.flush_interval_ms = options.flush_interval_ms;
     settings.request_log.queue_capacity = options.queue_capacity;
+    settings.stats.cache_ms = options.stats_cache_ms;
     settings.resolve().expect("test settings are valid");
 
     let app = Application::build(settings).await.expect("app builds");

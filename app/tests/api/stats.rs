@@ -127,7 +127,36 @@ async fn stats_count_the_requests_this_server_answered(backend: Backend) {
     assert_eq!(stats["servers"][0]["percent"], 100.0);
 }
 
+async fn stats_answers_are_reused_for_the_cache_period(backend: Backend) {
+    let options = Options {
+        request_log: false,
+        stats_cache_ms: 600,
+        ..Options::default()
+    };
+    let app = spawn_app_with(backend, options).await;
+    Mutation::insert_request_logs(app.state.db(), "node-a", &[record(200, 500, 0)])
+        .await
+        .unwrap();
+    let first: Value = app.get("/api/stats").await.json().await.unwrap();
+    assert_eq!(first["total_requests"], 1);
+    Mutation::insert_request_logs(app.state.db(), "node-a", &[record(200, 500, 0)])
+        .await
+        .unwrap();
+    let cached: Value = app.get("/api/stats").await.json().await.unwrap();
+    assert_eq!(cached, first, "answered from the cache");
+    let other_window: Value = app.get("/api/stats?window=1h").await.json().await.unwrap();
+    assert_eq!(
+        other_window["total_requests"], 2,
+        "each window has its own entry"
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+    let fresh: Value = app.get("/api/stats").await.json().await.unwrap();
+    assert_eq!(fresh["total_requests"], 2);
+    assert_ne!(fresh["generated_at"], first["generated_at"]);
+}
+
 on_both_databases!(
+    stats_answers_are_reused_for_the_cache_period,
     stats_split_requests_per_server_with_percentages_adding_to_100,
     a_window_counts_only_recent_requests,
     stats_count_the_requests_this_server_answered,
