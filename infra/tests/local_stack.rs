@@ -397,3 +397,20 @@ fn count_rows(root: &Path, sql: &str) -> Vec<(String, Option<String>)> {
             .collect()
     })
 }
+
+#[test]
+fn pulumi_up_on_the_local_stack_points_to_infra_up() {
+    let sandbox = Sandbox::new("");
+    // What the Gestalt language host does for `pulumi up -s local`.
+    let out = Command::new(INFRA)
+        .current_dir(sandbox.root())
+        .env("PULUMI_MONITOR", "127.0.0.1:1")
+        .env("PULUMI_ENGINE", "127.0.0.1:1")
+        .env("PULUMI_PROJECT", "rustlb")
+        .env("PULUMI_STACK", "local")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("up --stack local"), "{err}");
+}
