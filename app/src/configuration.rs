@@ -135,10 +135,11 @@ impl Settings {
         }
         let raw = builder
             .add_source(
+                // No `try_parsing`: it would turn an API key such as `0123` into the number 123.
+                // Typed fields still parse their strings (port, booleans).
                 config::Environment::with_prefix("APP")
                     .prefix_separator("__")
-                    .separator("__")
-                    .try_parsing(true),
+                    .separator("__"),
             )
             .build()?;
         let mut settings: Settings = raw.try_deserialize()?;
@@ -281,20 +282,39 @@ impl DatabaseSettings {
     }
 }
 
-/// The URL without its password, for log lines.
+/// The URL without its password (in the user info or a `password=` parameter), for logs.
 pub fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
+    let (base, query) = match url.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (url, None),
+    };
+    let base = match (base.find("://"), base.rfind('@')) {
         (Some(scheme_end), Some(at)) if at > scheme_end => {
-            let userinfo = &url[scheme_end + 3..at];
+            let userinfo = &base[scheme_end + 3..at];
             let user = userinfo.split(':').next().unwrap_or("");
             format!(
                 "{}{}:[redacted]{}",
-                &url[..scheme_end + 3],
+                &base[..scheme_end + 3],
                 user,
-                &url[at..]
+                &base[at..]
             )
         }
-        _ => url.to_owned(),
+        _ => base.to_owned(),
+    };
+    match query {
+        None => base,
+        Some(query) => {
+            let params: Vec<String> = query
+                .split('&')
+                .map(|p| match p.split_once('=') {
+                    Some((k, _)) if k.eq_ignore_ascii_case("password") => {
+                        format!("{k}=[redacted]")
+                    }
+                    _ => p.to_owned(),
+                })
+                .collect();
+            format!("{base}?{}", params.join("&"))
+        }
     }
 }
 
@@ -345,5 +365,26 @@ impl fmt::Display for LogFormat {
             Self::Pretty => "pretty",
             Self::Json => "json",
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_url;
+
+    #[test]
+    fn passwords_are_redacted_wherever_the_url_carries_them() {
+        let shown = redact_url("postgres://app:s3cret@db:25060/app?sslmode=require");
+        assert_eq!(
+            shown,
+            "postgres://app:[redacted]@db:25060/app?sslmode=require"
+        );
+        let shown = redact_url("postgres://db/app?user=app&password=s3cret&sslmode=require");
+        assert!(!shown.contains("s3cret"), "{shown}");
+        assert!(shown.contains("sslmode=require"));
+        assert_eq!(
+            redact_url("sqlite://data/app.sqlite?mode=rwc"),
+            "sqlite://data/app.sqlite?mode=rwc"
+        );
     }
 }

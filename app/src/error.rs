@@ -122,10 +122,12 @@ pub async fn handle_rejection(state: AppState, err: Rejection) -> Result<Respons
             "no such endpoint; GET / lists them".to_owned(),
         )
     } else if err.find::<warp::reject::MethodNotAllowed>().is_some() {
+        // The `Allow` header is added by the outer service, which knows the path.
         (
             StatusCode::METHOD_NOT_ALLOWED,
             "method_not_allowed",
-            "this endpoint does not accept that method; GET / lists them".to_owned(),
+            "this endpoint does not accept that method; the Allow header lists those it does"
+                .to_owned(),
         )
     } else {
         tracing::error!(rejection = ?err, "unhandled rejection");

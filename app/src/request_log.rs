@@ -171,8 +171,8 @@ impl Worker {
                     }
                 }
             }
-            if !self.write_with_retry(&mut batch, &mut stop).await {
-                break Duration::from_secs(5);
+            if let Err(grace) = self.write_with_retry(&mut batch, &mut stop).await {
+                break grace;
             }
         };
         // Shutting down: no new rows; write what is queued within the grace period.
@@ -185,19 +185,28 @@ impl Worker {
         let mut written = 0;
         for chunk in batch.chunks(self.max_batch) {
             loop {
-                match Mutation::insert_request_logs(&self.db, &self.server_id, chunk).await {
-                    Ok(()) => {
+                let attempt = tokio::time::timeout_at(
+                    deadline,
+                    Mutation::insert_request_logs(&self.db, &self.server_id, chunk),
+                )
+                .await;
+                match attempt {
+                    Ok(Ok(())) => {
                         written += chunk.len();
                         break;
                     }
-                    Err(err) if tokio::time::Instant::now() < deadline => {
+                    Ok(Err(err)) if tokio::time::Instant::now() < deadline => {
                         tracing::warn!(error = %err, "request log flush failed; retrying");
                         tokio::time::sleep(Duration::from_millis(200)).await;
                     }
-                    Err(err) => {
-                        tracing::error!(error = %err, lost = total - written, "request log rows lost at shutdown");
-                        metrics::counter!("request_log_dropped_total")
-                            .increment((total - written) as u64);
+                    failed => {
+                        let error = match failed {
+                            Ok(Err(err)) => err.to_string(),
+                            _ => "the grace period ended".to_owned(),
+                        };
+                        let lost = (total - written) as u64;
+                        tracing::error!(%error, lost, "request log rows lost at shutdown");
+                        metrics::counter!("request_log_dropped_total").increment(lost);
                         return;
                     }
                 }
@@ -206,15 +215,19 @@ impl Worker {
         tracing::info!(rows = written, "request log flushed");
     }
 
-    /// Writes `batch`, retrying with backoff while the database is down. Returns false if a
-    /// stop arrived meanwhile (the batch then stays for the final flush).
+    /// Writes `batch`, retrying with backoff while the database is unreachable. A batch the
+    /// database keeps refusing for another reason is dropped (and counted) after a few tries,
+    /// so one bad batch cannot stall the log for good. `Err(grace)` when a stop arrived
+    /// meanwhile; the batch then stays for the final flush.
     async fn write_with_retry(
         &self,
         batch: &mut Vec<LogRecord>,
         stop: &mut oneshot::Receiver<Duration>,
-    ) -> bool {
+    ) -> Result<(), Duration> {
+        const MAX_REJECTIONS: u32 = 5;
         let mut backoff = Duration::from_millis(100);
         let mut failures = 0u32;
+        let mut rejections = 0u32;
         loop {
             match Mutation::insert_request_logs(&self.db, &self.server_id, batch).await {
                 Ok(()) => {
@@ -224,20 +237,39 @@ impl Worker {
                         tracing::info!(failures, "request log writes recovered");
                     }
                     batch.clear();
-                    return true;
+                    return Ok(());
                 }
                 Err(err) => {
                     failures += 1;
+                    if !is_unreachable(&err) {
+                        rejections += 1;
+                        if rejections >= MAX_REJECTIONS {
+                            tracing::error!(error = %err, rows = batch.len(), "the database keeps rejecting a request log batch; dropping it");
+                            metrics::counter!("request_log_dropped_total")
+                                .increment(batch.len() as u64);
+                            batch.clear();
+                            return Ok(());
+                        }
+                    }
                     if failures == 1 || failures.is_power_of_two() {
                         tracing::warn!(error = %err, rows = batch.len(), failures, "request log write failed; will retry");
                     }
                     tokio::select! {
                         _ = tokio::time::sleep(backoff) => {}
-                        _ = &mut *stop => return false,
+                        grace = &mut *stop => return Err(grace.unwrap_or(Duration::from_secs(5))),
                     }
                     backoff = (backoff * 2).min(Duration::from_secs(5));
                 }
             }
         }
     }
+}
+
+/// Errors that mean "the database is not there right now" (worth retrying indefinitely), as
+/// opposed to "it refused these rows".
+fn is_unreachable(err: &sea_orm::DbErr) -> bool {
+    matches!(
+        err,
+        sea_orm::DbErr::Conn(_) | sea_orm::DbErr::ConnectionAcquire(_)
+    )
 }

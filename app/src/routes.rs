@@ -97,6 +97,15 @@ pub fn api(
         .unify()
 }
 
+/// The methods a route (as returned by [`template`]) accepts, for the `Allow` header of a 405.
+pub fn allowed_methods(route: &str) -> &'static str {
+    match route {
+        "/api/users" => "GET, POST",
+        "/api/users/:id" => "GET, PUT, DELETE",
+        _ => "GET",
+    }
+}
+
 /// The route template a path belongs to, for logs and metrics (`/api/users/:id`, not the id).
 pub fn template(path: &str) -> &'static str {
     match path {

@@ -224,7 +224,19 @@ async fn insert_logs_postgres(
     rollup: &Rollup,
 ) -> Result<(), DbErr> {
     let pool = db.get_postgres_connection_pool();
-    let err = |e: sea_orm::sqlx::Error| DbErr::Custom(format!("request log insert: {e}"));
+    let err = |e: sea_orm::sqlx::Error| {
+        use sea_orm::sqlx::Error as E;
+        let unreachable = matches!(
+            e,
+            E::Io(_) | E::Tls(_) | E::PoolTimedOut | E::PoolClosed | E::WorkerCrashed
+        );
+        let e = sea_orm::RuntimeErr::SqlxError(std::sync::Arc::new(e));
+        if unreachable {
+            DbErr::Conn(e)
+        } else {
+            DbErr::Exec(e)
+        }
+    };
     let mut txn = pool.begin().await.map_err(err)?;
     // Telemetry, not business data: a database crash may lose the last fraction of a second of
     // log rows, but the commit no longer waits for a WAL flush, which is most of its cost.
@@ -339,12 +351,20 @@ async fn insert_logs_generic(
         Expr::cust(r#""request_stats"."duration_sum_us" + "excluded"."duration_sum_us""#),
     )
     .to_owned();
+    // SQLite allows 32,766 bound values per statement: 8 per log row, 7 per rollup row.
+    const ROWS_PER_INSERT: usize = 2000;
+    let rows: Vec<_> = rows.collect();
+    let stats: Vec<_> = stats.collect();
     let txn = db.begin().await?;
-    RequestsLog::insert_many(rows).exec(&txn).await?;
-    RequestStats::insert_many(stats)
-        .on_conflict(accumulate)
-        .exec(&txn)
-        .await?;
+    for chunk in rows.chunks(ROWS_PER_INSERT) {
+        RequestsLog::insert_many(chunk.to_vec()).exec(&txn).await?;
+    }
+    for chunk in stats.chunks(ROWS_PER_INSERT) {
+        RequestStats::insert_many(chunk.to_vec())
+            .on_conflict(accumulate.clone())
+            .exec(&txn)
+            .await?;
+    }
     txn.commit().await
 }
 

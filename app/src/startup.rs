@@ -215,6 +215,9 @@ where
                 let status = response.status().as_u16();
                 let headers = response.headers_mut();
                 headers.insert(X_SERVER_ID.clone(), state.server_id_header().clone());
+                if status == 405 {
+                    headers.insert(http::header::ALLOW, HeaderValue::from_static(routes::allowed_methods(route)));
+                }
                 if let Ok(value) = HeaderValue::from_str(&request_id) {
                     headers.insert(X_REQUEST_ID.clone(), value);
                 }

@@ -2,6 +2,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -41,13 +42,19 @@ pub fn parse_window(raw: &str) -> Result<Option<Duration>, String> {
             "window {raw:?} is not a number followed by s, m, h or d (e.g. 15m, 1h, 24h, 7d), or `all`"
         )
     };
-    let (digits, unit) = raw.split_at(raw.len() - 1);
+    let Some(unit) = raw.chars().last() else {
+        return Err(problem());
+    };
+    let digits = &raw[..raw.len() - unit.len_utf8()];
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(problem());
+    }
     let n: u64 = digits.parse().map_err(|_| problem())?;
     let secs = match unit {
-        "s" => n,
-        "m" => n.saturating_mul(60),
-        "h" => n.saturating_mul(3600),
-        "d" => n.saturating_mul(86_400),
+        's' => n,
+        'm' => n.saturating_mul(60),
+        'h' => n.saturating_mul(3600),
+        'd' => n.saturating_mul(86_400),
         _ => return Err(problem()),
     };
     if n == 0 || secs > 3650 * 86_400 {
@@ -101,7 +108,7 @@ pub fn summarize(rows: &[StatsRow]) -> (u64, Vec<ServerStats>) {
         .into_iter()
         .zip(percents)
         .map(|((server_id, acc), percent)| {
-            let p95_rank = (acc.requests as f64 * 0.95).ceil() as u64;
+            let p95_rank = (acc.requests * 95).div_ceil(100);
             let mut seen = 0;
             let mut p95_bucket = 0;
             for (bucket, n) in &acc.histogram {
@@ -159,10 +166,13 @@ pub fn percentages(counts: &[u64], total: u64) -> Vec<f64> {
 /// window per `cache_ms`, not one per request.
 pub struct StatsCache {
     ttl: Duration,
-    /// Held while an answer is computed: concurrent requests wait for it instead of all
-    /// running the same aggregation.
-    entries: tokio::sync::Mutex<HashMap<String, (Instant, Bytes)>>,
+    /// One slot per window. A slot's lock is held while its answer is computed, so concurrent
+    /// requests for that window wait for it instead of all running the same aggregation;
+    /// other windows are not held up.
+    slots: std::sync::Mutex<HashMap<String, Arc<Slot>>>,
 }
+
+type Slot = tokio::sync::Mutex<Option<(Instant, Bytes)>>;
 
 /// Windows are caller input; past this many distinct ones, answers are not kept.
 const MAX_CACHED_WINDOWS: usize = 64;
@@ -171,7 +181,7 @@ impl StatsCache {
     pub fn new(ttl: Duration) -> Self {
         Self {
             ttl,
-            entries: tokio::sync::Mutex::new(HashMap::new()),
+            slots: std::sync::Mutex::new(HashMap::new()),
         }
     }
 
@@ -187,19 +197,31 @@ impl StatsCache {
         if self.ttl.is_zero() {
             return compute().await;
         }
-        let mut entries = self.entries.lock().await;
-        if let Some((at, body)) = entries.get(window)
+        let Some(slot) = self.slot(window) else {
+            return compute().await;
+        };
+        let mut entry = slot.lock().await;
+        if let Some((at, body)) = entry.as_ref()
             && at.elapsed() < self.ttl
         {
             return Ok(body.clone());
         }
         let body = compute().await?;
-        let ttl = self.ttl;
-        entries.retain(|_, (at, _)| at.elapsed() < ttl);
-        if entries.len() < MAX_CACHED_WINDOWS {
-            entries.insert(window.to_owned(), (Instant::now(), body.clone()));
-        }
+        *entry = Some((Instant::now(), body.clone()));
         Ok(body)
+    }
+
+    fn slot(&self, window: &str) -> Option<Arc<Slot>> {
+        let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(slot) = slots.get(window) {
+            return Some(slot.clone());
+        }
+        if slots.len() >= MAX_CACHED_WINDOWS {
+            return None;
+        }
+        let slot = Arc::new(Slot::new(None));
+        slots.insert(window.to_owned(), slot.clone());
+        Some(slot)
     }
 }
 
@@ -243,6 +265,12 @@ mod tests {
         assert!(parse_window("1y").is_err());
         assert!(parse_window("0h").is_err());
         assert!(parse_window("h").is_err());
+        assert!(parse_window("+1h").is_err());
+        assert!(
+            parse_window("1µ").is_err(),
+            "a multi-byte unit is an error, not a panic"
+        );
+        assert!(parse_window("µ").is_err());
     }
 
     #[test]

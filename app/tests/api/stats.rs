@@ -155,7 +155,30 @@ async fn stats_answers_are_reused_for_the_cache_period(backend: Backend) {
     assert_ne!(fresh["generated_at"], first["generated_at"]);
 }
 
+async fn a_backlog_of_5000_rows_is_written_as_one_batch(backend: Backend) {
+    let app = spawn_app_with(
+        backend,
+        Options {
+            request_log: false,
+            ..Options::default()
+        },
+    )
+    .await;
+    let rows: Vec<_> = (0..5000)
+        .map(|i| record(if i % 10 == 0 { 500 } else { 200 }, 300 + i, 0))
+        .collect();
+    Mutation::insert_request_logs(app.state.db(), "node-a", &rows)
+        .await
+        .unwrap();
+    let db = app.connect_db().await;
+    assert_eq!(app.count(&db, "requests_log").await, 5000);
+    let stats: Value = app.get("/api/stats").await.json().await.unwrap();
+    assert_eq!(stats["total_requests"], 5000);
+    assert_eq!(stats["servers"][0]["errors"], 500);
+}
+
 on_both_databases!(
+    a_backlog_of_5000_rows_is_written_as_one_batch,
     stats_answers_are_reused_for_the_cache_period,
     stats_split_requests_per_server_with_percentages_adding_to_100,
     a_window_counts_only_recent_requests,

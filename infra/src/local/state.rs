@@ -36,10 +36,17 @@ impl StateFile {
     }
 
     /// The state of a supervisor that is still alive; a stale file (crash, reboot) is `None`.
+    ///
+    /// A live pid is not enough after a reboot (it may be another program's now): the
+    /// supervisor must also answer on its control port with the same pid.
     pub fn read_live(dir: &Path) -> Option<Self> {
         let text = std::fs::read(file(dir)).ok()?;
         let state: StateFile = serde_json::from_slice(&text).ok()?;
-        pid_alive(state.supervisor_pid).then_some(state)
+        if !pid_alive(state.supervisor_pid) {
+            return None;
+        }
+        let report = super::control::fetch(state.control).ok()?;
+        (report.supervisor_pid == state.supervisor_pid).then_some(state)
     }
 
     pub fn remove(dir: &Path) {

@@ -22,8 +22,10 @@ const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// An instance that ran this long before exiting is restarted with the first delay again.
 const STABLE_AFTER: Duration = Duration::from_secs(30);
-/// How long an instance may take to flush and exit after SIGTERM before it is killed.
-const STOP_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long an instance may take to drain, flush its request log and exit after SIGTERM
+/// before it is killed: the app's worst case is its grace period (10 s) twice, once for
+/// in-flight requests and once for the flush.
+pub const STOP_TIMEOUT: Duration = Duration::from_secs(25);
 
 /// One app instance and what the report shows about it.
 struct Instance {
