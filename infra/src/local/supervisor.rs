@@ -334,11 +334,16 @@ fn spawn_instance(launch: &Launch, server_id: &str) -> std::io::Result<Child> {
         .stdout(log.try_clone()?)
         .stderr(log)
         .kill_on_drop(true);
-    // SAFETY: prctl is async-signal-safe. If the supervisor dies without tearing down (e.g.
-    // SIGKILL), each instance gets SIGTERM instead of living on as an orphan holding its port.
+    // SAFETY: prctl, getppid and _exit are async-signal-safe. If the supervisor dies without
+    // tearing down (e.g. SIGKILL), each instance gets SIGTERM instead of living on as an
+    // orphan holding its port; the getppid check covers a supervisor that died before prctl.
+    let supervisor = std::process::id() as libc::pid_t;
     unsafe {
-        command.pre_exec(|| {
+        command.pre_exec(move || {
             libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+            if libc::getppid() != supervisor {
+                libc::_exit(1);
+            }
             Ok(())
         });
     }
