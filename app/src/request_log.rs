@@ -35,6 +35,8 @@ pub struct LogRecord {
 #[derive(Clone)]
 pub struct RequestLogHandle {
     tx: Option<mpsc::Sender<LogRecord>>,
+    /// The writer's own pool (absent when the log is disabled).
+    db: Option<DatabaseConnection>,
     dropped: Arc<AtomicU64>,
     log_health_checks: bool,
 }
@@ -67,6 +69,11 @@ impl RequestLogHandle {
             .unwrap_or(0)
     }
 
+    /// The writer's connection pool.
+    pub fn database(&self) -> Option<&DatabaseConnection> {
+        self.db.as_ref()
+    }
+
     /// Rows lost to a full queue since start.
     pub fn dropped(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)
@@ -89,6 +96,7 @@ pub fn spawn(
     if !settings.enabled {
         let handle = RequestLogHandle {
             tx: None,
+            db: None,
             dropped,
             log_health_checks: false,
         };
@@ -103,7 +111,7 @@ pub fn spawn(
     let (tx, rx) = mpsc::channel(settings.queue_capacity);
     let (stop_tx, stop_rx) = oneshot::channel();
     let worker = Worker {
-        db,
+        db: db.clone(),
         server_id,
         batch_size: settings.batch_size,
         max_batch: settings.batch_size * 10,
@@ -112,6 +120,7 @@ pub fn spawn(
     let task = tokio::spawn(worker.run(rx, stop_rx));
     let handle = RequestLogHandle {
         tx: Some(tx),
+        db: Some(db),
         dropped,
         log_health_checks: settings.log_health_checks,
     };

@@ -52,8 +52,21 @@ impl Application {
                  POST, PUT and DELETE are open to anyone who can reach this server"
             );
         }
+        // The log writer gets a pool of its own: its big batches then grow the buffers of one
+        // connection instead of every connection of the request pool, and log writes never
+        // queue behind (or hold up) requests for a connection.
+        let log_db = if settings.request_log.enabled {
+            let mut log_settings = settings.database.clone();
+            log_settings.max_connections = 1;
+            log_settings.min_connections = 1;
+            database::connect(&log_settings)
+                .await
+                .context("cannot connect the request log to the database")?
+        } else {
+            db.clone()
+        };
         let (log_handle, writer) = request_log::spawn(
-            db.clone(),
+            log_db,
             settings.application.server_id.clone(),
             &settings.request_log,
         );
@@ -145,7 +158,14 @@ impl Application {
             );
         }
         writer.shutdown(grace).await;
-        let _ = state.db().clone().close().await;
+        // Closing waits for every borrowed connection to come back; one whose query was
+        // cancelled mid-flight (a client hung up) may not, and must not keep us from exiting.
+        if tokio::time::timeout(Duration::from_secs(5), state.db().clone().close())
+            .await
+            .is_err()
+        {
+            tracing::warn!("database connections did not close within 5 s; exiting anyway");
+        }
         tracing::info!("stopped");
         Ok(())
     }
