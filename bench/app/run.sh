@@ -36,7 +36,7 @@ wait_port() { for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$1/${2:-}" >/
 start_app() { # $1 = request log on/off
   APP_ENVIRONMENT=production APP__APPLICATION__HOST=127.0.0.1 APP__APPLICATION__PORT=$APP_PORT \
   APP__APPLICATION__SERVER_ID=bench-1 APP__DATABASE__URL="$PG/$DB" APP__DATABASE__RUN_MIGRATIONS=true \
-  APP__DATABASE__MAX_CONNECTIONS=16 APP__REQUEST_LOG__ENABLED=$1 APP__STATS__CACHE_MS=${2:-1000} RUST_LOG=warn \
+  APP__REQUEST_LOG__ENABLED=$1 APP__STATS__CACHE_MS=${2:-1000} RUST_LOG=warn \
     "$APP_BIN" >/tmp/rustlb-bench-app.log 2>&1 &
   APP_PID=$!
   PIDS+=("$APP_PID")
