@@ -9,6 +9,18 @@ use serde_json::Value;
 
 use crate::helpers::{Backend, Options, error_code, spawn_app, spawn_app_with};
 
+/// An app that logs none of its own requests, so only the rows a test seeds count.
+async fn spawn_unlogged_app(backend: Backend) -> crate::helpers::TestApp {
+    spawn_app_with(
+        backend,
+        Options {
+            request_log: false,
+            ..Options::default()
+        },
+    )
+    .await
+}
+
 fn record(status: u16, duration_us: u64, minutes_ago: i64) -> LogRecord {
     LogRecord {
         method: "GET",
@@ -22,15 +34,7 @@ fn record(status: u16, duration_us: u64, minutes_ago: i64) -> LogRecord {
 }
 
 async fn stats_split_requests_per_server_with_percentages_adding_to_100(backend: Backend) {
-    // Logging off: only the seeded rows count.
-    let app = spawn_app_with(
-        backend,
-        Options {
-            request_log: false,
-            ..Options::default()
-        },
-    )
-    .await;
+    let app = spawn_unlogged_app(backend).await;
     let db = app.state.db();
     let a: Vec<_> = (0..4)
         .map(|i| record(if i == 0 { 503 } else { 200 }, 1_000, 0))
@@ -78,14 +82,7 @@ async fn stats_split_requests_per_server_with_percentages_adding_to_100(backend:
 }
 
 async fn a_window_counts_only_recent_requests(backend: Backend) {
-    let app = spawn_app_with(
-        backend,
-        Options {
-            request_log: false,
-            ..Options::default()
-        },
-    )
-    .await;
+    let app = spawn_unlogged_app(backend).await;
     let db = app.state.db();
     let rows = [
         record(200, 500, 0),
@@ -156,14 +153,7 @@ async fn stats_answers_are_reused_for_the_cache_period(backend: Backend) {
 }
 
 async fn a_backlog_of_5000_rows_is_written_as_one_batch(backend: Backend) {
-    let app = spawn_app_with(
-        backend,
-        Options {
-            request_log: false,
-            ..Options::default()
-        },
-    )
-    .await;
+    let app = spawn_unlogged_app(backend).await;
     let rows: Vec<_> = (0..5000)
         .map(|i| record(if i % 10 == 0 { 500 } else { 200 }, 300 + i, 0))
         .collect();
