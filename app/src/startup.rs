@@ -226,11 +226,13 @@ where
             request_id: request_id.clone(),
         });
         let span = tracing::info_span!("request", request_id = %request_id, method, route);
-        let mut inner = self.inner.clone();
+        // warp's future for the whole route tree is large: box it where it is made so it is
+        // not copied again into this wrapper's state.
+        let routed = Box::pin(self.inner.clone().call(req));
         let state = self.state.clone();
         Box::pin(
             async move {
-                let Ok(mut response) = inner.call(req).await;
+                let Ok(mut response) = routed.await;
                 let elapsed = started.elapsed();
                 let status = response.status().as_u16();
                 let headers = response.headers_mut();
