@@ -244,38 +244,19 @@ async fn insert_logs_postgres(
         .execute(&mut *txn)
         .await
         .map_err(err)?;
-    sea_orm::sqlx::query(
-        "INSERT INTO requests_log \
-         (server_id, method, path, status, duration_us, client_ip, request_id, created_at) \
-         SELECT $1, * FROM UNNEST($2::text[], $3::text[], $4::int4[], $5::int8[], $6::text[], \
-         $7::text[], $8::timestamptz[])",
-    )
-    .bind(server_id)
-    .bind(records.iter().map(|r| r.method).collect::<Vec<_>>())
-    .bind(records.iter().map(|r| r.route).collect::<Vec<_>>())
-    .bind(
-        records
-            .iter()
-            .map(|r| i32::from(r.status))
-            .collect::<Vec<_>>(),
-    )
-    .bind(
-        records
-            .iter()
-            .map(|r| i64::try_from(r.duration_us).unwrap_or(i64::MAX))
-            .collect::<Vec<_>>(),
-    )
-    .bind(
-        records
-            .iter()
-            .map(|r| r.client_ip.map(|ip| ip.to_string()))
-            .collect::<Vec<_>>(),
-    )
-    .bind(records.iter().map(|r| &*r.request_id).collect::<Vec<_>>())
-    .bind(records.iter().map(|r| r.at).collect::<Vec<_>>())
-    .execute(&mut *txn)
-    .await
-    .map_err(err)?;
+    // COPY is PostgreSQL's cheapest way in: no per-row expression evaluation, one message.
+    let mut copy = txn
+        .copy_in_raw(
+            "COPY requests_log \
+             (server_id, method, path, status, duration_us, client_ip, request_id, created_at) \
+             FROM STDIN",
+        )
+        .await
+        .map_err(err)?;
+    copy.send(copy_text(server_id, records))
+        .await
+        .map_err(err)?;
+    copy.finish().await.map_err(err)?;
     let rows: Vec<_> = rollup.iter().collect();
     sea_orm::sqlx::query(
         "INSERT INTO request_stats \
@@ -298,6 +279,55 @@ async fn insert_logs_postgres(
     .await
     .map_err(err)?;
     txn.commit().await.map_err(err)
+}
+
+/// The rows in COPY's text format: tab-separated, `\N` for null, one line per row.
+fn copy_text(server_id: &str, records: &[LogRecord]) -> Vec<u8> {
+    use std::io::Write;
+    let mut out = Vec::with_capacity(records.len() * 128);
+    let server_id = copy_escape(server_id);
+    for r in records {
+        let _ = write!(
+            out,
+            "{server_id}\t{}\t{}\t{}\t{}\t",
+            r.method,
+            copy_escape(r.route),
+            r.status,
+            r.duration_us.min(i64::MAX as u64)
+        );
+        match r.client_ip {
+            Some(ip) => {
+                let _ = write!(out, "{ip}");
+            }
+            None => out.extend_from_slice(b"\\N"),
+        }
+        let _ = writeln!(
+            out,
+            "\t{}\t{}",
+            copy_escape(&r.request_id),
+            r.at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+        );
+    }
+    out
+}
+
+/// Escapes what COPY's text format treats specially. Our values (validated ids, route
+/// templates) never contain these; this keeps a surprise from corrupting a batch.
+fn copy_escape(value: &str) -> std::borrow::Cow<'_, str> {
+    if value
+        .bytes()
+        .any(|b| matches!(b, b'\\' | b'\t' | b'\n' | b'\r'))
+    {
+        std::borrow::Cow::Owned(
+            value
+                .replace('\\', "\\\\")
+                .replace('\t', "\\t")
+                .replace('\n', "\\n")
+                .replace('\r', "\\r"),
+        )
+    } else {
+        std::borrow::Cow::Borrowed(value)
+    }
 }
 
 /// SQLite (and anything else): sea-orm multi-row inserts.
@@ -385,5 +415,33 @@ fn ceil_hour(at: DateTime<Utc>) -> DateTime<Utc> {
         at
     } else {
         floor + TimeDelta::hours(1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+
+    #[test]
+    fn copy_rows_are_tab_separated_with_escapes_and_nulls() {
+        let at = DateTime::parse_from_rfc3339("2026-11-29T10:00:00.5Z")
+            .unwrap()
+            .to_utc();
+        let row = LogRecord {
+            method: "GET",
+            route: "/api/users/:id",
+            status: 404,
+            duration_us: 1234,
+            client_ip: None,
+            request_id: Arc::from("odd\tid"),
+            at,
+        };
+        let text = String::from_utf8(copy_text("local-1", &[row])).unwrap();
+        assert_eq!(
+            text,
+            "local-1\tGET\t/api/users/:id\t404\t1234\t\\N\todd\\tid\t2026-11-29T10:00:00.500000Z\n"
+        );
     }
 }
