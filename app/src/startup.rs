@@ -17,7 +17,7 @@ use warp::reply::Response;
 
 use crate::configuration::Settings;
 use crate::request_log::{self, LogRecord, RequestLogWriter};
-use crate::state::{AppState, RequestContext};
+use crate::state::AppState;
 use crate::{database, routes};
 
 static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -214,7 +214,7 @@ where
     type Error = Infallible;
     type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
 
-    fn call(&self, mut req: Request<Incoming>) -> Self::Future {
+    fn call(&self, req: Request<Incoming>) -> Self::Future {
         let started = Instant::now();
         let request_id: Arc<str> = incoming_request_id(req.headers())
             .map(Arc::from)
@@ -222,9 +222,6 @@ where
         let client_ip = client_ip(req.headers()).unwrap_or(self.peer.ip());
         let method = method_name(req.method());
         let route = routes::template(req.uri().path());
-        req.extensions_mut().insert(RequestContext {
-            request_id: request_id.clone(),
-        });
         let span = tracing::info_span!("request", request_id = %request_id, method, route);
         // warp's future for the whole route tree is large: box it where it is made so it is
         // not copied again into this wrapper's state.

@@ -124,9 +124,3 @@ impl AppState {
 fn digest(key: &SecretString) -> [u8; 32] {
     Sha256::digest(key.expose_secret().as_bytes()).into()
 }
-
-/// What the outer service learns about a request before warp routes it.
-#[derive(Clone, Debug)]
-pub struct RequestContext {
-    pub request_id: Arc<str>,
-}

@@ -58,14 +58,16 @@ enum Command {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    let result = match cli.command {
-        Some(Command::ServeApp) => return app::run(),
-        None if std::env::var_os("PULUMI_MONITOR").is_some() => run_under_engine(),
-        None => Err(anyhow::anyhow!(
-            "no command: use `preview --stack <name>`, or run `pulumi up` to deploy (see --help)"
-        )),
+    match cli.command {
         Some(command) => run_command(command),
-    };
+        None if std::env::var_os("PULUMI_MONITOR").is_some() => report(run_under_engine()),
+        None => report(Err(anyhow::anyhow!(
+            "no command: use `preview --stack <name>`, or run `pulumi up` to deploy (see --help)"
+        ))),
+    }
+}
+
+fn report(result: anyhow::Result<()>) -> std::process::ExitCode {
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
@@ -75,24 +77,35 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-fn run_command(command: Command) -> anyhow::Result<()> {
-    let root = root::current_root()?;
+fn run_command(command: Command) -> std::process::ExitCode {
     match command {
-        Command::Preview { stack, json } => {
+        // An instance of the local stack needs no repository root: it runs as the app does.
+        Command::ServeApp => app::run(),
+        Command::Preview { stack, json } => with_root(|root| {
             let exe = std::env::current_exe().context("locating the infra binary")?;
-            let p = preview::run(&root, &stack, &exe)?;
+            let p = preview::run(root, &stack, &exe)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&p.to_json())?);
             } else {
                 print!("{}", p.to_text());
             }
             Ok(())
+        }),
+        Command::Up { stack, detach } => {
+            with_root(|root| local::up(root, local_config(root, &stack)?, detach))
         }
-        Command::Up { stack, detach } => local::up(&root, local_config(&root, &stack)?, detach),
-        Command::Status { stack, json } => local::status(&root, local_config(&root, &stack)?, json),
-        Command::Destroy { stack } => local::destroy(&root, local_config(&root, &stack)?),
-        Command::ServeApp => unreachable!("handled before the repository root is looked up"),
+        Command::Status { stack, json } => {
+            with_root(|root| local::status(root, local_config(root, &stack)?, json))
+        }
+        Command::Destroy { stack } => {
+            with_root(|root| local::destroy(root, local_config(root, &stack)?))
+        }
     }
+}
+
+/// Runs `f` in the repository root (the folder holding Pulumi.yaml) and reports its result.
+fn with_root(f: impl FnOnce(&std::path::Path) -> anyhow::Result<()>) -> std::process::ExitCode {
+    report(root::current_root().and_then(|root| f(&root)))
 }
 
 fn local_config(root: &std::path::Path, stack: &str) -> anyhow::Result<StackConfig> {
