@@ -109,19 +109,14 @@ pub fn destroy(root: &Path, cfg: StackConfig) -> anyhow::Result<()> {
 /// Reads the report from a running supervisor.
 pub fn fetch_report(root: &Path, cfg: &StackConfig) -> anyhow::Result<StackReport> {
     let state_dir = state::dir(root, &cfg.stack);
-    let Some(state) = StateFile::read_live(&state_dir) else {
-        bail!(
+    match StateFile::read_live_with_report(&state_dir) {
+        Some((_, report)) => Ok(report),
+        None => bail!(
             "the {} stack is not running; start it with `cargo run --release -p infra -- up --stack {}`",
             cfg.stack,
             cfg.stack
-        );
-    };
-    control::fetch(state.control).with_context(|| {
-        format!(
-            "asking supervisor pid {} for its status",
-            state.supervisor_pid
-        )
-    })
+        ),
+    }
 }
 
 fn ensure_local(cfg: &StackConfig) -> anyhow::Result<()> {
@@ -202,9 +197,8 @@ fn up_detached(root: &Path, cfg: &StackConfig, state_dir: &Path) -> anyhow::Resu
                 tail.join("\n")
             );
         }
-        if let Some(state) = StateFile::read_live(state_dir)
+        if let Some((state, report)) = StateFile::read_live_with_report(state_dir)
             && state.ready
-            && let Ok(report) = control::fetch(state.control)
         {
             print!("{}", report.to_table());
             println!(

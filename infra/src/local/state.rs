@@ -5,6 +5,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use super::control::StackReport;
+
 /// What a running supervisor publishes about itself.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StateFile {
@@ -40,13 +42,18 @@ impl StateFile {
     /// A live pid is not enough after a reboot (it may be another program's now): the
     /// supervisor must also answer on its control port with the same pid.
     pub fn read_live(dir: &Path) -> Option<Self> {
+        Self::read_live_with_report(dir).map(|(state, _)| state)
+    }
+
+    /// [`StateFile::read_live`], with the report the supervisor answered.
+    pub fn read_live_with_report(dir: &Path) -> Option<(Self, StackReport)> {
         let text = std::fs::read(file(dir)).ok()?;
         let state: StateFile = serde_json::from_slice(&text).ok()?;
         if !pid_alive(state.supervisor_pid) {
             return None;
         }
         let report = super::control::fetch(state.control).ok()?;
-        (report.supervisor_pid == state.supervisor_pid).then_some(state)
+        (report.supervisor_pid == state.supervisor_pid).then_some((state, report))
     }
 
     pub fn remove(dir: &Path) {
