@@ -1,4 +1,4 @@
-//! An embeddable HTTP/1.1 load balancer on hyper 1 with DigitalOcean load balancer semantics.
+//! An embeddable HTTP/1.1 load balancer with DigitalOcean load balancer semantics, on tokio.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), lb::Error> {
@@ -13,20 +13,18 @@
 
 mod backend;
 mod config;
+mod conn;
 mod health;
+mod http1;
 mod proxy;
 mod upstream;
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use http::HeaderValue;
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
@@ -36,7 +34,8 @@ pub use backend::{BackendState, BackendStatus, MAX_BACKENDS};
 pub use config::{BackendConfig, Config, HealthCheckConfig, StickyConfig, parse_duration};
 
 use backend::Pool;
-use proxy::{ConnCtx, Shared};
+use proxy::Shared;
+use upstream::Parked;
 
 /// Why the load balancer could not start.
 #[derive(Debug, thiserror::Error)]
@@ -90,42 +89,26 @@ impl LoadBalancer {
         let pool = Arc::new(Pool::new(&config.backends, config.sticky.as_ref()));
         let shared = Arc::new(Shared {
             pool: pool.clone(),
-            upstream: Arc::new(upstream::Upstream::new(
-                config.backends.len(),
-                config.connect_timeout,
-                MAX_PARKED_PER_BACKEND,
-            )),
             sticky_cookie: config.sticky.as_ref().map(|s| s.cookie_name.clone()),
+            connect_timeout: config.connect_timeout,
             response_timeout: config.response_timeout,
+            client_idle_timeout: config.client_idle_timeout,
             max_body: config.max_request_body_bytes,
-            forwarded_port: HeaderValue::from(local_addr.port()),
+            forwarded_port: local_addr.port().to_string(),
             request_id_prefix: random_u32(),
             request_id_seq: AtomicU64::new(0),
+            stopping: AtomicBool::new(false),
         });
-
-        let mut http = http1::Builder::new();
-        http.timer(TokioTimer::new())
-            // Responses here are small: one copied-together write() beats a writev() of parts.
-            .writev(false)
-            .keep_alive(true)
-            // hyper arms this timer whenever it waits for a request head, idle time included,
-            // which is exactly DigitalOcean's httpIdleTimeoutSeconds.
-            .header_read_timeout(config.client_idle_timeout);
 
         let (shutdown_tx, shutdown_rx) = watch::channel(None);
         let mut accept = Vec::new();
         if let Some(listener) = listener {
-            let task = tokio::spawn(accept_loop(
-                listener,
-                shared.clone(),
-                http.clone(),
-                shutdown_rx.clone(),
-            ));
+            let task = tokio::spawn(accept_loop(listener, shared.clone(), shutdown_rx.clone()));
             accept.push(AcceptLoop::Task(task));
         }
         for (i, socket) in sockets.into_iter().enumerate() {
             let (done_tx, done_rx) = tokio::sync::oneshot::channel();
-            let (shared, http, shutdown_rx) = (shared.clone(), http.clone(), shutdown_rx.clone());
+            let (shared, shutdown_rx) = (shared.clone(), shutdown_rx.clone());
             std::thread::Builder::new()
                 .name(format!("lb-io-{i}"))
                 .spawn(move || {
@@ -135,9 +118,7 @@ impl LoadBalancer {
                     match runtime {
                         Ok(rt) => rt.block_on(async move {
                             match socket.listen(1024) {
-                                Ok(listener) => {
-                                    accept_loop(listener, shared, http, shutdown_rx).await
-                                }
+                                Ok(listener) => accept_loop(listener, shared, shutdown_rx).await,
                                 Err(err) => warn!(error = %err, "load balancer listener failed"),
                             }
                         }),
@@ -315,9 +296,12 @@ fn random_u32() -> u32 {
 async fn accept_loop(
     listener: TcpListener,
     shared: Arc<Shared>,
-    http: http1::Builder,
     mut shutdown: watch::Receiver<Option<Duration>>,
 ) {
+    let parked = Arc::new(Parked::new(
+        shared.pool.backends.len(),
+        MAX_PARKED_PER_BACKEND,
+    ));
     let mut conns = JoinSet::new();
     let (stop_tx, stop_rx) = watch::channel(false);
     let grace = loop {
@@ -332,33 +316,17 @@ async fn accept_loop(
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
                     let _ = stream.set_nodelay(true);
-                    let local = Arc::new(upstream::Local::new(shared.upstream.clone()));
-                    let ctx = Arc::new(ConnCtx {
-                        shared: shared.clone(),
-                        client_ip: HeaderValue::from_str(&peer.ip().to_string())
-                            .expect("an IP address is a valid header value"),
-                        local: local.clone(),
-                    });
-                    let http = http.clone();
                     let mut stop = stop_rx.clone();
-                    conns.spawn(async move {
-                        let svc = service_fn(move |req| proxy::handle(ctx.clone(), req));
-                        let conn = http.serve_connection(TokioIo::new(stream), svc);
-                        let mut conn = std::pin::pin!(conn);
-                        let mut stop = std::pin::pin!(async move {
-                            let _ = stop.wait_for(|s| *s).await;
-                        });
-                        let mut stopping = false;
-                        let _ = std::future::poll_fn(|cx| {
-                            if !stopping && stop.as_mut().poll(cx).is_ready() {
-                                stopping = true;
-                                conn.as_mut().graceful_shutdown();
-                                local.poke_server();
-                            }
-                            local.drive(conn.as_mut(), cx)
-                        })
-                        .await;
+                    let stop: conn::StopSignal = Box::pin(async move {
+                        let _ = stop.wait_for(|s| *s).await;
                     });
+                    conns.spawn(conn::serve(
+                        stream,
+                        peer.ip(),
+                        shared.clone(),
+                        parked.clone(),
+                        stop,
+                    ));
                 }
                 Err(e) => {
                     // Usually fd exhaustion; back off instead of spinning on the error.
@@ -369,6 +337,7 @@ async fn accept_loop(
         }
     };
     drop(listener);
+    shared.stopping.store(true, Ordering::Relaxed);
     let _ = stop_tx.send(true);
     let drained =
         tokio::time::timeout(grace, async { while conns.join_next().await.is_some() {} }).await;

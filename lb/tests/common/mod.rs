@@ -4,14 +4,16 @@
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
+use http_body_util::{BodyExt, Either, Full};
+use hyper::body::{Body, Frame, Incoming};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
@@ -144,20 +146,63 @@ async fn serve(listener: TcpListener, id: String, seen: Arc<Seen>) {
     }
 }
 
+/// A body of `left` bytes (`0123456789` repeated) in 10,000-byte frames with no declared
+/// length, which hyper sends chunked.
+pub struct Pattern {
+    sent: usize,
+    left: usize,
+}
+
+/// The bytes [`Pattern`] sends, for comparing.
+pub fn pattern(len: usize) -> Vec<u8> {
+    (0..len).map(|i| b'0' + (i % 10) as u8).collect()
+}
+
+impl Body for Pattern {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        if self.left == 0 {
+            return Poll::Ready(None);
+        }
+        let n = self.left.min(10_000);
+        let start = self.sent;
+        let chunk: Vec<u8> = (start..start + n).map(|i| b'0' + (i % 10) as u8).collect();
+        self.sent += n;
+        self.left -= n;
+        Poll::Ready(Some(Ok(Frame::data(Bytes::from(chunk)))))
+    }
+}
+
+type TestBody = Either<Full<Bytes>, Pattern>;
+
 async fn handle(
     id: String,
     seen: Arc<Seen>,
     req: Request<Incoming>,
-) -> Result<Response<Full<Bytes>>, Infallible> {
+) -> Result<Response<TestBody>, Infallible> {
     if req.uri().path() == "/health" {
         let status = if seen.healthy.load(Ordering::SeqCst) {
             StatusCode::OK
         } else {
             StatusCode::SERVICE_UNAVAILABLE
         };
-        let mut res = Response::new(Full::new(Bytes::from_static(b"ok")));
+        let mut res = Response::new(Either::Left(Full::new(Bytes::from_static(b"ok"))));
         *res.status_mut() = status;
         return Ok(res);
+    }
+    if req.uri().path() == "/pattern" {
+        let left = req
+            .uri()
+            .query()
+            .and_then(|q| q.strip_prefix("bytes="))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        return Ok(Response::new(Either::Right(Pattern { sent: 0, left })));
     }
     seen.hits.fetch_add(1, Ordering::SeqCst);
     if req.method() == http::Method::POST {
@@ -198,7 +243,7 @@ async fn handle(
         "headers": headers,
         "body_len": body.len(),
     });
-    let mut res = Response::new(Full::new(Bytes::from(json.to_string())));
+    let mut res = Response::new(Either::Left(Full::new(Bytes::from(json.to_string()))));
     let h = res.headers_mut();
     h.insert("content-type", "application/json".parse().unwrap());
     // Hop-by-hop headers the load balancer must not pass to clients.

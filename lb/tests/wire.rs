@@ -1,0 +1,317 @@
+//! HTTP/1.x on the wire through the load balancer: framing, pipelining, HTTP/1.0, interim
+//! responses and malformed requests, spoken over raw sockets on 127.0.0.1.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// A response as a client reads it off the socket.
+struct Res {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Res {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).expect("JSON body")
+    }
+}
+
+/// Reads one response from `s`, keeping bytes of the next one in `buf`.
+async fn read_response(s: &mut TcpStream, buf: &mut Vec<u8>, head_request: bool) -> Res {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    let (status, headers, head_len) = loop {
+        let mut hs = [httparse::EMPTY_HEADER; 64];
+        let mut r = httparse::Response::new(&mut hs);
+        if let httparse::Status::Complete(n) = r.parse(buf).expect("valid response head") {
+            let headers = r
+                .headers
+                .iter()
+                .map(|h| {
+                    (
+                        h.name.to_owned(),
+                        String::from_utf8_lossy(h.value).into_owned(),
+                    )
+                })
+                .collect::<Vec<_>>();
+            break (r.code.unwrap(), headers, n);
+        }
+        fill(s, buf, deadline).await;
+    };
+    buf.drain(..head_len);
+    let mut res = Res {
+        status,
+        headers,
+        body: Vec::new(),
+    };
+    if head_request || status == 100 || status == 204 || status == 304 {
+        return res;
+    }
+    if let Some(len) = res.header("content-length") {
+        let len: usize = len.parse().unwrap();
+        while buf.len() < len {
+            fill(s, buf, deadline).await;
+        }
+        res.body = buf.drain(..len).collect();
+    } else {
+        assert_eq!(
+            res.header("transfer-encoding"),
+            Some("chunked"),
+            "{:?}",
+            res.headers
+        );
+        loop {
+            let (used, size) = loop {
+                match httparse::parse_chunk_size(buf).expect("chunk size") {
+                    httparse::Status::Complete(x) => break x,
+                    httparse::Status::Partial => fill(s, buf, deadline).await,
+                }
+            };
+            let size = size as usize;
+            while buf.len() < used + size + 2 {
+                fill(s, buf, deadline).await;
+            }
+            res.body.extend_from_slice(&buf[used..used + size]);
+            buf.drain(..used + size + 2);
+            if size == 0 {
+                break;
+            }
+        }
+    }
+    res
+}
+
+async fn fill(s: &mut TcpStream, buf: &mut Vec<u8>, deadline: tokio::time::Instant) {
+    let mut chunk = vec![0u8; 64 * 1024];
+    let n = tokio::time::timeout_at(deadline, s.read(&mut chunk))
+        .await
+        .expect("response in time")
+        .expect("read");
+    assert!(
+        n > 0,
+        "connection closed mid-response: {:?}",
+        String::from_utf8_lossy(buf)
+    );
+    buf.extend_from_slice(&chunk[..n]);
+}
+
+async fn connect(lb: &lb::Running) -> TcpStream {
+    TcpStream::connect(lb.local_addr()).await.unwrap()
+}
+
+/// True once the peer has closed the connection (nothing more to read).
+async fn closed(s: &mut TcpStream) -> bool {
+    let mut b = [0u8; 1];
+    matches!(
+        tokio::time::timeout(Duration::from_secs(2), s.read(&mut b)).await,
+        Ok(Ok(0)) | Ok(Err(_))
+    )
+}
+
+#[tokio::test]
+async fn chunked_and_large_responses_arrive_whole_and_the_connection_is_reused() {
+    let a = TestBackend::start("a").await;
+    let lb = start_lb(fast_config(&[&a])).await;
+    let mut s = connect(&lb).await;
+    let mut buf = Vec::new();
+    for bytes in [0usize, 7, 1_000_000] {
+        let req = format!("GET /pattern?bytes={bytes} HTTP/1.1\r\nhost: x\r\n\r\n");
+        s.write_all(req.as_bytes()).await.unwrap();
+        let res = read_response(&mut s, &mut buf, false).await;
+        assert_eq!(res.status, 200);
+        assert_eq!(res.header("transfer-encoding"), Some("chunked"));
+        assert_eq!(res.body.len(), bytes);
+        assert!(
+            res.body == pattern(bytes),
+            "body of {bytes} bytes corrupted"
+        );
+    }
+    // The same client connection (and the backend connection under it) still works.
+    s.write_all(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let res = read_response(&mut s, &mut buf, false).await;
+    assert_eq!(res.json()["id"], "a");
+    lb.shutdown(Duration::from_secs(1)).await;
+}
+
+#[tokio::test]
+async fn pipelined_requests_are_answered_in_order() {
+    let a = TestBackend::start("a").await;
+    let lb = start_lb(fast_config(&[&a])).await;
+    let mut s = connect(&lb).await;
+    s.write_all(
+        b"GET /one HTTP/1.1\r\nhost: x\r\n\r\n\
+          POST /two HTTP/1.1\r\nhost: x\r\ncontent-length: 3\r\n\r\nabc\
+          HEAD /three HTTP/1.1\r\nhost: x\r\n\r\n\
+          GET /four HTTP/1.1\r\nhost: x\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let mut buf = Vec::new();
+    let one = read_response(&mut s, &mut buf, false).await;
+    assert_eq!(one.json()["path"], "/one");
+    let two = read_response(&mut s, &mut buf, false).await;
+    assert_eq!(two.json()["path"], "/two");
+    assert_eq!(two.json()["body_len"], 3);
+    let three = read_response(&mut s, &mut buf, true).await;
+    assert_eq!(three.status, 200);
+    assert!(
+        three.header("content-length").is_some(),
+        "HEAD keeps its length"
+    );
+    let four = read_response(&mut s, &mut buf, false).await;
+    assert_eq!(four.json()["path"], "/four");
+    assert!(buf.is_empty(), "HEAD response carried a body");
+    lb.shutdown(Duration::from_secs(1)).await;
+}
+
+#[tokio::test]
+async fn http10_clients_keep_the_connection_only_when_they_ask() {
+    let a = TestBackend::start("a").await;
+    let lb = start_lb(fast_config(&[&a])).await;
+    let mut buf = Vec::new();
+
+    let mut s = connect(&lb).await;
+    s.write_all(b"GET /plain HTTP/1.0\r\n\r\n").await.unwrap();
+    let res = read_response(&mut s, &mut buf, false).await;
+    assert_eq!(res.status, 200);
+    let seen = res.json();
+    assert_eq!(seen["path"], "/plain");
+    assert!(seen["headers"]["host"].is_string(), "no Host added: {seen}");
+    assert!(
+        closed(&mut s).await,
+        "HTTP/1.0 without keep-alive stayed open"
+    );
+
+    let mut s = connect(&lb).await;
+    for path in ["/ka1", "/ka2"] {
+        let req = format!("GET {path} HTTP/1.0\r\nconnection: keep-alive\r\n\r\n");
+        s.write_all(req.as_bytes()).await.unwrap();
+        let res = read_response(&mut s, &mut buf, false).await;
+        assert_eq!(res.json()["path"], path);
+        assert_eq!(res.header("connection"), Some("keep-alive"));
+    }
+    lb.shutdown(Duration::from_secs(1)).await;
+}
+
+#[tokio::test]
+async fn expect_continue_gets_100_before_the_body_is_sent() {
+    let a = TestBackend::start("a").await;
+    let lb = start_lb(fast_config(&[&a])).await;
+    let mut s = connect(&lb).await;
+    s.write_all(
+        b"PUT /items/1 HTTP/1.1\r\nhost: x\r\ncontent-length: 5\r\nexpect: 100-continue\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let mut buf = Vec::new();
+    let interim = read_response(&mut s, &mut buf, false).await;
+    assert_eq!(interim.status, 100);
+    s.write_all(b"hello").await.unwrap();
+    let res = read_response(&mut s, &mut buf, false).await;
+    assert_eq!(res.status, 200);
+    let seen = res.json();
+    assert_eq!(seen["body_len"], 5);
+    assert!(
+        seen["headers"].get("expect").is_none(),
+        "Expect reached the backend"
+    );
+    lb.shutdown(Duration::from_secs(1)).await;
+}
+
+#[tokio::test]
+async fn chunked_request_bodies_reach_the_backend_with_a_length() {
+    let a = TestBackend::start("a").await;
+    let lb = start_lb(fast_config(&[&a])).await;
+    let mut s = connect(&lb).await;
+    s.write_all(
+        b"POST /c HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n\
+          4\r\nwiki\r\n5;ext=1\r\npedia\r\n0\r\ntrailer: x\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let mut buf = Vec::new();
+    let res = read_response(&mut s, &mut buf, false).await;
+    let seen = res.json();
+    assert_eq!(seen["body_len"], 9);
+    assert_eq!(seen["headers"]["content-length"], "9");
+    assert!(seen["headers"].get("transfer-encoding").is_none());
+    lb.shutdown(Duration::from_secs(1)).await;
+}
+
+#[tokio::test]
+async fn ambiguous_or_oversized_requests_are_refused_before_any_backend() {
+    let a = TestBackend::start("a").await;
+    let lb = start_lb(fast_config(&[&a])).await;
+    let many_headers: String = (0..150).map(|i| format!("x-h{i}: v\r\n")).collect();
+    let cases: [(String, u16, &str); 5] = [
+        (
+            "POST / HTTP/1.1\r\nhost: x\r\ncontent-length: 3\r\ntransfer-encoding: chunked\r\n\r\n"
+                .into(),
+            400,
+            "bad_request",
+        ),
+        (
+            "POST / HTTP/1.1\r\nhost: x\r\ncontent-length: 3\r\ncontent-length: 4\r\n\r\nabcd"
+                .into(),
+            400,
+            "bad_request",
+        ),
+        (
+            "GET / HTTP/1.1\r\nhost: x\r\nbad header\r\n\r\n".into(),
+            400,
+            "bad_request",
+        ),
+        (
+            format!("GET / HTTP/1.1\r\nhost: x\r\n{many_headers}\r\n"),
+            431,
+            "header_too_large",
+        ),
+        (
+            "CONNECT example.com:443 HTTP/1.1\r\nhost: example.com:443\r\n\r\n".into(),
+            405,
+            "method_not_allowed",
+        ),
+    ];
+    for (req, status, code) in cases {
+        let mut s = connect(&lb).await;
+        s.write_all(req.as_bytes()).await.unwrap();
+        let mut buf = Vec::new();
+        let res = read_response(&mut s, &mut buf, false).await;
+        assert_eq!(res.status, status, "{req:?}");
+        assert_eq!(res.json()["error"]["code"], code, "{req:?}");
+        if status != 405 {
+            assert_eq!(res.header("connection"), Some("close"));
+            assert!(closed(&mut s).await, "connection left open after {status}");
+        }
+    }
+    assert_eq!(a.seen.hits.load(std::sync::atomic::Ordering::SeqCst), 0);
+    lb.shutdown(Duration::from_secs(1)).await;
+}
+
+#[tokio::test]
+async fn absolute_form_targets_reach_the_backend_in_origin_form() {
+    let a = TestBackend::start("a").await;
+    let lb = start_lb(fast_config(&[&a])).await;
+    let mut s = connect(&lb).await;
+    s.write_all(b"GET http://example.com/api/users?limit=2 HTTP/1.1\r\nhost: example.com\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = Vec::new();
+    let res = read_response(&mut s, &mut buf, false).await;
+    assert_eq!(res.json()["path"], "/api/users?limit=2");
+    lb.shutdown(Duration::from_secs(1)).await;
+}
