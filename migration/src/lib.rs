@@ -5,6 +5,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261129_000001_create_users;
 mod m20261129_000002_create_requests_log;
 mod m20261129_000003_create_request_stats;
+mod m20261129_000004_drop_request_id_index;
 
 /// Every migration, in the order they apply.
 pub struct Migrator;
@@ -16,6 +17,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261129_000001_create_users::Migration),
             Box::new(m20261129_000002_create_requests_log::Migration),
             Box::new(m20261129_000003_create_request_stats::Migration),
+            Box::new(m20261129_000004_drop_request_id_index::Migration),
         ]
     }
 }

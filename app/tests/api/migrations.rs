@@ -2,6 +2,7 @@
 
 use app::configuration::DatabaseSettings;
 use app::database;
+use migration::{Migrator, MigratorTrait};
 use sea_orm::{ConnectionTrait, Statement};
 
 use crate::helpers::{Backend, fresh_database};
@@ -36,7 +37,7 @@ async fn migrations_apply_once_when_instances_start_together(backend: Backend) {
         .unwrap();
     assert_eq!(
         row.try_get::<i64>("", "n").unwrap(),
-        3,
+        Migrator::migrations().len() as i64,
         "each migration recorded once"
     );
     for table in ["users", "requests_log", "request_stats"] {
@@ -46,4 +47,30 @@ async fn migrations_apply_once_when_instances_start_together(backend: Backend) {
     }
 }
 
-on_both_databases!(migrations_apply_once_when_instances_start_together);
+async fn every_migration_rolls_back_and_applies_again(backend: Backend) {
+    let (url, _dir) = fresh_database(&backend).await;
+    let settings = DatabaseSettings::for_url(&url).unwrap();
+    let db = database::connect(&settings).await.unwrap();
+    database::migrate(&db).await.unwrap();
+
+    Migrator::down(&db, None).await.expect("every down runs");
+    assert!(
+        db.execute_unprepared("SELECT count(*) FROM requests_log")
+            .await
+            .is_err(),
+        "requests_log survived the rollback"
+    );
+    database::migrate(&db).await.expect("up again after down");
+    assert_eq!(
+        Migrator::get_pending_migrations(&db).await.unwrap().len(),
+        0
+    );
+    db.execute_unprepared("SELECT count(*) FROM request_stats")
+        .await
+        .unwrap();
+}
+
+on_both_databases!(
+    migrations_apply_once_when_instances_start_together,
+    every_migration_rolls_back_and_applies_again,
+);
