@@ -138,7 +138,7 @@ if [ "$ROUNDS" -gt 1 ]; then
     echo "| setup | req/s | ratio vs direct | proxy CPU per request |"
     echo "|---|---|---|---|"
     awk -F'|' '
-        { n[$1]++; rps[$1] += $2; if ($5 != "-") cpu[$1] += $5; order[$1] = order[$1] ? order[$1] : ++k; name[k] = $1 }
+        { if (!($1 in n)) name[++k] = $1; n[$1]++; rps[$1] += $2; if ($5 != "-") cpu[$1] += $5 }
         END {
             d = rps["direct to one backend"] / n["direct to one backend"]
             for (i = 1; i <= k; i++) { s = name[i]; m = rps[s] / n[s]

@@ -30,9 +30,10 @@ pub struct Config {
     pub client_idle_timeout: Duration,
     /// Largest request body accepted; bigger ones get 413.
     pub max_request_body_bytes: usize,
-    /// Threads that serve client connections, each a single-threaded tokio runtime with its
-    /// own `SO_REUSEPORT` listener on `listen`, sharing backends and health state. 0 serves on
-    /// the caller's runtime instead. Dedicated threads avoid the work-stealing scheduler's
+    /// Threads that serve client connections, each a single-threaded tokio runtime; the
+    /// accept loop (on the caller's runtime) hands each new connection to the thread serving
+    /// the fewest. They share backends and health state. 0 serves on the caller's runtime
+    /// instead. Dedicated threads avoid the work-stealing scheduler's
     /// cross-thread wake-ups on every request, which cost more than the proxying itself.
     pub io_threads: usize,
 }

@@ -21,12 +21,12 @@ mod upstream;
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio::task::{JoinHandle, JoinSet};
 use tracing::{info, warn};
 
@@ -70,21 +70,8 @@ impl LoadBalancer {
             addr: config.listen,
             source,
         };
-        let mut sockets = Vec::new();
-        let (listener, local_addr) = if config.io_threads == 0 {
-            let listener = TcpListener::bind(config.listen).await.map_err(bind_err)?;
-            let local_addr = listener.local_addr().map_err(bind_err)?;
-            (Some(listener), local_addr)
-        } else {
-            // The first socket settles the port (when 0 was asked for); the rest share it.
-            let first = reuseport_socket(config.listen).map_err(bind_err)?;
-            let local_addr = first.local_addr().map_err(bind_err)?;
-            sockets.push(first);
-            for _ in 1..config.io_threads {
-                sockets.push(reuseport_socket(local_addr).map_err(bind_err)?);
-            }
-            (None, local_addr)
-        };
+        let listener = TcpListener::bind(config.listen).await.map_err(bind_err)?;
+        let local_addr = listener.local_addr().map_err(bind_err)?;
 
         let pool = Arc::new(Pool::new(&config.backends, config.sticky.as_ref()));
         let shared = Arc::new(Shared {
@@ -101,14 +88,25 @@ impl LoadBalancer {
         });
 
         let (shutdown_tx, shutdown_rx) = watch::channel(None);
-        let mut accept = Vec::new();
-        if let Some(listener) = listener {
-            let task = tokio::spawn(accept_loop(listener, shared.clone(), shutdown_rx.clone()));
-            accept.push(AcceptLoop::Task(task));
+        let mut loops = Vec::new();
+        let mut targets = Vec::new();
+        if config.io_threads == 0 {
+            let (tx, rx) = mpsc::unbounded_channel();
+            let load = Arc::new(AtomicUsize::new(0));
+            let task = tokio::spawn(io_loop(
+                rx,
+                shared.clone(),
+                load.clone(),
+                shutdown_rx.clone(),
+            ));
+            loops.push(Loop::Task(task));
+            targets.push(IoTarget { tx, load });
         }
-        for (i, socket) in sockets.into_iter().enumerate() {
+        for i in 0..config.io_threads {
+            let (tx, rx) = mpsc::unbounded_channel();
+            let load = Arc::new(AtomicUsize::new(0));
             let (done_tx, done_rx) = tokio::sync::oneshot::channel();
-            let (shared, shutdown_rx) = (shared.clone(), shutdown_rx.clone());
+            let (shared, load2, shutdown_rx) = (shared.clone(), load.clone(), shutdown_rx.clone());
             std::thread::Builder::new()
                 .name(format!("lb-io-{i}"))
                 .spawn(move || {
@@ -116,19 +114,17 @@ impl LoadBalancer {
                         .enable_all()
                         .build();
                     match runtime {
-                        Ok(rt) => rt.block_on(async move {
-                            match socket.listen(1024) {
-                                Ok(listener) => accept_loop(listener, shared, shutdown_rx).await,
-                                Err(err) => warn!(error = %err, "load balancer listener failed"),
-                            }
-                        }),
+                        Ok(rt) => rt.block_on(io_loop(rx, shared, load2, shutdown_rx)),
                         Err(err) => warn!(error = %err, "cannot start a load balancer thread"),
                     }
                     let _ = done_tx.send(());
                 })
                 .map_err(bind_err)?;
-            accept.push(AcceptLoop::Thread(done_rx));
+            loops.push(Loop::Thread(done_rx));
+            targets.push(IoTarget { tx, load });
         }
+        let dispatch = tokio::spawn(accept_loop(listener, targets, shutdown_rx));
+        loops.insert(0, Loop::Task(dispatch));
         let health = health::spawn_checkers(pool.clone(), config.health_check.clone());
         info!(%local_addr, backends = config.backends.len(), "load balancer listening");
 
@@ -137,7 +133,7 @@ impl LoadBalancer {
                 local_addr,
                 pool,
                 shutdown_tx,
-                accept: Mutex::new(accept),
+                loops: Mutex::new(loops),
                 health: Mutex::new(health),
             }),
         })
@@ -155,7 +151,8 @@ struct Inner {
     local_addr: SocketAddr,
     pool: Arc<Pool>,
     shutdown_tx: watch::Sender<Option<Duration>>,
-    accept: Mutex<Vec<AcceptLoop>>,
+    /// The accept loop first, then the connection loops it feeds.
+    loops: Mutex<Vec<Loop>>,
     health: Mutex<Vec<JoinHandle<()>>>,
 }
 
@@ -194,14 +191,14 @@ impl Running {
     /// is left and stops the health checkers. Later calls return at once.
     pub async fn shutdown(&self, grace: Duration) {
         let _ = self.inner.shutdown_tx.send(Some(grace));
-        let accept =
-            std::mem::take(&mut *self.inner.accept.lock().unwrap_or_else(|e| e.into_inner()));
-        for accept in accept {
-            match accept {
-                AcceptLoop::Task(task) => {
+        let loops =
+            std::mem::take(&mut *self.inner.loops.lock().unwrap_or_else(|e| e.into_inner()));
+        for l in loops {
+            match l {
+                Loop::Task(task) => {
                     let _ = task.await;
                 }
-                AcceptLoop::Thread(done) => {
+                Loop::Thread(done) => {
                     let _ = done.await;
                 }
             }
@@ -263,25 +260,18 @@ fn validate(config: &Config) -> Result<()> {
     Ok(())
 }
 
-/// Where an accept loop runs: a task on the caller's runtime, or a dedicated thread that says
-/// when it is done.
-enum AcceptLoop {
+/// Where a loop runs: a task on the caller's runtime, or a dedicated thread that says when
+/// it is done.
+enum Loop {
     Task(JoinHandle<()>),
     Thread(tokio::sync::oneshot::Receiver<()>),
 }
 
-/// A bound, not yet listening socket that other sockets may bind to the same port, so the
-/// kernel spreads incoming connections across the I/O threads.
-fn reuseport_socket(addr: SocketAddr) -> std::io::Result<tokio::net::TcpSocket> {
-    let socket = if addr.is_ipv4() {
-        tokio::net::TcpSocket::new_v4()?
-    } else {
-        tokio::net::TcpSocket::new_v6()?
-    };
-    socket.set_reuseaddr(true)?;
-    socket.set_reuseport(true)?;
-    socket.bind(addr)?;
-    Ok(socket)
+/// A connection loop as the accept loop sees it: where to send connections, and how many
+/// it is serving.
+struct IoTarget {
+    tx: mpsc::UnboundedSender<(std::net::TcpStream, SocketAddr)>,
+    load: Arc<AtomicUsize>,
 }
 
 /// Idle backend connections kept per backend after their client connection closed.
@@ -293,9 +283,52 @@ fn random_u32() -> u32 {
     RandomState::new().hash_one(std::process::id()) as u32
 }
 
+/// Accepts connections and hands each to the connection loop serving the fewest, as
+/// HAProxy spreads connections over its threads. (`SO_REUSEPORT` listeners spread them by a
+/// hash instead, which leaves one thread noticeably busier and shows in tail latency.)
 async fn accept_loop(
     listener: TcpListener,
+    targets: Vec<IoTarget>,
+    mut shutdown: watch::Receiver<Option<Duration>>,
+) {
+    loop {
+        tokio::select! {
+            biased;
+            // A drain was asked for, or every handle is gone: stop accepting either way.
+            _ = shutdown.changed() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    let _ = stream.set_nodelay(true);
+                    let target = targets
+                        .iter()
+                        .min_by_key(|t| t.load.load(Ordering::Relaxed))
+                        .expect("at least one connection loop");
+                    match stream.into_std() {
+                        Ok(stream) => {
+                            target.load.fetch_add(1, Ordering::Relaxed);
+                            if target.tx.send((stream, peer)).is_err() {
+                                target.load.fetch_sub(1, Ordering::Relaxed);
+                            }
+                        }
+                        Err(e) => warn!(error = %e, "cannot hand over a connection"),
+                    }
+                }
+                Err(e) => {
+                    // Usually fd exhaustion; back off instead of spinning on the error.
+                    warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+        }
+    }
+}
+
+/// Serves the connections the accept loop hands over until shutdown, then drains them for
+/// the grace period.
+async fn io_loop(
+    mut incoming: mpsc::UnboundedReceiver<(std::net::TcpStream, SocketAddr)>,
     shared: Arc<Shared>,
+    load: Arc<AtomicUsize>,
     mut shutdown: watch::Receiver<Option<Duration>>,
 ) {
     let parked = Arc::new(Parked::new(
@@ -312,31 +345,37 @@ async fn accept_loop(
                 // Every handle is gone: nobody can ask for a drain any more.
                 Err(_) => break Duration::ZERO,
             },
-            Some(_) = conns.join_next(), if !conns.is_empty() => {}
-            accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => {
-                    let _ = stream.set_nodelay(true);
-                    let mut stop = stop_rx.clone();
-                    let stop: conn::StopSignal = Box::pin(async move {
-                        let _ = stop.wait_for(|s| *s).await;
-                    });
-                    conns.spawn(conn::serve(
-                        stream,
-                        peer.ip(),
-                        shared.clone(),
-                        parked.clone(),
-                        stop,
-                    ));
-                }
-                Err(e) => {
-                    // Usually fd exhaustion; back off instead of spinning on the error.
-                    warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
+            Some(_) = conns.join_next(), if !conns.is_empty() => {
+                load.fetch_sub(1, Ordering::Relaxed);
+            }
+            next = incoming.recv() => match next {
+                Some((stream, peer)) => match tokio::net::TcpStream::from_std(stream) {
+                    Ok(stream) => {
+                        let mut stop = stop_rx.clone();
+                        let stop: conn::StopSignal = Box::pin(async move {
+                            let _ = stop.wait_for(|s| *s).await;
+                        });
+                        conns.spawn(conn::serve(
+                            stream,
+                            peer.ip(),
+                            shared.clone(),
+                            parked.clone(),
+                            stop,
+                        ));
+                    }
+                    Err(e) => {
+                        load.fetch_sub(1, Ordering::Relaxed);
+                        warn!(error = %e, "cannot take over a connection");
+                    }
+                },
+                // The accept loop stopped, which it does on shutdown; take the grace from it.
+                None => break match shutdown.wait_for(Option::is_some).await {
+                    Ok(grace) => grace.unwrap_or_default(),
+                    Err(_) => Duration::ZERO,
+                },
             },
         }
     };
-    drop(listener);
     shared.stopping.store(true, Ordering::Relaxed);
     let _ = stop_tx.send(true);
     let drained =
