@@ -33,6 +33,9 @@ const MIN_READ: usize = 4 * 1024;
 const READ_CHUNK: usize = 16 * 1024;
 /// Largest response chunk gathered before it is written on to the client.
 const MAX_GATHER: usize = 64 * 1024;
+/// Buffers that grew past this for one large request or response are given back after it,
+/// so a connection that once carried a big upload doesn't hold megabytes while idle.
+const KEEP_CAPACITY: usize = 64 * 1024;
 /// After an error that leaves unread request bytes, how long the connection keeps reading
 /// (and discarding) so closing it doesn't reset the error response away.
 const LINGER: Duration = Duration::from_secs(1);
@@ -116,7 +119,9 @@ impl ClientConn {
                     return;
                 }
             };
-            match self.forward(&info).await {
+            let forwarded = self.forward(&info).await;
+            self.shrink_buffers();
+            match forwarded {
                 Ok(true) => {}
                 Ok(false) => return,
                 Err(e) => {
@@ -125,6 +130,24 @@ impl ClientConn {
                         return;
                     }
                 }
+            }
+        }
+    }
+
+    fn shrink_buffers(&mut self) {
+        for v in [&mut self.req, &mut self.body, &mut self.out] {
+            if v.capacity() > KEEP_CAPACITY {
+                *v = Vec::new();
+            }
+        }
+        if self.buf.capacity() > KEEP_CAPACITY && self.buf.len() < READ_CHUNK {
+            let mut fresh = BytesMut::with_capacity(READ_CHUNK);
+            fresh.extend_from_slice(&self.buf);
+            self.buf = fresh;
+        }
+        for bc in self.backends.iter_mut().flatten() {
+            if bc.buf.capacity() > KEEP_CAPACITY && bc.buf.is_empty() {
+                bc.buf = BytesMut::with_capacity(READ_CHUNK);
             }
         }
     }
