@@ -2,7 +2,7 @@
 # Benchmarks one app instance on PostgreSQL with wrk, beside a bare hyper hello-world, on
 # loopback only. Prints a Markdown table; docs/benchmarks.md records a run.
 #
-#   bash bench/app/run.sh            # all runs (about 2 minutes)
+#   bash bench/app/run.sh            # all runs (about 10 minutes, a third of it seeding 1M rows)
 #   DURATION=5s bash bench/app/run.sh
 #
 # Needs PostgreSQL on 127.0.0.1:5432 (user postgres, trust auth), as on our machines.
@@ -85,6 +85,26 @@ start_app false
 echo "| GET /server-info (request log off) | $(run_wrk "http://127.0.0.1:$APP_PORT/server-info") |"
 stop_app
 
+# Request log on vs off, in alternating pairs so the drift of this shared machine hits both
+# alike; the ratio is the median over the pairs.
+PAIRS=${PAIRS:-3}
+PAIR_ROWS=""
+for path in /server-info "/api/users/$USER_ID"; do
+  ons=() offs=() ratios=()
+  for _ in $(seq 1 "$PAIRS"); do
+    start_app true
+    on=$(run_wrk "http://127.0.0.1:$APP_PORT$path" | cut -d'|' -f1 | tr -d ' ')
+    stop_app
+    start_app false
+    off=$(run_wrk "http://127.0.0.1:$APP_PORT$path" | cut -d'|' -f1 | tr -d ' ')
+    stop_app
+    ons+=("$on"); offs+=("$off"); ratios+=("$(awk -v a="$on" -v b="$off" 'BEGIN {printf "%.2f", a / b}')")
+  done
+  median=$(printf '%s\n' "${ratios[@]}" | sort -n | awk '{v[NR] = $1} END {print v[int((NR + 1) / 2)]}')
+  label=$path; [ "$path" != /server-info ] && label="/api/users/:id"
+  PAIR_ROWS+="| GET $label | ${ons[*]} | ${offs[*]} | ${ratios[*]} | $median |"$'\n'
+done
+
 # 1M log rows over a day for three servers, and the matching minute and hour rollups (same
 # bucket formula as app/src/stats.rs: floor(8 * log2(duration_us))).
 psql -q -v ON_ERROR_STOP=1 "$PG/$DB" <<'SQL'
@@ -112,5 +132,11 @@ STATS_RSS=$(rss_kb "$APP_PID")
 stop_app
 
 echo
-echo "requests_log rows written during the log-on runs: $LOGGED; dropped: ${DROPPED:-0}"
+echo "Request log on vs off, $PAIRS alternating pairs (req/s):"
+echo
+echo "| request | log on | log off | on / off per pair | median |"
+echo "|---|---|---|---|---|"
+printf '%s' "$PAIR_ROWS"
+echo
+echo "requests_log rows written during the first log-on runs: $LOGGED; dropped: ${DROPPED:-0}"
 echo "app peak resident memory (VmHWM): first run ${APP_RSS} kB, stats run ${STATS_RSS} kB"

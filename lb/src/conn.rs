@@ -31,6 +31,8 @@ pub(crate) type StopSignal = Pin<Box<dyn Future<Output = ()> + Send>>;
 const MIN_READ: usize = 4 * 1024;
 /// How much a read buffer grows by when it runs out of room.
 const READ_CHUNK: usize = 16 * 1024;
+/// Interim (1xx) responses skipped before a backend counts as broken.
+const MAX_INTERIM: usize = 8;
 /// Largest response chunk gathered before it is written on to the client.
 const MAX_GATHER: usize = 64 * 1024;
 /// Buffers that grew past this for one large request or response are given back after it,
@@ -49,7 +51,6 @@ pub(crate) async fn serve(
     parked: Arc<Parked>,
     stop: StopSignal,
 ) {
-    let backends = shared.pool.backends.len();
     let mut conn = ClientConn {
         stream,
         buf: BytesMut::with_capacity(READ_CHUNK),
@@ -59,17 +60,11 @@ pub(crate) async fn serve(
         client_ip: peer.to_string().into_bytes(),
         shared,
         parked,
-        backends: (0..backends).map(|_| None).collect(),
         timer: Timer::new(),
         stop: Some(stop),
+        head_scanned: 0,
     };
     conn.run().await;
-    // Idle, clean backend connections outlive this client connection.
-    for (idx, slot) in conn.backends.iter_mut().enumerate() {
-        if let Some(bc) = slot.take() {
-            conn.parked.put(idx, bc);
-        }
-    }
 }
 
 struct ClientConn {
@@ -84,12 +79,14 @@ struct ClientConn {
     body: Vec<u8>,
     client_ip: Vec<u8>,
     shared: Arc<Shared>,
+    /// Idle backend connections of this I/O loop; one is taken for each request and put
+    /// back as soon as its response is relayed, so idle clients hold no backend sockets.
     parked: Arc<Parked>,
-    /// This connection's backend connections, by backend index.
-    backends: Box<[Option<BackendConn>]>,
     timer: Timer,
     /// `None` once the shutdown signal has been seen.
     stop: Option<StopSignal>,
+    /// How much of `buf` is known not to hold the end of a request head.
+    head_scanned: usize,
 }
 
 /// How one try at one backend went.
@@ -115,7 +112,7 @@ impl ClientConn {
                 Ok(Some(info)) => info,
                 Ok(None) => return,
                 Err(e) => {
-                    self.reply(e, true).await;
+                    self.reply(e, true, false).await;
                     return;
                 }
             };
@@ -123,10 +120,17 @@ impl ClientConn {
             self.shrink_buffers();
             match forwarded {
                 Ok(true) => {}
-                Ok(false) => return,
+                Ok(false) => {
+                    // Pipelined requests we won't answer: read them away before closing, so
+                    // the kernel doesn't reset the response we just sent.
+                    if !self.buf.is_empty() {
+                        self.linger().await;
+                    }
+                    return;
+                }
                 Err(e) => {
                     let close = info.close || self.shared.stopping.load(Ordering::Relaxed);
-                    if !self.reply(e, close).await || close {
+                    if !self.reply(e, close, info.head_method).await || close {
                         return;
                     }
                 }
@@ -145,21 +149,16 @@ impl ClientConn {
             fresh.extend_from_slice(&self.buf);
             self.buf = fresh;
         }
-        for bc in self.backends.iter_mut().flatten() {
-            if bc.buf.capacity() > KEEP_CAPACITY && bc.buf.is_empty() {
-                bc.buf = BytesMut::with_capacity(READ_CHUNK);
-            }
-        }
     }
 
     /// Sends the load balancer's own error response; false if the client is gone.
-    async fn reply(&mut self, e: LbError, close: bool) -> bool {
-        e.write(&mut self.out, close);
+    async fn reply(&mut self, e: LbError, close: bool, head_method: bool) -> bool {
+        e.write(&mut self.out, close, head_method);
         let deadline = Instant::now() + self.shared.client_idle_timeout;
         let sent = write_all(&self.stream, &self.out, &mut self.timer, deadline)
             .await
             .is_ok();
-        if sent && e.closes() {
+        if sent && close && (e.closes() || !self.buf.is_empty()) {
             self.linger().await;
         }
         sent
@@ -195,11 +194,18 @@ impl ClientConn {
     async fn read_request(&mut self) -> Result<Option<RequestInfo>, LbError> {
         let deadline = Instant::now() + self.shared.client_idle_timeout;
         let info = loop {
-            if !self.buf.is_empty()
+            // Parse only once the end of a head may be there, so a client dripping a head a
+            // byte at a time doesn't make every read re-parse all of it.
+            let end = http1::find_head_end(&self.buf, self.head_scanned);
+            self.head_scanned = self.buf.len().saturating_sub(3);
+            if end
                 && let Some(info) =
                     http1::parse_request(&self.buf, &mut self.req, &self.shared, &self.client_ip)?
             {
                 break info;
+            }
+            if self.buf.len() > http1::MAX_HEAD_BYTES {
+                return Err(LbError::HeaderTooLarge);
             }
             let idle = self.buf.is_empty();
             if idle && (self.stop.is_none() || self.shared.stopping.load(Ordering::Relaxed)) {
@@ -220,6 +226,7 @@ impl ClientConn {
             }
         };
         self.buf.advance(info.head_len);
+        self.head_scanned = 0;
         self.read_body(&info).await?;
         Ok(Some(info))
     }
@@ -228,7 +235,8 @@ impl ClientConn {
     async fn read_body(&mut self, info: &RequestInfo) -> Result<(), LbError> {
         self.body.clear();
         let max = self.shared.max_body;
-        let deadline = Instant::now() + self.shared.client_idle_timeout;
+        // HTTP/1.0 clients don't know 100 Continue (RFC 9110 section 15.2); they send anyway.
+        let expect_continue = info.expect_continue && !info.http10;
         match info.framing {
             Framing::None | Framing::UntilClose => Ok(()),
             Framing::Length(n) => {
@@ -236,19 +244,19 @@ impl ClientConn {
                     return Err(LbError::PayloadTooLarge);
                 }
                 let n = n as usize;
-                if info.expect_continue && self.buf.len() < n {
-                    self.send_continue(deadline).await?;
+                if expect_continue && self.buf.len() < n {
+                    self.send_continue().await?;
                 }
                 while self.buf.len() < n {
-                    self.read_body_bytes(deadline).await?;
+                    self.read_body_bytes().await?;
                 }
                 self.body.extend_from_slice(&self.buf[..n]);
                 self.buf.advance(n);
                 Ok(())
             }
             Framing::Chunked => {
-                if info.expect_continue && self.buf.is_empty() {
-                    self.send_continue(deadline).await?;
+                if expect_continue && self.buf.is_empty() {
+                    self.send_continue().await?;
                 }
                 let mut scanner = ChunkedScanner::default();
                 loop {
@@ -258,29 +266,32 @@ impl ClientConn {
                     if done {
                         return Ok(());
                     }
-                    self.read_body_bytes(deadline).await?;
+                    self.read_body_bytes().await?;
                 }
             }
         }
     }
 
-    async fn read_body_bytes(&mut self, deadline: Instant) -> Result<(), LbError> {
-        match read_some(
+    /// Reads more of a request body; a client may pause up to the idle timeout between reads.
+    async fn read_body_bytes(&mut self) -> Result<(), LbError> {
+        let deadline = Instant::now() + self.shared.client_idle_timeout;
+        let read = read_some(
             &mut self.stream,
             &mut self.buf,
             &mut self.timer,
             deadline,
             None,
-        )
-        .await
-        {
+        );
+        match read.await {
             Ok(Read::Data) => Ok(()),
-            // Cut short or too slow; the connection can't be used for another request.
+            Ok(Read::TimedOut) => Err(LbError::RequestTimeout),
+            // Cut short; the connection can't be used for another request.
             _ => Err(LbError::BadRequest),
         }
     }
 
-    async fn send_continue(&mut self, deadline: Instant) -> Result<(), LbError> {
+    async fn send_continue(&mut self) -> Result<(), LbError> {
+        let deadline = Instant::now() + self.shared.client_idle_timeout;
         write_all(
             &self.stream,
             b"HTTP/1.1 100 Continue\r\n\r\n",
@@ -360,15 +371,7 @@ impl ClientConn {
     /// One try at backend `idx`: send the prepared request, relay the response.
     async fn attempt(&mut self, idx: usize, info: &RequestInfo, fresh: bool) -> Attempt {
         let addr = self.shared.pool.backends[idx].addr;
-        let mut reused = None;
-        if !fresh {
-            reused = self.backends[idx]
-                .take()
-                .or_else(|| self.parked.take(idx))
-                // A request that must not be sent twice doesn't go out on a connection that
-                // may have been closed meanwhile.
-                .filter(|c| info.idempotent || !c.is_stale());
-        }
+        let reused = if fresh { None } else { self.parked.take(idx) };
         let was_reused = reused.is_some();
         let mut bc = match reused {
             Some(c) => c,
@@ -380,28 +383,36 @@ impl ClientConn {
         let deadline = Instant::now() + self.shared.response_timeout;
         if let Err(e) = write_all(&bc.stream, &self.req, &mut self.timer, deadline).await {
             // Not all of it reached the backend, which can't act on part of a request.
+            let err = format!("send to {addr}: {e}");
             return match e.kind() {
                 io::ErrorKind::TimedOut => Attempt::TimedOut,
-                _ => Attempt::NotSent(format!("send to {addr}: {e}")),
+                _ if was_reused => Attempt::Stale(err),
+                _ => Attempt::NotSent(err),
             };
         }
 
         let shared = &*self.shared;
         let backend = &shared.pool.backends[idx];
         let set_cookie = backend.set_cookie.as_ref().map(|v| v.as_bytes());
-        let mut close = info.close || shared.stopping.load(Ordering::Relaxed);
         let mut got_any = false;
+        let mut interim = 0;
         self.out.clear();
-        let res = loop {
+        let (res, close) = loop {
             if !bc.buf.is_empty() {
                 got_any = true;
+                // Read late, so a response that goes out after shutdown began says it closes.
+                let mut close = info.close || shared.stopping.load(Ordering::Relaxed);
                 match http1::parse_response(&bc.buf, &mut self.out, info, set_cookie, &mut close) {
                     Ok(Some(r)) if r.status < 200 => {
                         // Interim responses (100 Continue, 103) are not passed on.
+                        interim += 1;
+                        if interim > MAX_INTERIM {
+                            return Attempt::Invalid(format!("{addr}: endless 1xx responses"));
+                        }
                         bc.buf.advance(r.head_len);
                         continue;
                     }
-                    Ok(Some(r)) => break r,
+                    Ok(Some(r)) => break (r, close),
                     Ok(None) => {}
                     Err(e) => return Attempt::Invalid(format!("{addr}: {e}")),
                 }
@@ -467,7 +478,10 @@ impl ClientConn {
         match relayed {
             Ok(()) => {
                 if res.reusable && bc.buf.is_empty() {
-                    self.backends[idx] = Some(bc);
+                    if bc.buf.capacity() > KEEP_CAPACITY {
+                        bc.buf = BytesMut::with_capacity(READ_CHUNK);
+                    }
+                    self.parked.put(idx, bc);
                 }
                 Attempt::Done(!close)
             }
@@ -483,8 +497,8 @@ impl ClientConn {
 
 /// Why relaying a response body stopped early.
 enum Relay {
-    /// The body was malformed before anything reached the client: answer 502 instead.
-    InvalidBeforeHead(&'static str),
+    /// The backend failed before anything reached the client: answer 502 instead.
+    InvalidBeforeHead(String),
     /// The backend failed after the head went out: all the client can get is a closed
     /// connection.
     BackendFailed(String),
@@ -555,7 +569,7 @@ async fn relay_chunked(
     loop {
         let (used, done) = match scanner.scan(&bc.buf) {
             Ok(r) => r,
-            Err(e) if !head_sent => return Err(Relay::InvalidBeforeHead(e)),
+            Err(e) if !head_sent => return Err(Relay::InvalidBeforeHead(e.into())),
             Err(e) => return Err(Relay::BackendFailed(e.into())),
         };
         out.extend_from_slice(&bc.buf[..used]);
@@ -568,7 +582,10 @@ async fn relay_chunked(
         if done {
             return Ok(());
         }
-        read_backend(bc, timer, shared).await?;
+        match read_backend(bc, timer, shared).await {
+            Err(Relay::BackendFailed(e)) if !head_sent => return Err(Relay::InvalidBeforeHead(e)),
+            other => other?,
+        }
     }
 }
 

@@ -126,11 +126,28 @@ fn content_length(current: Option<u64>, value: &[u8]) -> Result<u64, ()> {
     len.ok_or(())
 }
 
+/// Headers the load balancer itself is answerable for towards the backend: a client naming
+/// them in `Connection` must not make them disappear.
+fn is_proxy_owned(name: &str) -> bool {
+    eq(name, "host")
+        || eq(name, "x-forwarded-for")
+        || eq(name, "x-forwarded-proto")
+        || eq(name, "x-forwarded-port")
+        || eq(name, "x-request-id")
+}
+
 /// Whether the last coding a `Transfer-Encoding` value lists is `chunked`.
 fn ends_chunked(value: &[u8]) -> bool {
     tokens(value)
         .last()
         .is_some_and(|t| t.eq_ignore_ascii_case(b"chunked"))
+}
+
+/// Whether `buf` may hold the end of a head (an empty line), looking only at what follows
+/// `from`, the length already searched minus the 3 bytes an end could straddle.
+pub(crate) fn find_head_end(buf: &[u8], from: usize) -> bool {
+    let from = from.min(buf.len());
+    buf[from..].windows(2).any(|w| w == b"\n\n" || w == b"\n\r")
 }
 
 /// Appends `n` in decimal.
@@ -205,7 +222,10 @@ pub(crate) fn parse_request(
     let sticky = shared.sticky_cookie.as_deref();
     let mut conn = ConnectionHeader::default();
     let mut length = None;
-    let mut chunked = None;
+    // Transfer codings over all lines: a request body must be exactly "chunked", since the
+    // body is decoded here and forwarded with a length (a coding like gzip would be lost).
+    let mut te_codings = 0;
+    let mut te_chunked = true;
     let mut expect_continue = false;
     let mut host_missing = true;
     let mut has_request_id = false;
@@ -218,8 +238,14 @@ pub(crate) fn parse_request(
         } else if eq(name, "content-length") {
             length = Some(content_length(length, h.value).map_err(|()| LbError::BadRequest)?);
         } else if eq(name, "transfer-encoding") {
-            // Only the last coding matters, and only across all lines together.
-            chunked = Some(ends_chunked(h.value));
+            for coding in tokens(h.value) {
+                te_codings += 1;
+                te_chunked &= coding.eq_ignore_ascii_case(b"chunked");
+            }
+            if tokens(h.value).next().is_none() {
+                te_codings += 1;
+                te_chunked = false;
+            }
         } else if eq(name, "expect") {
             expect_continue = h.value.eq_ignore_ascii_case(b"100-continue");
         } else if eq(name, "host") {
@@ -235,6 +261,11 @@ pub(crate) fn parse_request(
             sticky_token = Some(token.to_vec());
         }
     }
+    if host_missing && !http10 {
+        // RFC 9112 section 3.2: an HTTP/1.1 request without Host is refused.
+        return Err(LbError::BadRequest);
+    }
+    let chunked = (te_codings > 0).then_some(te_codings == 1 && te_chunked);
     let framing = match (chunked, length) {
         // A body framed both ways, or framed by a coding we can't decode, is refused
         // rather than guessed at (RFC 9112 section 6.3).
@@ -262,7 +293,7 @@ pub(crate) fn parse_request(
             || eq(name, "expect")
             || eq(name, "x-forwarded-proto")
             || eq(name, "x-forwarded-port")
-            || conn.names(name)
+            || (conn.names(name) && !is_proxy_owned(name))
         {
             continue;
         }
@@ -272,8 +303,11 @@ pub(crate) fn parse_request(
                 xff_written = true;
                 out.extend_from_slice(b"x-forwarded-for: ");
                 for x in req.headers.iter().filter(|x| eq(x.name, "x-forwarded-for")) {
-                    out.extend_from_slice(x.value.trim_ascii());
-                    out.extend_from_slice(b", ");
+                    // Normalised element by element, so empty ones don't reach the app.
+                    for hop in tokens(x.value) {
+                        out.extend_from_slice(hop);
+                        out.extend_from_slice(b", ");
+                    }
                 }
                 out.extend_from_slice(client_ip);
                 out.extend_from_slice(b"\r\n");
@@ -379,6 +413,9 @@ pub(crate) fn parse_response(
         Err(_) => return Err("malformed response head"),
     };
     let status = res.code.unwrap_or(0);
+    if !(100..=599).contains(&status) {
+        return Err("status code out of range");
+    }
     if (100..200).contains(&status) {
         if status == 101 {
             // We never forward Upgrade, so a switch of protocols is a broken backend.
@@ -432,24 +469,25 @@ pub(crate) fn parse_response(
     out.extend_from_slice(b"\r\n");
     for h in res.headers.iter() {
         let name = h.name;
-        let framing_header = eq(name, "content-length") || eq(name, "transfer-encoding");
-        // HEAD and 304 responses keep the Content-Length of the body they stand for.
-        if (framing_header && !(bodiless && eq(name, "content-length")))
-            || is_hop_by_hop(name)
-            || conn.names(name)
-        {
-            continue;
+        let skip = if eq(name, "content-length") {
+            // HEAD and 304 responses keep the Content-Length of the body they stand for;
+            // a body with a length gets one normalised line below.
+            !bodiless
+        } else if eq(name, "transfer-encoding") {
+            // Chunked bodies are relayed as they came, so their codings are passed on as
+            // sent (a "gzip, chunked" body stays labelled gzip).
+            false
+        } else {
+            is_hop_by_hop(name) || conn.names(name)
+        };
+        if !skip {
+            push_header(out, name.as_bytes(), h.value);
         }
-        push_header(out, name.as_bytes(), h.value);
     }
-    match framing {
-        Framing::Length(n) => {
-            out.extend_from_slice(b"content-length: ");
-            push_u64(out, n);
-            out.extend_from_slice(b"\r\n");
-        }
-        Framing::Chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
-        Framing::None | Framing::UntilClose => {}
+    if let Framing::Length(n) = framing {
+        out.extend_from_slice(b"content-length: ");
+        push_u64(out, n);
+        out.extend_from_slice(b"\r\n");
     }
     if let Some(cookie) = set_cookie {
         push_header(out, b"set-cookie", cookie);
@@ -472,7 +510,11 @@ pub(crate) fn parse_response(
 #[derive(Debug, Default)]
 pub(crate) struct ChunkedScanner {
     state: ChunkState,
+    trailer_bytes: usize,
 }
+
+/// Most trailer bytes accepted after the last chunk.
+const MAX_TRAILER_BYTES: usize = 64 * 1024;
 
 #[derive(Debug, Default, Clone, Copy)]
 enum ChunkState {
@@ -504,6 +546,10 @@ impl ChunkedScanner {
         let consumed = |used| Ok(Step::Consumed { used, data: false });
         match self.state {
             ChunkState::Done => Ok(Step::Done),
+            // httparse reads an empty size as 0, the last chunk; a size needs a digit.
+            ChunkState::Size if rest.first().is_some_and(|b| !b.is_ascii_hexdigit()) => {
+                Err("malformed chunk size")
+            }
             ChunkState::Size => match httparse::parse_chunk_size(rest) {
                 Ok(httparse::Status::Complete((used, size))) => {
                     self.state = if size == 0 {
@@ -540,6 +586,10 @@ impl ChunkedScanner {
                     // A line holding nothing (or just CR) ends the message.
                     if i == 0 || (i == 1 && rest[0] == b'\r') {
                         self.state = ChunkState::Done;
+                    }
+                    self.trailer_bytes += i + 1;
+                    if self.trailer_bytes > MAX_TRAILER_BYTES {
+                        return Err("trailers too large");
                     }
                     consumed(i + 1)
                 }

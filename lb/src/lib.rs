@@ -288,7 +288,7 @@ fn random_u32() -> u32 {
 /// hash instead, which leaves one thread noticeably busier and shows in tail latency.)
 async fn accept_loop(
     listener: TcpListener,
-    targets: Vec<IoTarget>,
+    mut targets: Vec<IoTarget>,
     mut shutdown: watch::Receiver<Option<Duration>>,
 ) {
     loop {
@@ -299,18 +299,27 @@ async fn accept_loop(
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
                     let _ = stream.set_nodelay(true);
-                    let target = targets
-                        .iter()
-                        .min_by_key(|t| t.load.load(Ordering::Relaxed))
-                        .expect("at least one connection loop");
-                    match stream.into_std() {
-                        Ok(stream) => {
-                            target.load.fetch_add(1, Ordering::Relaxed);
-                            if target.tx.send((stream, peer)).is_err() {
-                                target.load.fetch_sub(1, Ordering::Relaxed);
+                    let Ok(mut stream) = stream.into_std() else {
+                        warn!("cannot hand over a connection");
+                        continue;
+                    };
+                    // A loop whose thread died is forgotten, and the next one gets the connection.
+                    while let Some(i) = (0..targets.len())
+                        .min_by_key(|&i| targets[i].load.load(Ordering::Relaxed))
+                    {
+                        targets[i].load.fetch_add(1, Ordering::Relaxed);
+                        match targets[i].tx.send((stream, peer)) {
+                            Ok(()) => break,
+                            Err(mpsc::error::SendError((back, _))) => {
+                                warn!("a load balancer I/O thread is gone");
+                                stream = back;
+                                targets.swap_remove(i);
                             }
                         }
-                        Err(e) => warn!(error = %e, "cannot hand over a connection"),
+                    }
+                    if targets.is_empty() {
+                        warn!("no load balancer I/O thread left; no longer accepting");
+                        break;
                     }
                 }
                 Err(e) => {
@@ -378,6 +387,11 @@ async fn io_loop(
     };
     shared.stopping.store(true, Ordering::Relaxed);
     let _ = stop_tx.send(true);
+    // Connections accepted but not yet taken over are closed now, not left waiting.
+    incoming.close();
+    while incoming.try_recv().is_ok() {
+        load.fetch_sub(1, Ordering::Relaxed);
+    }
     let drained =
         tokio::time::timeout(grace, async { while conns.join_next().await.is_some() {} }).await;
     if drained.is_err() {

@@ -54,6 +54,7 @@ pub(crate) enum LbError {
     BadRequest,
     HeaderTooLarge,
     MethodNotAllowed,
+    RequestTimeout,
 }
 
 impl LbError {
@@ -66,6 +67,7 @@ impl LbError {
             Self::BadRequest => "400 Bad Request",
             Self::HeaderTooLarge => "431 Request Header Fields Too Large",
             Self::MethodNotAllowed => "405 Method Not Allowed",
+            Self::RequestTimeout => "408 Request Timeout",
         }
     }
 
@@ -92,6 +94,9 @@ impl LbError {
             Self::MethodNotAllowed => {
                 r#"{"error":{"code":"method_not_allowed","message":"CONNECT is not supported"}}"#
             }
+            Self::RequestTimeout => {
+                r#"{"error":{"code":"request_timeout","message":"the request body did not arrive in time"}}"#
+            }
         }
     }
 
@@ -100,12 +105,12 @@ impl LbError {
     pub(crate) fn closes(self) -> bool {
         matches!(
             self,
-            Self::PayloadTooLarge | Self::BadRequest | Self::HeaderTooLarge
+            Self::PayloadTooLarge | Self::BadRequest | Self::HeaderTooLarge | Self::RequestTimeout
         )
     }
 
-    /// Writes the whole response into `out`.
-    pub(crate) fn write(self, out: &mut Vec<u8>, close: bool) {
+    /// Writes the whole response into `out`; an answer to HEAD has the length but no body.
+    pub(crate) fn write(self, out: &mut Vec<u8>, close: bool, head_method: bool) {
         let body = self.body();
         out.clear();
         out.extend_from_slice(b"HTTP/1.1 ");
@@ -119,7 +124,9 @@ impl LbError {
             out.extend_from_slice(b"\r\nconnection: close");
         }
         out.extend_from_slice(b"\r\n\r\n");
-        out.extend_from_slice(body.as_bytes());
+        if !head_method {
+            out.extend_from_slice(body.as_bytes());
+        }
     }
 }
 
@@ -137,7 +144,7 @@ mod tests {
     #[test]
     fn error_responses_are_complete_json() {
         let mut out = Vec::new();
-        LbError::NoHealthyBackend.write(&mut out, true);
+        LbError::NoHealthyBackend.write(&mut out, true, false);
         let text = String::from_utf8(out).unwrap();
         let (head, body) = text.split_once("\r\n\r\n").unwrap();
         assert!(head.starts_with("HTTP/1.1 503 "), "{head}");

@@ -9,10 +9,15 @@
 
 use std::net::SocketAddr;
 use std::sync::{Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use tokio::net::TcpStream;
+
+/// How long an idle backend connection is kept. Shorter than common server keep-alive
+/// timeouts (hyper and Node.js default to 5 s or more; ours never time out), so a parked
+/// connection is rarely one the backend is closing at that moment.
+const MAX_IDLE: Duration = Duration::from_secs(4);
 
 /// Initial read buffer of a backend connection; responses larger than this stream through.
 const BUF_SIZE: usize = 8 * 1024;
@@ -21,6 +26,8 @@ const BUF_SIZE: usize = 8 * 1024;
 pub(crate) struct BackendConn {
     pub(crate) stream: TcpStream,
     pub(crate) buf: BytesMut,
+    /// When it was last put back idle.
+    parked_at: Instant,
 }
 
 impl BackendConn {
@@ -44,6 +51,7 @@ pub(crate) async fn connect(addr: SocketAddr, timeout: Duration) -> Result<Backe
     Ok(BackendConn {
         stream,
         buf: BytesMut::with_capacity(BUF_SIZE),
+        parked_at: Instant::now(),
     })
 }
 
@@ -65,16 +73,32 @@ impl Parked {
         }
     }
 
-    /// The most recently parked connection to backend `idx`: the least likely to have been
-    /// closed by the backend's own idle timeout.
+    /// The most recently parked live connection to backend `idx` (the least likely to be
+    /// closed by the backend's idle timeout). Connections the backend closed, or that sent
+    /// bytes nobody asked for, are dropped on the way: a late byte must never be read as
+    /// the next request's response.
     pub(crate) fn take(&self, idx: usize) -> Option<BackendConn> {
-        lock(&self.lists[idx]).pop()
+        let mut list = lock(&self.lists[idx]);
+        while let Some(conn) = list.pop() {
+            if !conn.is_stale() && conn.parked_at.elapsed() < MAX_IDLE {
+                return Some(conn);
+            }
+        }
+        None
     }
 
-    /// Keeps `conn` for later unless enough are parked already.
-    pub(crate) fn put(&self, idx: usize, conn: BackendConn) {
+    /// Keeps `conn` for later unless enough are parked already. The oldest connection goes
+    /// when it has idled too long, so a burst's connections don't linger for ever.
+    pub(crate) fn put(&self, idx: usize, mut conn: BackendConn) {
         let mut list = lock(&self.lists[idx]);
+        if list
+            .first()
+            .is_some_and(|c| c.parked_at.elapsed() >= MAX_IDLE)
+        {
+            list.remove(0);
+        }
         if list.len() < self.max_per_backend {
+            conn.parked_at = Instant::now();
             list.push(conn);
         }
     }

@@ -315,3 +315,119 @@ async fn absolute_form_targets_reach_the_backend_in_origin_form() {
     assert_eq!(res.json()["path"], "/api/users?limit=2");
     lb.shutdown(Duration::from_secs(1)).await;
 }
+
+#[tokio::test]
+async fn errors_answering_head_carry_no_body_and_keep_the_connection_in_step() {
+    let a = TestBackend::start("a").await;
+    let lb = start_lb(fast_config(&[&a])).await;
+    lb.mark_down("a");
+    let mut s = connect(&lb).await;
+    s.write_all(b"HEAD / HTTP/1.1\r\nhost: x\r\n\r\nGET /next HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = Vec::new();
+    let head = read_response(&mut s, &mut buf, true).await;
+    assert_eq!(head.status, 503);
+    assert!(head.header("content-length").is_some());
+    // The next response must start right where the HEAD answer ended.
+    let next = read_response(&mut s, &mut buf, false).await;
+    assert_eq!(next.status, 503);
+    assert_eq!(next.json()["error"]["code"], "no_healthy_backend");
+    lb.shutdown(Duration::from_secs(1)).await;
+}
+
+#[tokio::test]
+async fn clients_cannot_strip_the_forwarding_headers_through_connection() {
+    let a = TestBackend::start("a").await;
+    let lb = start_lb(fast_config(&[&a])).await;
+    let mut s = connect(&lb).await;
+    s.write_all(
+        b"GET / HTTP/1.1\r\nhost: x\r\nconnection: x-forwarded-for, x-request-id, host, x-drop\r\n\
+          x-forwarded-for: , 203.0.113.9\r\nx-drop: 1\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let mut buf = Vec::new();
+    let seen = read_response(&mut s, &mut buf, false).await.json();
+    let h = &seen["headers"];
+    assert_eq!(h["x-forwarded-for"], "203.0.113.9, 127.0.0.1", "{h}");
+    assert!(h["x-request-id"].is_string(), "{h}");
+    assert_eq!(h["host"], "x");
+    assert!(
+        h.get("x-drop").is_none(),
+        "a header the client named hop-by-hop went through"
+    );
+    lb.shutdown(Duration::from_secs(1)).await;
+}
+
+#[tokio::test]
+async fn requests_without_host_or_with_other_codings_are_refused() {
+    let a = TestBackend::start("a").await;
+    let lb = start_lb(fast_config(&[&a])).await;
+    for req in [
+        "GET / HTTP/1.1\r\n\r\n",
+        "POST / HTTP/1.1\r\nhost: x\r\ntransfer-encoding: gzip, chunked\r\n\r\n0\r\n\r\n",
+        "POST / HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\ntransfer-encoding: chunked\r\n\r\n0\r\n\r\n",
+        "POST / HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n\r\n\r\n",
+    ] {
+        let mut s = connect(&lb).await;
+        s.write_all(req.as_bytes()).await.unwrap();
+        let mut buf = Vec::new();
+        let res = read_response(&mut s, &mut buf, false).await;
+        assert_eq!(res.status, 400, "{req:?}");
+    }
+    assert_eq!(a.seen.hits.load(std::sync::atomic::Ordering::SeqCst), 0);
+    lb.shutdown(Duration::from_secs(1)).await;
+}
+
+/// A backend that answers each request with keep-alive semantics but closes the connection
+/// shortly after, as servers with short idle timeouts do.
+async fn start_closing_backend() -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = listener.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 8192];
+                let mut got = Vec::new();
+                while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => got.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let _ = s
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                    .await;
+                tokio::time::sleep(Duration::from_millis(30)).await;
+            });
+        }
+    });
+    (addr, task)
+}
+
+#[tokio::test]
+async fn kept_alive_connections_the_backend_closed_are_never_used() {
+    let (addr, task) = start_closing_backend().await;
+    let mut cfg = fast_config(&[]);
+    cfg.backends = vec![lb::BackendConfig::new("closing", addr)];
+    let lb = start_lb(cfg).await;
+    let c = client();
+    for i in 0..6 {
+        let req = if i % 2 == 0 {
+            c.get(url(&lb, "/"))
+        } else {
+            c.post(url(&lb, "/")).body("x")
+        };
+        let res = req.send().await.unwrap();
+        assert_eq!(res.status(), 200, "request {i}");
+        assert_eq!(res.text().await.unwrap(), "ok");
+        // Long enough for the backend to have closed the connection it answered on.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    lb.shutdown(Duration::from_secs(1)).await;
+    task.abort();
+}
