@@ -11,6 +11,9 @@ cd "$(dirname "$0")/../.."
 DURATION=${DURATION:-10s}
 RUNS=${RUNS:-1}
 PG=${PG:-postgres://postgres@127.0.0.1:5432}
+# Plain TCP, as the Node.js app's `pg` client connects unless told otherwise: TLS on loopback
+# protects nothing and costs both sides CPU (production URLs say sslmode=require).
+PG_PARAMS=${PG_PARAMS:-?sslmode=disable}
 DB=rustlb_cpu
 PORT=${APP_PORT:-3911}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/lbinfra-target}
@@ -25,7 +28,7 @@ pg_stats() { pgrep -u postgres | sed 's|^|/proc/|; s|$|/stat|'; }
 one_run() { # $1 = request log true/false
   psql -q "$PG/postgres" -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" -c "CREATE DATABASE $DB" >/dev/null 2>&1
   APP_ENVIRONMENT=production APP__APPLICATION__PORT=$PORT APP__APPLICATION__SERVER_ID=bench-1 \
-  APP__DATABASE__URL="$PG/$DB" APP__DATABASE__RUN_MIGRATIONS=true APP__REQUEST_LOG__ENABLED=$1 \
+  APP__DATABASE__URL="$PG/$DB$PG_PARAMS" APP__DATABASE__RUN_MIGRATIONS=true APP__REQUEST_LOG__ENABLED=$1 \
   RUST_LOG=warn "$APP_BIN" >/tmp/rustlb-cpu-app.log 2>&1 &
   local app=$!
   for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$PORT/health" >/dev/null && break; sleep 0.1; done

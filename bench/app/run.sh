@@ -6,12 +6,16 @@
 #   DURATION=5s bash bench/app/run.sh
 #
 # Needs PostgreSQL on 127.0.0.1:5432 (user postgres, trust auth), as on our machines.
+# PG_PARAMS (default ?sslmode=disable) is appended to the database URL the app gets.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
 DURATION=${DURATION:-10s}
 CONNS=${CONNS:-32}   # anchors.md measured the Node.js app with 32 connections
 PG=${PG:-postgres://postgres@127.0.0.1:5432}
+# Plain TCP, as the Node.js app's `pg` client connects unless told otherwise: TLS on loopback
+# protects nothing and costs both sides CPU (production URLs say sslmode=require).
+PG_PARAMS=${PG_PARAMS:-?sslmode=disable}
 DB=rustlb_bench
 APP_PORT=${APP_PORT:-3901}
 HELLO_PORT=${HELLO_PORT:-3902}
@@ -35,7 +39,7 @@ wait_port() { for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$1/${2:-}" >/
 
 start_app() { # $1 = request log on/off
   APP_ENVIRONMENT=production APP__APPLICATION__HOST=127.0.0.1 APP__APPLICATION__PORT=$APP_PORT \
-  APP__APPLICATION__SERVER_ID=bench-1 APP__DATABASE__URL="$PG/$DB" APP__DATABASE__RUN_MIGRATIONS=true \
+  APP__APPLICATION__SERVER_ID=bench-1 APP__DATABASE__URL="$PG/$DB$PG_PARAMS" APP__DATABASE__RUN_MIGRATIONS=true \
   APP__REQUEST_LOG__ENABLED=$1 APP__STATS__CACHE_MS=${2:-1000} RUST_LOG=warn \
     "$APP_BIN" >/tmp/rustlb-bench-app.log 2>&1 &
   APP_PID=$!
