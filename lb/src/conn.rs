@@ -436,45 +436,15 @@ impl ClientConn {
         bc.buf.advance(res.head_len);
         self.out.extend_from_slice(b"\r\n");
 
-        let relayed = match res.framing {
-            Framing::None => {
-                let deadline = Instant::now() + shared.client_idle_timeout;
-                write_all(&self.stream, &self.out, &mut self.timer, deadline)
-                    .await
-                    .map_err(|_| Relay::ClientGone)
-            }
-            Framing::Length(n) => {
-                relay_length(
-                    &self.stream,
-                    &mut bc,
-                    &mut self.out,
-                    &mut self.timer,
-                    shared,
-                    n,
-                )
-                .await
-            }
-            Framing::Chunked => {
-                relay_chunked(
-                    &self.stream,
-                    &mut bc,
-                    &mut self.out,
-                    &mut self.timer,
-                    shared,
-                )
-                .await
-            }
-            Framing::UntilClose => {
-                relay_until_close(
-                    &self.stream,
-                    &mut bc,
-                    &mut self.out,
-                    &mut self.timer,
-                    shared,
-                )
-                .await
-            }
-        };
+        let relayed = Relayer {
+            client: &self.stream,
+            bc: &mut bc,
+            out: &mut self.out,
+            timer: &mut self.timer,
+            shared,
+        }
+        .relay(res.framing)
+        .await;
         match relayed {
             Ok(()) => {
                 if res.reusable && bc.buf.is_empty() {
@@ -505,111 +475,119 @@ enum Relay {
     ClientGone,
 }
 
-async fn send(
-    stream: &TcpStream,
-    data: &[u8],
-    timer: &mut Timer,
-    shared: &Shared,
-) -> Result<(), Relay> {
-    let deadline = Instant::now() + shared.client_idle_timeout;
-    write_all(stream, data, timer, deadline)
+/// Relays one response body from a backend connection to the client, after the head that
+/// waits in `out`.
+struct Relayer<'a> {
+    client: &'a TcpStream,
+    bc: &'a mut BackendConn,
+    out: &'a mut Vec<u8>,
+    timer: &'a mut Timer,
+    shared: &'a Shared,
+}
+
+impl Relayer<'_> {
+    async fn relay(mut self, framing: Framing) -> Result<(), Relay> {
+        match framing {
+            Framing::None => self.flush_out().await,
+            Framing::Length(n) => self.length(n).await,
+            Framing::Chunked => self.chunked().await,
+            Framing::UntilClose => self.until_close().await,
+        }
+    }
+
+    /// Writes what `out` holds to the client.
+    async fn flush_out(&mut self) -> Result<(), Relay> {
+        let deadline = Instant::now() + self.shared.client_idle_timeout;
+        write_all(self.client, self.out, self.timer, deadline)
+            .await
+            .map_err(|_| Relay::ClientGone)?;
+        self.out.clear();
+        Ok(())
+    }
+
+    /// Moves the first `n` bytes of the backend buffer into `out`.
+    fn take_into_out(&mut self, n: usize) {
+        self.out.extend_from_slice(&self.bc.buf[..n]);
+        self.bc.buf.advance(n);
+    }
+
+    /// Reads more from the backend; `Ok(false)` when it closed the connection.
+    async fn read_backend(&mut self) -> Result<bool, Relay> {
+        let deadline = Instant::now() + self.shared.response_timeout;
+        match read_some(
+            &mut self.bc.stream,
+            &mut self.bc.buf,
+            self.timer,
+            deadline,
+            None,
+        )
         .await
-        .map_err(|_| Relay::ClientGone)
-}
-
-async fn read_backend(
-    bc: &mut BackendConn,
-    timer: &mut Timer,
-    shared: &Shared,
-) -> Result<(), Relay> {
-    let deadline = Instant::now() + shared.response_timeout;
-    match read_some(&mut bc.stream, &mut bc.buf, timer, deadline, None).await {
-        Ok(Read::Data) => Ok(()),
-        Ok(Read::TimedOut) => Err(Relay::BackendFailed("body timed out".into())),
-        Ok(_) => Err(Relay::BackendFailed("closed mid-body".into())),
-        Err(e) => Err(Relay::BackendFailed(e.to_string())),
-    }
-}
-
-/// Relays a body of `n` bytes; the head is already in `out`.
-async fn relay_length(
-    client: &TcpStream,
-    bc: &mut BackendConn,
-    out: &mut Vec<u8>,
-    timer: &mut Timer,
-    shared: &Shared,
-    n: u64,
-) -> Result<(), Relay> {
-    // The usual case: the whole body came with the head, and it all goes out in one write.
-    let first = (bc.buf.len() as u64).min(n) as usize;
-    out.extend_from_slice(&bc.buf[..first]);
-    bc.buf.advance(first);
-    send(client, out, timer, shared).await?;
-    let mut left = n - first as u64;
-    while left > 0 {
-        read_backend(bc, timer, shared).await?;
-        let take = (bc.buf.len() as u64).min(left) as usize;
-        send(client, &bc.buf[..take], timer, shared).await?;
-        bc.buf.advance(take);
-        left -= take as u64;
-    }
-    Ok(())
-}
-
-/// Relays a chunked body unchanged, tracking the chunks only to find its end.
-async fn relay_chunked(
-    client: &TcpStream,
-    bc: &mut BackendConn,
-    out: &mut Vec<u8>,
-    timer: &mut Timer,
-    shared: &Shared,
-) -> Result<(), Relay> {
-    let mut scanner = ChunkedScanner::default();
-    let mut head_sent = false;
-    loop {
-        let (used, done) = match scanner.scan(&bc.buf) {
-            Ok(r) => r,
-            Err(e) if !head_sent => return Err(Relay::InvalidBeforeHead(e.into())),
-            Err(e) => return Err(Relay::BackendFailed(e.into())),
-        };
-        out.extend_from_slice(&bc.buf[..used]);
-        bc.buf.advance(used);
-        if done || out.len() >= MAX_GATHER || bc.buf.is_empty() {
-            send(client, out, timer, shared).await?;
-            out.clear();
-            head_sent = true;
-        }
-        if done {
-            return Ok(());
-        }
-        match read_backend(bc, timer, shared).await {
-            Err(Relay::BackendFailed(e)) if !head_sent => return Err(Relay::InvalidBeforeHead(e)),
-            other => other?,
+        {
+            Ok(Read::Data) => Ok(true),
+            Ok(Read::Eof | Read::Stopped) => Ok(false),
+            Ok(Read::TimedOut) => Err(Relay::BackendFailed("body timed out".into())),
+            Err(e) => Err(Relay::BackendFailed(e.to_string())),
         }
     }
-}
 
-/// Relays everything until the backend closes (a response with no length).
-async fn relay_until_close(
-    client: &TcpStream,
-    bc: &mut BackendConn,
-    out: &mut Vec<u8>,
-    timer: &mut Timer,
-    shared: &Shared,
-) -> Result<(), Relay> {
-    out.extend_from_slice(&bc.buf);
-    bc.buf.clear();
-    send(client, out, timer, shared).await?;
-    loop {
-        let deadline = Instant::now() + shared.response_timeout;
-        match read_some(&mut bc.stream, &mut bc.buf, timer, deadline, None).await {
-            Ok(Read::Data) => {
-                send(client, &bc.buf, timer, shared).await?;
-                bc.buf.clear();
+    async fn read_more_body(&mut self) -> Result<(), Relay> {
+        match self.read_backend().await? {
+            true => Ok(()),
+            false => Err(Relay::BackendFailed("closed mid-body".into())),
+        }
+    }
+
+    /// A body of `n` bytes. Usually it all came with the head and goes out in one write.
+    async fn length(&mut self, n: u64) -> Result<(), Relay> {
+        let mut left = n;
+        loop {
+            let take = (self.bc.buf.len() as u64).min(left);
+            self.take_into_out(take as usize);
+            left -= take;
+            self.flush_out().await?;
+            if left == 0 {
+                return Ok(());
             }
-            Ok(Read::Eof) => return Ok(()),
-            Ok(_) => return Err(Relay::BackendFailed("body timed out".into())),
-            Err(e) => return Err(Relay::BackendFailed(e.to_string())),
+            self.read_more_body().await?;
+        }
+    }
+
+    /// A chunked body, relayed unchanged; the chunks are tracked only to find its end.
+    async fn chunked(&mut self) -> Result<(), Relay> {
+        let mut scanner = ChunkedScanner::default();
+        let mut head_sent = false;
+        loop {
+            let (used, done) = match scanner.scan(&self.bc.buf) {
+                Ok(r) => r,
+                Err(e) if !head_sent => return Err(Relay::InvalidBeforeHead(e.into())),
+                Err(e) => return Err(Relay::BackendFailed(e.into())),
+            };
+            self.take_into_out(used);
+            if done || self.out.len() >= MAX_GATHER || self.bc.buf.is_empty() {
+                self.flush_out().await?;
+                head_sent = true;
+            }
+            if done {
+                return Ok(());
+            }
+            match self.read_more_body().await {
+                Err(Relay::BackendFailed(e)) if !head_sent => {
+                    return Err(Relay::InvalidBeforeHead(e));
+                }
+                other => other?,
+            }
+        }
+    }
+
+    /// Everything until the backend closes (a response with no length).
+    async fn until_close(&mut self) -> Result<(), Relay> {
+        loop {
+            let all = self.bc.buf.len();
+            self.take_into_out(all);
+            self.flush_out().await?;
+            if !self.read_backend().await? {
+                return Ok(());
+            }
         }
     }
 }
