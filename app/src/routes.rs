@@ -100,9 +100,9 @@ pub fn api(
 /// The methods a route (as returned by [`template`]) accepts, for the `Allow` header of a 405.
 pub fn allowed_methods(route: &str) -> &'static str {
     match route {
-        "/api/users" => "GET, POST",
-        "/api/users/:id" => "GET, PUT, DELETE",
-        _ => "GET",
+        "/api/users" => "GET, HEAD, POST",
+        "/api/users/:id" => "GET, HEAD, PUT, DELETE",
+        _ => "GET, HEAD",
     }
 }
 

@@ -214,7 +214,7 @@ where
     type Error = Infallible;
     type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
 
-    fn call(&self, req: Request<Incoming>) -> Self::Future {
+    fn call(&self, mut req: Request<Incoming>) -> Self::Future {
         let started = Instant::now();
         let request_id: Arc<str> = incoming_request_id(req.headers())
             .map(Arc::from)
@@ -223,6 +223,11 @@ where
         let method = method_name(req.method());
         let route = routes::template(req.uri().path());
         let span = tracing::info_span!("request", request_id = %request_id, method, route);
+        // HEAD is GET without the body (RFC 9110 section 9.3.2): routed as GET; hyper knows
+        // the request was HEAD and sends the head alone, Content-Length included.
+        if req.method() == Method::HEAD {
+            *req.method_mut() = Method::GET;
+        }
         // warp's future for the whole route tree is large: box it where it is made so it is
         // not copied again into this wrapper's state.
         let routed = Box::pin(self.inner.clone().call(req));

@@ -60,6 +60,27 @@ async fn a_wrong_method_is_a_json_405(backend: Backend) {
     }
 }
 
+async fn head_answers_like_get_without_a_body(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let get_len = app.get("/openapi.json").await.bytes().await.unwrap().len();
+    let head = app
+        .client
+        .head(app.url("/openapi.json"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(head.status(), 200);
+    assert_eq!(head.headers()["x-server-id"], app.server_id.as_str());
+    assert_eq!(
+        head.headers()["content-length"],
+        get_len.to_string().as_str()
+    );
+    assert!(head.bytes().await.unwrap().is_empty());
+    let wrong = app.client.post(app.url("/health")).send().await.unwrap();
+    assert_eq!(wrong.status(), 405);
+    assert_eq!(wrong.headers()["allow"], "GET, HEAD");
+}
+
 async fn a_request_id_is_echoed_or_generated(backend: Backend) {
     let app = spawn_app(backend).await;
     let given = app
@@ -159,6 +180,7 @@ on_both_databases!(
     the_index_lists_every_endpoint,
     an_unknown_path_is_a_json_404,
     a_wrong_method_is_a_json_405,
+    head_answers_like_get_without_a_body,
     a_request_id_is_echoed_or_generated,
     openapi_describes_every_endpoint,
     metrics_expose_requests_latency_pool_and_queue,
