@@ -238,11 +238,13 @@ pub(crate) fn parse_request(
         } else if eq(name, "content-length") {
             length = Some(content_length(length, h.value).map_err(|()| LbError::BadRequest)?);
         } else if eq(name, "transfer-encoding") {
+            let before = te_codings;
             for coding in tokens(h.value) {
                 te_codings += 1;
                 te_chunked &= coding.eq_ignore_ascii_case(b"chunked");
             }
-            if tokens(h.value).next().is_none() {
+            // An empty Transfer-Encoding line names a coding we can't decode either.
+            if te_codings == before {
                 te_codings += 1;
                 te_chunked = false;
             }

@@ -34,7 +34,7 @@ impl BackendConn {
     /// Whether a connection that sat idle has been closed (or sent something unasked) by the
     /// backend. Cheap: tokio answers from its cached readiness without a syscall when nothing
     /// happened on the socket since it was last drained.
-    pub(crate) fn is_stale(&self) -> bool {
+    fn is_stale(&self) -> bool {
         let mut probe = [0u8; 1];
         !matches!(self.stream.try_read(&mut probe), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
     }
