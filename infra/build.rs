@@ -1,5 +1,6 @@
-//! Generates the typed DigitalOcean bindings from the schema slice in `schema/`.
+//! Generates the typed DigitalOcean bindings from the provider schema cut in `schema/`.
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    pulumi_gestalt_build::generate_from_schema(std::path::Path::new("schema/digitalocean.yaml"))?;
+    println!("cargo:rerun-if-changed=schema/digitalocean.json");
+    pulumi_gestalt_build::generate_from_schema(std::path::Path::new("schema/digitalocean.json"))?;
     Ok(())
 }

@@ -23,17 +23,20 @@ pub struct CloudInit<'a> {
     pub database_url: &'a str,
     /// API key (secret).
     pub api_key: &'a str,
-    /// PEM of the database CA when `verify-full` is used.
-    pub database_ca: Option<&'a str>,
+    /// HTTPS URL of the database CA certificate when the app verifies the database (`verify-full`).
+    pub database_ca_url: Option<&'a str>,
 }
 
-/// The unit file: its own user, no new privileges, read-only system, restart always.
+/// The unit file: its own user, no new privileges, read-only system, restarted for ever.
 pub fn service_unit() -> String {
     format!(
         "[Unit]
 Description=rustlb REST API
 Wants=network-online.target
 After=network-online.target
+# Never stop restarting: the default start limit (5 starts in 10 s) would leave the droplet
+# dead until someone logs in.
+StartLimitIntervalSec=0
 
 [Service]
 Type=simple
@@ -42,7 +45,10 @@ Group=rustlb
 EnvironmentFile={ENV_FILE}
 ExecStart={BINARY_PATH}
 Restart=always
+# Back off from 2 s to 30 s between restarts (RestartSteps needs systemd 254; Ubuntu 24.04 has 255).
 RestartSec=2
+RestartSteps=5
+RestartMaxDelaySec=30
 NoNewPrivileges=true
 ProtectSystem=strict
 ProtectHome=true
@@ -106,7 +112,7 @@ impl CloudInit<'_> {
             // Every droplet may migrate at start: the app serialises them with an advisory lock.
             "APP__DATABASE__RUN_MIGRATIONS=true".to_string(),
         ];
-        if self.database_ca.is_some() {
+        if self.database_ca_url.is_some() {
             lines.push(format!("APP__DATABASE__CA_FILE={CA_FILE}"));
         }
         lines.join("\n") + "\n"
@@ -114,16 +120,18 @@ impl CloudInit<'_> {
 
     /// The whole `#cloud-config` document.
     pub fn render(&self) -> String {
-        let ca_file = match self.database_ca {
-            Some(pem) => format!(
-                "  - path: {CA_FILE}\n    owner: root:root\n    permissions: '0644'\n    content: |\n{}\n",
-                indent(pem, 6)
+        // The CA must be a certificate before the app is told to trust it.
+        let fetch_ca = match self.database_ca_url {
+            Some(ca_url) => format!(
+                "curl -fsSL --retry 10 --retry-connrefused -o {CA_FILE}.download '{ca_url}'; \
+grep -q 'BEGIN CERTIFICATE' {CA_FILE}.download; \
+install -o root -g root -m 0644 {CA_FILE}.download {CA_FILE}; rm -f {CA_FILE}.download; "
             ),
             None => String::new(),
         };
         // The binary is checked against the pinned sha256 before it replaces anything.
         let install = format!(
-            "set -eu; curl -fsSL --retry 10 --retry-connrefused -o {BINARY_PATH}.download '{url}'; \
+            "set -eu; {fetch_ca}curl -fsSL --retry 10 --retry-connrefused -o {BINARY_PATH}.download '{url}'; \
 echo '{sha}  {BINARY_PATH}.download' | sha256sum -c -; \
 install -o root -g root -m 0755 {BINARY_PATH}.download {BINARY_PATH}; rm -f {BINARY_PATH}.download; \
 systemctl daemon-reload; systemctl enable --now {SERVICE_NAME}",
@@ -149,7 +157,7 @@ write_files:
     permissions: '0644'
     content: |
 {unit}
-{ca_file}runcmd:
+runcmd:
   - [sh, -c, {install}]
 ",
             sha = self.binary_sha256,
@@ -172,7 +180,7 @@ mod tests {
             binary_sha256: "00",
             database_url: "postgresql://u:p@h:1/d?sslmode=require\nEVIL=1",
             api_key: "k\\ey",
-            database_ca: None,
+            database_ca_url: None,
         };
         let env = ci.environment();
         assert!(

@@ -1,5 +1,6 @@
 //! The typed stack configuration: read once from a stack file or the engine, validated before any resource exists.
 
+use crate::limits;
 use ipnet::IpNet;
 use secrecy::{SecretBox, SecretString};
 use serde::Deserialize;
@@ -29,6 +30,7 @@ pub const KNOWN_KEYS: &[&str] = &[
     "appBinary",
     "artifactsRegion",
     "sshKeys",
+    "sshPublicKeys",
     "adminCidrs",
     "allowSshFromAnywhere",
     "domain",
@@ -48,7 +50,7 @@ pub mod defaults {
     /// `rustlb:region`.
     pub const REGION: &str = "nyc1";
     /// `rustlb:vpcCidr`.
-    pub const VPC_CIDR: &str = "10.10.0.0/20";
+    pub const VPC_CIDR: &str = "10.110.0.0/20";
     /// `rustlb:dropletSize`.
     pub const DROPLET_SIZE: &str = "s-1vcpu-1gb";
     /// `rustlb:dropletImage`: Ubuntu 24.04 LTS.
@@ -73,6 +75,42 @@ pub mod defaults {
     pub const FIRST_BACKEND_PORT: u16 = 3001;
     /// `rustlb:databaseUrl` (local stack).
     pub const DATABASE_URL: &str = "sqlite://data/local.sqlite?mode=rwc";
+}
+
+/// Where a stack runs: `local` on this machine, every other stack on DigitalOcean through Pulumi.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StackKind {
+    /// The local stack (`infra up|status|destroy --stack local`).
+    Local,
+    /// A DigitalOcean stack (`pulumi up|destroy -s <stack>`, `infra preview --stack <stack>`).
+    Cloud,
+}
+
+impl StackKind {
+    /// The kind of a stack name.
+    pub fn of(stack: &str) -> StackKind {
+        if stack == LOCAL_STACK {
+            StackKind::Local
+        } else {
+            StackKind::Cloud
+        }
+    }
+
+    /// Refuses a command meant for the other kind of stack, saying which commands fit `stack`.
+    pub fn require(self, stack: &str) -> anyhow::Result<()> {
+        match (self, StackKind::of(stack)) {
+            (StackKind::Local, StackKind::Cloud) => anyhow::bail!(
+                "`{stack}` is a DigitalOcean stack: deploy it with `pulumi up -s {stack}`, remove it with \
+                 `pulumi destroy -s {stack}`, look first with `infra preview --stack {stack}`; only the \
+                 `{LOCAL_STACK}` stack runs on this machine"
+            ),
+            (StackKind::Cloud, StackKind::Local) => anyhow::bail!(
+                "the `{LOCAL_STACK}` stack runs on this machine, not on DigitalOcean: use \
+                 `cargo run --release -p infra -- up --stack {LOCAL_STACK}` (and `status`, `destroy`)"
+            ),
+            _ => Ok(()),
+        }
+    }
 }
 
 /// Set by the offline preview: keys (without namespace) whose values are encrypted in the stack file.
@@ -225,10 +263,8 @@ pub struct DatabaseSettings {
     pub user: String,
     /// PgBouncer pool size.
     pub pool_size: u32,
-    /// `require` or `verify-full`.
+    /// `verify-full` (certificate checked against the cluster CA) or `require` (encrypted only).
     pub ssl_mode: String,
-    /// PEM of the cluster CA, needed for `verify-full` (download it from the cluster page).
-    pub ca_certificate: Option<String>,
 }
 
 impl Default for DatabaseSettings {
@@ -240,8 +276,7 @@ impl Default for DatabaseSettings {
             name: "app".into(),
             user: "app".into(),
             pool_size: 10,
-            ssl_mode: "require".into(),
-            ca_certificate: None,
+            ssl_mode: "verify-full".into(),
         }
     }
 }
@@ -310,8 +345,10 @@ pub struct StackConfig {
     pub app_binary: PathBuf,
     /// Spaces region of the artifacts bucket.
     pub artifacts_region: String,
-    /// SSH key ids or fingerprints for the droplets.
+    /// SSH key ids or fingerprints, already uploaded to DigitalOcean, for the droplets.
     pub ssh_keys: SecretValue<SecretBox<Vec<String>>>,
+    /// OpenSSH public keys the program uploads and puts on the droplets.
+    pub ssh_public_keys: Vec<SshPublicKey>,
     /// Networks allowed to reach port 22.
     pub admin_cidrs: Vec<IpNet>,
     /// Whether 0.0.0.0/0 may reach port 22 (never in prod).
@@ -448,7 +485,12 @@ impl StackConfig {
                 ));
             }
         }
-        let is_local = stack == LOCAL_STACK;
+        let is_local = StackKind::of(stack) == StackKind::Local;
+        if !is_local {
+            for problem in stack_name_problems(stack) {
+                r.err("", problem);
+            }
+        }
 
         let environment = match r.string("environment", None) {
             Some(e) => match e.as_str() {
@@ -474,7 +516,7 @@ impl StackConfig {
         let region = r
             .string("region", Some(defaults::REGION))
             .unwrap_or_default();
-        let vpc_cidr = r.net("vpcCidr", defaults::VPC_CIDR);
+        let vpc_cidr = r.vpc_range("vpcCidr", defaults::VPC_CIDR, &region);
         let droplet_size = r
             .string("dropletSize", Some(defaults::DROPLET_SIZE))
             .unwrap_or_default();
@@ -520,6 +562,29 @@ impl StackConfig {
                 Err(m) => {
                     r.err("sshKeys", m);
                     SecretValue::Unset
+                }
+            },
+        };
+        let ssh_public_keys = match r.value("sshPublicKeys") {
+            None | Some(Value::Null) => Vec::new(),
+            Some(v) => match string_list(&v) {
+                Ok(lines) => {
+                    let mut keys: Vec<SshPublicKey> = Vec::new();
+                    for (i, line) in lines.iter().enumerate() {
+                        match SshPublicKey::parse(line) {
+                            Ok(k) if keys.iter().any(|o| o.blob == k.blob) => r.err(
+                                &format!("sshPublicKeys[{i}]"),
+                                "repeats an earlier key (DigitalOcean stores each key once)",
+                            ),
+                            Ok(k) => keys.push(k),
+                            Err(m) => r.err(&format!("sshPublicKeys[{i}]"), m),
+                        }
+                    }
+                    keys
+                }
+                Err(m) => {
+                    r.err("sshPublicKeys", m);
+                    Vec::new()
                 }
             },
         };
@@ -569,21 +634,18 @@ impl StackConfig {
             );
         }
         let load_balancer_size_unit = r.uint("loadBalancerSizeUnit", defaults::LB_SIZE_UNIT);
-        if !(1..=100).contains(&load_balancer_size_unit) {
-            r.err(
-                "loadBalancerSizeUnit",
-                format!("must be between 1 and 100 (got {load_balancer_size_unit})"),
-            );
+        if let Some(problem) = limits::range_problem(load_balancer_size_unit, &limits::LB_SIZE_UNIT)
+        {
+            r.err("loadBalancerSizeUnit", problem);
         }
         let http_idle_timeout_seconds = r.uint(
             "httpIdleTimeoutSeconds",
             defaults::HTTP_IDLE_TIMEOUT_SECONDS,
         );
-        if !(30..=600).contains(&http_idle_timeout_seconds) {
-            r.err(
-                "httpIdleTimeoutSeconds",
-                format!("must be between 30 and 600 (got {http_idle_timeout_seconds})"),
-            );
+        if let Some(problem) =
+            limits::range_problem(http_idle_timeout_seconds, &limits::LB_IDLE_TIMEOUT_SECONDS)
+        {
+            r.err("httpIdleTimeoutSeconds", problem);
         }
 
         let health_check: HealthCheck = r.object("healthCheck");
@@ -674,6 +736,7 @@ impl StackConfig {
             app_binary,
             artifacts_region,
             ssh_keys,
+            ssh_public_keys,
             admin_cidrs,
             allow_ssh_from_anywhere,
             domain,
@@ -691,12 +754,24 @@ impl StackConfig {
 
     /// `{project}-{stack}-{role}`, the name of every resource.
     pub fn name(&self, role: &str) -> String {
-        format!("{}-{}-{}", self.project, self.stack, role)
+        resource_name(&self.stack, role)
+    }
+
+    /// `{project}-{stack}-{role}-{hash}` for a resource DigitalOcean keeps unique by name and
+    /// whose `replaced_by` inputs force a replacement: a change gives the replacement a new
+    /// name, so Pulumi can create it before deleting the old one.
+    pub fn replaceable_name(&self, role: &str, replaced_by: &[&str]) -> String {
+        replaceable_name(&self.stack, role, replaced_by)
+    }
+
+    /// True when droplets get at least one SSH key (uploaded or already on DigitalOcean).
+    pub fn has_ssh_access(&self) -> bool {
+        self.ssh_keys.is_set() || !self.ssh_public_keys.is_empty()
     }
 
     /// True for the stack that runs on this machine.
     pub fn is_local(&self) -> bool {
-        self.stack == LOCAL_STACK
+        StackKind::of(&self.stack) == StackKind::Local
     }
 
     /// A pool by colour.
@@ -743,6 +818,44 @@ impl StackConfig {
     }
 }
 
+/// `{project}-{stack}-{role}`.
+pub fn resource_name(stack: &str, role: &str) -> String {
+    format!("{PROJECT}-{stack}-{role}")
+}
+
+/// `{project}-{stack}-{role}-{8 hex digits of sha256(replaced_by)}`.
+pub fn replaceable_name(stack: &str, role: &str, replaced_by: &[&str]) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(replaced_by.join("\0").as_bytes());
+    let hash: String = digest.iter().take(4).map(|b| format!("{b:02x}")).collect();
+    resource_name(stack, &format!("{role}-{hash}"))
+}
+
+/// Why the stack's name cannot be part of DigitalOcean resource names, checked on the longest
+/// names the program generates.
+fn stack_name_problems(stack: &str) -> Vec<String> {
+    let longest_droplet = resource_name(stack, "green-50");
+    let longest_pool = replaceable_name(stack, "pool", &[]);
+    let mut problems: Vec<String> = [
+        limits::hostname_problem(&longest_droplet),
+        limits::tag_problem(&resource_name(stack, "green")),
+        limits::range_problem(longest_pool.len(), &limits::POOL_NAME_CHARS)
+            .map(|p| format!("the connection pool name {longest_pool:?} {p} characters")),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    if !problems.is_empty() {
+        problems.insert(
+            0,
+            format!(
+                "stack name {stack:?} does not fit DigitalOcean's names; use a short lowercase name like dev or prod:"
+            ),
+        );
+    }
+    problems
+}
+
 /// `stacks/Pulumi.<stack>.yaml` under the repository root.
 pub fn stack_file(root: &Path, stack: &str) -> PathBuf {
     root.join("stacks").join(format!("Pulumi.{stack}.yaml"))
@@ -766,29 +879,32 @@ fn check_health(r: &mut Reader, h: &HealthCheck, is_local: bool) {
         );
     }
     // DigitalOcean's floor is 3 s; the local load balancer accepts 1 s so local runs converge fast.
-    let min_interval = if is_local { 1 } else { 3 };
-    let ranges = [
-        (
-            "checkIntervalSeconds",
-            h.check_interval_seconds,
-            min_interval,
-            300,
-        ),
+    let seconds = if is_local {
+        1..=*limits::HEALTH_CHECK_SECONDS.end()
+    } else {
+        limits::HEALTH_CHECK_SECONDS
+    };
+    let checks = [
+        ("checkIntervalSeconds", h.check_interval_seconds, &seconds),
         (
             "responseTimeoutSeconds",
             h.response_timeout_seconds,
-            min_interval,
-            300,
+            &seconds,
         ),
-        ("unhealthyThreshold", h.unhealthy_threshold, 2, 10),
-        ("healthyThreshold", h.healthy_threshold, 2, 10),
+        (
+            "unhealthyThreshold",
+            h.unhealthy_threshold,
+            &limits::HEALTH_CHECK_THRESHOLD,
+        ),
+        (
+            "healthyThreshold",
+            h.healthy_threshold,
+            &limits::HEALTH_CHECK_THRESHOLD,
+        ),
     ];
-    for (field, value, lo, hi) in ranges {
-        if !(lo..=hi).contains(&value) {
-            r.err(
-                &key(field),
-                format!("must be between {lo} and {hi} (got {value})"),
-            );
+    for (field, value, range) in checks {
+        if let Some(problem) = limits::range_problem(value, range) {
+            r.err(&key(field), problem);
         }
     }
 }
@@ -798,14 +914,13 @@ fn check_sticky(r: &mut Reader, s: &StickySessions) {
         "none" => {}
         "cookies" => {
             match &s.cookie_name {
-                Some(n) if (2..=40).contains(&n.chars().count()) => {}
-                Some(n) => r.err(
-                    "stickySessions.cookieName",
-                    format!(
-                        "must be 2-40 characters (got {} characters)",
-                        n.chars().count()
-                    ),
-                ),
+                Some(n) => {
+                    if let Some(problem) =
+                        limits::range_problem(n.chars().count(), &limits::COOKIE_NAME_CHARS)
+                    {
+                        r.err("stickySessions.cookieName", format!("length {problem}"));
+                    }
+                }
                 None => r.err(
                     "stickySessions.cookieName",
                     "is required when type is cookies",
@@ -828,13 +943,29 @@ fn check_sticky(r: &mut Reader, s: &StickySessions) {
 }
 
 fn check_database(r: &mut Reader, d: &DatabaseSettings, is_prod: bool) {
-    if !(1..=3).contains(&d.node_count) {
-        r.err(
-            "database.nodeCount",
-            format!("must be between 1 and 3 (got {})", d.node_count),
-        );
+    if let Some(problem) = limits::range_problem(d.node_count, &limits::DATABASE_NODES) {
+        r.err("database.nodeCount", problem);
     } else if is_prod && d.node_count < 2 {
         r.err("database.nodeCount", "prod needs a standby: at least 2");
+    }
+    match limits::database_ram_gb(&d.size) {
+        None => r.err(
+            "database.size",
+            format!(
+                "{:?} is not a database size slug like db-s-1vcpu-2gb",
+                d.size
+            ),
+        ),
+        Some(gb) if d.node_count > 1 && gb < limits::STANDBY_MIN_RAM_GB => r.err(
+            "database.nodeCount",
+            format!(
+                "standby nodes need a plan with {} GB of RAM or more; {} has {gb} GB \
+                 (use db-s-1vcpu-2gb or larger, or nodeCount 1)",
+                limits::STANDBY_MIN_RAM_GB,
+                d.size
+            ),
+        ),
+        Some(_) => {}
     }
     if d.user == "doadmin" {
         r.err("database.user", "the app must not use the admin user");
@@ -851,28 +982,22 @@ fn check_database(r: &mut Reader, d: &DatabaseSettings, is_prod: bool) {
             );
         }
     }
-    if !(1..=100).contains(&d.pool_size) {
+    if let Some(problem) = limits::range_problem(d.pool_size, &limits::POOL_SIZE) {
+        r.err("database.poolSize", problem);
+    }
+    if !SSL_MODES.contains(&d.ssl_mode.as_str()) {
         r.err(
-            "database.poolSize",
-            format!("must be between 1 and 100 (got {})", d.pool_size),
+            "database.sslMode",
+            format!(
+                "must be verify-full (the default: the cluster CA is read from DigitalOcean) or require (got {:?})",
+                d.ssl_mode
+            ),
         );
     }
-    match d.ssl_mode.as_str() {
-        "require" => {}
-        "verify-full"
-            if d.ca_certificate
-                .as_deref()
-                .is_some_and(|c| c.contains("BEGIN CERTIFICATE")) => {}
-        "verify-full" => r.err(
-            "database.caCertificate",
-            "verify-full needs the cluster CA certificate (PEM)",
-        ),
-        other => r.err(
-            "database.sslMode",
-            format!("must be require or verify-full (got {other:?})"),
-        ),
-    }
 }
+
+/// The TLS modes droplets may use towards the database; `verify-full` checks the certificate.
+pub const SSL_MODES: &[&str] = &["verify-full", "require"];
 
 /// A raw config value before typing.
 #[derive(Debug, Clone)]
@@ -1035,7 +1160,8 @@ impl Reader {
         }
     }
 
-    fn net(&mut self, key: &str, default: &str) -> Option<IpNet> {
+    /// The VPC range: a private IPv4 CIDR DigitalOcean accepts in `region`.
+    fn vpc_range(&mut self, key: &str, default: &str, region: &str) -> Option<IpNet> {
         let text = self.string(key, Some(default)).unwrap_or_default();
         match text.parse::<IpNet>() {
             Ok(n) if n != n.trunc() => {
@@ -1045,26 +1171,21 @@ impl Reader {
                 );
                 None
             }
-            Ok(IpNet::V4(n)) if !n.addr().is_private() => {
-                self.err(key, format!("{text} is not a private (RFC 1918) range"));
-                None
-            }
-            Ok(IpNet::V4(n)) if !(16..=24).contains(&n.prefix_len()) => {
-                self.err(
-                    key,
-                    format!("DigitalOcean VPCs are /16 to /24 (got /{})", n.prefix_len()),
-                );
-                None
-            }
             Ok(IpNet::V6(_)) => {
                 self.err(key, "must be an IPv4 range");
                 None
             }
-            Ok(n) => Some(n),
+            Ok(IpNet::V4(n)) => match limits::vpc_range_problem(region, n) {
+                Some(problem) => {
+                    self.err(key, problem);
+                    None
+                }
+                None => Some(IpNet::V4(n)),
+            },
             Err(_) => {
                 self.err(
                     key,
-                    format!("is not a CIDR like 10.10.0.0/20 (got {text:?})"),
+                    format!("is not a CIDR like {} (got {text:?})", defaults::VPC_CIDR),
                 );
                 None
             }
@@ -1234,3 +1355,83 @@ impl fmt::Display for ConfigError {
 }
 
 impl std::error::Error for ConfigError {}
+
+/// An OpenSSH public key from `rustlb:sshPublicKeys`, checked so a typo fails before `pulumi up`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SshPublicKey {
+    /// Key type, e.g. `ssh-ed25519`.
+    pub kind: String,
+    /// The base64 key blob.
+    pub blob: String,
+    /// The comment after the key, if any.
+    pub comment: Option<String>,
+}
+
+/// Key types DigitalOcean accepts for droplet access.
+const SSH_KEY_TYPES: &[&str] = &[
+    "ssh-ed25519",
+    "ssh-rsa",
+    "ecdsa-sha2-nistp256",
+    "ecdsa-sha2-nistp384",
+    "ecdsa-sha2-nistp521",
+    "sk-ssh-ed25519@openssh.com",
+    "sk-ecdsa-sha2-nistp256@openssh.com",
+];
+
+impl SshPublicKey {
+    /// Parses one `authorized_keys`-style line: `<type> <base64> [comment]`.
+    pub fn parse(line: &str) -> Result<SshPublicKey, String> {
+        use base64::Engine as _;
+        let line = line.trim();
+        if line.contains("PRIVATE KEY") {
+            return Err("this is a private key; give the public key (the .pub file)".into());
+        }
+        let mut parts = line.split_whitespace();
+        let (Some(kind), Some(blob)) = (parts.next(), parts.next()) else {
+            return Err("must look like `ssh-ed25519 AAAA... comment`".into());
+        };
+        if !SSH_KEY_TYPES.contains(&kind) {
+            return Err(format!(
+                "key type {kind:?} is not one of {}",
+                SSH_KEY_TYPES.join(", ")
+            ));
+        }
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(blob)
+            .map_err(|_| format!("the {kind} key data is not valid base64"))?;
+        // The blob starts with its own type as an SSH string: a u32 length, then the name.
+        let inner = bytes
+            .get(..4)
+            .map(|n| u32::from_be_bytes([n[0], n[1], n[2], n[3]]) as usize)
+            .and_then(|n| bytes.get(4..4 + n));
+        if inner != Some(kind.as_bytes()) {
+            return Err(format!(
+                "the key data does not hold a {kind} key (copied incompletely?)"
+            ));
+        }
+        let comment: Vec<&str> = parts.collect();
+        Ok(SshPublicKey {
+            kind: kind.to_string(),
+            blob: blob.to_string(),
+            comment: (!comment.is_empty()).then(|| comment.join(" ")),
+        })
+    }
+
+    /// The key as one line, the way DigitalOcean stores it.
+    pub fn line(&self) -> String {
+        match &self.comment {
+            Some(c) => format!("{} {} {c}", self.kind, self.blob),
+            None => format!("{} {}", self.kind, self.blob),
+        }
+    }
+
+    /// A short stable id of the key material (not of the comment), for resource names.
+    pub fn short_id(&self) -> String {
+        use sha2::{Digest, Sha256};
+        Sha256::digest(self.blob.as_bytes())
+            .iter()
+            .take(4)
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+}

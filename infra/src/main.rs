@@ -3,7 +3,7 @@
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use infra::build::AppBuild;
-use infra::config::{LOCAL_STACK, StackConfig};
+use infra::config::{StackConfig, StackKind};
 use infra::{local, preview, program, root};
 use std::path::PathBuf;
 
@@ -109,23 +109,14 @@ fn with_root(f: impl FnOnce(&std::path::Path) -> anyhow::Result<()>) -> std::pro
 }
 
 fn local_config(root: &std::path::Path, stack: &str) -> anyhow::Result<StackConfig> {
-    if stack != LOCAL_STACK {
-        anyhow::bail!(
-            "stack {stack:?} lives on DigitalOcean: use `pulumi up -s {stack}` / `pulumi destroy -s {stack}` \
-             (or `infra preview --stack {stack}` offline)"
-        );
-    }
+    StackKind::Local.require(stack)?;
     Ok(StackConfig::load(root, stack)?)
 }
 
 /// The language host runs the binary with PULUMI_* set and no arguments.
 fn run_under_engine() -> anyhow::Result<()> {
     let stack = std::env::var("PULUMI_STACK").unwrap_or_default();
-    if stack == LOCAL_STACK {
-        anyhow::bail!(
-            "the local stack does not run under Pulumi; use `cargo run --release -p infra -- up --stack local`"
-        );
-    }
+    StackKind::Cloud.require(&stack)?;
     let cfg = StackConfig::from_engine_env()?;
     let root = std::env::var_os("PULUMI_ROOT_DIRECTORY")
         .map(PathBuf::from)

@@ -62,8 +62,20 @@ pub struct RunSpec {
     pub secret_keys: Vec<String>,
     /// Extra environment for the child.
     pub env: Vec<(String, String)>,
-    /// PULUMI_DRY_RUN: ids and computed outputs stay unknown, like `pulumi preview`.
+    /// PULUMI_DRY_RUN: ids and computed outputs are not known yet, like `pulumi preview`.
     pub dry_run: bool,
+    /// In a dry run, answer readable placeholders (`<id of NAME>`) instead of unknowns, so a
+    /// preview shows every derived value; secrets among them read `[secret]`.
+    pub placeholders: bool,
+}
+
+/// One Invoke call (a provider function such as getDatabaseCa).
+#[derive(Debug, Clone)]
+pub struct Invocation {
+    /// Function token.
+    pub token: String,
+    /// Arguments as sent.
+    pub args: Value,
 }
 
 /// The outcome of one run.
@@ -73,6 +85,8 @@ pub struct Run {
     pub resources: Vec<Registration>,
     /// The stack outputs, when the program got that far.
     pub outputs: Option<Value>,
+    /// Every function the program invoked.
+    pub invokes: Vec<Invocation>,
     /// Engine log messages.
     pub logs: Vec<String>,
     /// The child's exit code.
@@ -100,12 +114,31 @@ impl Run {
             .iter()
             .find(|r| r.type_ == type_ && r.name == name)
     }
+
+    /// Everything the provider would refuse: each registration and invoke checked against the
+    /// schema cut, and each resource against the provider's rules the schema cannot express.
+    pub fn provider_problems(&self) -> Vec<String> {
+        let schema = crate::provider_schema::digitalocean();
+        let resources = self.resources.iter().filter(|r| r.custom).flat_map(|r| {
+            let mut problems = schema.check_resource(&r.type_, &r.inputs);
+            problems.extend(crate::limits::check_registration(&r.type_, &r.inputs));
+            problems
+                .into_iter()
+                .map(move |p| format!("{}: {p}", r.name))
+        });
+        let invokes = self
+            .invokes
+            .iter()
+            .flat_map(|i| schema.check_function(&i.token, &i.args));
+        resources.chain(invokes).collect()
+    }
 }
 
 #[derive(Default)]
 struct Recorder {
     resources: Vec<Registration>,
     outputs: Option<Value>,
+    invokes: Vec<Invocation>,
     logs: Vec<String>,
 }
 
@@ -114,6 +147,7 @@ struct Monitor {
     project: String,
     stack: String,
     dry_run: bool,
+    placeholders: bool,
     next_id: AtomicU32,
 }
 
@@ -189,9 +223,12 @@ pub fn reveal(v: &Value) -> Value {
 }
 
 /// The value as a person may see it: secrets as `[secret]`, unknowns as `[unknown]`.
+///
+/// The shape survives: a secret list stays a list of `[secret]` strings, so the redacted
+/// document still validates against the provider schema.
 pub fn redact(v: &Value) -> Value {
     if is_secret(v) {
-        return Value::String("[secret]".into());
+        return hide(v.get("value").unwrap_or(&Value::Null));
     }
     if is_unknown(v) {
         return Value::String("[unknown]".into());
@@ -200,6 +237,32 @@ pub fn redact(v: &Value) -> Value {
         Value::Array(a) => Value::Array(a.iter().map(redact).collect()),
         Value::Object(m) => Value::Object(m.iter().map(|(k, v)| (k.clone(), redact(v))).collect()),
         other => other.clone(),
+    }
+}
+
+fn hide(v: &Value) -> Value {
+    match v {
+        Value::Array(a) => Value::Array(a.iter().map(hide).collect()),
+        Value::Object(m) if !is_secret(v) => {
+            Value::Object(m.iter().map(|(k, v)| (k.clone(), hide(v))).collect())
+        }
+        Value::Object(_) => hide(v.get("value").unwrap_or(&Value::Null)),
+        Value::Null => Value::Null,
+        _ => Value::String("[secret]".into()),
+    }
+}
+
+/// The value with every null field and list entry removed.
+pub fn without_nulls(v: Value) -> Value {
+    match v {
+        Value::Object(m) => Value::Object(
+            m.into_iter()
+                .filter(|(_, v)| !v.is_null())
+                .map(|(k, v)| (k, without_nulls(v)))
+                .collect(),
+        ),
+        Value::Array(a) => Value::Array(a.into_iter().map(without_nulls).collect()),
+        other => other,
     }
 }
 
@@ -213,7 +276,7 @@ fn contains_unknown(v: &Value) -> bool {
 }
 
 /// Plausible provider outputs for a resource, so the program can finish like after `pulumi up`.
-fn computed_outputs(type_: &str, name: &str, n: u32) -> Map<String, Value> {
+fn computed_outputs(type_: &str, name: &str, n: u32, inputs: &Value) -> Map<String, Value> {
     let kind = type_.rsplit(':').next().unwrap_or_default();
     let host = format!("{name}-do-user-0.db.ondigitalocean.com");
     let private = format!("private-{host}");
@@ -222,7 +285,7 @@ fn computed_outputs(type_: &str, name: &str, n: u32) -> Map<String, Value> {
         "Vpc" => json!({ "vpcUrn": urn("vpc") }),
         "Droplet" => json!({
             "ipv4Address": format!("203.0.113.{}", n % 250 + 1),
-            "ipv4AddressPrivate": format!("10.10.0.{}", n % 250 + 2),
+            "ipv4AddressPrivate": format!("10.110.0.{}", n % 250 + 2),
             "dropletUrn": format!("do:droplet:{}", 400_000 + n),
             "status": "active",
         }),
@@ -249,17 +312,72 @@ fn computed_outputs(type_: &str, name: &str, n: u32) -> Map<String, Value> {
             "privateUri": secret(json!("postgresql://app:mock-user-password@private-pool-host.db.ondigitalocean.com:25061/pool?sslmode=require")),
         }),
         "SpacesBucket" => json!({
-            "bucketDomainName": format!("{name}.nyc3.digitaloceanspaces.com"),
+            "bucketDomainName": format!(
+                "{}.{}.digitaloceanspaces.com",
+                inputs["name"].as_str().unwrap_or(name),
+                inputs["region"].as_str().unwrap_or("nyc3")
+            ),
             "bucketUrn": urn("space"),
         }),
         "SpacesBucketObject" => json!({ "etag": "mock-etag" }),
         "Certificate" => json!({ "uuid": format!("cert-{n}"), "state": "verified" }),
         "Firewall" => json!({ "status": "succeeded" }),
+        "SshKey" => {
+            json!({ "fingerprint": format!("3b:16:e4:bf:8b:00:8b:b8:59:8c:a9:d3:f0:19:45:{:02x}", n % 256) })
+        }
         _ => json!({}),
     };
-    match out {
+    let mut out = match out {
         Value::Object(m) => m,
         _ => Map::new(),
+    };
+    // Every other output the provider declares gets a value of its type.
+    for (prop, spec) in crate::provider_schema::digitalocean()
+        .outputs(type_)
+        .into_iter()
+        .flatten()
+    {
+        if !out.contains_key(prop)
+            && let Some(v) = typed_value(spec, &format!("{prop}-of-{name}"))
+        {
+            out.insert(prop.clone(), v);
+        }
+    }
+    out
+}
+
+/// Readable stand-ins for outputs that do not exist before `pulumi up` (offline preview).
+fn placeholder_outputs(type_: &str, name: &str) -> Map<String, Value> {
+    // Numbers cannot read `<port of ...>`: take the values DigitalOcean documents (ports).
+    let documented = computed_outputs(type_, name, 0, &Value::Null);
+    let mut out = Map::new();
+    for (prop, spec) in crate::provider_schema::digitalocean()
+        .outputs(type_)
+        .into_iter()
+        .flatten()
+    {
+        let value = if spec["secret"] == true {
+            Some(secret(json!(crate::program::SECRET_PLACEHOLDER)))
+        } else if let Some(n) = documented.get(prop).filter(|v| v.is_number()) {
+            Some(n.clone())
+        } else {
+            typed_value(spec, &format!("<{prop} of {name}>"))
+        };
+        if let Some(v) = value {
+            out.insert(prop.clone(), v);
+        }
+    }
+    out
+}
+
+/// A value of the spec's type: `text` for strings, zero or false or empty otherwise.
+fn typed_value(spec: &Value, text: &str) -> Option<Value> {
+    match spec["type"].as_str() {
+        Some("string") => Some(json!(text)),
+        Some("integer") | Some("number") => Some(json!(0)),
+        Some("boolean") => Some(json!(false)),
+        Some("array") => Some(json!([])),
+        _ => None,
     }
 }
 
@@ -277,9 +395,42 @@ impl ResourceMonitor for Monitor {
 
     async fn invoke(
         &self,
-        _: Request<ResourceInvokeRequest>,
+        request: Request<ResourceInvokeRequest>,
     ) -> Result<Response<InvokeResponse>, Status> {
-        Err(Status::unimplemented("the mock engine has no functions"))
+        let req = request.into_inner();
+        let args = req.args.as_ref().map(struct_to_json).unwrap_or(json!({}));
+        self.state
+            .lock()
+            .expect("recorder lock")
+            .invokes
+            .push(Invocation {
+                token: req.tok.clone(),
+                args: args.clone(),
+            });
+        let result = match req.tok.as_str() {
+            "digitalocean:index/getDatabaseCa:getDatabaseCa" => {
+                let cluster = reveal(&args["clusterId"]);
+                // The provider looks the id up in the API: an unknown id is an error there.
+                let Some(id) = cluster.as_str().filter(|_| !is_unknown(&cluster)) else {
+                    return Err(Status::invalid_argument(
+                        "getDatabaseCa: clusterId is not known yet",
+                    ));
+                };
+                json!({
+                    "certificate": format!("-----BEGIN CERTIFICATE-----\nMOCK-CA-OF-{id}\n-----END CERTIFICATE-----\n"),
+                    "clusterId": id,
+                    "id": id,
+                })
+            }
+            other => return Err(Status::unimplemented(format!("no function {other}"))),
+        };
+        Ok(Response::new(InvokeResponse {
+            r#return: match to_prost(&result).kind {
+                Some(Kind::StructValue(s)) => Some(s),
+                _ => None,
+            },
+            ..Default::default()
+        }))
     }
 
     async fn call(
@@ -301,7 +452,8 @@ impl ResourceMonitor for Monitor {
         request: Request<RegisterResourceRequest>,
     ) -> Result<Response<RegisterResourceResponse>, Status> {
         let req = request.into_inner();
-        let inputs = req.object.as_ref().map(struct_to_json).unwrap_or(json!({}));
+        // Unset optional fields arrive as nulls, which providers skip; record what they see.
+        let inputs = without_nulls(req.object.as_ref().map(struct_to_json).unwrap_or(json!({})));
         let n = self.next_id.fetch_add(1, Ordering::SeqCst);
         let urn = format!(
             "urn:pulumi:{}::{}::{}::{}",
@@ -327,10 +479,19 @@ impl ResourceMonitor for Monitor {
                 }
             }
         }
-        let id = if !req.custom || self.dry_run {
+        let id = if !req.custom {
+            String::new()
+        } else if self.dry_run && self.placeholders {
+            for (k, v) in placeholder_outputs(&req.r#type, &req.name) {
+                object.entry(k).or_insert(v);
+            }
+            format!("<id of {}>", req.name)
+        } else if self.dry_run {
             String::new()
         } else {
-            object.extend(computed_outputs(&req.r#type, &req.name, n));
+            for (k, v) in computed_outputs(&req.r#type, &req.name, n, &inputs) {
+                object.entry(k).or_insert(v);
+            }
             format!("{}-id", req.name)
         };
         Ok(Response::new(RegisterResourceResponse {
@@ -464,6 +625,7 @@ async fn run_async(spec: &RunSpec) -> anyhow::Result<Run> {
         project: spec.project.clone(),
         stack: spec.stack.clone(),
         dry_run: spec.dry_run,
+        placeholders: spec.placeholders,
         next_id: AtomicU32::new(1),
     };
     let engine_state = state.clone();
@@ -508,6 +670,7 @@ async fn run_async(spec: &RunSpec) -> anyhow::Result<Run> {
     Ok(Run {
         resources: recorder.resources,
         outputs: recorder.outputs,
+        invokes: recorder.invokes,
         logs: recorder.logs,
         exit_code: output.status.code(),
         stdout: String::from_utf8_lossy(&output.stdout).into_owned(),

@@ -2,6 +2,7 @@
 
 use crate::build::AppBuild;
 use crate::config::{self, PROJECT, StackConfig};
+use crate::limits as config_limits;
 use crate::mock_engine::{self, Registration, RunSpec};
 use anyhow::Context as _;
 use serde_json::{Value, json};
@@ -12,6 +13,7 @@ use std::path::Path;
 const TYPE_ORDER: &[&str] = &[
     "Vpc",
     "Tag",
+    "SshKey",
     "DatabaseCluster",
     "DatabaseDb",
     "DatabaseUser",
@@ -72,11 +74,7 @@ pub fn engine_config(
 
 /// Runs the program against the mock engine in preview mode.
 pub fn run(root: &Path, stack: &str, program: &Path) -> anyhow::Result<Preview> {
-    if stack == config::LOCAL_STACK {
-        anyhow::bail!(
-            "the local stack is not a DigitalOcean stack; run `cargo run --release -p infra -- up --stack local`"
-        );
-    }
+    config::StackKind::Cloud.require(stack)?;
     let cfg = StackConfig::load(root, stack)?;
     let (config, encrypted) = engine_config(root, stack)?;
     let build = AppBuild::inspect(root, &cfg.app_binary)?;
@@ -98,18 +96,40 @@ pub fn run(root: &Path, stack: &str, program: &Path) -> anyhow::Result<Preview> 
             notes.push(format!(
                 "{PROJECT}:{key} is encrypted; the preview sends a placeholder, shown as [secret]"
             ));
-        } else if !config.contains_key(&format!("{PROJECT}:{key}")) {
+        } else if !config.contains_key(&format!("{PROJECT}:{key}"))
+            && !(key == "sshKeys"
+                && (!cfg.ssh_public_keys.is_empty()
+                    || cfg.environment == config::Environment::Production))
+        {
             let need = if key == "apiKey" {
                 "`pulumi up` requires it"
             } else {
-                "optional: droplets get no SSH key"
+                "optional, but without it or rustlb:sshPublicKeys nobody can SSH to the droplets"
             };
             notes.push(format!(
                 "{PROJECT}:{key} is not set ({need}; pulumi config set --secret {PROJECT}:{key} ... -s {stack})"
             ));
         }
     }
-    notes.push("[unknown] values are known only after `pulumi up` (ids, IPs, hosts)".into());
+    if cfg.environment == config::Environment::Production && !cfg.has_ssh_access() {
+        notes.push(format!(
+            "warning: `pulumi up` will refuse this stack: {}",
+            crate::program::no_ssh_message(stack)
+        ));
+    }
+    if let Some(domain) = cfg
+        .domain
+        .as_deref()
+        .filter(|d| config_limits::placeholder_domain(d))
+    {
+        notes.push(format!(
+            "warning: {}",
+            crate::program::placeholder_domain_message(domain, stack)
+        ));
+    }
+    notes.push(
+        "<... of NAME> values exist only after `pulumi up` (ids, IPs, hosts); [secret] marks secrets".into(),
+    );
     let run = mock_engine::run(&RunSpec {
         program: program.to_path_buf(),
         root: root.to_path_buf(),
@@ -122,9 +142,18 @@ pub fn run(root: &Path, stack: &str, program: &Path) -> anyhow::Result<Preview> 
             serde_json::to_string(&encrypted)?,
         )],
         dry_run: true,
+        placeholders: true,
     })?;
     if !run.success() {
         anyhow::bail!("the program failed:\n{}", run.stderr.trim_end());
+    }
+    let problems = run.provider_problems();
+    if !problems.is_empty() {
+        anyhow::bail!(
+            "the DigitalOcean provider (schema {}) would refuse this stack:\n  {}",
+            crate::provider_schema::digitalocean().version(),
+            problems.join("\n  ")
+        );
     }
     let mut resources: Vec<&Registration> = run.resources.iter().filter(|r| r.custom).collect();
     resources.sort_by_key(|r| sort_key(r));
@@ -132,17 +161,40 @@ pub fn run(root: &Path, stack: &str, program: &Path) -> anyhow::Result<Preview> 
         stack: stack.into(),
         resources: resources
             .into_iter()
-            .map(|r| {
-                (
-                    r.type_.clone(),
-                    r.name.clone(),
-                    mock_engine::redact(&r.inputs),
-                )
-            })
+            .map(|r| (r.type_.clone(), r.name.clone(), shown_inputs(&r.inputs)))
             .collect(),
         outputs: mock_engine::redact(&run.outputs.unwrap_or(json!({}))),
         notes,
     })
+}
+
+/// Inputs as a reviewer reads them: secrets as `[secret]`, except the droplets' user data,
+/// which is shown whole. In the offline preview every secret in it is a `[secret]` placeholder
+/// (the preview can read no secret), and the document is what a reviewer most needs to read.
+fn shown_inputs(inputs: &Value) -> Value {
+    let mut shown = mock_engine::redact(inputs);
+    if let (Some(user_data), Some(fields)) = (inputs.get("userData"), shown.as_object_mut()) {
+        let text = mock_engine::reveal(user_data);
+        let text = text.as_str().unwrap_or_default();
+        // The placeholder password is percent-encoded inside the database URL.
+        let readable = text.replace(
+            &percent_encode(crate::program::SECRET_PLACEHOLDER),
+            crate::program::SECRET_PLACEHOLDER,
+        );
+        fields.insert("userData".into(), Value::String(readable));
+    }
+    shown
+}
+
+fn percent_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            other => format!("%{other:02X}"),
+        })
+        .collect()
 }
 
 fn sort_key(r: &Registration) -> (usize, String, u64) {
@@ -191,16 +243,23 @@ impl Preview {
             self.resources.len()
         );
         for (t, n, inputs) in &self.resources {
-            let fields = match inputs {
-                Value::Object(m) => m
-                    .iter()
-                    .filter(|(_, v)| !v.is_null())
-                    .map(|(k, v)| format!("{k}={}", short(v)))
-                    .collect::<Vec<_>>()
-                    .join(" "),
-                other => other.to_string(),
-            };
-            out.push_str(&format!("  + {t:<66} {n:<30} {fields}\n"));
+            let empty = serde_json::Map::new();
+            let fields = inputs.as_object().unwrap_or(&empty);
+            // Documents (the droplets' user data) are shown whole under their resource line.
+            let is_document = |v: &Value| v.as_str().is_some_and(|s| s.contains('\n'));
+            let line = fields
+                .iter()
+                .filter(|(_, v)| !is_document(v))
+                .map(|(k, v)| format!("{k}={}", short(v)))
+                .collect::<Vec<_>>()
+                .join(" ");
+            out.push_str(&format!("  + {t:<66} {n:<30} {line}\n"));
+            for (k, v) in fields.iter().filter(|(_, v)| is_document(v)) {
+                out.push_str(&format!("      {k}: |\n"));
+                for doc_line in v.as_str().unwrap_or_default().lines() {
+                    out.push_str(&format!("        {doc_line}\n"));
+                }
+            }
         }
         out.push_str("\nOutputs:\n");
         if let Value::Object(m) = &self.outputs {

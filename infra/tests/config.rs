@@ -51,11 +51,15 @@ fn committed_stacks_validate_with_per_environment_values() {
     assert_eq!(prod.environment, Environment::Production);
     assert!(prod.droplet_count() >= 3);
     assert!(prod.database.node_count >= 2);
-    assert!(prod.domain.is_some());
     assert!(prod.admin_cidrs.iter().all(|n| n.prefix_len() > 0));
 
     let staging = StackConfig::load(&root, "staging").unwrap();
     assert_eq!(staging.environment, Environment::Staging);
+    // Shipped stacks serve HTTP until their owner sets a domain they control.
+    for cfg in [&dev, &staging, &prod] {
+        assert!(cfg.domain.is_none(), "{}: {:?}", cfg.stack, cfg.domain);
+        assert_eq!(cfg.database.ssl_mode, "verify-full");
+    }
     let cidrs = [dev.vpc_cidr, staging.vpc_cidr, prod.vpc_cidr];
     for (i, a) in cidrs.iter().enumerate() {
         for b in &cidrs[i + 1..] {
@@ -170,7 +174,11 @@ fn cidrs_must_parse_and_not_overlap() {
         "  rustlb:adminCidrs: [203.0.113.0/24, 203.0.113.128/25]\n",
         "adminCidrs",
     );
-    refused("dev", "  rustlb:adminCidrs: [10.10.1.0/24]\n", "adminCidrs");
+    refused(
+        "dev",
+        "  rustlb:adminCidrs: [10.110.1.0/24]\n",
+        "adminCidrs",
+    );
     refused("dev", "  rustlb:adminCidrs: [999.1.1.1/32]\n", "adminCidrs");
     let ok = load(
         "dev",
@@ -192,12 +200,12 @@ fn vpc_ranges_of_stacks_in_one_region_must_not_overlap() {
         )
         .unwrap()
     };
-    write("dev", "10.10.0.0/20");
-    write("staging", "10.10.8.0/24");
+    write("dev", "10.110.0.0/20");
+    write("staging", "10.110.8.0/24");
     let err = StackConfig::load(dir.path(), "dev").unwrap_err();
     assert!(err.mentions("vpcCidr"), "{err}");
     assert!(err.to_string().contains("Pulumi.staging.yaml"), "{err}");
-    write("staging", "10.20.0.0/20");
+    write("staging", "10.120.0.0/20");
     assert!(StackConfig::load(dir.path(), "dev").is_ok());
 }
 
@@ -373,15 +381,159 @@ fn a_weak_api_key_is_refused_without_echoing_it() {
 }
 
 #[test]
-fn verify_full_needs_the_cluster_ca() {
-    refused(
-        "dev",
-        "  rustlb:database:\n    sslMode: verify-full\n",
-        "database.caCertificate",
+fn database_tls_verifies_the_certificate_unless_require_is_chosen() {
+    assert_eq!(
+        load("dev", "  rustlb:region: nyc1\n")
+            .unwrap()
+            .database
+            .ssl_mode,
+        "verify-full"
     );
-    refused(
+    let require = load("dev", "  rustlb:database:\n    sslMode: require\n").unwrap();
+    assert_eq!(require.database.ssl_mode, "require");
+    let text = refused(
         "dev",
         "  rustlb:database:\n    sslMode: disable\n",
         "database.sslMode",
     );
+    assert!(text.contains("verify-full"), "{text}");
+    // The CA comes from DigitalOcean now; a hand-pasted one is an unknown field.
+    refused(
+        "dev",
+        "  rustlb:database:\n    caCertificate: x\n",
+        "database",
+    );
+}
+
+#[test]
+fn vpc_ranges_digitalocean_reserves_are_refused_per_region() {
+    let text = refused(
+        "dev",
+        "  rustlb:region: nyc1\n  rustlb:vpcCidr: 10.10.0.0/20\n",
+        "vpcCidr",
+    );
+    assert!(
+        text.contains("10.10.0.0/16") && text.contains("nyc1"),
+        "{text}"
+    );
+    // The same range is free in another region.
+    assert!(
+        load(
+            "dev",
+            "  rustlb:region: nyc3\n  rustlb:vpcCidr: 10.10.0.0/20\n"
+        )
+        .is_ok()
+    );
+    refused(
+        "dev",
+        "  rustlb:region: nyc3\n  rustlb:vpcCidr: 10.17.0.0/24\n",
+        "vpcCidr",
+    );
+    let text = refused(
+        "dev",
+        "  rustlb:region: fra1\n  rustlb:vpcCidr: 10.244.0.0/20\n",
+        "vpcCidr",
+    );
+    assert!(text.contains("every region"), "{text}");
+    assert!(load("dev", "  rustlb:vpcCidr: 10.110.0.16/28\n").is_ok());
+    refused("dev", "  rustlb:vpcCidr: 10.110.0.16/29\n", "vpcCidr");
+    refused("dev", "  rustlb:vpcCidr: 10.0.0.0/8\n", "vpcCidr");
+}
+
+#[test]
+fn standby_nodes_need_a_plan_with_2_gb_or_more() {
+    let text = refused(
+        "dev",
+        "  rustlb:database:\n    size: db-s-1vcpu-1gb\n    nodeCount: 2\n",
+        "database.nodeCount",
+    );
+    assert!(text.contains("2 GB"), "{text}");
+    let ok = load(
+        "dev",
+        "  rustlb:database:\n    size: db-s-1vcpu-2gb\n    nodeCount: 3\n",
+    )
+    .unwrap();
+    assert_eq!(ok.database.node_count, 3);
+    refused(
+        "dev",
+        "  rustlb:database:\n    size: large\n",
+        "database.size",
+    );
+    refused(
+        "dev",
+        "  rustlb:database:\n    size: db-s-2vcpu-4gb\n    nodeCount: 4\n",
+        "database.nodeCount",
+    );
+}
+
+#[test]
+fn load_balancer_size_unit_is_1_to_200() {
+    refused(
+        "dev",
+        "  rustlb:loadBalancerSizeUnit: 0\n",
+        "loadBalancerSizeUnit",
+    );
+    refused(
+        "dev",
+        "  rustlb:loadBalancerSizeUnit: 201\n",
+        "loadBalancerSizeUnit",
+    );
+    assert_eq!(
+        load("dev", "  rustlb:loadBalancerSizeUnit: 200\n")
+            .unwrap()
+            .load_balancer_size_unit,
+        200
+    );
+}
+
+const ED25519: &str =
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGI2huabWGfZcbSPomuE/I2IIzvixPdr2NY7ff1cqaXL ops@rustlb";
+
+#[test]
+fn ssh_public_keys_are_checked_before_anything_is_uploaded() {
+    let cfg = load(
+        "dev",
+        &format!("  rustlb:sshPublicKeys:\n    - {ED25519}\n"),
+    )
+    .unwrap();
+    assert_eq!(cfg.ssh_public_keys.len(), 1);
+    assert_eq!(
+        cfg.ssh_public_keys[0].comment.as_deref(),
+        Some("ops@rustlb")
+    );
+    assert!(cfg.has_ssh_access());
+    let text = refused(
+        "dev",
+        "  rustlb:sshPublicKeys:\n    - ssh-ed25519 AAAA-not-base64\n",
+        "sshPublicKeys[0]",
+    );
+    assert!(text.contains("base64"), "{text}");
+    // A key whose data says it is another type (e.g. half of the line pasted).
+    let mislabelled = ED25519.replace("ssh-ed25519 ", "ssh-rsa ");
+    refused(
+        "dev",
+        &format!("  rustlb:sshPublicKeys:\n    - {mislabelled}\n"),
+        "sshPublicKeys[0]",
+    );
+    let text = refused(
+        "dev",
+        "  rustlb:sshPublicKeys:\n    - \"-----BEGIN OPENSSH PRIVATE KEY-----\"\n",
+        "sshPublicKeys[0]",
+    );
+    assert!(text.contains("private key"), "{text}");
+    refused(
+        "dev",
+        &format!("  rustlb:sshPublicKeys:\n    - {ED25519}\n    - {ED25519}\n"),
+        "sshPublicKeys[1]",
+    );
+}
+
+#[test]
+fn stack_names_must_fit_digitaloceans_resource_names() {
+    let err = load("Prod_EU", "  rustlb:region: nyc1\n").unwrap_err();
+    assert!(err.to_string().contains("stack name \"Prod_EU\""), "{err}");
+    let long = "a".repeat(45);
+    let err = load(&long, "  rustlb:region: nyc1\n").unwrap_err();
+    assert!(err.to_string().contains("connection pool name"), "{err}");
+    assert!(load("eu-prod2", "  rustlb:region: nyc1\n").is_ok());
 }

@@ -21,6 +21,10 @@ const CERT: &str = "digitalocean:index/certificate:Certificate";
 const LB: &str = "digitalocean:index/loadBalancer:LoadBalancer";
 const FIREWALL: &str = "digitalocean:index/firewall:Firewall";
 const PROJECT: &str = "digitalocean:index/project:Project";
+const SSH_KEY_RESOURCE: &str = "digitalocean:index/sshKey:SshKey";
+const GET_DATABASE_CA: &str = "digitalocean:index/getDatabaseCa:getDatabaseCa";
+const ED25519: &str =
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGI2huabWGfZcbSPomuE/I2IIzvixPdr2NY7ff1cqaXL ops@rustlb";
 
 fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -75,11 +79,29 @@ impl Fixture {
 
     /// Runs `pulumi up` (or preview) of a stack with its secrets set, as the engine would.
     fn run(&self, stack: &str, dry_run: bool) -> Run {
+        let run = self.try_run(stack, dry_run);
+        assert!(
+            run.success(),
+            "program failed: {}\n{}",
+            run.stderr,
+            run.stdout
+        );
+        let problems = run.provider_problems();
+        assert!(
+            problems.is_empty(),
+            "the provider would refuse {stack}:\n{}",
+            problems.join("\n")
+        );
+        run
+    }
+
+    /// Like `run`, without asserting that the program succeeded.
+    fn try_run(&self, stack: &str, dry_run: bool) -> Run {
         let (mut config, _) = infra::preview::engine_config(self.root(), stack).unwrap();
         config.insert("rustlb:apiKey".into(), API_KEY.into());
         config.insert("rustlb:sshKeys".into(), json!([SSH_KEY]).to_string());
         config.insert("digitalocean:token".into(), "dop_v1_secret_token".into());
-        let run = mock_engine::run(&RunSpec {
+        mock_engine::run(&RunSpec {
             program: PathBuf::from(env!("CARGO_BIN_EXE_infra")),
             root: self.root().to_path_buf(),
             project: "rustlb".into(),
@@ -92,15 +114,9 @@ impl Fixture {
             ],
             env: vec![],
             dry_run,
+            placeholders: false,
         })
-        .unwrap();
-        assert!(
-            run.success(),
-            "program failed: {}\n{}",
-            run.stderr,
-            run.stdout
-        );
-        run
+        .unwrap()
     }
 }
 
@@ -143,7 +159,7 @@ fn dev_stack_registers_the_whole_deployment_once() {
         (POOL, 1),
         (DB_FIREWALL, 1),
         (BUCKET, 1),
-        (OBJECT, 1),
+        (OBJECT, 2),
         (DROPLET, 2),
         (CERT, 0),
         (LB, 1),
@@ -158,7 +174,7 @@ fn dev_stack_registers_the_whole_deployment_once() {
             names(&run)
         );
     }
-    assert_eq!(run.resources.iter().filter(|r| r.custom).count(), 16);
+    assert_eq!(run.resources.iter().filter(|r| r.custom).count(), 17);
     // Gestalt 0.0.12 declares no dependencies: ordering rests on outputs (see Known limitations).
     assert!(run.resources.iter().all(|r| r.dependencies.is_empty()));
     let stack = run
@@ -178,7 +194,7 @@ fn dev_stack_registers_the_whole_deployment_once() {
         assert_eq!(reveal(input(d, "sshKeys")), json!([SSH_KEY]));
     }
     let vpc = one(&run, VPC, "rustlb-dev-vpc");
-    assert_eq!(input(vpc, "ipRange"), "10.10.0.0/20");
+    assert_eq!(input(vpc, "ipRange"), "10.110.0.0/20");
     let project = one(&run, PROJECT, "rustlb-dev-project");
     assert_eq!(input(project, "environment"), "Development");
     let grouped = input(project, "resources").as_array().unwrap();
@@ -216,14 +232,28 @@ fn load_balancer_forwards_80_to_3000_with_every_health_check_field_set() {
 }
 
 #[test]
-fn prod_serves_https_with_ha_database_and_three_droplets() {
+fn prod_runs_an_ha_database_and_three_droplets_over_http_until_it_has_a_domain() {
     let fx = Fixture::new();
     let run = fx.run("prod", false);
     assert_eq!(run.of_type(DROPLET).len(), 3);
     assert_eq!(input(one(&run, CLUSTER, "rustlb-prod-db"), "nodeCount"), 2);
+    assert!(run.of_type(CERT).is_empty());
+    assert_eq!(
+        input(one(&run, PROJECT, "rustlb-prod-project"), "environment"),
+        "Production"
+    );
+    assert_eq!(run.outputs.as_ref().unwrap()["url"], "http://198.51.100.10");
+}
+
+#[test]
+fn a_domain_gets_a_lets_encrypt_certificate_and_https() {
+    let fx = Fixture::new();
+    let prod = std::fs::read_to_string(fx.root().join("stacks/Pulumi.prod.yaml")).unwrap();
+    fx.write_stack("prod", &format!("{prod}  rustlb:domain: api.rustlb.dev\n"));
+    let run = fx.run("prod", false);
     let cert = one(&run, CERT, "rustlb-prod-cert");
     assert_eq!(input(cert, "type"), "lets_encrypt");
-    assert_eq!(input(cert, "domains"), &json!(["api.example.com"]));
+    assert_eq!(input(cert, "domains"), &json!(["api.rustlb.dev"]));
     let lb = one(&run, LB, "rustlb-prod-lb");
     let rules = input(lb, "forwardingRules").as_array().unwrap();
     let https = rules
@@ -242,13 +272,34 @@ fn prod_serves_https_with_ha_database_and_three_droplets() {
     assert!(rules.iter().any(|r| r["entryPort"] == 80));
     assert_eq!(input(lb, "redirectHttpToHttps"), true);
     assert_eq!(
-        input(one(&run, PROJECT, "rustlb-prod-project"), "environment"),
-        "Production"
-    );
-    assert_eq!(
         run.outputs.as_ref().unwrap()["url"],
-        "https://api.example.com"
+        "https://api.rustlb.dev"
     );
+}
+
+#[test]
+fn pulumi_up_refuses_placeholder_domains_and_preview_only_warns() {
+    let fx = Fixture::new();
+    for domain in [
+        "api.example.com",
+        "staging.example.net",
+        "app.test",
+        "x.invalid",
+    ] {
+        fx.write_stack(
+            "staging",
+            &format!("config:\n  rustlb:region: nyc1\n  rustlb:vpcCidr: 10.120.0.0/20\n  rustlb:domain: {domain}\n"),
+        );
+        let up = fx.try_run("staging", false);
+        assert!(!up.success(), "{domain} must be refused");
+        assert!(up.stderr.contains("rustlb:domain"), "{}", up.stderr);
+        assert!(up.stderr.contains(domain), "{}", up.stderr);
+        assert!(up.resources.is_empty(), "refused before any resource");
+        assert!(
+            fx.try_run("staging", true).success(),
+            "a preview of {domain} still runs"
+        );
+    }
 }
 
 #[test]
@@ -394,7 +445,12 @@ fn cloud_init_installs_the_pinned_build_as_a_hardened_service_on_port_3000() {
         "APP__APPLICATION__SERVER_ID=\"rustlb-dev-blue-2\"",
         "APP__DATABASE__STATEMENT_CACHE=false",
         &format!("APP__APPLICATION__API_KEY=\"{API_KEY}\""),
-        "APP__DATABASE__URL=\"postgresql://app:mock-user-password@private-pool-host.db.ondigitalocean.com:25061/rustlb-dev-pool?sslmode=require\"",
+        &format!(
+            "APP__DATABASE__URL=\"postgresql://app:mock-user-password@private-pool-host.db.ondigitalocean.com:25061/{}?sslmode=verify-full\"",
+            input(one(&run, POOL, "rustlb-dev-db-pool"), "name")
+                .as_str()
+                .unwrap()
+        ),
     ] {
         assert!(text.contains(line), "cloud-init lacks {line:?}:\n{text}");
     }
@@ -402,13 +458,20 @@ fn cloud_init_installs_the_pinned_build_as_a_hardened_service_on_port_3000() {
         "{}  /usr/local/bin/rustlb-app.download' | sha256sum -c",
         fx.sha256
     )));
+    let bucket = input(one(&run, BUCKET, "rustlb-dev-artifacts"), "name")
+        .as_str()
+        .unwrap();
     assert!(text.contains(&format!(
-        "https://rustlb-dev-artifacts.nyc3.digitaloceanspaces.com/app/{}/rustlb-app",
+        "https://{bucket}.nyc3.digitaloceanspaces.com/app/{}/rustlb-app",
         fx.sha256
     )));
-    let object = run.of_type(OBJECT);
+    let object = one(
+        &run,
+        OBJECT,
+        &format!("rustlb-dev-build-{}", &fx.sha256[..12]),
+    );
     assert_eq!(
-        input(object[0], "key"),
+        input(object, "key"),
         &json!(format!("app/{}/rustlb-app", fx.sha256))
     );
     assert!(
@@ -463,7 +526,7 @@ fn secrets_arrive_as_secrets_and_never_in_plain_text() {
             reveal(&outputs["databaseUri"])
                 .as_str()
                 .unwrap()
-                .contains("sslmode=require")
+                .contains("sslmode=verify-full")
         );
     }
 }
@@ -480,6 +543,14 @@ fn outputs_tell_where_to_call_the_api_and_what_runs_behind_it() {
         json!(["rustlb-dev-blue-1", "rustlb-dev-blue-2"])
     );
     assert_eq!(out["dropletPrivateIps"].as_array().unwrap().len(), 2);
+    let public = out["dropletPublicIps"].as_array().unwrap();
+    assert_eq!(public.len(), 2);
+    assert!(
+        public
+            .iter()
+            .all(|ip| ip.as_str().unwrap().starts_with("203.0.113.")),
+        "{public:?}"
+    );
     assert!(
         out["databasePrivateHost"]
             .as_str()
@@ -508,11 +579,13 @@ fn blue_green_switches_traffic_with_one_key_and_keeps_both_builds() {
     assert_eq!(run.of_type(DROPLET).len(), 5);
     assert!(user_data(one(&run, DROPLET, "rustlb-dev-blue-1")).contains(&old));
     assert!(user_data(one(&run, DROPLET, "rustlb-dev-green-3")).contains(&fx.sha256));
-    assert_eq!(
-        run.of_type(OBJECT).len(),
-        2,
-        "both builds stay uploaded for rollback"
-    );
+    let builds: Vec<&str> = run
+        .of_type(OBJECT)
+        .into_iter()
+        .filter_map(|o| input(o, "key").as_str())
+        .filter(|k| k.starts_with("app/"))
+        .collect();
+    assert_eq!(builds.len(), 2, "both builds stay uploaded for rollback");
     assert_eq!(
         run.outputs.as_ref().unwrap()["activeDropletNames"]
             .as_array()
@@ -548,6 +621,7 @@ fn refuses_to_deploy_without_an_api_key_before_registering_anything() {
         secret_keys: vec![],
         env: vec![],
         dry_run: false,
+        placeholders: false,
     })
     .unwrap();
     assert!(!run.success());
@@ -571,6 +645,7 @@ fn the_local_stack_is_refused_under_pulumi() {
         secret_keys: vec![],
         env: vec![],
         dry_run: true,
+        placeholders: false,
     })
     .unwrap();
     assert!(!run.success());
@@ -578,26 +653,264 @@ fn the_local_stack_is_refused_under_pulumi() {
 }
 
 #[test]
-fn verify_full_ships_the_cluster_ca_to_the_droplets() {
+fn droplets_verify_the_database_with_the_ca_read_from_digitalocean() {
     let fx = Fixture::new();
-    let pem = "-----BEGIN CERTIFICATE-----\nMIIBfakecertificate\n-----END CERTIFICATE-----";
-    fx.write_stack(
-        "dev",
-        &format!(
-            "config:\n  rustlb:database:\n    sslMode: verify-full\n    caCertificate: |\n      {}\n",
-            pem.replace('\n', "\n      ")
-        ),
-    );
     let run = fx.run("dev", false);
+    let cluster_id = "rustlb-dev-db-id";
+    let ca_reads: Vec<_> = run
+        .invokes
+        .iter()
+        .filter(|i| i.token == GET_DATABASE_CA)
+        .collect();
+    assert_eq!(ca_reads.len(), 1, "{:?}", run.invokes);
+    assert_eq!(reveal(&ca_reads[0].args["clusterId"]), cluster_id);
+    let ca = one(&run, OBJECT, "rustlb-dev-db-ca");
+    assert_eq!(
+        input(ca, "content"),
+        &json!(format!(
+            "-----BEGIN CERTIFICATE-----\nMOCK-CA-OF-{cluster_id}\n-----END CERTIFICATE-----\n"
+        ))
+    );
+    assert_eq!(
+        input(ca, "acl"),
+        "public-read",
+        "a CA certificate is public"
+    );
+    let key = input(ca, "key").as_str().unwrap();
     let text = user_data(one(&run, DROPLET, "rustlb-dev-blue-1"));
     assert!(text.contains("sslmode=verify-full"), "{text}");
     assert!(
         text.contains("APP__DATABASE__CA_FILE=/etc/rustlb/db-ca.crt"),
         "{text}"
     );
-    assert!(text.contains("\n      MIIBfakecertificate\n"), "{text}");
+    // The droplet fetches the CA and refuses anything that is not a certificate.
+    assert!(
+        text.contains(&format!("digitaloceanspaces.com/{key}'")),
+        "{text}"
+    );
+    assert!(
+        text.contains("grep -q 'BEGIN CERTIFICATE' /etc/rustlb/db-ca.crt.download"),
+        "{text}"
+    );
+    // The CA is not in userData, so a preview that cannot read it yet replaces no droplet.
+    let preview = fx.run("dev", true);
+    assert!(
+        preview.invokes.is_empty(),
+        "no CA lookup with an unknown cluster id"
+    );
     assert!(
         text.contains("IPAddressDeny=169.254.169.254/32"),
         "the app must not read user-data back"
     );
+}
+
+#[test]
+fn require_stays_an_explicit_choice_without_a_ca() {
+    let fx = Fixture::new();
+    fx.write_stack(
+        "dev",
+        "config:\n  rustlb:vpcCidr: 10.110.0.0/20\n  rustlb:database:\n    sslMode: require\n",
+    );
+    let run = fx.run("dev", false);
+    let text = user_data(one(&run, DROPLET, "rustlb-dev-blue-1"));
+    assert!(text.contains("sslmode=require"), "{text}");
+    assert!(!text.contains("CA_FILE"), "{text}");
+    assert!(run.find(OBJECT, "rustlb-dev-db-ca").is_none());
+}
+
+#[test]
+fn ssh_public_keys_become_digitalocean_keys_on_every_droplet() {
+    let fx = Fixture::new();
+    let dev = std::fs::read_to_string(fx.root().join("stacks/Pulumi.dev.yaml")).unwrap();
+    fx.write_stack(
+        "dev",
+        &format!("{dev}  rustlb:sshPublicKeys:\n    - {ED25519}\n"),
+    );
+    let run = fx.run("dev", false);
+    let keys = run.of_type(SSH_KEY_RESOURCE);
+    assert_eq!(keys.len(), 1);
+    assert_eq!(input(keys[0], "publicKey"), ED25519);
+    for d in run.of_type(DROPLET) {
+        let ids = reveal(input(d, "sshKeys"));
+        let ids = ids.as_array().unwrap();
+        assert_eq!(
+            ids.len(),
+            2,
+            "the uploaded key and the existing one: {ids:?}"
+        );
+        assert_eq!(ids[0], SSH_KEY);
+        assert!(ids[1].as_str().unwrap().starts_with("3b:16:"), "{ids:?}");
+    }
+}
+
+#[test]
+fn prod_without_any_ssh_key_is_refused_by_pulumi_up() {
+    let fx = Fixture::new();
+    let (config, _) = infra::preview::engine_config(fx.root(), "prod").unwrap();
+    let mut config = config;
+    config.insert("rustlb:apiKey".into(), API_KEY.into());
+    let spec = |dry_run| RunSpec {
+        program: PathBuf::from(env!("CARGO_BIN_EXE_infra")),
+        root: fx.root().to_path_buf(),
+        project: "rustlb".into(),
+        stack: "prod".into(),
+        config: config.clone(),
+        secret_keys: vec!["rustlb:apiKey".into()],
+        env: vec![],
+        dry_run,
+        placeholders: false,
+    };
+    let up = mock_engine::run(&spec(false)).unwrap();
+    assert!(!up.success());
+    assert!(up.stderr.contains("rustlb:sshPublicKeys"), "{}", up.stderr);
+    assert!(up.resources.is_empty());
+    assert!(
+        mock_engine::run(&spec(true)).unwrap().success(),
+        "preview still runs"
+    );
+}
+
+/// Resource types DigitalOcean keeps unique by name, and the input that scopes the name
+/// (None: the whole account, or for buckets every account). Droplets, tags, SSH keys and
+/// database firewalls are not in the list: their names may repeat or they have none.
+const UNIQUE_NAMES: &[(&str, Option<&str>)] = &[
+    (VPC, None),
+    (CLUSTER, None),
+    (POOL, Some("clusterId")),
+    (DB, Some("clusterId")),
+    (USER, Some("clusterId")),
+    (BUCKET, None),
+    (LB, None),
+    (CERT, None),
+    (FIREWALL, None),
+    (PROJECT, None),
+];
+
+/// The resources of `after` that the provider replaces, given what `before` registered: those
+/// whose replacement-forcing inputs (from the schema cut) changed, or that read the id of a
+/// replaced resource in such an input.
+fn replaced(before: &Run, after: &Run) -> Vec<String> {
+    let schema = infra::provider_schema::digitalocean();
+    let mut replaced: Vec<String> = Vec::new();
+    loop {
+        let mut grew = false;
+        for new in after.resources.iter().filter(|r| r.custom) {
+            if replaced.contains(&new.name) {
+                continue;
+            }
+            let Some(old) = before.find(&new.type_, &new.name) else {
+                continue;
+            };
+            let forced = schema.replaced_by(&new.type_).iter().any(|input| {
+                let (a, b) = (reveal(&old.inputs[input]), reveal(&new.inputs[input]));
+                let reads_replaced = replaced
+                    .iter()
+                    .any(|r| b.to_string().contains(&format!("{r}-id")));
+                a != b || reads_replaced
+            });
+            if forced {
+                replaced.push(new.name.clone());
+                grew = true;
+            }
+        }
+        if !grew {
+            return replaced;
+        }
+    }
+}
+
+#[test]
+fn every_replacement_gets_a_new_name_so_create_before_delete_cannot_collide() {
+    let base = "config:\n  rustlb:region: nyc1\n  rustlb:vpcCidr: 10.110.0.0/20\n  rustlb:domain: api.rustlb.dev\n  rustlb:database:\n    poolSize: 10\n";
+    let changes = [
+        (
+            "pool size",
+            base.replace("poolSize: 10", "poolSize: 20"),
+            vec![POOL],
+        ),
+        (
+            "VPC range",
+            base.replace("10.110.0.0/20", "10.111.0.0/20"),
+            vec![VPC, CLUSTER, POOL, LB],
+        ),
+        (
+            "region",
+            base.replace("region: nyc1", "region: sfo3"),
+            vec![VPC, CLUSTER, POOL, LB],
+        ),
+        (
+            "domain",
+            base.replace("api.rustlb.dev", "www.rustlb.dev"),
+            vec![CERT],
+        ),
+    ];
+    for (what, changed, must_replace) in changes {
+        let fx = Fixture::new();
+        fx.write_stack("dev", base);
+        let before = fx.run("dev", false);
+        fx.write_stack("dev", &changed);
+        let after = fx.run("dev", false);
+        let replaced = replaced(&before, &after);
+        for type_ in must_replace {
+            assert!(
+                after
+                    .of_type(type_)
+                    .iter()
+                    .any(|r| replaced.contains(&r.name)),
+                "{what}: expected a replaced {type_}, got {replaced:?}"
+            );
+        }
+        for (type_, scope) in UNIQUE_NAMES {
+            for new in after.of_type(type_) {
+                if !replaced.contains(&new.name) {
+                    continue;
+                }
+                let old = before.find(type_, &new.name).unwrap();
+                let same_scope = scope.is_none_or(|s| {
+                    let moved = replaced
+                        .iter()
+                        .any(|r| new.inputs[s].to_string().contains(&format!("{r}-id")));
+                    old.inputs[s] == new.inputs[s] && !moved
+                });
+                assert!(
+                    !(same_scope && old.inputs["name"] == new.inputs["name"]),
+                    "{what}: {} is replaced but keeps the name {}: creating the replacement first would collide",
+                    new.name,
+                    new.inputs["name"]
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn the_service_unit_never_gives_up_restarting() {
+    let fx = Fixture::new();
+    let text = user_data(one(&fx.run("dev", false), DROPLET, "rustlb-dev-blue-1"));
+    let doc: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
+    let unit = doc["write_files"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .find(|f| f["path"] == "/etc/systemd/system/rustlb-app.service")
+        .unwrap()["content"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let section = |name: &str| -> String {
+        unit.split(&format!("[{name}]\n"))
+            .nth(1)
+            .unwrap_or_default()
+            .split("\n[")
+            .next()
+            .unwrap_or_default()
+            .to_string()
+    };
+    // StartLimitIntervalSec is a [Unit] setting; in [Service] systemd ignores it.
+    assert!(
+        section("Unit").contains("StartLimitIntervalSec=0\n"),
+        "{unit}"
+    );
+    assert!(section("Service").contains("Restart=always\n"), "{unit}");
+    assert!(section("Service").contains("RestartMaxDelaySec="), "{unit}");
 }

@@ -44,9 +44,106 @@ fn json_preview_lists_resources_with_camel_case_inputs_and_outputs() {
         .filter(|r| r["type"] == "digitalocean:index/droplet:Droplet")
         .count();
     assert_eq!(droplets, 3);
-    assert!(doc["outputs"].get("url").is_some());
-    assert_eq!(doc["outputs"]["url"], "https://api.example.com");
-    assert_eq!(doc["outputs"]["loadBalancerIp"], "[unknown]");
+    assert_eq!(doc["outputs"]["url"], "http://<ip of rustlb-prod-lb>");
+    assert_eq!(doc["outputs"]["loadBalancerIp"], "<ip of rustlb-prod-lb>");
+    assert_eq!(doc["outputs"]["databaseUri"], "[secret]");
+}
+
+/// `infra preview --stack <stack> --json` from the repository, parsed.
+fn json_preview(stack: &str) -> Value {
+    let out = infra(&["preview", "--stack", stack, "--json"], repo_root());
+    assert!(
+        out.status.success(),
+        "{stack}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn every_cloud_stack_previews_inputs_the_real_provider_schema_accepts() {
+    let schema = infra::provider_schema::digitalocean();
+    for stack in ["dev", "staging", "prod"] {
+        let doc = json_preview(stack);
+        let resources = doc["resources"].as_array().unwrap();
+        assert!(resources.len() >= 16, "{stack}: {}", resources.len());
+        for r in resources {
+            let type_ = r["type"].as_str().unwrap();
+            let problems = schema.check_resource(type_, &r["inputs"]);
+            assert!(problems.is_empty(), "{stack} {}: {problems:?}", r["name"]);
+            let rules = infra::limits::check_registration(type_, &r["inputs"]);
+            assert!(rules.is_empty(), "{stack} {}: {rules:?}", r["name"]);
+        }
+    }
+}
+
+#[test]
+fn the_preview_shows_firewall_rules_and_user_data_a_reviewer_must_read() {
+    for stack in ["dev", "staging", "prod"] {
+        let doc = json_preview(stack);
+        let resources = doc["resources"].as_array().unwrap();
+        let fw = resources
+            .iter()
+            .find(|r| r["name"] == format!("rustlb-{stack}-firewall"))
+            .unwrap();
+        let inbound = fw["inputs"]["inboundRules"]
+            .as_array()
+            .expect("a real list");
+        let app = inbound.iter().find(|r| r["portRange"] == "3000").unwrap();
+        assert_eq!(
+            app["sourceLoadBalancerUids"],
+            serde_json::json!([format!("<id of rustlb-{stack}-lb>")])
+        );
+        for droplet in resources
+            .iter()
+            .filter(|r| r["type"] == "digitalocean:index/droplet:Droplet")
+        {
+            let user_data = droplet["inputs"]["userData"].as_str().expect("a document");
+            assert!(user_data.starts_with("#cloud-config\n"), "{user_data}");
+            assert!(user_data.contains("[Service]\n"), "{user_data}");
+            assert!(user_data.contains("ExecStart=/usr/local/bin/rustlb-app"));
+            assert!(
+                user_data.contains("APP__APPLICATION__API_KEY=\"[secret]\""),
+                "{user_data}"
+            );
+            assert!(
+                user_data.contains("postgresql://app:[secret]@<privateHost of rustlb-"),
+                "{user_data}"
+            );
+            assert!(
+                !user_data.contains("%5B"),
+                "placeholders read as written: {user_data}"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_placeholder_domain_previews_with_a_warning() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        repo_root().join("Pulumi.yaml"),
+        dir.path().join("Pulumi.yaml"),
+    )
+    .unwrap();
+    std::fs::create_dir_all(dir.path().join("stacks")).unwrap();
+    std::fs::write(
+        dir.path().join("stacks/Pulumi.staging.yaml"),
+        "config:\n  rustlb:domain: api.example.com\n",
+    )
+    .unwrap();
+    let out = infra(&["preview", "--stack", "staging"], dir.path());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let warning = text
+        .lines()
+        .find(|l| l.contains("warning:") && l.contains("rustlb:domain"))
+        .unwrap_or_else(|| panic!("no warning in\n{text}"));
+    assert!(warning.contains("api.example.com"), "{warning}");
 }
 
 #[test]
@@ -76,12 +173,12 @@ fn text_preview_has_one_line_per_resource_and_names_placeholders() {
         .lines()
         .filter(|l| l.trim_start().starts_with("+ "))
         .collect();
-    assert_eq!(lines.len(), 16, "{text}");
+    assert_eq!(lines.len(), 17, "{text}");
     let droplet = lines
         .iter()
         .find(|l| l.contains("rustlb-dev-blue-1"))
         .unwrap();
-    assert!(droplet.contains("sshKeys=[secret]"), "{droplet}");
+    assert!(droplet.contains(r#"sshKeys=["[secret]"]"#), "{droplet}");
     assert!(
         text.contains("placeholder"),
         "fresh clone: the missing build is called out\n{text}"

@@ -29,7 +29,6 @@ const DRAIN_GRACE: Duration = Duration::from_secs(10);
 /// Starts the local stack and stays in the foreground until Ctrl-C or SIGTERM (or, with
 /// `detach`, returns once it is up and leaves it running in the background).
 pub fn up(root: &Path, cfg: StackConfig, detach: bool) -> anyhow::Result<()> {
-    ensure_local(&cfg)?;
     let state_dir = state::dir(root, &cfg.stack);
     if let Some(existing) = StateFile::read_live(&state_dir) {
         bail!(
@@ -61,7 +60,6 @@ pub fn up(root: &Path, cfg: StackConfig, detach: bool) -> anyhow::Result<()> {
 
 /// Prints the running stack: URL and one row per backend (or JSON with `--json`).
 pub fn status(root: &Path, cfg: StackConfig, json: bool) -> anyhow::Result<()> {
-    ensure_local(&cfg)?;
     let report = fetch_report(root, &cfg)?;
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -74,7 +72,6 @@ pub fn status(root: &Path, cfg: StackConfig, json: bool) -> anyhow::Result<()> {
 /// Stops a detached stack: SIGTERM to its supervisor, which drains the load balancer, stops
 /// the instances (flushing their request logs) and frees the ports.
 pub fn destroy(root: &Path, cfg: StackConfig) -> anyhow::Result<()> {
-    ensure_local(&cfg)?;
     let state_dir = state::dir(root, &cfg.stack);
     let Some(state) = StateFile::read_live(&state_dir) else {
         println!("the {} stack is not running; nothing to destroy", cfg.stack);
@@ -117,18 +114,6 @@ pub fn fetch_report(root: &Path, cfg: &StackConfig) -> anyhow::Result<StackRepor
             cfg.stack
         ),
     }
-}
-
-fn ensure_local(cfg: &StackConfig) -> anyhow::Result<()> {
-    if !cfg.is_local() {
-        bail!(
-            "`{}` is a DigitalOcean stack: deploy it with `pulumi up -s {}` (or look first with `infra preview --stack {}`); only the `local` stack runs on this machine",
-            cfg.stack,
-            cfg.stack,
-            cfg.stack
-        );
-    }
-    Ok(())
 }
 
 /// Refuses to start when a port the stack needs is taken, naming the key that sets it.

@@ -1,18 +1,21 @@
-//! The Spaces bucket the program uploads app builds to, one object per build sha256.
+//! The Spaces bucket droplets boot from: one object per app build (by sha256) and the database CA.
 
 use super::Inputs;
+use super::database::Database;
 use crate::build::artifact_path;
 use crate::config::{Build, Color, StackConfig};
 use crate::digitalocean::{spaces_bucket, spaces_bucket_object};
-use pulumi_gestalt_rust::{Context, Output};
+use pulumi_gestalt_rust::{Context, Output, pulumi_combine};
 use std::collections::BTreeMap;
 
-/// Uploaded builds.
+/// What droplets download at boot.
 pub struct Artifacts {
     /// DigitalOcean URN of the bucket (for the project).
     pub bucket_urn: Output<String>,
     /// Download URL per build sha256.
     pub urls: BTreeMap<String, Output<String>>,
+    /// Download URL of the database CA certificate, when droplets verify the database.
+    pub ca_url: Option<Output<String>>,
 }
 
 /// The sha256 a pool runs.
@@ -23,19 +26,29 @@ pub fn pool_sha(cfg: &StackConfig, inputs: &Inputs, color: Color) -> String {
     }
 }
 
-/// Creates the bucket and uploads every build a pool refers to.
-pub fn create(ctx: &Context, cfg: &StackConfig, inputs: &Inputs) -> anyhow::Result<Artifacts> {
-    let bucket_name = cfg.name("artifacts");
+/// Creates the bucket and uploads every build a pool refers to, and the database CA.
+pub fn create(
+    ctx: &Context,
+    cfg: &StackConfig,
+    inputs: &Inputs,
+    db: &Database,
+) -> anyhow::Result<Artifacts> {
+    // Bucket names are global and the region replaces the bucket.
+    let bucket_name = cfg.replaceable_name("artifacts", &[&cfg.artifacts_region]);
     let bucket = spaces_bucket::create(
         ctx,
-        &bucket_name,
+        &cfg.name("artifacts"),
         spaces_bucket::SpacesBucketArgs::builder()
-            .name(bucket_name.clone())
+            .name(bucket_name)
             .region(cfg.artifacts_region.clone())
             .acl("private")
             .force_destroy(true)
             .build_struct(),
     );
+    let url_of = |object_key: Output<String>| {
+        pulumi_combine!(bucket.bucket_domain_name.clone(), object_key)
+            .map(|(domain, key)| format!("https://{domain}/{key}"))
+    };
     let mut urls = BTreeMap::new();
     for color in Color::ALL {
         let sha = pool_sha(cfg, inputs, color);
@@ -48,13 +61,12 @@ pub fn create(ctx: &Context, cfg: &StackConfig, inputs: &Inputs) -> anyhow::Resu
         } else {
             artifact_path(&inputs.root, &sha)
         };
-        let key = format!("app/{sha}/rustlb-app");
         let object = spaces_bucket_object::create(
             ctx,
             &cfg.name(&format!("build-{}", &sha[..12])),
             spaces_bucket_object::SpacesBucketObjectArgs::builder()
                 .bucket(bucket.name.clone())
-                .key(key.clone())
+                .key(format!("app/{sha}/rustlb-app"))
                 .region(cfg.artifacts_region.clone())
                 .source(source.display().to_string())
                 .content_type("application/octet-stream")
@@ -62,15 +74,28 @@ pub fn create(ctx: &Context, cfg: &StackConfig, inputs: &Inputs) -> anyhow::Resu
                 .acl("public-read")
                 .build_struct(),
         );
-        let url = pulumi_gestalt_rust::__private::output::combine2(
-            bucket.bucket_domain_name.clone(),
-            object.key,
-        )
-        .map(|(domain, key)| format!("https://{domain}/{key}"));
-        urls.insert(sha, url);
+        urls.insert(sha, url_of(object.key));
     }
+    // A CA certificate is public by nature. Keeping it out of userData means a CA rotation, or
+    // a preview that cannot read it yet, never replaces a droplet.
+    let ca_url = (cfg.database.ssl_mode == "verify-full").then(|| {
+        let object = spaces_bucket_object::create(
+            ctx,
+            &cfg.name("db-ca"),
+            spaces_bucket_object::SpacesBucketObjectArgs::builder()
+                .bucket(bucket.name.clone())
+                .key(format!("db/{}/ca.crt", db.cluster_name))
+                .region(cfg.artifacts_region.clone())
+                .content(db.ca_certificate.clone())
+                .content_type("application/x-pem-file")
+                .acl("public-read")
+                .build_struct(),
+        );
+        url_of(object.key)
+    });
     Ok(Artifacts {
         bucket_urn: bucket.bucket_urn,
         urls,
+        ca_url,
     })
 }

@@ -5,9 +5,9 @@ use super::database::Database;
 use super::network::Network;
 use super::{Inputs, SECRET_PLACEHOLDER};
 use crate::cloud_init::CloudInit;
-use crate::config::{Color, SecretValue, StackConfig};
+use crate::config::{Color, StackConfig};
 use crate::digitalocean::droplet;
-use pulumi_gestalt_rust::{Context, Output};
+use pulumi_gestalt_rust::{Context, Output, pulumi_combine};
 use secrecy::ExposeSecret;
 
 /// One created droplet.
@@ -16,6 +16,8 @@ pub struct AppDroplet {
     pub color: Color,
     /// Droplet name (also the app's server_id).
     pub name: String,
+    /// Public IPv4.
+    pub public_ip: Output<String>,
     /// Private IPv4.
     pub private_ip: Output<String>,
     /// DigitalOcean URN (for the project).
@@ -29,6 +31,7 @@ pub fn create(
     net: &Network,
     db: &Database,
     store: &Artifacts,
+    ssh_keys: &Option<Output<Vec<String>>>,
     inputs: &Inputs,
 ) -> Vec<AppDroplet> {
     let api_key = ctx.new_secret(
@@ -36,42 +39,38 @@ pub fn create(
             .map(|k| k.expose_secret().to_string())
             .unwrap_or_else(|| SECRET_PLACEHOLDER.to_string()),
     );
-    let ssh_keys: Option<Output<Vec<String>>> = match &cfg.ssh_keys {
-        SecretValue::Known(keys) => Some(ctx.new_secret(keys.expose_secret())),
-        SecretValue::Encrypted => Some(ctx.new_secret(&vec![SECRET_PLACEHOLDER.to_string()])),
-        SecretValue::Unset => None,
+    let ca_url: Output<Option<String>> = match &store.ca_url {
+        Some(url) => url.map(Some),
+        None => Output::new(None),
     };
-    let ca = cfg.database.ca_certificate.clone();
     let mut droplets = Vec::new();
     for color in Color::ALL {
         let sha = pool_sha(cfg, inputs, color);
         let url = store.urls[&sha].clone();
         for index in 1..=cfg.pool(color).count {
             let name = cfg.name(&format!("{}-{index}", color.as_str()));
-            let (server_id, sha, ca) = (name.clone(), sha.clone(), ca.clone());
+            let (server_id, sha) = (name.clone(), sha.clone());
             // userData carries the database URL and API key, so the whole document is secret.
-            let user_data = pulumi_gestalt_rust::__private::output::combine3(
+            let user_data = pulumi_combine!(
                 url.clone(),
                 db.app_url.clone(),
                 api_key.clone(),
+                ca_url.clone()
             )
-            .map(move |(url, db_url, key)| {
+            .map(move |(url, db_url, key, ca_url)| {
                 CloudInit {
                     server_id: &server_id,
                     binary_url: &url,
                     binary_sha256: &sha,
                     database_url: &db_url,
                     api_key: &key,
-                    database_ca: ca.as_deref(),
+                    database_ca_url: ca_url.as_deref(),
                 }
                 .render()
             })
             .secret();
-            let tags = pulumi_gestalt_rust::__private::output::combine2(
-                net.app_tag.clone(),
-                net.color_tag(color).clone(),
-            )
-            .map(|(a, b)| vec![a, b]);
+            let tags = pulumi_combine!(net.app_tag.clone(), net.color_tag(color).clone())
+                .map(|(a, b)| vec![a, b]);
             let mut args = droplet::DropletArgs::builder()
                 .name(name.clone())
                 .image(cfg.droplet_image.clone())
@@ -84,13 +83,14 @@ pub fn create(
                 .ipv6(false)
                 .graceful_shutdown(true)
                 .build_struct();
-            if let Some(keys) = &ssh_keys {
+            if let Some(keys) = ssh_keys {
                 args.ssh_keys = keys.clone().into();
             }
             let d = droplet::create(ctx, &name, args);
             droplets.push(AppDroplet {
                 color,
                 name,
+                public_ip: d.ipv4_address,
                 private_ip: d.ipv4_address_private,
                 droplet_urn: d.droplet_urn,
             });

@@ -1,32 +1,45 @@
-//! Managed PostgreSQL: cluster, database, app user, PgBouncer pool and the firewall trusting the app tag.
+//! Managed PostgreSQL: cluster, database, app user, PgBouncer pool, the firewall trusting the app tag, and the cluster CA.
 
 use super::network::Network;
 use crate::config::StackConfig;
+use crate::digitalocean::functions::get_database_ca;
 use crate::digitalocean::types::DatabaseFirewallRule;
 use crate::digitalocean::{
     database_cluster, database_connection_pool, database_db, database_firewall, database_user,
 };
-use pulumi_gestalt_rust::{Context, Output};
+use pulumi_gestalt_rust::{Context, Output, pulumi_combine};
+
+/// The engine every cluster runs.
+const ENGINE: &str = "pg";
+/// PgBouncer mode: prepared statements stay off in the app (see the droplets' environment).
+const POOL_MODE: &str = "transaction";
 
 /// What the rest of the program reads from the database.
 pub struct Database {
+    /// The cluster's name; it changes exactly when the cluster is replaced.
+    pub cluster_name: String,
     /// DigitalOcean URN of the cluster (for the project).
     pub cluster_urn: Output<String>,
     /// Private host of the cluster.
     pub private_host: Output<String>,
     /// The app's connection URL through the private pool (secret).
     pub app_url: Output<String>,
+    /// PEM of the CA that signed the cluster's certificate.
+    pub ca_certificate: Output<String>,
 }
 
 /// Creates the database resources.
-pub fn create(ctx: &Context, cfg: &StackConfig, net: &Network) -> Database {
+pub fn create(ctx: &Context, cfg: &StackConfig, net: &Network, dry_run: bool) -> Database {
     let d = &cfg.database;
+    // Cluster names are unique per account; engine, name and privateNetworkUuid (the VPC)
+    // replace the cluster.
+    let cluster_name = cfg.replaceable_name("db", &[ENGINE, &net.vpc_name]);
     let cluster = database_cluster::create(
         ctx,
         &cfg.name("db"),
         database_cluster::DatabaseClusterArgs::builder()
-            .name(cfg.name("db"))
-            .engine("pg")
+            .name(cluster_name.clone())
+            .engine(ENGINE)
             .version(d.version.clone())
             .size(d.size.clone())
             .region(cfg.region.clone())
@@ -51,24 +64,33 @@ pub fn create(ctx: &Context, cfg: &StackConfig, net: &Network) -> Database {
             .name(d.user.clone())
             .build_struct(),
     );
+    // Pool names are unique per cluster and size, mode, user and dbName replace the pool:
+    // a resize must create the new pool under a new name before the old one goes.
+    let pool_size = d.pool_size.to_string();
+    let pool_name = cfg.replaceable_name(
+        "pool",
+        &[&pool_size, POOL_MODE, &d.user, &d.name, &cluster_name],
+    );
     let pool = database_connection_pool::create(
         ctx,
         &cfg.name("db-pool"),
         database_connection_pool::DatabaseConnectionPoolArgs::builder()
             .cluster_id(cluster.id.clone())
-            .name(cfg.name("pool"))
+            .name(pool_name)
             .db_name(db.name.clone())
-            .mode("transaction")
+            .mode(POOL_MODE)
             .size(d.pool_size as i32)
             .user(user.name.clone())
             .build_struct(),
     );
     // A tag rule keeps working when droplets are replaced; droplet-id rules would not.
     let rules = net.app_tag.map(|tag| {
-        vec![DatabaseFirewallRule {
-            type_: "tag".into(),
-            value: tag,
-        }]
+        vec![
+            DatabaseFirewallRule::builder()
+                .type_("tag")
+                .value(tag)
+                .build_struct(),
+        ]
     });
     database_firewall::create(
         ctx,
@@ -78,13 +100,29 @@ pub fn create(ctx: &Context, cfg: &StackConfig, net: &Network) -> Database {
             .rules(rules)
             .build_struct(),
     );
+    // The provider reads the CA from the API by cluster id. In a dry run the id of a cluster
+    // that does not exist yet is unknown, and the provider would look it up anyway and fail, so
+    // previews show a placeholder; the droplets fetch the real CA from the artifacts bucket.
+    let ca_certificate = if dry_run {
+        Output::new(format!(
+            "<CA certificate of {cluster_name}, read from DigitalOcean at deploy time>"
+        ))
+    } else {
+        get_database_ca::invoke(
+            ctx,
+            get_database_ca::GetDatabaseCaArgs::builder()
+                .cluster_id(cluster.id.clone())
+                .build_struct(),
+        )
+        .certificate
+    };
     let ssl_mode = d.ssl_mode.clone();
-    let app_url = pulumi_gestalt_rust::__private::output::combine5(
+    let app_url = pulumi_combine!(
         user.name.clone(),
         user.password.clone(),
         pool.private_host.clone(),
         pool.port.clone(),
-        pool.name.clone(),
+        pool.name.clone()
     )
     .map(move |(user, password, host, port, pool)| {
         format!(
@@ -95,9 +133,11 @@ pub fn create(ctx: &Context, cfg: &StackConfig, net: &Network) -> Database {
     })
     .secret();
     Database {
+        cluster_name,
         cluster_urn: cluster.cluster_urn,
         private_host: cluster.private_host,
         app_url,
+        ca_certificate,
     }
 }
 

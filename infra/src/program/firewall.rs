@@ -10,11 +10,11 @@ use pulumi_gestalt_rust::Context;
 const ANYWHERE: [&str; 2] = ["0.0.0.0/0", "::/0"];
 
 fn outbound(protocol: &str, ports: &str, to: Vec<String>) -> FirewallOutboundRule {
-    FirewallOutboundRule {
-        protocol: protocol.into(),
-        port_range: Some(ports.into()),
-        destination_addresses: Some(to),
-    }
+    FirewallOutboundRule::builder()
+        .protocol(protocol)
+        .port_range(ports)
+        .destination_addresses(to)
+        .build_struct()
 }
 
 /// The outbound rules: DNS, NTP, HTTP/HTTPS (packages, the binary download) and the database in the VPC.
@@ -35,21 +35,21 @@ pub fn outbound_rules(cfg: &StackConfig) -> Vec<FirewallOutboundRule> {
 pub fn create(ctx: &Context, cfg: &StackConfig, net: &Network, lb: &LoadBalancer) {
     let admin: Vec<String> = cfg.admin_cidrs.iter().map(|n| n.to_string()).collect();
     let inbound = lb.id.map(move |lb_id| {
-        let mut rules = vec![FirewallInboundRule {
-            protocol: "tcp".into(),
-            port_range: Some(APP_PORT.to_string()),
-            source_addresses: None,
-            source_tags: None,
-            source_load_balancer_uids: Some(vec![lb_id]),
-        }];
+        let mut rules = vec![
+            FirewallInboundRule::builder()
+                .protocol("tcp")
+                .port_range(APP_PORT.to_string())
+                .source_load_balancer_uids(vec![lb_id])
+                .build_struct(),
+        ];
         if !admin.is_empty() {
-            rules.push(FirewallInboundRule {
-                protocol: "tcp".into(),
-                port_range: Some("22".into()),
-                source_addresses: Some(admin.clone()),
-                source_tags: None,
-                source_load_balancer_uids: None,
-            });
+            rules.push(
+                FirewallInboundRule::builder()
+                    .protocol("tcp")
+                    .port_range("22")
+                    .source_addresses(admin.clone())
+                    .build_struct(),
+            );
         }
         rules
     });

@@ -7,7 +7,9 @@ use crate::digitalocean::types::{
 };
 use crate::digitalocean::{certificate, load_balancer};
 use pulumi_gestalt_rust::{Context, Output};
-use sha2::{Digest, Sha256};
+
+/// Let's Encrypt, validated through the domain's DNS on DigitalOcean.
+const CERT_TYPE: &str = "lets_encrypt";
 
 /// What the rest of the program reads from the load balancer.
 pub struct LoadBalancer {
@@ -19,83 +21,67 @@ pub struct LoadBalancer {
     pub urn: Output<String>,
 }
 
-fn http_rule() -> LoadBalancerForwardingRule {
-    LoadBalancerForwardingRule {
-        entry_port: 80,
-        entry_protocol: "http".into(),
-        target_port: i32::from(APP_PORT),
-        target_protocol: "http".into(),
-        certificate_name: None,
-        tls_passthrough: None,
-    }
+fn rule(entry_port: i32, entry_protocol: &str) -> LoadBalancerForwardingRule {
+    // TLS ends at the load balancer; droplets only ever speak plain HTTP on the VPC.
+    LoadBalancerForwardingRule::builder()
+        .entry_port(entry_port)
+        .entry_protocol(entry_protocol)
+        .target_port(i32::from(APP_PORT))
+        .target_protocol("http")
+        .build_struct()
 }
 
 /// Creates the load balancer (and certificate when the stack has a domain).
 pub fn create(ctx: &Context, cfg: &StackConfig, net: &Network) -> LoadBalancer {
     let rules: Output<Vec<LoadBalancerForwardingRule>> = match &cfg.domain {
-        None => Output::new(vec![http_rule()]),
+        None => Output::new(vec![rule(80, "http")]),
         Some(domain) => {
-            // Names are unique per account and Gestalt cannot ask for delete-before-replace, so a
-            // new domain gets a new certificate name and the replacement can be created first.
-            let suffix: String = Sha256::digest(domain.as_bytes())
-                .iter()
-                .take(4)
-                .map(|b| format!("{b:02x}"))
-                .collect();
+            // Certificate names are unique per account and its type and domains replace it.
             let cert = certificate::create(
                 ctx,
                 &cfg.name("cert"),
                 certificate::CertificateArgs::builder()
-                    .name(cfg.name(&format!("cert-{suffix}")))
-                    .type_("lets_encrypt")
+                    .name(cfg.replaceable_name("cert", &[CERT_TYPE, domain]))
+                    .type_(CERT_TYPE)
                     .domains(vec![domain.clone()])
                     .build_struct(),
             );
-            // TLS ends at the load balancer; droplets only ever speak plain HTTP on the VPC.
             cert.name.map(|cert_name| {
-                vec![
-                    http_rule(),
-                    LoadBalancerForwardingRule {
-                        entry_port: 443,
-                        entry_protocol: "https".into(),
-                        target_port: i32::from(APP_PORT),
-                        target_protocol: "http".into(),
-                        certificate_name: Some(cert_name),
-                        tls_passthrough: Some(false),
-                    },
-                ]
+                let mut https = rule(443, "https");
+                https.certificate_name = Some(cert_name);
+                https.tls_passthrough = Some(false);
+                vec![rule(80, "http"), https]
             })
         }
     };
     let h = &cfg.health_check;
-    let healthcheck = LoadBalancerHealthcheck {
-        protocol: h.protocol.clone(),
-        port: i32::from(h.port),
-        path: (h.protocol != "tcp").then(|| h.path.clone()),
-        check_interval_seconds: Some(h.check_interval_seconds as i32),
-        response_timeout_seconds: Some(h.response_timeout_seconds as i32),
-        unhealthy_threshold: Some(h.unhealthy_threshold as i32),
-        healthy_threshold: Some(h.healthy_threshold as i32),
-    };
+    let healthcheck = LoadBalancerHealthcheck::builder()
+        .protocol(h.protocol.clone())
+        .port(i32::from(h.port))
+        .maybe_path((h.protocol != "tcp").then(|| h.path.clone()))
+        .check_interval_seconds(h.check_interval_seconds as i32)
+        .response_timeout_seconds(h.response_timeout_seconds as i32)
+        .unhealthy_threshold(h.unhealthy_threshold as i32)
+        .healthy_threshold(h.healthy_threshold as i32)
+        .build_struct();
     let s = &cfg.sticky_sessions;
     let sticky = if s.enabled() {
-        LoadBalancerStickySessions {
-            type_: Some("cookies".into()),
-            cookie_name: s.cookie_name.clone(),
-            cookie_ttl_seconds: s.cookie_ttl_seconds.map(|t| t as i32),
-        }
+        LoadBalancerStickySessions::builder()
+            .type_("cookies")
+            .maybe_cookie_name(s.cookie_name.clone())
+            .maybe_cookie_ttl_seconds(s.cookie_ttl_seconds.map(|t| t as i32))
+            .build_struct()
     } else {
-        LoadBalancerStickySessions {
-            type_: Some("none".into()),
-            cookie_name: None,
-            cookie_ttl_seconds: None,
-        }
+        LoadBalancerStickySessions::builder()
+            .type_("none")
+            .build_struct()
     };
     let lb = load_balancer::create(
         ctx,
         &cfg.name("lb"),
         load_balancer::LoadBalancerArgs::builder()
-            .name(cfg.name("lb"))
+            // region and vpcUuid replace the load balancer.
+            .name(cfg.replaceable_name("lb", &[&cfg.region, &net.vpc_name]))
             .region(cfg.region.clone())
             .vpc_uuid(net.vpc_id.clone())
             .size_unit(cfg.load_balancer_size_unit as i32)

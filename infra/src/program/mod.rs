@@ -1,5 +1,6 @@
 //! The Pulumi program: every DigitalOcean resource of one stack, wired by outputs.
 
+mod access;
 mod artifacts;
 mod compute;
 mod database;
@@ -10,12 +11,13 @@ mod outputs;
 mod project;
 
 use crate::build::AppBuild;
-use crate::config::StackConfig;
-use pulumi_gestalt_rust::{Context, Output};
+use crate::config::{Build, Color, Environment, PROJECT, StackConfig};
+use crate::limits;
+use pulumi_gestalt_rust::{Context, Output, pulumi_combine};
 use std::path::PathBuf;
 
 /// Stand-in sent instead of a secret that cannot be read (offline preview, `pulumi preview` without it).
-pub const SECRET_PLACEHOLDER: &str = "[placeholder: secret not available in preview]";
+pub const SECRET_PLACEHOLDER: &str = "[secret]";
 
 /// What the program needs besides the stack config.
 pub struct Inputs {
@@ -27,26 +29,36 @@ pub struct Inputs {
     pub dry_run: bool,
 }
 
-/// Checks what only a real deployment needs, before any resource is registered.
+/// Checks what only a real deployment needs; the binary runs it before the engine sees a resource.
 pub fn check_deployable(cfg: &StackConfig, inputs: &Inputs) -> anyhow::Result<()> {
     if inputs.dry_run {
         return Ok(());
     }
+    let (project, stack) = (PROJECT, &cfg.stack);
     let mut problems = Vec::new();
     if cfg.api_key().is_none() {
         problems.push(format!(
-            "{}:apiKey is not set; run `pulumi config set --secret {}:apiKey <key> -s {}`",
-            cfg.project, cfg.project, cfg.stack
+            "{project}:apiKey is not set; run `pulumi config set --secret {project}:apiKey <key> -s {stack}`"
         ));
     }
-    let uses_local = crate::config::Color::ALL
+    let uses_local = Color::ALL
         .iter()
-        .any(|c| cfg.pool(*c).count > 0 && cfg.pool(*c).build == crate::config::Build::Local);
+        .any(|c| cfg.pool(*c).count > 0 && cfg.pool(*c).build == Build::Local);
     if uses_local && !inputs.build.exists {
         problems.push(format!(
             "no app build at {}; run `cargo build --release -p app` first",
             inputs.build.path.display()
         ));
+    }
+    if cfg.environment == Environment::Production && !cfg.has_ssh_access() {
+        problems.push(no_ssh_message(stack));
+    }
+    if let Some(domain) = cfg
+        .domain
+        .as_deref()
+        .filter(|d| limits::placeholder_domain(d))
+    {
+        problems.push(placeholder_domain_message(domain, stack));
     }
     if problems.is_empty() {
         Ok(())
@@ -55,13 +67,32 @@ pub fn check_deployable(cfg: &StackConfig, inputs: &Inputs) -> anyhow::Result<()
     }
 }
 
+/// Why a production stack without SSH keys is refused, and how to add one.
+pub fn no_ssh_message(stack: &str) -> String {
+    format!(
+        "a production stack needs SSH keys, or nobody can reach a droplet: set {PROJECT}:sshPublicKeys \
+         (`pulumi config set --path '{PROJECT}:sshPublicKeys[0]' \"$(cat ~/.ssh/id_ed25519.pub)\" -s {stack}`) \
+         or {PROJECT}:sshKeys (ids or fingerprints of keys already uploaded to DigitalOcean)"
+    )
+}
+
+/// Why a reserved example domain cannot be deployed, and what to do instead.
+pub fn placeholder_domain_message(domain: &str, stack: &str) -> String {
+    format!(
+        "{PROJECT}:domain is {domain:?}, a reserved example name: Let's Encrypt cannot issue a \
+         certificate for it. Set a domain whose DNS is hosted on DigitalOcean \
+         (`pulumi config set {PROJECT}:domain api.yourdomain.com -s {stack}`) or remove it to serve \
+         HTTP only (`pulumi config rm {PROJECT}:domain -s {stack}`)"
+    )
+}
+
 /// Registers the stack's resources and outputs.
 pub fn run(ctx: &Context, cfg: &StackConfig, inputs: &Inputs) -> anyhow::Result<()> {
-    check_deployable(cfg, inputs)?;
     let net = network::create(ctx, cfg);
-    let db = database::create(ctx, cfg, &net);
-    let store = artifacts::create(ctx, cfg, inputs)?;
-    let pools = compute::create(ctx, cfg, &net, &db, &store, inputs);
+    let keys = access::create(ctx, cfg);
+    let db = database::create(ctx, cfg, &net, inputs.dry_run);
+    let store = artifacts::create(ctx, cfg, inputs, &db)?;
+    let pools = compute::create(ctx, cfg, &net, &db, &store, &keys, inputs);
     let lb = loadbalancer::create(ctx, cfg, &net);
     firewall::create(ctx, cfg, &net, &lb);
     project::create(ctx, cfg, &db, &lb, &pools, &store);
@@ -71,12 +102,12 @@ pub fn run(ctx: &Context, cfg: &StackConfig, inputs: &Inputs) -> anyhow::Result<
 
 /// Collects outputs into one output of a list (unknown if any is unknown, secret if any is).
 pub(crate) fn all<T: Clone + Send + Sync + 'static>(items: Vec<Output<T>>) -> Output<Vec<T>> {
-    let mut acc: Output<Vec<T>> = Output::new(Vec::new());
-    for item in items {
-        acc = pulumi_gestalt_rust::__private::output::combine2(acc, item).map(|(mut v, x)| {
-            v.push(x);
-            v
-        });
-    }
-    acc
+    items
+        .into_iter()
+        .fold(Output::new(Vec::new()), |acc, item| {
+            pulumi_combine!(acc, item).map(|(mut v, x)| {
+                v.push(x);
+                v
+            })
+        })
 }

@@ -8,6 +8,9 @@ use pulumi_gestalt_rust::{Context, Output};
 pub struct Network {
     /// VPC id.
     pub vpc_id: Output<String>,
+    /// VPC name; it changes exactly when the VPC is replaced, so resources inside it hash it
+    /// into their own names.
+    pub vpc_name: String,
     /// Tag on every app droplet (firewalls and the database trust it).
     pub app_tag: Output<String>,
     /// Tag per colour (the load balancer targets the active one).
@@ -23,13 +26,16 @@ impl Network {
 
 /// Creates the VPC and tags.
 pub fn create(ctx: &Context, cfg: &StackConfig) -> Network {
+    let cidr = cfg.vpc_cidr.to_string();
+    // region and ipRange replace the VPC, and VPC names are unique per account.
+    let vpc_name = cfg.replaceable_name("vpc", &[&cfg.region, &cidr]);
     let vpc = vpc::create(
         ctx,
         &cfg.name("vpc"),
         vpc::VpcArgs::builder()
-            .name(cfg.name("vpc"))
+            .name(vpc_name.clone())
             .region(cfg.region.clone())
-            .ip_range(cfg.vpc_cidr.to_string())
+            .ip_range(cidr)
             .description(format!("{} {} private network", cfg.project, cfg.stack))
             .build_struct(),
     );
@@ -45,6 +51,7 @@ pub fn create(ctx: &Context, cfg: &StackConfig) -> Network {
     };
     Network {
         vpc_id: vpc.id,
+        vpc_name,
         app_tag: mk_tag("app"),
         color_tags: [mk_tag(Color::Blue.as_str()), mk_tag(Color::Green.as_str())],
     }

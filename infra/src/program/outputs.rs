@@ -8,7 +8,8 @@ use super::loadbalancer::LoadBalancer;
 use crate::config::StackConfig;
 use pulumi_gestalt_rust::{Context, Output};
 
-/// Exports `url`, `loadBalancerIp`, droplets, database host and the (secret) database URI.
+/// Exports `url`, `loadBalancerIp`, droplets with their public and private IPs, database host
+/// and the (secret) database URI.
 pub fn export(
     ctx: &Context,
     cfg: &StackConfig,
@@ -35,6 +36,10 @@ pub fn export(
         .map(|d| d.name.clone())
         .collect();
     ctx.add_export("activeDropletNames", &Output::new(active));
+    ctx.add_export(
+        "dropletPublicIps",
+        &all(droplets.iter().map(|d| d.public_ip.clone()).collect()),
+    );
     ctx.add_export(
         "dropletPrivateIps",
         &all(droplets.iter().map(|d| d.private_ip.clone()).collect()),
