@@ -4,7 +4,7 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use infra::build::AppBuild;
 use infra::config::{StackConfig, StackKind};
-use infra::{local, preview, program, root};
+use infra::{local, preview, program, root, verify};
 use std::path::PathBuf;
 
 /// rustlb infrastructure: DigitalOcean stacks through Pulumi, and the local stack.
@@ -41,6 +41,37 @@ enum Command {
         #[arg(long, short)]
         stack: String,
         /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Restart the local stack's instances one at a time, each back in rotation before the next.
+    Restart {
+        /// Stack name.
+        #[arg(long, short)]
+        stack: String,
+        /// Restart only this instance (e.g. local-2).
+        #[arg(long)]
+        server_id: Option<String>,
+    },
+    /// Check a running deployment through its load balancer (local or DigitalOcean).
+    Verify {
+        /// The load balancer's URL, e.g. http://127.0.0.1:8080 or `pulumi stack output url`.
+        #[arg(long, required_unless_present = "stack")]
+        url: Option<String>,
+        /// The local stack to verify (its URL is read from the running supervisor).
+        #[arg(long, short)]
+        stack: Option<String>,
+        /// API key for the write checks (the `rustlb:apiKey` of the stack).
+        #[arg(long, env = "RUSTLB_API_KEY", hide_env_values = true)]
+        api_key: Option<String>,
+        /// Requests sent to measure the distribution.
+        #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+        requests: u32,
+        /// Also run the failure drills under load (local stack only): kill -9, rolling
+        /// restarts and, with PostgreSQL, a database outage.
+        #[arg(long, requires = "stack")]
+        drills: bool,
+        /// Print one JSON object instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -97,8 +128,77 @@ fn run_command(command: Command) -> std::process::ExitCode {
         Command::Status { stack, json } => {
             with_root(|root| local::status(root, local_config(root, &stack)?, json))
         }
+        Command::Restart { stack, server_id } => {
+            with_root(|root| local::restart(root, local_config(root, &stack)?, server_id))
+        }
+        Command::Verify {
+            url,
+            stack,
+            api_key,
+            requests,
+            drills,
+            json,
+        } => verify_command(url, stack, api_key, requests, drills, json),
         Command::Destroy { stack } => {
             with_root(|root| local::destroy(root, local_config(root, &stack)?))
+        }
+    }
+}
+
+fn verify_command(
+    url: Option<String>,
+    stack: Option<String>,
+    api_key: Option<String>,
+    requests: u32,
+    drills: bool,
+    json: bool,
+) -> std::process::ExitCode {
+    let outcome = (|| -> anyhow::Result<bool> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?;
+        let local = match &stack {
+            Some(stack) => {
+                let root = root::current_root()?;
+                let cfg = local_config(&root, stack)?;
+                Some((root, cfg))
+            }
+            None => None,
+        };
+        let url = match (url, &local) {
+            (Some(url), _) => url,
+            (None, Some((root, cfg))) => local::fetch_report(root, cfg)?.url,
+            (None, None) => anyhow::bail!("give --url or --stack local"),
+        };
+        // The local stack's own key, unless one was given.
+        let api_key = api_key.or_else(|| {
+            local.as_ref().and_then(|(_, cfg)| {
+                use secrecy::ExposeSecret;
+                cfg.api_key().map(|k| k.expose_secret().to_owned())
+            })
+        });
+        let opts = verify::Options {
+            url,
+            api_key,
+            requests,
+        };
+        let mut report = runtime.block_on(verify::verify(&opts))?;
+        if drills && let Some((root, cfg)) = &local {
+            report.drills = runtime.block_on(verify::drills::run_all(root, cfg, &opts))?;
+        }
+        if json {
+            println!("{}", serde_json::to_string_pretty(&report.to_json())?);
+        } else {
+            print!("{}", report.to_text());
+        }
+        Ok(report.passed())
+    })();
+    match outcome {
+        Ok(true) => std::process::ExitCode::SUCCESS,
+        Ok(false) => std::process::ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::from(2)
         }
     }
 }

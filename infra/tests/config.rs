@@ -88,7 +88,7 @@ fn local_stack_validates_and_exposes_what_the_runner_needs() {
 }
 
 #[test]
-fn an_empty_stack_gets_the_seed_defaults() {
+fn an_empty_stack_gets_the_documented_defaults() {
     let cfg = load("dev", "  rustlb:region: nyc1\n").unwrap();
     let h = cfg.health_check();
     assert_eq!(

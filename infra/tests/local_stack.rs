@@ -414,3 +414,138 @@ fn pulumi_up_on_the_local_stack_points_to_infra_up() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("up --stack local"), "{err}");
 }
+
+#[test]
+fn verify_passes_on_a_balanced_stack_and_fails_on_a_single_server() {
+    let sandbox = Sandbox::new("");
+    let up = sandbox.infra(&["up", "--stack", "local", "--detach"]);
+    assert!(
+        up.status.success(),
+        "{}",
+        String::from_utf8_lossy(&up.stderr)
+    );
+    let status = sandbox.wait_status("all instances up", all_up);
+
+    let out = sandbox.infra(&["verify", "--stack", "local", "--json"]);
+    let report: Value = serde_json::from_slice(&out.stdout).expect("verify --json is JSON");
+    assert!(out.status.success(), "{report:#}");
+    assert_eq!(report["passed"], true);
+    let counts = report["distribution"]["counts"].as_object().unwrap();
+    assert_eq!(counts.len(), 3, "{report:#}");
+    for check in ["headers", "distribution", "consistency", "stats", "errors"] {
+        let c = report["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == check)
+            .unwrap_or_else(|| panic!("no {check} check"));
+        assert_eq!(c["passed"], true, "{c}");
+    }
+    let text = sandbox.infra(&["verify", "--stack", "local"]);
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(text.contains("local-2  █"), "a bar per server:\n{text}");
+
+    // One instance on its own is not a balanced deployment: verify says so and exits 1.
+    let port = status["backends"][0]["port"].as_u64().unwrap();
+    let single = sandbox.infra(&["verify", "--url", &format!("http://127.0.0.1:{port}")]);
+    assert_eq!(single.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&single.stdout);
+    assert!(text.contains("FAIL  distribution"), "{text}");
+
+    assert!(
+        sandbox
+            .infra(&["destroy", "--stack", "local"])
+            .status
+            .success()
+    );
+}
+
+#[test]
+fn drills_under_load_lose_no_request_and_no_log_row() {
+    let sandbox = Sandbox::new("");
+    let up = sandbox.infra(&["up", "--stack", "local", "--detach"]);
+    assert!(
+        up.status.success(),
+        "{}",
+        String::from_utf8_lossy(&up.stderr)
+    );
+    sandbox.wait_status("all instances up", all_up);
+    let before = pids(&sandbox.status().unwrap());
+
+    let out = sandbox.infra(&[
+        "verify",
+        "--stack",
+        "local",
+        "--drills",
+        "--json",
+        "--requests",
+        "12",
+    ]);
+    let report: Value = serde_json::from_slice(&out.stdout).expect("verify --json is JSON");
+    let drills = report["drills"].as_array().unwrap();
+    let names: Vec<&str> = drills.iter().map(|d| d["name"].as_str().unwrap()).collect();
+    assert_eq!(
+        names,
+        [
+            "kill -9 one instance",
+            "rolling restart, reads",
+            "rolling restart, writes"
+        ],
+        "SQLite: no database outage drill"
+    );
+    for d in drills {
+        assert!(d["requests"].as_u64().unwrap() > 100, "{d}");
+        assert_eq!(d["failed"], 0, "{d}");
+        assert_eq!(d["passed"], true, "{d}");
+    }
+    assert_eq!(drills[2]["lost_log_rows"], 0);
+    // Every instance was replaced by the kill and the rolling restarts.
+    let after = pids(&sandbox.wait_status("all instances up", all_up));
+    // The last pid is the supervisor's, which stays.
+    assert!(
+        after[..3].iter().all(|p| !before.contains(p)),
+        "{before:?} -> {after:?}"
+    );
+    assert!(out.status.success());
+    assert!(
+        sandbox
+            .infra(&["destroy", "--stack", "local"])
+            .status
+            .success()
+    );
+}
+
+#[test]
+fn restart_brings_each_instance_back_before_the_next() {
+    let sandbox = Sandbox::new("");
+    assert!(
+        sandbox
+            .infra(&["up", "--stack", "local", "--detach"])
+            .status
+            .success()
+    );
+    let before = pids(&sandbox.wait_status("all instances up", all_up));
+    let out = sandbox.infra(&["restart", "--stack", "local", "--server-id", "local-2"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let after = pids(&sandbox.status().unwrap());
+    assert_eq!(after[0], before[0]);
+    assert_ne!(after[1], before[1], "local-2 was restarted");
+    assert_eq!(after[2], before[2]);
+    assert!(
+        all_up(&sandbox.status().unwrap()),
+        "back in rotation when restart returns"
+    );
+    let unknown = sandbox.infra(&["restart", "--stack", "local", "--server-id", "local-9"]);
+    assert!(!unknown.status.success());
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("local-9"));
+    assert!(
+        sandbox
+            .infra(&["destroy", "--stack", "local"])
+            .status
+            .success()
+    );
+}

@@ -1,12 +1,14 @@
-//! The supervisor's status report and the loopback port that serves it to `infra status`.
+//! The supervisor's loopback control port: the status report for `infra status`, rolling restarts for `infra restart`.
 
-use std::io::Read;
+use std::future::Future;
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
 
 /// The running stack, as `infra status --json` prints it.
@@ -70,25 +72,97 @@ impl StackReport {
     }
 }
 
-/// Serves the report produced by `report` to every connection, then closes it.
-pub async fn serve(listener: TcpListener, report: Arc<dyn Fn() -> StackReport + Send + Sync>) {
+/// What a client of the control port asks for: one line of text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// `status`: the report.
+    Status,
+    /// `restart [server_id]`: a rolling restart of every instance, or of one; answered with the
+    /// report once the last one is back in rotation.
+    Restart(Option<String>),
+}
+
+impl Command {
+    fn parse(line: &str) -> Result<Command, String> {
+        let mut words = line.split_whitespace();
+        match (words.next(), words.next(), words.next()) {
+            (Some("status"), None, _) => Ok(Command::Status),
+            (Some("restart"), only, None) => Ok(Command::Restart(only.map(str::to_owned))),
+            _ => Err(format!("unknown command {line:?}")),
+        }
+    }
+
+    fn line(&self) -> String {
+        match self {
+            Command::Status => "status\n".to_owned(),
+            Command::Restart(None) => "restart\n".to_owned(),
+            Command::Restart(Some(id)) => format!("restart {id}\n"),
+        }
+    }
+}
+
+/// Answers one command; `Err` carries a message for the client.
+pub type Handler = Arc<
+    dyn Fn(Command) -> Pin<Box<dyn Future<Output = Result<serde_json::Value, String>> + Send>>
+        + Send
+        + Sync,
+>;
+
+/// Serves the control port: one command line per connection, answered with one JSON document
+/// (`{"error": "..."}` when it fails), then the connection closes.
+pub async fn serve(listener: TcpListener, handler: Handler) {
     loop {
-        let Ok((mut stream, _)) = listener.accept().await else {
+        let Ok((stream, _)) = listener.accept().await else {
             continue;
         };
-        let body = serde_json::to_vec(&report()).unwrap_or_default();
+        let handler = handler.clone();
         tokio::spawn(async move {
-            let _ = stream.write_all(&body).await;
-            let _ = stream.shutdown().await;
+            let (read, mut write) = stream.into_split();
+            let mut line = String::new();
+            let read = tokio::time::timeout(
+                Duration::from_secs(5),
+                BufReader::new(read.take(256)).read_line(&mut line),
+            )
+            .await;
+            let answer = match read {
+                Ok(Ok(_)) => match Command::parse(&line) {
+                    Ok(command) => handler(command).await,
+                    Err(e) => Err(e),
+                },
+                _ => Err("no command".to_owned()),
+            };
+            let body = match answer {
+                Ok(v) => v,
+                Err(e) => serde_json::json!({ "error": e }),
+            };
+            let _ = write
+                .write_all(&serde_json::to_vec(&body).unwrap_or_default())
+                .await;
+            let _ = write.shutdown().await;
         });
     }
 }
 
-/// Reads the report from the control port.
-pub fn fetch(addr: SocketAddr) -> anyhow::Result<StackReport> {
+/// Sends one command and reads the answer, waiting at most `timeout` for it.
+pub fn request(
+    addr: SocketAddr,
+    command: &Command,
+    timeout: Duration,
+) -> anyhow::Result<serde_json::Value> {
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
-    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    stream.set_read_timeout(Some(timeout))?;
+    stream.write_all(command.line().as_bytes())?;
     let mut body = Vec::new();
     stream.read_to_end(&mut body)?;
-    Ok(serde_json::from_slice(&body)?)
+    let answer: serde_json::Value = serde_json::from_slice(&body)?;
+    if let Some(e) = answer.get("error").and_then(|e| e.as_str()) {
+        anyhow::bail!("{e}");
+    }
+    Ok(answer)
+}
+
+/// Reads the report from the control port.
+pub fn fetch(addr: SocketAddr) -> anyhow::Result<StackReport> {
+    let answer = request(addr, &Command::Status, Duration::from_secs(5))?;
+    Ok(serde_json::from_value(answer)?)
 }

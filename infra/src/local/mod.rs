@@ -1,4 +1,4 @@
-//! The local stack: the seed's topology on one machine (`infra up/status/destroy --stack local`).
+//! The local stack: the cloud topology on one machine (`infra up/status/destroy --stack local`).
 //!
 //! `up` runs N instances of the real app (this executable re-run as `serve-app`, so nothing
 //! else needs building), applies migrations once, and puts the embedded load balancer in front.
@@ -18,7 +18,7 @@ use anyhow::{Context, bail};
 use secrecy::ExposeSecret;
 
 use crate::config::StackConfig;
-pub use control::{BackendReport, StackReport};
+pub use control::{BackendReport, Command as ControlCommand, StackReport};
 use state::StateFile;
 
 /// How long `up` waits for every instance to pass its health checks before it reports anyway.
@@ -69,6 +69,28 @@ pub fn status(root: &Path, cfg: StackConfig, json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A rolling restart of the running stack's instances (or of one): each leaves rotation, stops
+/// gracefully, starts again and passes its health checks before the next one goes.
+pub fn restart(root: &Path, cfg: StackConfig, only: Option<String>) -> anyhow::Result<()> {
+    let state_dir = state::dir(root, &cfg.stack);
+    let Some(state) = StateFile::read_live(&state_dir) else {
+        bail!(
+            "the {} stack is not running; start it with `cargo run --release -p infra -- up --stack {}`",
+            cfg.stack,
+            cfg.stack
+        );
+    };
+    let per_instance = supervisor::STOP_TIMEOUT + Duration::from_secs(60);
+    let answer = control::request(
+        state.control,
+        &control::Command::Restart(only),
+        per_instance * state.instances,
+    )?;
+    let report: StackReport = serde_json::from_value(answer)?;
+    print!("{}", report.to_table());
+    Ok(())
+}
+
 /// Stops a detached stack: SIGTERM to its supervisor, which drains the load balancer, stops
 /// the instances (flushing their request logs) and frees the ports.
 pub fn destroy(root: &Path, cfg: StackConfig) -> anyhow::Result<()> {
@@ -101,6 +123,22 @@ pub fn destroy(root: &Path, cfg: StackConfig) -> anyhow::Result<()> {
         cfg.stack, state.instances
     );
     Ok(())
+}
+
+/// The control port of the running stack, for drills that restart instances.
+pub fn control_address(root: &Path, cfg: &StackConfig) -> anyhow::Result<SocketAddr> {
+    StateFile::read_live(&state::dir(root, &cfg.stack))
+        .map(|s| s.control)
+        .with_context(|| format!("the {} stack is not running", cfg.stack))
+}
+
+/// Sends a command to the running stack's supervisor.
+pub fn control_request(
+    addr: SocketAddr,
+    command: &ControlCommand,
+    timeout: Duration,
+) -> anyhow::Result<serde_json::Value> {
+    control::request(addr, command, timeout)
 }
 
 /// Reads the report from a running supervisor.

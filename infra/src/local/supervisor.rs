@@ -9,10 +9,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use tokio::process::{Child, Command};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 
-use super::control::{self, BackendReport, StackReport};
+use super::control::{self, BackendReport, Command as ControlCommand, StackReport};
 use super::state::StateFile;
 use super::{backend_port, instance_env};
 use crate::config::StackConfig;
@@ -27,6 +27,10 @@ const STABLE_AFTER: Duration = Duration::from_secs(30);
 /// in-flight requests and once for the flush.
 pub const STOP_TIMEOUT: Duration = Duration::from_secs(25);
 
+/// How long a restarted instance may take to pass its health checks again before a rolling
+/// restart gives up on it.
+const BACK_IN_ROTATION_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// One app instance and what the report shows about it.
 struct Instance {
     server_id: String,
@@ -35,6 +39,9 @@ struct Instance {
     pid: AtomicU32,
     restarts: AtomicU32,
 }
+
+/// A planned restart of one instance; answered once it is back in rotation (or not).
+type RestartRequest = oneshot::Sender<Result<(), String>>;
 
 /// How to start an instance.
 struct Launch {
@@ -71,6 +78,7 @@ pub async fn run(
     let exe = std::env::current_exe().context("locating the infra binary")?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut instances = Vec::new();
+    let mut restarts = Vec::new();
     let mut tasks = JoinSet::new();
     for i in 0..cfg.droplet_count() {
         let server_id = format!("local-{}", i + 1);
@@ -88,8 +96,17 @@ pub async fn run(
             env: instance_env(cfg, &server_id, port),
         };
         instances.push(instance.clone());
-        tasks.spawn(supervise(instance, launch, lb.clone(), stop_rx.clone()));
+        let (restart_tx, restart_rx) = mpsc::channel(1);
+        restarts.push((server_id.clone(), restart_tx));
+        tasks.spawn(supervise(
+            instance,
+            launch,
+            lb.clone(),
+            stop_rx.clone(),
+            restart_rx,
+        ));
     }
+    let restarts = Arc::new(restarts);
 
     let report = {
         let lb = lb.clone();
@@ -102,7 +119,26 @@ pub async fn run(
         .await
         .context("binding the control port")?;
     let control_addr = control_listener.local_addr()?;
-    let control_task = tokio::spawn(control::serve(control_listener, report.clone()));
+    let control_task = {
+        let (report, restarts) = (report.clone(), restarts.clone());
+        tokio::spawn(control::serve(
+            control_listener,
+            Arc::new(move |command| {
+                let (report, restarts) = (report.clone(), restarts.clone());
+                Box::pin(async move {
+                    match command {
+                        ControlCommand::Status => {
+                            serde_json::to_value(report()).map_err(|e| e.to_string())
+                        }
+                        ControlCommand::Restart(only) => {
+                            rolling_restart(&restarts, only.as_deref()).await?;
+                            serde_json::to_value(report()).map_err(|e| e.to_string())
+                        }
+                    }
+                })
+            }),
+        ))
+    };
     let mut state = StateFile {
         supervisor_pid: std::process::id(),
         url: url.clone(),
@@ -250,12 +286,60 @@ fn build_report(
     }
 }
 
-/// Keeps one instance running until `stop` turns true; then stops it gracefully.
+/// Restarts the instances one at a time (or only `only`), each back in rotation before the next
+/// goes, so the others carry the traffic throughout.
+async fn rolling_restart(
+    restarts: &[(String, mpsc::Sender<RestartRequest>)],
+    only: Option<&str>,
+) -> Result<(), String> {
+    if let Some(id) = only
+        && !restarts.iter().any(|(s, _)| s == id)
+    {
+        return Err(format!("no instance {id:?} in this stack"));
+    }
+    for (server_id, tx) in restarts.iter().filter(|(s, _)| only.is_none_or(|o| o == s)) {
+        let (done_tx, done_rx) = oneshot::channel();
+        tx.send(done_tx)
+            .await
+            .map_err(|_| format!("{server_id} is stopping"))?;
+        done_rx
+            .await
+            .map_err(|_| format!("{server_id} stopped during its restart"))?
+            .map_err(|e| format!("{server_id}: {e}"))?;
+        tracing::info!(%server_id, "restarted and back in rotation");
+    }
+    Ok(())
+}
+
+/// Waits until the load balancer has the instance in rotation again.
+async fn back_in_rotation(lb: &lb::Running, server_id: &str) -> Result<(), String> {
+    let deadline = Instant::now() + BACK_IN_ROTATION_TIMEOUT;
+    loop {
+        let up = lb
+            .status()
+            .iter()
+            .any(|b| b.id == server_id && b.state == lb::BackendState::Up);
+        if up {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(format!(
+                "not back in rotation after {BACK_IN_ROTATION_TIMEOUT:?}; see its log"
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Keeps one instance running until `stop` turns true; then stops it gracefully. A planned
+/// restart takes it out of rotation first, so the load balancer has stopped choosing it
+/// before the app is told to stop.
 async fn supervise(
     instance: Arc<Instance>,
     launch: Launch,
     lb: lb::Running,
     mut stop: watch::Receiver<bool>,
+    mut restart: mpsc::Receiver<RestartRequest>,
 ) {
     let mut backoff = FIRST_BACKOFF;
     loop {
@@ -296,6 +380,18 @@ async fn supervise(
                 stop_instance(&mut child, &instance.server_id).await;
                 instance.pid.store(0, Ordering::Relaxed);
                 return;
+            }
+            Some(done) = restart.recv() => {
+                lb.mark_down(&instance.server_id);
+                stop_instance(&mut child, &instance.server_id).await;
+                instance.pid.store(0, Ordering::Relaxed);
+                backoff = FIRST_BACKOFF;
+                // Started again at the top of the loop; the caller hears back once the load
+                // balancer has it in rotation again.
+                let (lb, server_id) = (lb.clone(), instance.server_id.clone());
+                tokio::spawn(async move {
+                    let _ = done.send(back_in_rotation(&lb, &server_id).await);
+                });
             }
         }
     }
