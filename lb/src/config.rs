@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::error::Error;
+
 /// Everything the load balancer needs to run; serde-friendly so it can live in a stack file.
 ///
 /// Durations (de)serialize as strings such as `"30s"` or `"150ms"`; a bare number means seconds.
@@ -53,6 +55,9 @@ impl Default for Config {
         }
     }
 }
+
+/// Most backends a pool can hold (one bit each in the healthy mask).
+pub const MAX_BACKENDS: usize = 64;
 
 /// One backend instance.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -175,7 +180,7 @@ mod duration_str {
 }
 
 /// Parses `"150ms"`, `"30s"`, `"2m"`, `"1h"` or bare seconds (`"1.5"`).
-pub fn parse_duration(s: &str) -> Option<Duration> {
+fn parse_duration(s: &str) -> Option<Duration> {
     let s = s.trim();
     let split = s
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
@@ -190,6 +195,51 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
         _ => return None,
     };
     Duration::try_from_secs_f64(n * scale).ok()
+}
+
+/// Checks what serde cannot: limits, names and timeouts that make sense together.
+pub(crate) fn validate(config: &Config) -> Result<(), Error> {
+    let bad = |m: String| Err(Error::Config(m));
+    if config.backends.len() > MAX_BACKENDS {
+        return bad(format!("at most {MAX_BACKENDS} backends"));
+    }
+    let mut ids = std::collections::HashSet::new();
+    for b in &config.backends {
+        if !ids.insert(b.id.as_str()) {
+            return bad(format!("duplicate backend id {:?}", b.id));
+        }
+    }
+    let hc = &config.health_check;
+    if !hc.path.starts_with('/') || hc.path.parse::<http::uri::PathAndQuery>().is_err() {
+        return bad(format!(
+            "health check path {:?} is not a valid path",
+            hc.path
+        ));
+    }
+    if hc.interval.is_zero() || hc.response_timeout.is_zero() {
+        return bad("health check interval and response timeout must be positive".into());
+    }
+    if hc.healthy_threshold == 0 || hc.unhealthy_threshold == 0 {
+        return bad("health check thresholds must be at least 1".into());
+    }
+    if config.client_idle_timeout.is_zero() || config.response_timeout.is_zero() {
+        return bad("timeouts must be positive".into());
+    }
+    if let Some(s) = &config.sticky {
+        let n = &s.cookie_name;
+        let token = n
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+        if !(2..=40).contains(&n.len()) || !token {
+            return bad(format!(
+                "sticky cookie name {n:?} must be a 2-40 character token"
+            ));
+        }
+        if s.ttl < Duration::from_secs(1) {
+            return bad("sticky cookie ttl must be at least 1s".into());
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
