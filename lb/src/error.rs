@@ -171,10 +171,7 @@ impl ErrorKind {
     pub(crate) fn closes(self) -> bool {
         matches!(
             self,
-            Self::BadRequest
-                | Self::RequestTimeout
-                | Self::PayloadTooLarge
-                | Self::HeaderTooLarge
+            Self::BadRequest | Self::RequestTimeout | Self::PayloadTooLarge | Self::HeaderTooLarge
         )
     }
 }

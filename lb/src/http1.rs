@@ -189,10 +189,21 @@ fn split_target(target: &str) -> Option<(Option<&str>, &str)> {
     })
 }
 
+/// Whether an absolute-form target's authority names the same host as `Host`; a default
+/// port written on one side only still matches.
+fn same_authority(target: &str, host: &[u8]) -> bool {
+    let strip = |a: &[u8]| -> Vec<u8> {
+        let a = a.strip_suffix(b":80").unwrap_or(a);
+        a.to_ascii_lowercase()
+    };
+    strip(target.as_bytes()) == strip(host.trim_ascii())
+}
+
 /// Parses the request head at the start of `buf` into `headers`.
 ///
-/// Returns `Ok(None)` when `buf` doesn't hold a whole head yet. Refuses framing a backend
-/// could read differently from the load balancer.
+/// Returns `Ok(None)` when `buf` doesn't hold a whole head yet. Refuses what a backend could
+/// read differently from the load balancer: ambiguous framing, a second `Host`, an
+/// absolute-form target naming another host than `Host` (RFC 9112 section 3.2).
 pub(crate) fn parse_request<'h, 'b>(
     buf: &'b [u8],
     headers: &'h mut [httparse::Header<'b>],
@@ -215,7 +226,7 @@ pub(crate) fn parse_request<'h, 'b>(
     if method == "CONNECT" {
         return Err(ProxyError::new(ErrorKind::MethodNotAllowed, "CONNECT"));
     }
-    let (_, target) =
+    let (authority, target) =
         split_target(req.path.unwrap_or("/")).ok_or_else(|| bad("unsupported request target"))?;
 
     let headers: &'h [httparse::Header<'b>] = req.headers;
@@ -247,12 +258,19 @@ pub(crate) fn parse_request<'h, 'b>(
         } else if eq(name, "expect") {
             expect_continue = h.value.eq_ignore_ascii_case(b"100-continue");
         } else if eq(name, "host") {
+            if host.is_some() {
+                return Err(bad("two Host headers"));
+            }
             host = Some(h.value);
         }
     }
-    if host.is_none() && !http10 {
+    match (host, authority) {
         // RFC 9112 section 3.2: an HTTP/1.1 request without Host is refused.
-        return Err(bad("no Host header"));
+        (None, _) if !http10 => return Err(bad("no Host header")),
+        (Some(host), Some(authority)) if !same_authority(authority, host) => {
+            return Err(bad("absolute-form target and Host name different hosts"));
+        }
+        _ => {}
     }
     let chunked = (te_codings > 0).then_some(te_codings == 1 && te_chunked);
     let framing = match (chunked, length) {
@@ -414,17 +432,48 @@ impl ChunkedScanner {
         ProxyError::malformed(self.side, reason)
     }
 
+    /// Parses a chunk-size line: hex digits, then optional extensions, ended by CRLF.
+    /// Stricter than `httparse`, which lets a bare LF or CR through inside an extension:
+    /// a parser behind us that ends the line there would see other chunks than we do.
+    fn size_line(&self, rest: &[u8]) -> Result<Option<(usize, u64)>, ProxyError> {
+        let window = &rest[..rest.len().min(MAX_CHUNK_LINE)];
+        let Some(lf) = window.iter().position(|&b| b == b'\n') else {
+            return if rest.len() < MAX_CHUNK_LINE {
+                Ok(None)
+            } else {
+                Err(self.bad("chunk size line too long"))
+            };
+        };
+        let line = rest[..lf]
+            .strip_suffix(b"\r")
+            .ok_or_else(|| self.bad("chunk size line not ended by CRLF"))?;
+        let digits = line.iter().take_while(|b| b.is_ascii_hexdigit()).count();
+        if digits == 0 || digits > 15 {
+            return Err(self.bad("malformed chunk size"));
+        }
+        let size = line[..digits].iter().fold(0u64, |n, &d| {
+            n * 16 + u64::from((d as char).to_digit(16).unwrap_or(0))
+        });
+        let ext = &line[digits..];
+        let ext_start = ext
+            .iter()
+            .position(|&b| b != b' ' && b != b'\t')
+            .unwrap_or(ext.len());
+        let ext = &ext[ext_start..];
+        let control = |b: &u8| (*b < 0x20 && *b != b'\t') || *b == 0x7f;
+        if !ext.is_empty() && (ext[0] != b';' || ext.iter().any(control)) {
+            return Err(self.bad("malformed chunk extension"));
+        }
+        Ok(Some((lf + 1, size)))
+    }
+
     /// One state transition over the bytes at hand.
     fn step(&mut self, rest: &[u8]) -> Result<Step, ProxyError> {
         let consumed = |used| Ok(Step::Consumed { used, data: false });
         match self.state {
             ChunkState::Done => Ok(Step::Done),
-            // httparse reads an empty size as 0, the last chunk; a size needs a digit.
-            ChunkState::Size if rest.first().is_some_and(|b| !b.is_ascii_hexdigit()) => {
-                Err(self.bad("malformed chunk size"))
-            }
-            ChunkState::Size => match httparse::parse_chunk_size(rest) {
-                Ok(httparse::Status::Complete((used, size))) => {
+            ChunkState::Size => match self.size_line(rest)? {
+                Some((used, size)) => {
                     self.state = if size == 0 {
                         ChunkState::Trailers
                     } else {
@@ -432,8 +481,7 @@ impl ChunkedScanner {
                     };
                     consumed(used)
                 }
-                Ok(httparse::Status::Partial) if rest.len() < MAX_CHUNK_LINE => Ok(Step::NeedMore),
-                _ => Err(self.bad("malformed chunk size")),
+                None => Ok(Step::NeedMore),
             },
             ChunkState::Data(_) if rest.is_empty() => Ok(Step::NeedMore),
             ChunkState::Data(left) => {
@@ -562,6 +610,26 @@ mod tests {
     }
 
     #[test]
+    fn chunk_size_lines_must_end_in_crlf_with_no_control_bytes() {
+        for bad in [
+            &b"5;ext\nxx\r\nhello\r\n0\r\n\r\n"[..],
+            b"5\nhello\r\n0\r\n\r\n",
+            b"5;a\rb\r\nhello\r\n0\r\n\r\n",
+            b"5 x\r\nhello\r\n0\r\n\r\n",
+            b"\r\nhello\r\n0\r\n\r\n",
+        ] {
+            let mut s = ChunkedScanner::new(Side::Backend);
+            let err = s.scan(bad).unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::InvalidResponse, "{bad:?}");
+        }
+        let mut s = ChunkedScanner::new(Side::Client);
+        let mut out = Vec::new();
+        let ok = b"5 ;a=\"q\"\t;b\r\nhello\r\n0\r\n\r\n";
+        assert_eq!(s.decode(ok, &mut out, 10).unwrap(), (ok.len(), true));
+        assert_eq!(out, b"hello");
+    }
+
+    #[test]
     fn content_lengths_must_agree_and_be_digits() {
         let cl = |cur, v| content_length(cur, v, Side::Client).ok();
         assert_eq!(cl(None, &b"42"[..]), Some(42));
@@ -580,6 +648,25 @@ mod tests {
         assert_eq!(origin("HTTP://h:1/x/y?z"), Some("/x/y?z"));
         assert_eq!(origin("http://h"), Some("/"));
         assert_eq!(origin("h:443"), None);
+        assert_eq!(split_target("http://H:1/x").unwrap().0, Some("H:1"));
+    }
+
+    #[test]
+    fn host_header_and_absolute_target_must_agree() {
+        let parse = |req: &str| {
+            let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+            parse_request(req.as_bytes(), &mut headers).map(|h| h.map(|h| h.target.to_owned()))
+        };
+        let ok = parse("GET http://Example.com:80/a HTTP/1.1\r\nhost: example.com\r\n\r\n");
+        assert_eq!(ok.unwrap().as_deref(), Some("/a"));
+        for bad in [
+            "GET http://evil.example/a HTTP/1.1\r\nhost: example.com\r\n\r\n",
+            "GET http://example.com:81/ HTTP/1.1\r\nhost: example.com\r\n\r\n",
+            "GET / HTTP/1.1\r\nhost: a\r\nhost: a\r\n\r\n",
+        ] {
+            let err = parse(bad).unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::BadRequest, "{bad:?}");
+        }
     }
 
     #[test]
