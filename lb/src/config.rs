@@ -30,8 +30,26 @@ pub struct Config {
     /// How long an idle client keep-alive connection stays open (`httpIdleTimeoutSeconds`).
     #[serde(with = "duration_str")]
     pub client_idle_timeout: Duration,
+    /// Total time a client has to send a request head once its first byte arrived (an
+    /// idle keep-alive connection waits `client_idle_timeout` for that byte instead). Past
+    /// it the client gets 408 and the connection closes; the clock does not restart on
+    /// each read, so a head dripped a byte at a time is cut off too.
+    #[serde(with = "duration_str")]
+    pub request_head_timeout: Duration,
+    /// Total time a client has to send a request body, counted from the end of its head
+    /// and not restarted on each read. Past it the client gets 408 and the connection
+    /// closes (a backend connection the body was streaming to is dropped). Raise it with
+    /// `max_request_body_bytes` for large uploads over slow links.
+    #[serde(with = "duration_str")]
+    pub request_body_timeout: Duration,
     /// Largest request body accepted; bigger ones get 413.
     pub max_request_body_bytes: usize,
+    /// Memory budget, across all connections, for request bodies held whole so that a
+    /// failed first try can send them to another backend (only bodies up to 64 KiB are
+    /// held). When it is used up, further bodies stream to the backend through the
+    /// connection's 16 KiB read buffer instead of being held: memory stays bounded, only
+    /// the replay on a stale backend connection is lost.
+    pub max_buffered_body_bytes: usize,
     /// Threads that serve client connections, each a single-threaded tokio runtime; the
     /// accept loop (on the caller's runtime) hands each new connection to the thread serving
     /// the fewest. They share backends and health state. 0 serves on the caller's runtime
@@ -50,7 +68,10 @@ impl Default for Config {
             connect_timeout: Duration::from_secs(3),
             response_timeout: Duration::from_secs(60),
             client_idle_timeout: Duration::from_secs(60),
+            request_head_timeout: Duration::from_secs(10),
+            request_body_timeout: Duration::from_secs(30),
             max_request_body_bytes: 1024 * 1024,
+            max_buffered_body_bytes: 32 * 1024 * 1024,
             io_threads: 0,
         }
     }
@@ -222,7 +243,15 @@ pub(crate) fn validate(config: &Config) -> Result<(), Error> {
     if hc.healthy_threshold == 0 || hc.unhealthy_threshold == 0 {
         return bad("health check thresholds must be at least 1".into());
     }
-    if config.client_idle_timeout.is_zero() || config.response_timeout.is_zero() {
+    if [
+        config.client_idle_timeout,
+        config.response_timeout,
+        config.request_head_timeout,
+        config.request_body_timeout,
+    ]
+    .iter()
+    .any(Duration::is_zero)
+    {
         return bad("timeouts must be positive".into());
     }
     if let Some(s) = &config.sticky {

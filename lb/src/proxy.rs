@@ -3,12 +3,12 @@
 //!
 //! Each client connection is one task running this loop over plain byte buffers, so a
 //! proxied request costs two reads and two writes, one parse of each head and no allocation
-//! in the common case. Request bodies are held whole, so a failed first try can go to
-//! another backend.
+//! in the common case. Small request bodies are held whole, so a failed first try can go to
+//! another backend; larger ones (or any, once the memory budget is used up) stream through.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
@@ -31,6 +31,8 @@ const MAX_GATHER: usize = 64 * 1024;
 /// Buffers that grew past this for one large request or response are given back after it,
 /// so a connection that once carried a big upload doesn't hold megabytes while idle.
 const KEEP_CAPACITY: usize = 64 * 1024;
+/// Largest request body held whole so it can be sent again; larger ones stream through.
+const REPLAY_MAX: usize = 64 * 1024;
 /// After an error that leaves unread request bytes, how long the connection keeps reading
 /// (and discarding) so closing it doesn't reset the error response away.
 const LINGER: Duration = Duration::from_secs(1);
@@ -43,7 +45,10 @@ pub(crate) struct Shared {
     connect_timeout: Duration,
     response_timeout: Duration,
     client_idle_timeout: Duration,
+    head_timeout: Duration,
+    body_timeout: Duration,
     max_body: u64,
+    budget: Budget,
     /// Set once shutdown starts: responses from then on close their connection.
     pub(crate) stopping: AtomicBool,
 }
@@ -57,9 +62,35 @@ impl Shared {
             connect_timeout: config.connect_timeout,
             response_timeout: config.response_timeout,
             client_idle_timeout: config.client_idle_timeout,
+            head_timeout: config.request_head_timeout,
+            body_timeout: config.request_body_timeout,
             max_body: config.max_request_body_bytes as u64,
+            budget: Budget {
+                limit: config.max_buffered_body_bytes,
+                used: AtomicUsize::new(0),
+            },
             stopping: AtomicBool::new(false),
         }
+    }
+}
+
+/// The memory all connections together may hold in request bodies kept for replay.
+struct Budget {
+    limit: usize,
+    used: AtomicUsize,
+}
+
+impl Budget {
+    fn try_reserve(&self, n: usize) -> bool {
+        self.used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
+                used.checked_add(n).filter(|&total| total <= self.limit)
+            })
+            .is_ok()
+    }
+
+    fn release(&self, n: usize) {
+        self.used.fetch_sub(n, Ordering::AcqRel);
     }
 }
 
@@ -84,6 +115,8 @@ pub(crate) async fn serve(
         timer: Timer::new(),
         stop: Some(stop),
         head_scanned: 0,
+        reserved: 0,
+        body_pending: false,
     };
     conn.run().await;
 }
@@ -95,9 +128,10 @@ struct ClientConn {
     buf: BytesMut,
     /// The response (or its head and first bytes) on its way to the client.
     out: Vec<u8>,
-    /// The request as the backend gets it; kept whole so it can be sent again.
+    /// The request as the backend gets it; with a held body, kept whole so it can be sent
+    /// again.
     req: Vec<u8>,
-    /// The request body, de-chunked.
+    /// Request body bytes, de-chunked: a held body whole, or the next piece to stream.
     body: Vec<u8>,
     client_ip: Vec<u8>,
     shared: Arc<Shared>,
@@ -109,6 +143,16 @@ struct ClientConn {
     stop: Option<StopSignal>,
     /// How much of `buf` is known not to hold the end of a request head.
     head_scanned: usize,
+    /// Bytes of the memory budget this connection holds for the current body.
+    reserved: usize,
+    /// Part of the request body is still unread from the client.
+    body_pending: bool,
+}
+
+impl Drop for ClientConn {
+    fn drop(&mut self) {
+        self.shared.budget.release(self.reserved);
+    }
 }
 
 /// What the relay needs to know about a request once its head is parsed and rewritten.
@@ -127,6 +171,37 @@ struct RequestInfo {
     sticky_token: Option<Vec<u8>>,
 }
 
+/// Where the request body is.
+enum Body {
+    /// In `body`, whole (or there is none).
+    Held,
+    /// Still arriving from the client; relayed to the backend as it comes.
+    Streamed(Stream),
+}
+
+struct Stream {
+    framing: StreamFraming,
+    deadline: Instant,
+    /// Body bytes were sent to a backend, and are gone: the request can't be replayed.
+    started: bool,
+}
+
+enum StreamFraming {
+    /// This many bytes of a `Content-Length` body left.
+    Length(u64),
+    /// A chunked body, forwarded re-chunked (its extensions and trailers dropped).
+    Chunked(ChunkedScanner),
+}
+
+impl Body {
+    fn replayable(&self) -> bool {
+        match self {
+            Body::Held => true,
+            Body::Streamed(s) => !s.started,
+        }
+    }
+}
+
 /// How a response head was framed, kept once its borrowed parse is gone.
 struct ResponseMeta {
     head_len: usize,
@@ -137,7 +212,7 @@ struct ResponseMeta {
 impl ClientConn {
     async fn run(&mut self) {
         loop {
-            let info = match self.read_request().await {
+            let (info, mut body) = match self.read_request().await {
                 Ok(Some(r)) => r,
                 Ok(None) => return,
                 Err(e) => {
@@ -145,7 +220,10 @@ impl ClientConn {
                     return;
                 }
             };
-            let forwarded = self.forward(&info).await;
+            let forwarded = self.forward(&info, &mut body).await;
+            self.shared
+                .budget
+                .release(std::mem::take(&mut self.reserved));
             self.shrink_buffers();
             match forwarded {
                 Ok(true) => {}
@@ -158,7 +236,9 @@ impl ClientConn {
                     return;
                 }
                 Err(e) => {
-                    let close = info.close || self.shared.stopping.load(Ordering::Relaxed);
+                    let close = info.close
+                        || self.body_pending
+                        || self.shared.stopping.load(Ordering::Relaxed);
                     if !self.reply(&e, close, info.head_method).await || close {
                         return;
                     }
@@ -195,7 +275,7 @@ impl ClientConn {
         let sent = write_all(&self.stream, &self.out, &mut self.timer, deadline)
             .await
             .is_ok();
-        if sent && close && (e.kind().closes() || !self.buf.is_empty()) {
+        if sent && close && (e.kind().closes() || self.body_pending || !self.buf.is_empty()) {
             self.linger().await;
         }
         sent
@@ -226,10 +306,13 @@ impl ClientConn {
         }
     }
 
-    /// Reads the next request head and body. `Ok(None)`: the connection is done (closed by
-    /// the client, idle too long, or the load balancer is stopping).
-    async fn read_request(&mut self) -> Result<Option<RequestInfo>, ProxyError> {
-        let deadline = Instant::now() + self.shared.client_idle_timeout;
+    /// Reads the next request head, and the body too when it is small enough to hold.
+    /// `Ok(None)`: the connection is done (closed by the client, idle too long, or the load
+    /// balancer is stopping).
+    async fn read_request(&mut self) -> Result<Option<(RequestInfo, Body)>, ProxyError> {
+        let idle_deadline = Instant::now() + self.shared.client_idle_timeout;
+        // Set once the first byte of a head is here; the head must be whole by then.
+        let mut head_deadline = None;
         let (info, head_len) = loop {
             // Parse only once the end of a head may be there, so a client dripping a head a
             // byte at a time doesn't make every read re-parse all of it.
@@ -267,74 +350,101 @@ impl ClientConn {
             if idle && (self.stop.is_none() || self.shared.stopping.load(Ordering::Relaxed)) {
                 return Ok(None);
             }
+            if !idle && head_deadline.is_none() {
+                head_deadline = Some(Instant::now() + self.shared.head_timeout);
+            }
             let stop = if idle { Some(&mut self.stop) } else { None };
             let read = read_some(
                 &mut self.stream,
                 &mut self.buf,
                 &mut self.timer,
-                deadline,
+                head_deadline.unwrap_or(idle_deadline),
                 stop,
             );
             match read.await {
                 Ok(Read::Data | Read::Stopped) => {}
+                Ok(Read::TimedOut) if !idle => {
+                    return Err(ProxyError::new(
+                        ErrorKind::RequestTimeout,
+                        "request head not received within request_head_timeout",
+                    ));
+                }
                 Ok(Read::Eof | Read::TimedOut) | Err(_) => return Ok(None),
             }
         };
         let (info, expect_continue) = info;
         self.buf.advance(head_len);
         self.head_scanned = 0;
-        self.read_body(&info, expect_continue).await?;
-        Ok(Some(info))
+        let body = self.read_body(&info, expect_continue).await?;
+        Ok(Some((info, body)))
     }
 
-    /// Reads the whole request body (bounded), so a refused connect can send it elsewhere.
+    /// Reads a body small enough to hold into `body` (bounded by the memory budget), or
+    /// sets up streaming a larger one.
     async fn read_body(
         &mut self,
         info: &RequestInfo,
         expect_continue: bool,
-    ) -> Result<(), ProxyError> {
+    ) -> Result<Body, ProxyError> {
         self.body.clear();
-        let max = self.shared.max_body;
-        match info.framing {
-            Framing::None | Framing::UntilClose => Ok(()),
-            Framing::Length(n) => {
-                if n > max {
-                    return Err(ProxyError::new(
-                        ErrorKind::PayloadTooLarge,
-                        format!("Content-Length {n} over the limit"),
-                    ));
-                }
-                let n = n as usize;
-                if expect_continue && self.buf.len() < n {
-                    self.send_continue().await?;
-                }
+        let len = match info.framing {
+            Framing::None | Framing::UntilClose => return Ok(Body::Held),
+            Framing::Length(n) if n > self.shared.max_body => {
+                return Err(ProxyError::new(
+                    ErrorKind::PayloadTooLarge,
+                    format!("Content-Length {n} over the limit"),
+                ));
+            }
+            Framing::Length(n) => Some(n as usize),
+            Framing::Chunked => None,
+        };
+        // HTTP/1.0 clients don't know 100 Continue (RFC 9110 section 15.2); they send anyway.
+        let missing = len.map_or(self.buf.is_empty(), |n| self.buf.len() < n);
+        if expect_continue && missing {
+            self.send_continue().await?;
+        }
+        let deadline = Instant::now() + self.shared.body_timeout;
+        let hold = len.unwrap_or(REPLAY_MAX);
+        let held = hold <= REPLAY_MAX && self.shared.budget.try_reserve(hold);
+        if held {
+            self.reserved = hold;
+        }
+        let framing = match len {
+            Some(n) if held => {
                 while self.buf.len() < n {
-                    self.read_body_bytes().await?;
+                    self.read_body_bytes(deadline).await?;
                 }
                 self.body.extend_from_slice(&self.buf[..n]);
                 self.buf.advance(n);
-                Ok(())
+                return Ok(Body::Held);
             }
-            Framing::Chunked => {
-                if expect_continue && self.buf.is_empty() {
-                    self.send_continue().await?;
-                }
+            Some(n) => StreamFraming::Length(n as u64),
+            None => {
                 let mut scanner = ChunkedScanner::new(Side::Client);
-                loop {
-                    let (used, done) = scanner.decode(&self.buf, &mut self.body, max)?;
+                // Decoded while it fits the hold; a longer body goes on as a stream, with
+                // what was decoded so far as its first chunk.
+                while held && self.body.len() <= REPLAY_MAX {
+                    let (used, done) =
+                        scanner.decode(&self.buf, &mut self.body, self.shared.max_body)?;
                     self.buf.advance(used);
                     if done {
-                        return Ok(());
+                        return Ok(Body::Held);
                     }
-                    self.read_body_bytes().await?;
+                    self.read_body_bytes(deadline).await?;
                 }
+                StreamFraming::Chunked(scanner)
             }
-        }
+        };
+        self.body_pending = true;
+        Ok(Body::Streamed(Stream {
+            framing,
+            deadline,
+            started: false,
+        }))
     }
 
-    /// Reads more of a request body; a client may pause up to the idle timeout between reads.
-    async fn read_body_bytes(&mut self) -> Result<(), ProxyError> {
-        let deadline = Instant::now() + self.shared.client_idle_timeout;
+    /// Reads more of a request body, which must be whole by `deadline`.
+    async fn read_body_bytes(&mut self, deadline: Instant) -> Result<(), ProxyError> {
         let read = read_some(
             &mut self.stream,
             &mut self.buf,
@@ -346,7 +456,7 @@ impl ClientConn {
             Ok(Read::Data) => Ok(()),
             Ok(Read::TimedOut) => Err(ProxyError::new(
                 ErrorKind::RequestTimeout,
-                "request body did not arrive in time",
+                "request body not received within request_body_timeout",
             )),
             // Cut short; the connection can't be used for another request.
             _ => Err(ProxyError::new(
@@ -371,7 +481,7 @@ impl ClientConn {
     /// Sends the request to a backend (moving on to the next one where that is safe) and
     /// relays the response. `Ok(keep_open)` once a response went out; `Err` when the load
     /// balancer must answer itself.
-    async fn forward(&mut self, info: &RequestInfo) -> Result<bool, ProxyError> {
+    async fn forward(&mut self, info: &RequestInfo, body: &mut Body) -> Result<bool, ProxyError> {
         let pool = &*self.shared.pool;
         let pinned = info
             .sticky_token
@@ -394,19 +504,35 @@ impl ClientConn {
                 pool.backends[idx].host_value.as_bytes(),
             );
         }
-        if info.had_length || !self.body.is_empty() {
-            self.req.extend_from_slice(b"content-length: ");
-            http1::push_u64(&mut self.req, self.body.len() as u64);
-            self.req.extend_from_slice(b"\r\n");
+        match body {
+            Body::Held if info.had_length || !self.body.is_empty() => {
+                self.req.extend_from_slice(b"content-length: ");
+                http1::push_u64(&mut self.req, self.body.len() as u64);
+                self.req.extend_from_slice(b"\r\n");
+            }
+            Body::Held => {}
+            Body::Streamed(Stream {
+                framing: StreamFraming::Length(n),
+                ..
+            }) => {
+                self.req.extend_from_slice(b"content-length: ");
+                http1::push_u64(&mut self.req, *n);
+                self.req.extend_from_slice(b"\r\n");
+            }
+            Body::Streamed(_) => self
+                .req
+                .extend_from_slice(b"transfer-encoding: chunked\r\n"),
         }
         self.req.extend_from_slice(b"\r\n");
-        self.req.extend_from_slice(&self.body);
+        if let Body::Held = body {
+            self.req.extend_from_slice(&self.body);
+        }
 
         let mut tried = 0u64;
         let mut fresh = false;
         loop {
             tried |= 1 << idx;
-            let err = match self.attempt(idx, info, fresh).await {
+            let err = match self.attempt(idx, info, fresh, body).await {
                 Ok(keep_open) => return Ok(keep_open),
                 Err(e) => e,
             };
@@ -416,7 +542,7 @@ impl ClientConn {
                 debug!(backend = %backend.id, error = %err, "backend request failed");
                 backend.set_last_error(err.to_string());
             }
-            match err.kind().retry(info.idempotent, true) {
+            match err.kind().retry(info.idempotent, body.replayable()) {
                 // Backends close idle connections; a request that found one closed was never
                 // processed there, so it gets one fresh connection to the same backend.
                 Retry::FreshConnection if !fresh => fresh = true,
@@ -432,15 +558,24 @@ impl ClientConn {
         }
     }
 
-    /// One try at backend `idx`: send the prepared request, relay the response.
+    /// One try at backend `idx`: send the prepared request (and stream the body), relay the
+    /// response.
     async fn attempt(
         &mut self,
         idx: usize,
         info: &RequestInfo,
         fresh: bool,
+        body: &mut Body,
     ) -> Result<bool, ProxyError> {
         let addr = self.shared.pool.backends[idx].addr;
-        let reused = if fresh { None } else { self.parked.take(idx) };
+        // A streamed body can't be sent again, so it never risks a connection the backend
+        // may have closed while it was parked.
+        let streamed = matches!(body, Body::Streamed(_));
+        let reused = if fresh || streamed {
+            None
+        } else {
+            self.parked.take(idx)
+        };
         let was_reused = reused.is_some();
         let mut bc = match reused {
             Some(c) => c,
@@ -455,6 +590,10 @@ impl ClientConn {
                 _ => ErrorKind::NotSent,
             };
             return Err(ProxyError::new(kind, format!("send to {addr}: {e}")));
+        }
+        let mut body_sent = true;
+        if let Body::Streamed(stream) = body {
+            body_sent = self.stream_body(&bc, addr, stream).await?;
         }
 
         let shared = &*self.shared;
@@ -486,8 +625,10 @@ impl ClientConn {
                     }
                     Some(head) => {
                         // Read late, so a response that goes out after shutdown began says
-                        // it closes.
+                        // it closes; a body the backend stopped reading leaves the rest of
+                        // it unread on the client connection.
                         let close = info.close
+                            || !body_sent
                             || head.framing == Framing::UntilClose
                             || shared.stopping.load(Ordering::Relaxed);
                         Policy::write_response_head(
@@ -500,7 +641,7 @@ impl ClientConn {
                         let meta = ResponseMeta {
                             head_len: head.head_len,
                             framing: head.framing,
-                            reusable: head.reusable,
+                            reusable: head.reusable && body_sent,
                         };
                         break (meta, close);
                     }
@@ -562,6 +703,74 @@ impl ClientConn {
                 Ok(false)
             }
         }
+    }
+
+    /// Relays the rest of a request body from the client to the backend as it arrives.
+    /// `Ok(false)`: the backend stopped taking it (it may have answered early).
+    async fn stream_body(
+        &mut self,
+        bc: &BackendConn,
+        addr: SocketAddr,
+        stream: &mut Stream,
+    ) -> Result<bool, ProxyError> {
+        loop {
+            let (used, done) = match &mut stream.framing {
+                StreamFraming::Length(left) => {
+                    let take = (self.buf.len() as u64).min(*left);
+                    *left -= take;
+                    (take as usize, *left == 0)
+                }
+                StreamFraming::Chunked(scanner) => {
+                    let (used, done) =
+                        scanner.decode(&self.buf, &mut self.body, self.shared.max_body)?;
+                    (used, done)
+                }
+            };
+            let piece = match stream.framing {
+                StreamFraming::Length(_) => &self.buf[..used],
+                StreamFraming::Chunked(_) => {
+                    frame_chunk(&mut self.out, &self.body, done);
+                    &self.out[..]
+                }
+            };
+            if !piece.is_empty() {
+                stream.started = true;
+                let deadline = Instant::now() + self.shared.response_timeout;
+                if let Err(e) = write_all(&bc.stream, piece, &mut self.timer, deadline).await {
+                    if e.kind() == std::io::ErrorKind::TimedOut {
+                        return Err(ProxyError::new(
+                            ErrorKind::ResponseTimeout,
+                            format!("{addr} stopped reading the request body"),
+                        ));
+                    }
+                    return Ok(false);
+                }
+            }
+            self.buf.advance(used);
+            self.body.clear();
+            self.out.clear();
+            if done {
+                self.body_pending = false;
+                return Ok(true);
+            }
+            self.read_body_bytes(stream.deadline).await?;
+        }
+    }
+}
+
+/// Writes `data` as one chunk into `out` (cleared first), followed by the last chunk when
+/// `last`; nothing for empty data unless it is the last.
+fn frame_chunk(out: &mut Vec<u8>, data: &[u8], last: bool) {
+    use std::io::Write as _;
+    out.clear();
+    if !data.is_empty() {
+        // Writing to a Vec cannot fail.
+        let _ = write!(out, "{:x}\r\n", data.len());
+        out.extend_from_slice(data);
+        out.extend_from_slice(b"\r\n");
+    }
+    if last {
+        out.extend_from_slice(b"0\r\n\r\n");
     }
 }
 

@@ -1,0 +1,302 @@
+//! Limits that keep slow or greedy clients from tying up the load balancer: total deadlines
+//! for request heads and bodies, streamed request bodies, the buffer budget and the
+//! connection limit. Raw sockets on 127.0.0.1, small configured limits, bounded loops.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use common::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// Reads until the connection closes (or 5 s pass) and returns everything read.
+async fn read_to_close(s: &mut TcpStream) -> String {
+    let mut all = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while let Ok(Ok(n)) = tokio::time::timeout_at(deadline, s.read(&mut chunk)).await {
+        if n == 0 {
+            break;
+        }
+        all.extend_from_slice(&chunk[..n]);
+    }
+    String::from_utf8_lossy(&all).into_owned()
+}
+
+/// Writes `head`, then `drip` one byte every `every` until `stop` has passed, on its own
+/// task; the read half is returned. Write errors end the drip (the load balancer closed).
+fn drip(
+    s: TcpStream,
+    head: &'static [u8],
+    every: Duration,
+    stop: Duration,
+) -> tokio::net::tcp::OwnedReadHalf {
+    let (r, mut w) = s.into_split();
+    tokio::spawn(async move {
+        let started = Instant::now();
+        if w.write_all(head).await.is_err() {
+            return;
+        }
+        while started.elapsed() < stop {
+            tokio::time::sleep(every).await;
+            if w.write_all(b"x").await.is_err() {
+                return;
+            }
+        }
+    });
+    r
+}
+
+/// Reads the answer on `r` and how long it took to come since `started`.
+async fn answer_after(
+    mut r: tokio::net::tcp::OwnedReadHalf,
+    started: Instant,
+) -> (String, Duration) {
+    let mut all = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    let mut first = None;
+    while let Ok(Ok(n)) = tokio::time::timeout_at(deadline, r.read(&mut chunk)).await {
+        if n == 0 {
+            break;
+        }
+        first.get_or_insert_with(|| started.elapsed());
+        all.extend_from_slice(&chunk[..n]);
+    }
+    let text = String::from_utf8_lossy(&all).into_owned();
+    (text, first.unwrap_or_else(|| started.elapsed()))
+}
+
+#[tokio::test]
+async fn a_dripped_body_is_cut_off_at_the_total_body_deadline() {
+    let a = TestBackend::start("a").await;
+    let mut cfg = fast_config(&[&a]);
+    // Each byte comes well within the idle timeout; only a total deadline can stop this.
+    cfg.client_idle_timeout = Duration::from_secs(3);
+    cfg.request_body_timeout = Duration::from_millis(500);
+    let lb = start_lb(cfg).await;
+    let s = TcpStream::connect(lb.local_addr()).await.unwrap();
+    let started = Instant::now();
+    let r = drip(
+        s,
+        b"POST / HTTP/1.1\r\nhost: x\r\ncontent-length: 100\r\n\r\n",
+        Duration::from_millis(50),
+        Duration::from_secs(4),
+    );
+    let (text, waited) = answer_after(r, started).await;
+    assert!(text.starts_with("HTTP/1.1 408 "), "{text:?}");
+    assert!(text.contains("connection: close"), "{text:?}");
+    assert!(text.contains(r#""code":"request_timeout""#), "{text:?}");
+    assert!(
+        waited >= Duration::from_millis(450) && waited < Duration::from_millis(1500),
+        "{waited:?}"
+    );
+    assert_eq!(a.seen.hits.load(Ordering::SeqCst), 0);
+    lb.shutdown(Duration::from_secs(1)).await;
+}
+
+#[tokio::test]
+async fn a_dripped_head_is_cut_off_at_the_head_deadline() {
+    let a = TestBackend::start("a").await;
+    let mut cfg = fast_config(&[&a]);
+    cfg.client_idle_timeout = Duration::from_secs(3);
+    cfg.request_head_timeout = Duration::from_millis(500);
+    let lb = start_lb(cfg).await;
+    let s = TcpStream::connect(lb.local_addr()).await.unwrap();
+    let started = Instant::now();
+    let r = drip(
+        s,
+        b"GET / HTTP/1.1\r\nx-slow: ",
+        Duration::from_millis(50),
+        Duration::from_secs(4),
+    );
+    let (text, waited) = answer_after(r, started).await;
+    assert!(text.starts_with("HTTP/1.1 408 "), "{text:?}");
+    assert!(
+        waited >= Duration::from_millis(450) && waited < Duration::from_millis(1500),
+        "{waited:?}"
+    );
+    lb.shutdown(Duration::from_secs(1)).await;
+}
+
+/// A backend that counts the request body bytes it has received so far (`seen`), answers
+/// once `Content-Length` bytes are in, and passes health checks.
+async fn start_counting_backend() -> (SocketAddr, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen = Arc::new(AtomicUsize::new(0));
+    let counter = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let counter = counter.clone();
+            tokio::spawn(async move {
+                let mut got = Vec::new();
+                let mut chunk = vec![0u8; 64 * 1024];
+                let end = loop {
+                    if let Some(i) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+                        break i + 4;
+                    }
+                    match s.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => got.extend_from_slice(&chunk[..n]),
+                    }
+                };
+                let head = String::from_utf8_lossy(&got[..end]).to_lowercase();
+                if head.starts_with("get /health") {
+                    let _ = s
+                        .write_all(
+                            b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+                        )
+                        .await;
+                    return;
+                }
+                let len: usize = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length: "))
+                    .and_then(|v| v.trim().parse().ok())
+                    .unwrap_or(0);
+                let mut body = got.len() - end;
+                counter.store(body, Ordering::SeqCst);
+                while body < len {
+                    match s.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => body += n,
+                    }
+                    counter.store(body, Ordering::SeqCst);
+                }
+                let _ = s
+                    .write_all(
+                        b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok",
+                    )
+                    .await;
+            });
+        }
+    });
+    (addr, seen)
+}
+
+#[tokio::test]
+async fn a_large_body_reaches_the_backend_before_the_client_has_sent_it_all() {
+    let (addr, seen) = start_counting_backend().await;
+    let mut cfg = fast_config(&[]);
+    cfg.backends = vec![lb::BackendConfig::new("counting", addr)];
+    cfg.max_request_body_bytes = 4 << 20;
+    let lb = start_lb(cfg).await;
+    let mut s = TcpStream::connect(lb.local_addr()).await.unwrap();
+    let total = 2 << 20;
+    let first = 512 * 1024;
+    s.write_all(
+        format!("POST /up HTTP/1.1\r\nhost: x\r\ncontent-length: {total}\r\n\r\n").as_bytes(),
+    )
+    .await
+    .unwrap();
+    s.write_all(&vec![b'a'; first]).await.unwrap();
+    // Half a megabyte in and the rest still unsent: a load balancer that holds whole
+    // bodies shows the backend nothing yet.
+    wait_until(Duration::from_secs(3), || {
+        seen.load(Ordering::SeqCst) >= first / 2
+    })
+    .await;
+    s.write_all(&vec![b'b'; total - first]).await.unwrap();
+    let text = read_to_close(&mut s).await;
+    assert!(text.starts_with("HTTP/1.1 200 "), "{text:?}");
+    assert_eq!(seen.load(Ordering::SeqCst), total);
+    lb.shutdown(Duration::from_secs(1)).await;
+}
+
+#[tokio::test]
+async fn a_large_chunked_body_streams_through_rechunked_and_whole() {
+    let a = TestBackend::start("a").await;
+    let lb = start_lb(fast_config(&[&a])).await;
+    let mut s = TcpStream::connect(lb.local_addr()).await.unwrap();
+    let mut req = b"POST /c HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n".to_vec();
+    let piece = vec![b'z'; 10_000];
+    for _ in 0..20 {
+        req.extend_from_slice(b"2710;ext=1\r\n");
+        req.extend_from_slice(&piece);
+        req.extend_from_slice(b"\r\n");
+    }
+    req.extend_from_slice(b"0\r\ntrailer: x\r\n\r\nGET /next HTTP/1.1\r\nhost: x\r\n\r\n");
+    s.write_all(&req).await.unwrap();
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 8192];
+    let mut bodies = Vec::new();
+    while bodies.len() < 2 {
+        let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut chunk))
+            .await
+            .expect("responses in time")
+            .unwrap();
+        assert!(n > 0, "closed early: {:?}", String::from_utf8_lossy(&buf));
+        buf.extend_from_slice(&chunk[..n]);
+        while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..end]).to_lowercase();
+            let len: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length: "))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap();
+            if buf.len() < end + 4 + len {
+                break;
+            }
+            let body: serde_json::Value =
+                serde_json::from_slice(&buf[end + 4..end + 4 + len]).unwrap();
+            buf.drain(..end + 4 + len);
+            bodies.push(body);
+        }
+    }
+    // Too big to hold for replay: it went on chunked as it came, every byte of it, and the
+    // connection stayed in step for the next request.
+    assert_eq!(bodies[0]["body_len"], 200_000);
+    assert_eq!(bodies[0]["headers"]["transfer-encoding"], "chunked");
+    assert_eq!(bodies[1]["path"], "/next");
+    lb.shutdown(Duration::from_secs(1)).await;
+}
+
+#[tokio::test]
+async fn with_the_buffer_budget_used_up_bodies_stream_instead_of_being_held() {
+    let a = TestBackend::start("a").await;
+    let mut cfg = fast_config(&[&a]);
+    cfg.max_buffered_body_bytes = 0;
+    let lb = start_lb(cfg).await;
+    let mut s = TcpStream::connect(lb.local_addr()).await.unwrap();
+    s.write_all(
+        b"POST / HTTP/1.1\r\nhost: x\r\nconnection: close\r\ntransfer-encoding: chunked\r\n\r\n\
+          4\r\nwiki\r\n0\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let text = read_to_close(&mut s).await;
+    let body = &text[text.find("\r\n\r\n").unwrap() + 4..];
+    let seen: serde_json::Value = serde_json::from_str(body).unwrap();
+    // A held chunked body goes on with a length; this one could not be held.
+    assert_eq!(seen["body_len"], 4);
+    assert_eq!(seen["headers"]["transfer-encoding"], "chunked");
+    assert!(seen["headers"].get("content-length").is_none(), "{seen}");
+    lb.shutdown(Duration::from_secs(1)).await;
+}
+
+#[tokio::test]
+async fn a_streamed_post_still_moves_on_after_a_refused_connect() {
+    let dead = TestBackend::start("dead").await;
+    let good = TestBackend::start("good").await;
+    let lb = start_lb(fast_config(&[&dead, &good])).await;
+    let _ = dead.kill().await;
+    let c = client();
+    for _ in 0..2 {
+        let res = c
+            .post(url(&lb, "/items"))
+            .body(vec![b'x'; 300_000])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+        let body: serde_json::Value = res.json().await.unwrap();
+        assert_eq!(body["id"], "good");
+        assert_eq!(body["body_len"], 300_000);
+    }
+    lb.shutdown(Duration::from_secs(1)).await;
+}
