@@ -44,6 +44,10 @@ pub struct Config {
     pub request_body_timeout: Duration,
     /// Largest request body accepted; bigger ones get 413.
     pub max_request_body_bytes: usize,
+    /// Most client connections open at once (one DigitalOcean load balancer node takes
+    /// 10,000). A connection over the limit is accepted, answered 503 with the JSON code
+    /// `too_many_connections` and `Connection: close`, and closed.
+    pub max_connections: usize,
     /// Memory budget, across all connections, for request bodies held whole so that a
     /// failed first try can send them to another backend (only bodies up to 64 KiB are
     /// held). When it is used up, further bodies stream to the backend through the
@@ -71,6 +75,7 @@ impl Default for Config {
             request_head_timeout: Duration::from_secs(10),
             request_body_timeout: Duration::from_secs(30),
             max_request_body_bytes: 1024 * 1024,
+            max_connections: 10_000,
             max_buffered_body_bytes: 32 * 1024 * 1024,
             io_threads: 0,
         }
@@ -253,6 +258,9 @@ pub(crate) fn validate(config: &Config) -> Result<(), Error> {
     .any(Duration::is_zero)
     {
         return bad("timeouts must be positive".into());
+    }
+    if config.max_connections == 0 {
+        return bad("max_connections must be at least 1".into());
     }
     if let Some(s) = &config.sticky {
         let n = &s.cookie_name;

@@ -39,6 +39,8 @@ pub(crate) enum ErrorKind {
     PayloadTooLarge,
     /// The head is larger than 64 KiB or has more than 100 lines.
     HeaderTooLarge,
+    /// `max_connections` client connections are open already.
+    TooManyConnections,
     /// No backend is in rotation.
     NoHealthyBackend,
     /// No connection to the backend could be opened: nothing was sent.
@@ -130,6 +132,11 @@ impl ErrorKind {
                 "header_too_large",
                 "the request head exceeds 64 KiB or 100 header lines",
             ),
+            Self::TooManyConnections => (
+                "503 Service Unavailable",
+                "too_many_connections",
+                "the load balancer is at its connection limit; try again later",
+            ),
             Self::NoHealthyBackend => (
                 "503 Service Unavailable",
                 "no_healthy_backend",
@@ -153,8 +160,8 @@ impl ErrorKind {
         })
     }
 
-    /// Whether this is a request the load balancer refuses itself (a 4xx), as opposed to a
-    /// backend failure.
+    /// Whether this is a request the load balancer refuses itself (a 4xx, or the
+    /// connection limit), as opposed to a backend failure.
     pub(crate) fn is_refusal(self) -> bool {
         matches!(
             self,
@@ -163,6 +170,7 @@ impl ErrorKind {
                 | Self::RequestTimeout
                 | Self::PayloadTooLarge
                 | Self::HeaderTooLarge
+                | Self::TooManyConnections
         )
     }
 
@@ -171,7 +179,11 @@ impl ErrorKind {
     pub(crate) fn closes(self) -> bool {
         matches!(
             self,
-            Self::BadRequest | Self::RequestTimeout | Self::PayloadTooLarge | Self::HeaderTooLarge
+            Self::BadRequest
+                | Self::RequestTimeout
+                | Self::PayloadTooLarge
+                | Self::HeaderTooLarge
+                | Self::TooManyConnections
         )
     }
 }

@@ -60,8 +60,14 @@ impl LoadBalancer {
         let pool = Arc::new(Pool::new(&config.backends, config.sticky.as_ref()));
         let shared = Arc::new(Shared::new(&config, pool.clone(), local_addr.port()));
         let (shutdown_tx, shutdown_rx) = watch::channel(None);
-        let loops =
-            listener::start(listener, shared, config.io_threads, shutdown_rx).map_err(bind_err)?;
+        let loops = listener::start(
+            listener,
+            shared,
+            config.io_threads,
+            config.max_connections,
+            shutdown_rx,
+        )
+        .map_err(bind_err)?;
         let health = health::spawn_checkers(pool.clone(), config.health_check.clone());
         info!(%local_addr, backends = config.backends.len(), "load balancer listening");
 

@@ -1,22 +1,30 @@
 //! Accepting connections: the accept loop, the I/O loops (tasks or dedicated threads) it
-//! hands connections to, and draining on shutdown.
+//! hands connections to, the connection limit, and draining on shutdown.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::{JoinHandle, JoinSet};
-use tracing::warn;
+use tracing::{debug, warn};
 
+use crate::error::{ErrorKind, ProxyError};
 use crate::io::StopSignal;
 use crate::proxy::{self, Shared};
 use crate::upstream::Parked;
 
 /// Idle backend connections kept per backend after their client connection closed.
 const MAX_PARKED_PER_BACKEND: usize = 256;
+/// Connections over the limit that are being answered at once; past this, more are closed
+/// without an answer, so a flood can't make the answering itself a cost.
+const MAX_TURNING_AWAY: usize = 64;
+/// How long a connection over the limit is kept to deliver its answer.
+const TURN_AWAY_LINGER: Duration = Duration::from_secs(1);
+
 /// Where a loop runs: a task on the caller's runtime, or a dedicated thread that says when
 /// it is done.
 pub(crate) enum Loop {
@@ -52,6 +60,7 @@ pub(crate) fn start(
     listener: TcpListener,
     shared: Arc<Shared>,
     io_threads: usize,
+    max_connections: usize,
     shutdown: watch::Receiver<Option<Duration>>,
 ) -> std::io::Result<Vec<Loop>> {
     let mut loops = Vec::new();
@@ -83,7 +92,7 @@ pub(crate) fn start(
         loops.push(Loop::Thread(done_rx));
         targets.push(IoTarget { tx, load });
     }
-    let accept = tokio::spawn(accept_loop(listener, targets, shutdown));
+    let accept = tokio::spawn(accept_loop(listener, targets, max_connections, shutdown));
     loops.insert(0, Loop::Task(accept));
     Ok(loops)
 }
@@ -94,8 +103,10 @@ pub(crate) fn start(
 async fn accept_loop(
     listener: TcpListener,
     mut targets: Vec<IoTarget>,
+    max_connections: usize,
     mut shutdown: watch::Receiver<Option<Duration>>,
 ) {
+    let mut turning_away = JoinSet::new();
     loop {
         tokio::select! {
             biased;
@@ -103,6 +114,15 @@ async fn accept_loop(
             _ = shutdown.changed() => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
+                    let open: usize = targets.iter().map(|t| t.load.load(Ordering::Relaxed)).sum();
+                    if open >= max_connections {
+                        while turning_away.try_join_next().is_some() {}
+                        debug!(%peer, kind = ?ErrorKind::TooManyConnections, reason = "connection limit reached", "request refused");
+                        if turning_away.len() < MAX_TURNING_AWAY {
+                            turning_away.spawn(turn_away(stream));
+                        }
+                        continue;
+                    }
                     let _ = stream.set_nodelay(true);
                     let Ok(mut stream) = stream.into_std() else {
                         warn!("cannot hand over a connection");
@@ -135,6 +155,25 @@ async fn accept_loop(
             },
         }
     }
+}
+
+/// Answers a connection over the limit with a 503 and closes it, reading away what the
+/// client sends meanwhile so the kernel doesn't reset the answer before it is read.
+async fn turn_away(mut stream: TcpStream) {
+    let mut answer = Vec::new();
+    ProxyError::new(ErrorKind::TooManyConnections, "connection limit reached").write_response(
+        &mut answer,
+        true,
+        false,
+    );
+    let _ = tokio::time::timeout(TURN_AWAY_LINGER, async {
+        stream.write_all(&answer).await?;
+        stream.shutdown().await?;
+        let mut sink = [0u8; 4096];
+        while stream.read(&mut sink).await? > 0 {}
+        Ok::<_, std::io::Error>(())
+    })
+    .await;
 }
 
 /// Serves the connections the accept loop hands over until shutdown, then drains them for

@@ -300,3 +300,151 @@ async fn a_streamed_post_still_moves_on_after_a_refused_connect() {
     }
     lb.shutdown(Duration::from_secs(1)).await;
 }
+
+#[tokio::test]
+async fn a_connection_over_the_limit_gets_503_json_and_is_closed() {
+    let a = TestBackend::start("a").await;
+    let mut cfg = fast_config(&[&a]);
+    cfg.max_connections = 2;
+    let lb = start_lb(cfg).await;
+    let get = b"GET / HTTP/1.1\r\nhost: x\r\n\r\n";
+    let mut open = Vec::new();
+    for _ in 0..2 {
+        let mut s = TcpStream::connect(lb.local_addr()).await.unwrap();
+        s.write_all(get).await.unwrap();
+        let mut buf = [0u8; 4096];
+        let n = s.read(&mut buf).await.unwrap();
+        assert!(buf[..n].starts_with(b"HTTP/1.1 200 "));
+        open.push(s);
+    }
+    let mut third = TcpStream::connect(lb.local_addr()).await.unwrap();
+    third.write_all(get).await.unwrap();
+    let text = read_to_close(&mut third).await;
+    assert!(text.starts_with("HTTP/1.1 503 "), "{text:?}");
+    assert!(text.contains("connection: close"), "{text:?}");
+    let body = &text[text.find("\r\n\r\n").unwrap() + 4..];
+    let json: serde_json::Value = serde_json::from_str(body).unwrap();
+    assert_eq!(json["error"]["code"], "too_many_connections");
+
+    // Once a connection closes, a new one is served again.
+    drop(open.pop());
+    let lb2 = lb.clone();
+    let mut served = false;
+    for _ in 0..50 {
+        let mut s = TcpStream::connect(lb2.local_addr()).await.unwrap();
+        s.write_all(b"GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        if read_to_close(&mut s).await.starts_with("HTTP/1.1 200 ") {
+            served = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(served, "a freed connection slot was never reused");
+    lb.shutdown(Duration::from_secs(1)).await;
+}
+
+/// Collects what a tracing subscriber writes.
+#[derive(Clone, Default)]
+struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Captured {
+    /// Lines saying a request from `peer` was refused.
+    fn refusals(&self, peer: SocketAddr) -> Vec<String> {
+        let text = String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned();
+        text.lines()
+            .filter(|l| l.contains("request refused") && l.contains(&format!("peer={peer}")))
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+// Everything runs on this test's thread (current-thread runtime, no I/O threads), so a
+// thread-local subscriber sees every line the load balancer logs.
+#[tokio::test]
+async fn every_refused_request_logs_one_debug_line_with_reason_and_peer() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::DEBUG)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let a = TestBackend::start("a").await;
+    let mut cfg = fast_config(&[&a]);
+    cfg.max_request_body_bytes = 10;
+    cfg.request_head_timeout = Duration::from_millis(200);
+    let lb = start_lb(cfg.clone()).await;
+    let many_headers: String = (0..150).map(|i| format!("x-h{i}: v\r\n")).collect();
+    let cases = [
+        (
+            "GET / HTTP/1.1\r\nhost: a\r\nhost: b\r\n\r\n".to_owned(),
+            "400",
+            "two Host",
+        ),
+        (
+            "CONNECT h:443 HTTP/1.1\r\nhost: h:443\r\nconnection: close\r\n\r\n".into(),
+            "405",
+            "CONNECT",
+        ),
+        (
+            "GET / HTTP/1.1\r\nhost: x\r\n".into(),
+            "408",
+            "request_head_timeout",
+        ),
+        (
+            "POST / HTTP/1.1\r\nhost: x\r\ncontent-length: 11\r\n\r\n".into(),
+            "413",
+            "over the limit",
+        ),
+        (
+            format!("GET / HTTP/1.1\r\nhost: x\r\n{many_headers}\r\n"),
+            "431",
+            "too large",
+        ),
+    ];
+    for (req, status, reason) in cases {
+        let mut s = TcpStream::connect(lb.local_addr()).await.unwrap();
+        let peer = s.local_addr().unwrap();
+        s.write_all(req.as_bytes()).await.unwrap();
+        let text = read_to_close(&mut s).await;
+        assert!(text.starts_with(&format!("HTTP/1.1 {status} ")), "{text:?}");
+        let lines = captured.refusals(peer);
+        assert_eq!(lines.len(), 1, "{status}: {lines:?}");
+        assert!(lines[0].contains(reason), "{status}: {lines:?}");
+    }
+    lb.shutdown(Duration::from_secs(1)).await;
+
+    cfg.max_connections = 1;
+    let lb = start_lb(cfg).await;
+
+    let mut held = TcpStream::connect(lb.local_addr()).await.unwrap();
+    held.write_all(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = [0u8; 4096];
+    assert!(held.read(&mut buf).await.unwrap() > 0);
+    let mut over = TcpStream::connect(lb.local_addr()).await.unwrap();
+    let peer = over.local_addr().unwrap();
+    over.write_all(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .unwrap();
+    assert!(read_to_close(&mut over).await.starts_with("HTTP/1.1 503 "));
+    let lines = captured.refusals(peer);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(lines[0].contains("connection limit"), "{lines:?}");
+    lb.shutdown(Duration::from_secs(1)).await;
+}
