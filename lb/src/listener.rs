@@ -1,5 +1,7 @@
-//! Accepting connections: the accept loop, the I/O loops (tasks or dedicated threads) it
-//! hands connections to, the connection limit, and draining on shutdown.
+//! Accepting connections: accept loop, I/O loops, connection limit, drain on shutdown.
+//!
+//! The I/O loops are tasks on the caller's runtime or dedicated single-threaded runtimes;
+//! the accept loop hands each connection to the one serving the fewest.
 
 use std::net::SocketAddr;
 use std::sync::Arc;

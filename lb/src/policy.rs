@@ -1,6 +1,7 @@
-//! What the load balancer adds to and strips from the messages it relays: hop-by-hop
-//! headers out, `X-Forwarded-*` and `X-Request-Id` in, the sticky cookie set and removed.
+//! What the proxy adds to and strips from the messages it relays.
 //!
+//! Hop-by-hop headers go out, `X-Forwarded-*` and `X-Request-Id` come in, and the sticky
+//! cookie is set and removed.
 //! Heads are rewritten straight from the parsed head into the output buffer, like HAProxy
 //! does, with no header map on the way.
 

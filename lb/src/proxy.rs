@@ -1,5 +1,4 @@
-//! The per-connection relay: read a request, forward it to a backend, relay the response,
-//! repeat.
+//! The per-connection relay: read a request, forward it, relay the response, repeat.
 //!
 //! Each client connection is one task running this loop over plain byte buffers, so a
 //! proxied request costs two reads and two writes, one parse of each head and no allocation

@@ -1,6 +1,6 @@
-//! The backends: health state, counters, lock-free round-robin selection, and the
-//! keep-alive connections to them.
+//! The backends: health state, round-robin selection, and keep-alive connections to them.
 //!
+//! Selection is lock-free: the healthy set is one bitmask, so picking a backend never waits.
 //! A client connection takes a parked connection to its backend for each request and puts
 //! it back as soon as the response is relayed, so a proxied request costs two wake-ups
 //! (client readable, backend readable) and no hand-off between tasks or threads. Parking

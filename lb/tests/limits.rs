@@ -1,6 +1,7 @@
-//! Limits that keep slow or greedy clients from tying up the load balancer: total deadlines
-//! for request heads and bodies, streamed request bodies, the buffer budget and the
-//! connection limit. Raw sockets on 127.0.0.1, small configured limits, bounded loops.
+//! Limits that keep slow or greedy clients from tying up the load balancer.
+//!
+//! Total deadlines for request heads and bodies, streamed request bodies, the buffer budget
+//! and the connection limit; raw sockets on 127.0.0.1, small configured limits, bounded loops.
 
 mod common;
 

@@ -1,5 +1,6 @@
-//! HTTP/1.x on the wire through the load balancer: framing, pipelining, HTTP/1.0, interim
-//! responses and malformed requests, spoken over raw sockets on 127.0.0.1.
+//! HTTP/1.x on the wire through the load balancer, over raw sockets on 127.0.0.1.
+//!
+//! Framing, pipelining, HTTP/1.0, interim responses and malformed requests.
 
 mod common;
 
