@@ -13,70 +13,10 @@ THREADS=${THREADS:-2}
 ROUNDS=${ROUNDS:-1}
 BASE_PORT=${BASE_PORT:-18080}
 WRK_PATH=${WRK_PATH:-/}
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/lbinfra-target}
-
-ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-B1=$((BASE_PORT + 1))
-B2=$((BASE_PORT + 2))
-LB_PORT=$((BASE_PORT + 10))
-HA_PORT=$((BASE_PORT + 11))
-
-need() { command -v "$1" >/dev/null 2>&1; }
-if ! need wrk || ! need haproxy; then
-    apt-get update -qq && apt-get install -y -qq wrk haproxy >/dev/null
-fi
-
-(cd "$ROOT" && cargo build --release -p lb --example hello_backend --example lb_bench >&2)
-BIN=$CARGO_TARGET_DIR/release/examples
-
-TMP=$(mktemp -d)
-PIDS=()
-cleanup() {
-    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$TMP"
-}
-trap cleanup EXIT
-
-wait_port() {
-    for _ in $(seq 1 100); do
-        if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
-        sleep 0.05
-    done
-    echo "port $1 never opened" >&2
-    return 1
-}
-
-"$BIN/hello_backend" "$B1" & PIDS+=($!)
-"$BIN/hello_backend" "$B2" & PIDS+=($!)
-wait_port "$B1"; wait_port "$B2"
-
-"$BIN/lb_bench" "$LB_PORT" "127.0.0.1:$B1" "127.0.0.1:$B2" >"$TMP/lb.out" & LB_PID=$!
-PIDS+=($LB_PID)
-
-cat >"$TMP/haproxy.cfg" <<EOF
-global
-    nbthread 2
-    maxconn 4096
-defaults
-    mode http
-    timeout connect 3s
-    timeout client 60s
-    timeout server 60s
-    timeout http-keep-alive 60s
-frontend fe
-    bind 127.0.0.1:$HA_PORT
-    default_backend be
-backend be
-    balance roundrobin
-    option httpchk GET /health
-    server s1 127.0.0.1:$B1 check inter 30s fall 3 rise 2
-    server s2 127.0.0.1:$B2 check inter 30s fall 3 rise 2
-EOF
-haproxy -f "$TMP/haproxy.cfg" -db >"$TMP/haproxy.log" 2>&1 & HA_PID=$!
-PIDS+=($HA_PID)
-wait_port "$LB_PORT"; wait_port "$HA_PORT" || { cat "$TMP/haproxy.log" >&2; exit 1; }
-for _ in $(seq 1 100); do grep -q '^ready' "$TMP/lb.out" && break; sleep 0.05; done
+TOOLS="wrk haproxy"
+EXAMPLES=""
+# shellcheck source=bench/lb/common.sh
+. "$(dirname "$0")/common.sh"
 
 # utime+stime of a process in clock ticks.
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
@@ -106,7 +46,6 @@ run() {
 wrk -t"$THREADS" -c"$CONNS" -d2s "http://127.0.0.1:$LB_PORT$WRK_PATH" >/dev/null
 wrk -t"$THREADS" -c"$CONNS" -d2s "http://127.0.0.1:$HA_PORT$WRK_PATH" >/dev/null
 
-HA_NAME="HAProxy $(haproxy -v | awk 'NR==1 {print $3}')"
 for r in $(seq 1 "$ROUNDS"); do
     run "direct to one backend" "$B1"
     # Alternate the order so neither proxy always runs right after the direct run.

@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::error::Error;
+
 /// Everything the load balancer needs to run; serde-friendly so it can live in a stack file.
 ///
 /// Durations (de)serialize as strings such as `"30s"` or `"150ms"`; a bare number means seconds.
@@ -28,8 +30,30 @@ pub struct Config {
     /// How long an idle client keep-alive connection stays open (`httpIdleTimeoutSeconds`).
     #[serde(with = "duration_str")]
     pub client_idle_timeout: Duration,
+    /// Total time a client has to send a request head once its first byte arrived (an
+    /// idle keep-alive connection waits `client_idle_timeout` for that byte instead). Past
+    /// it the client gets 408 and the connection closes; the clock does not restart on
+    /// each read, so a head dripped a byte at a time is cut off too.
+    #[serde(with = "duration_str")]
+    pub request_head_timeout: Duration,
+    /// Total time a client has to send a request body, counted from the end of its head
+    /// and not restarted on each read. Past it the client gets 408 and the connection
+    /// closes (a backend connection the body was streaming to is dropped). Raise it with
+    /// `max_request_body_bytes` for large uploads over slow links.
+    #[serde(with = "duration_str")]
+    pub request_body_timeout: Duration,
     /// Largest request body accepted; bigger ones get 413.
     pub max_request_body_bytes: usize,
+    /// Most client connections open at once (one DigitalOcean load balancer node takes
+    /// 10,000). A connection over the limit is accepted, answered 503 with the JSON code
+    /// `too_many_connections` and `Connection: close`, and closed.
+    pub max_connections: usize,
+    /// Memory budget, across all connections, for request bodies held whole so that a
+    /// failed first try can send them to another backend (only bodies up to 64 KiB are
+    /// held). When it is used up, further bodies stream to the backend through the
+    /// connection's 16 KiB read buffer instead of being held: memory stays bounded, only
+    /// the replay on a stale backend connection is lost.
+    pub max_buffered_body_bytes: usize,
     /// Threads that serve client connections, each a single-threaded tokio runtime; the
     /// accept loop (on the caller's runtime) hands each new connection to the thread serving
     /// the fewest. They share backends and health state. 0 serves on the caller's runtime
@@ -48,11 +72,18 @@ impl Default for Config {
             connect_timeout: Duration::from_secs(3),
             response_timeout: Duration::from_secs(60),
             client_idle_timeout: Duration::from_secs(60),
+            request_head_timeout: Duration::from_secs(10),
+            request_body_timeout: Duration::from_secs(30),
             max_request_body_bytes: 1024 * 1024,
+            max_connections: 10_000,
+            max_buffered_body_bytes: 32 * 1024 * 1024,
             io_threads: 0,
         }
     }
 }
+
+/// Most backends a pool can hold (one bit each in the healthy mask).
+pub const MAX_BACKENDS: usize = 64;
 
 /// One backend instance.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -175,7 +206,7 @@ mod duration_str {
 }
 
 /// Parses `"150ms"`, `"30s"`, `"2m"`, `"1h"` or bare seconds (`"1.5"`).
-pub fn parse_duration(s: &str) -> Option<Duration> {
+fn parse_duration(s: &str) -> Option<Duration> {
     let s = s.trim();
     let split = s
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
@@ -190,6 +221,62 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
         _ => return None,
     };
     Duration::try_from_secs_f64(n * scale).ok()
+}
+
+/// Checks what serde cannot: limits, names and timeouts that make sense together.
+pub(crate) fn validate(config: &Config) -> Result<(), Error> {
+    let bad = |m: String| Err(Error::Config(m));
+    if config.backends.len() > MAX_BACKENDS {
+        return bad(format!("at most {MAX_BACKENDS} backends"));
+    }
+    let mut ids = std::collections::HashSet::new();
+    for b in &config.backends {
+        if !ids.insert(b.id.as_str()) {
+            return bad(format!("duplicate backend id {:?}", b.id));
+        }
+    }
+    let hc = &config.health_check;
+    if !hc.path.starts_with('/') || hc.path.parse::<http::uri::PathAndQuery>().is_err() {
+        return bad(format!(
+            "health check path {:?} is not a valid path",
+            hc.path
+        ));
+    }
+    if hc.interval.is_zero() || hc.response_timeout.is_zero() {
+        return bad("health check interval and response timeout must be positive".into());
+    }
+    if hc.healthy_threshold == 0 || hc.unhealthy_threshold == 0 {
+        return bad("health check thresholds must be at least 1".into());
+    }
+    if [
+        config.client_idle_timeout,
+        config.response_timeout,
+        config.request_head_timeout,
+        config.request_body_timeout,
+    ]
+    .iter()
+    .any(Duration::is_zero)
+    {
+        return bad("timeouts must be positive".into());
+    }
+    if config.max_connections == 0 {
+        return bad("max_connections must be at least 1".into());
+    }
+    if let Some(s) = &config.sticky {
+        let n = &s.cookie_name;
+        let token = n
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+        if !(2..=40).contains(&n.len()) || !token {
+            return bad(format!(
+                "sticky cookie name {n:?} must be a 2-40 character token"
+            ));
+        }
+        if s.ttl < Duration::from_secs(1) {
+            return bad("sticky cookie ttl must be at least 1s".into());
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -12,8 +12,8 @@ use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 use tokio::time::{MissedTickBehavior, interval, timeout};
 
-use crate::backend::Pool;
 use crate::config::HealthCheckConfig;
+use crate::upstream::Pool;
 
 /// Starts one checker per backend; the first check runs immediately.
 pub(crate) fn spawn_checkers(pool: Arc<Pool>, cfg: HealthCheckConfig) -> Vec<JoinHandle<()>> {

@@ -1,11 +1,9 @@
-//! HTTP/1.x message heads: parsing what clients and backends send, and writing the heads the
-//! load balancer forwards in their place (hop-by-hop headers out, forwarding headers in).
+//! HTTP/1.1 parsing and framing: message heads as they arrive, body framing, chunked bodies.
 //!
-//! The proxy works on bytes, like HAProxy: a head is parsed in place with `httparse` and the
-//! rewritten head is written straight into an output buffer, with no header map or
-//! per-header allocation on the way.
+//! Heads are parsed in place with `httparse`, with no header map or per-header allocation;
+//! what the proxy adds to or strips from them is `policy`'s business, not this module's.
 
-use crate::proxy::{LbError, Shared};
+use crate::error::{ErrorKind, ProxyError, Side};
 
 /// Most header lines accepted in one head; more get 431 (clients) or 502 (backends).
 pub(crate) const MAX_HEADERS: usize = 100;
@@ -25,54 +23,58 @@ pub(crate) enum Framing {
     UntilClose,
 }
 
-/// What the proxy needs to know about a client request once its head is parsed.
-#[derive(Debug)]
-pub(crate) struct RequestInfo {
-    /// Length of the head in the client buffer.
+/// A parsed request head, borrowing the client's buffer.
+pub(crate) struct RequestHead<'h, 'b> {
+    /// Length of the head in the buffer.
     pub(crate) head_len: usize,
-    pub(crate) framing: Framing,
-    /// Whether the client sent `Content-Length` (even 0), so the backend gets one too.
-    pub(crate) had_length: bool,
-    /// GET, HEAD, OPTIONS, TRACE, PUT, DELETE: safe to send again after a failure.
-    pub(crate) idempotent: bool,
-    /// A HEAD request: the response has no body whatever its headers say.
-    pub(crate) head_method: bool,
+    pub(crate) method: &'b str,
+    /// The target in origin form, whatever form the client used.
+    pub(crate) target: &'b str,
     pub(crate) http10: bool,
-    /// The client asked for the connection to close after this exchange.
-    pub(crate) close: bool,
+    pub(crate) headers: &'h [httparse::Header<'b>],
+    pub(crate) framing: Framing,
+    /// Whether the client sent `Content-Length` (even 0).
+    pub(crate) had_length: bool,
+    pub(crate) connection: ConnectionHeader<'b>,
     pub(crate) expect_continue: bool,
-    pub(crate) host_missing: bool,
-    /// The backend the sticky cookie names, if the request carried one.
-    pub(crate) sticky_token: Option<Vec<u8>>,
+    pub(crate) has_host: bool,
 }
 
-/// What the proxy needs to know about a backend response once its head is parsed.
-#[derive(Debug)]
-pub(crate) struct ResponseInfo {
+impl RequestHead<'_, '_> {
+    /// GET, HEAD, OPTIONS, TRACE, PUT, DELETE: safe to send again after a failure.
+    pub(crate) fn idempotent(&self) -> bool {
+        matches!(
+            self.method,
+            "GET" | "HEAD" | "OPTIONS" | "TRACE" | "PUT" | "DELETE"
+        )
+    }
+
+    /// Whether the client asked for the connection to close after this exchange.
+    pub(crate) fn close(&self) -> bool {
+        self.connection.close || (self.http10 && !self.connection.keep_alive)
+    }
+}
+
+/// A parsed response head, borrowing the backend connection's buffer.
+pub(crate) struct ResponseHead<'h, 'b> {
     pub(crate) head_len: usize,
     pub(crate) status: u16,
+    pub(crate) reason: Option<&'b str>,
+    pub(crate) headers: &'h [httparse::Header<'b>],
     pub(crate) framing: Framing,
+    /// Whether the response keeps its `Content-Length` lines as sent (HEAD, 304, 204).
+    pub(crate) bodiless: bool,
+    pub(crate) connection: ConnectionHeader<'b>,
     /// The backend connection can carry another request after this response.
     pub(crate) reusable: bool,
 }
 
-fn eq(a: &str, b: &str) -> bool {
+pub(crate) fn eq(a: &str, b: &str) -> bool {
     a.eq_ignore_ascii_case(b)
 }
 
-/// Headers that describe one connection only (RFC 9110 section 7.6.1), dropped both ways.
-fn is_hop_by_hop(name: &str) -> bool {
-    eq(name, "connection")
-        || eq(name, "keep-alive")
-        || eq(name, "te")
-        || eq(name, "trailer")
-        || eq(name, "transfer-encoding")
-        || eq(name, "upgrade")
-        || (name.len() > 6 && eq(&name[..6], "proxy-"))
-}
-
 /// Comma-separated tokens of a header value, trimmed, empty ones skipped.
-fn tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> {
+pub(crate) fn tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> {
     value
         .split(|&b| b == b',')
         .map(<[u8]>::trim_ascii)
@@ -81,9 +83,9 @@ fn tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> {
 
 /// What the `Connection` header lines of a message say.
 #[derive(Default)]
-struct ConnectionHeader<'a> {
-    close: bool,
-    keep_alive: bool,
+pub(crate) struct ConnectionHeader<'a> {
+    pub(crate) close: bool,
+    pub(crate) keep_alive: bool,
     /// Other header names it lists, which are hop-by-hop too.
     named: Vec<&'a [u8]>,
 }
@@ -101,7 +103,8 @@ impl<'a> ConnectionHeader<'a> {
         }
     }
 
-    fn names(&self, name: &str) -> bool {
+    /// Whether the header `name` is listed.
+    pub(crate) fn names(&self, name: &str) -> bool {
         self.named
             .iter()
             .any(|n| n.eq_ignore_ascii_case(name.as_bytes()))
@@ -110,30 +113,21 @@ impl<'a> ConnectionHeader<'a> {
 
 /// Folds the `Content-Length` lines of a message into one value; differing or malformed
 /// values are an error (they are how request smuggling starts).
-fn content_length(current: Option<u64>, value: &[u8]) -> Result<u64, ()> {
+fn content_length(current: Option<u64>, value: &[u8], side: Side) -> Result<u64, ProxyError> {
+    let bad = || ProxyError::malformed(side, "bad Content-Length");
     let mut len = current;
     for t in tokens(value) {
         if t.len() > 18 || !t.iter().all(u8::is_ascii_digit) {
-            return Err(());
+            return Err(bad());
         }
         let n = t.iter().fold(0u64, |n, d| n * 10 + u64::from(d - b'0'));
         match len {
-            Some(prev) if prev != n => return Err(()),
+            Some(prev) if prev != n => return Err(bad()),
             _ => len = Some(n),
         }
     }
     // None: an empty Content-Length line.
-    len.ok_or(())
-}
-
-/// Headers the load balancer itself is answerable for towards the backend: a client naming
-/// them in `Connection` must not make them disappear.
-fn is_proxy_owned(name: &str) -> bool {
-    eq(name, "host")
-        || eq(name, "x-forwarded-for")
-        || eq(name, "x-forwarded-proto")
-        || eq(name, "x-forwarded-port")
-        || eq(name, "x-request-id")
+    len.ok_or_else(bad)
 }
 
 /// Whether the last coding a `Transfer-Encoding` value lists is `chunked`.
@@ -165,17 +159,18 @@ pub(crate) fn push_u64(out: &mut Vec<u8>, mut n: u64) {
     out.extend_from_slice(&digits[i..]);
 }
 
-fn push_header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+/// Appends one header line.
+pub(crate) fn push_header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     out.extend_from_slice(name);
     out.extend_from_slice(b": ");
     out.extend_from_slice(value);
     out.extend_from_slice(b"\r\n");
 }
 
-/// The origin-form target a backend gets, whatever form the client used.
-fn origin_form(target: &str) -> Option<&str> {
+/// Splits a target into its authority (absolute form only) and its origin form.
+fn split_target(target: &str) -> Option<(Option<&str>, &str)> {
     if target.starts_with('/') || target == "*" {
-        return Some(target);
+        return Some((None, target));
     }
     let lower = target.get(..8).map(str::to_ascii_lowercase)?;
     let rest = if lower.starts_with("http://") {
@@ -186,57 +181,69 @@ fn origin_form(target: &str) -> Option<&str> {
         return None;
     };
     Some(match rest.find(['/', '?']) {
-        Some(i) if rest.as_bytes()[i] == b'/' => &rest[i..],
+        Some(i) if rest.as_bytes()[i] == b'/' => (Some(&rest[..i]), &rest[i..]),
         // "http://host?q": the path is empty, which means "/"; the query can't be kept
         // without allocating, and clients don't send this.
-        Some(_) | None => "/",
+        Some(i) => (Some(&rest[..i]), "/"),
+        None => (Some(rest), "/"),
     })
 }
 
-/// Parses the request head at the start of `buf` and writes the head to send to a backend
-/// into `out`, up to but not including `Host` (when the client sent none), `Content-Length`
-/// and the blank line, which depend on the backend and the body.
+/// Whether an absolute-form target's authority names the same host as `Host`; a default
+/// port written on one side only still matches.
+fn same_authority(target: &str, host: &[u8]) -> bool {
+    let strip = |a: &[u8]| -> Vec<u8> {
+        let a = a.strip_suffix(b":80").unwrap_or(a);
+        a.to_ascii_lowercase()
+    };
+    strip(target.as_bytes()) == strip(host.trim_ascii())
+}
+
+/// Parses the request head at the start of `buf` into `headers`.
 ///
-/// Returns `Ok(None)` when `buf` doesn't hold a whole head yet.
-pub(crate) fn parse_request(
-    buf: &[u8],
-    out: &mut Vec<u8>,
-    shared: &Shared,
-    client_ip: &[u8],
-) -> Result<Option<RequestInfo>, LbError> {
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut req = httparse::Request::new(&mut headers);
+/// Returns `Ok(None)` when `buf` doesn't hold a whole head yet. Refuses what a backend could
+/// read differently from the load balancer: ambiguous framing, a second `Host`, an
+/// absolute-form target naming another host than `Host` (RFC 9112 section 3.2).
+pub(crate) fn parse_request<'h, 'b>(
+    buf: &'b [u8],
+    headers: &'h mut [httparse::Header<'b>],
+) -> Result<Option<RequestHead<'h, 'b>>, ProxyError> {
+    let bad = |reason| ProxyError::new(ErrorKind::BadRequest, reason);
+    let mut req = httparse::Request::new(headers);
     let head_len = match req.parse(buf) {
         Ok(httparse::Status::Complete(n)) if n <= MAX_HEAD_BYTES => n,
         Ok(httparse::Status::Partial) if buf.len() <= MAX_HEAD_BYTES => return Ok(None),
-        Ok(_) | Err(httparse::Error::TooManyHeaders) => return Err(LbError::HeaderTooLarge),
-        Err(_) => return Err(LbError::BadRequest),
+        Ok(_) | Err(httparse::Error::TooManyHeaders) => {
+            return Err(ProxyError::new(
+                ErrorKind::HeaderTooLarge,
+                "request head too large",
+            ));
+        }
+        Err(_) => return Err(bad("malformed request head")),
     };
     let method = req.method.unwrap_or("GET");
     let http10 = req.version == Some(0);
     if method == "CONNECT" {
-        return Err(LbError::MethodNotAllowed);
+        return Err(ProxyError::new(ErrorKind::MethodNotAllowed, "CONNECT"));
     }
-    let target = origin_form(req.path.unwrap_or("/")).ok_or(LbError::BadRequest)?;
+    let (authority, target) =
+        split_target(req.path.unwrap_or("/")).ok_or_else(|| bad("unsupported request target"))?;
 
-    let sticky = shared.sticky_cookie.as_deref();
-    let mut conn = ConnectionHeader::default();
+    let headers: &'h [httparse::Header<'b>] = req.headers;
+    let mut connection = ConnectionHeader::default();
     let mut length = None;
     // Transfer codings over all lines: a request body must be exactly "chunked", since the
-    // body is decoded here and forwarded with a length (a coding like gzip would be lost).
+    // body is decoded here (a coding like gzip would be lost).
     let mut te_codings = 0;
     let mut te_chunked = true;
     let mut expect_continue = false;
-    let mut host_missing = true;
-    let mut has_request_id = false;
-    let mut has_xff = false;
-    let mut sticky_token = None;
-    for h in req.headers.iter() {
+    let mut host = None;
+    for h in headers {
         let name = h.name;
         if eq(name, "connection") {
-            conn.add(h.value);
+            connection.add(h.value);
         } else if eq(name, "content-length") {
-            length = Some(content_length(length, h.value).map_err(|()| LbError::BadRequest)?);
+            length = Some(content_length(length, h.value, Side::Client)?);
         } else if eq(name, "transfer-encoding") {
             let before = te_codings;
             for coding in tokens(h.value) {
@@ -251,277 +258,145 @@ pub(crate) fn parse_request(
         } else if eq(name, "expect") {
             expect_continue = h.value.eq_ignore_ascii_case(b"100-continue");
         } else if eq(name, "host") {
-            host_missing = false;
-        } else if eq(name, "x-request-id") {
-            has_request_id = true;
-        } else if eq(name, "x-forwarded-for") {
-            has_xff = true;
-        } else if let Some(cookie) = sticky
-            && eq(name, "cookie")
-            && let Some(token) = find_cookie(h.value, cookie)
-        {
-            sticky_token = Some(token.to_vec());
+            if host.is_some() {
+                return Err(bad("two Host headers"));
+            }
+            host = Some(h.value);
         }
     }
-    if host_missing && !http10 {
+    match (host, authority) {
         // RFC 9112 section 3.2: an HTTP/1.1 request without Host is refused.
-        return Err(LbError::BadRequest);
+        (None, _) if !http10 => return Err(bad("no Host header")),
+        (Some(host), Some(authority)) if !same_authority(authority, host) => {
+            return Err(bad("absolute-form target and Host name different hosts"));
+        }
+        _ => {}
     }
     let chunked = (te_codings > 0).then_some(te_codings == 1 && te_chunked);
     let framing = match (chunked, length) {
         // A body framed both ways, or framed by a coding we can't decode, is refused
         // rather than guessed at (RFC 9112 section 6.3).
-        (Some(_), Some(_)) | (Some(false), None) => return Err(LbError::BadRequest),
-        (Some(true), None) if http10 => return Err(LbError::BadRequest),
+        (Some(_), Some(_)) => return Err(bad("both Transfer-Encoding and Content-Length")),
+        (Some(false), None) => return Err(bad("a transfer coding other than chunked")),
+        (Some(true), None) if http10 => return Err(bad("chunked HTTP/1.0 request")),
         (Some(true), None) => Framing::Chunked,
         (None, Some(0)) | (None, None) => Framing::None,
         (None, Some(n)) => Framing::Length(n),
     };
-
-    out.clear();
-    out.extend_from_slice(method.as_bytes());
-    out.push(b' ');
-    out.extend_from_slice(target.as_bytes());
-    out.extend_from_slice(if http10 {
-        b" HTTP/1.0\r\n"
-    } else {
-        b" HTTP/1.1\r\n"
-    });
-    let mut xff_written = false;
-    for h in req.headers.iter() {
-        let name = h.name;
-        if is_hop_by_hop(name)
-            || eq(name, "content-length")
-            || eq(name, "expect")
-            || eq(name, "x-forwarded-proto")
-            || eq(name, "x-forwarded-port")
-            || (conn.names(name) && !is_proxy_owned(name))
-        {
-            continue;
-        }
-        if eq(name, "x-forwarded-for") {
-            // All lines of it become one, with the client appended.
-            if !xff_written {
-                xff_written = true;
-                out.extend_from_slice(b"x-forwarded-for: ");
-                for x in req.headers.iter().filter(|x| eq(x.name, "x-forwarded-for")) {
-                    // Normalised element by element, so empty ones don't reach the app.
-                    for hop in tokens(x.value) {
-                        out.extend_from_slice(hop);
-                        out.extend_from_slice(b", ");
-                    }
-                }
-                out.extend_from_slice(client_ip);
-                out.extend_from_slice(b"\r\n");
-            }
-            continue;
-        }
-        if let Some(cookie) = sticky
-            && eq(name, "cookie")
-        {
-            write_cookie_without(out, h.value, cookie);
-            continue;
-        }
-        push_header(out, name.as_bytes(), h.value);
-    }
-    if !has_xff {
-        push_header(out, b"x-forwarded-for", client_ip);
-    }
-    out.extend_from_slice(b"x-forwarded-proto: http\r\n");
-    push_header(out, b"x-forwarded-port", shared.forwarded_port.as_bytes());
-    if !has_request_id {
-        out.extend_from_slice(b"x-request-id: ");
-        shared.push_request_id(out);
-        out.extend_from_slice(b"\r\n");
-    }
-    if http10 && !conn.close {
-        // Keep the backend connection open even for HTTP/1.0 clients.
-        out.extend_from_slice(b"connection: keep-alive\r\n");
-    }
-
-    Ok(Some(RequestInfo {
+    Ok(Some(RequestHead {
         head_len,
+        method,
+        target,
+        http10,
+        headers,
         framing,
         had_length: length.is_some(),
-        idempotent: matches!(
-            method,
-            "GET" | "HEAD" | "OPTIONS" | "TRACE" | "PUT" | "DELETE"
-        ),
-        head_method: method == "HEAD",
-        http10,
-        close: conn.close || (http10 && !conn.keep_alive),
+        connection,
         expect_continue,
-        host_missing,
-        sticky_token,
+        has_host: host.is_some(),
     }))
 }
 
-/// The value of cookie `name` in a `Cookie` header value.
-fn find_cookie<'a>(value: &'a [u8], name: &str) -> Option<&'a [u8]> {
-    value.split(|&b| b == b';').find_map(|pair| {
-        let pair = pair.trim_ascii();
-        let rest = pair.strip_prefix(name.as_bytes())?;
-        rest.strip_prefix(b"=")
-    })
-}
-
-/// Writes a `Cookie` line with cookie `name` left out (it is the load balancer's own), or
-/// nothing if no other cookie is left.
-fn write_cookie_without(out: &mut Vec<u8>, value: &[u8], name: &str) {
-    let start = out.len();
-    out.extend_from_slice(b"cookie: ");
-    let mut any = false;
-    for pair in value.split(|&b| b == b';') {
-        let pair = pair.trim_ascii();
-        let ours = pair
-            .strip_prefix(name.as_bytes())
-            .is_some_and(|rest| rest.first() == Some(&b'='));
-        if pair.is_empty() || ours {
-            continue;
-        }
-        if any {
-            out.extend_from_slice(b"; ");
-        }
-        out.extend_from_slice(pair);
-        any = true;
-    }
-    if any {
-        out.extend_from_slice(b"\r\n");
-    } else {
-        out.truncate(start);
-    }
-}
-
-/// Parses the response head at the start of `buf` and writes the head for the client into
-/// `out` (after what it holds), up to but not including the blank line.
+/// Parses the response head at the start of `buf` into `headers`, for a request that was a
+/// HEAD (`head_method`) or HTTP/1.0 (`http10`).
 ///
-/// `set_cookie` is added for sticky sessions; `close` says the client connection will close
-/// after this response (and is updated when the response can only end by closing).
 /// Returns `Ok(None)` when `buf` doesn't hold a whole head yet; 1xx responses are returned
 /// like any other, with [`Framing::None`], for the caller to skip.
-pub(crate) fn parse_response(
-    buf: &[u8],
-    out: &mut Vec<u8>,
-    request: &RequestInfo,
-    set_cookie: Option<&[u8]>,
-    close: &mut bool,
-) -> Result<Option<ResponseInfo>, &'static str> {
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut res = httparse::Response::new(&mut headers);
+pub(crate) fn parse_response<'h, 'b>(
+    buf: &'b [u8],
+    headers: &'h mut [httparse::Header<'b>],
+    head_method: bool,
+    http10_request: bool,
+) -> Result<Option<ResponseHead<'h, 'b>>, ProxyError> {
+    let bad = |reason| ProxyError::malformed(Side::Backend, reason);
+    let mut res = httparse::Response::new(headers);
     let head_len = match res.parse(buf) {
         Ok(httparse::Status::Complete(n)) if n <= MAX_HEAD_BYTES => n,
         Ok(httparse::Status::Partial) if buf.len() <= MAX_HEAD_BYTES => return Ok(None),
-        Ok(_) | Err(httparse::Error::TooManyHeaders) => return Err("response head too large"),
-        Err(_) => return Err("malformed response head"),
+        Ok(_) | Err(httparse::Error::TooManyHeaders) => {
+            return Err(bad("response head too large"));
+        }
+        Err(_) => return Err(bad("malformed response head")),
     };
     let status = res.code.unwrap_or(0);
+    let reason = res.reason;
+    let http10 = res.version == Some(0);
+    let headers: &'h [httparse::Header<'b>] = res.headers;
     if !(100..=599).contains(&status) {
-        return Err("status code out of range");
+        return Err(bad("status code out of range"));
     }
     if (100..200).contains(&status) {
         if status == 101 {
             // We never forward Upgrade, so a switch of protocols is a broken backend.
-            return Err("unexpected 101 Switching Protocols");
+            return Err(bad("unexpected 101 Switching Protocols"));
         }
-        return Ok(Some(ResponseInfo {
+        return Ok(Some(ResponseHead {
             head_len,
             status,
+            reason,
+            headers,
             framing: Framing::None,
+            bodiless: true,
+            connection: ConnectionHeader::default(),
             reusable: true,
         }));
     }
-    let http10 = res.version == Some(0);
-    let mut conn = ConnectionHeader::default();
+    let mut connection = ConnectionHeader::default();
     let mut length = None;
     let mut chunked = None;
-    for h in res.headers.iter() {
+    for h in headers {
         if eq(h.name, "connection") {
-            conn.add(h.value);
+            connection.add(h.value);
         } else if eq(h.name, "content-length") {
-            length = Some(content_length(length, h.value).map_err(|()| "bad Content-Length")?);
+            length = Some(content_length(length, h.value, Side::Backend)?);
         } else if eq(h.name, "transfer-encoding") {
             chunked = Some(ends_chunked(h.value));
         }
     }
-    let bodiless = request.head_method || status == 204 || status == 304;
+    let bodiless = head_method || status == 204 || status == 304;
     let framing = match (chunked, length) {
         _ if bodiless => Framing::None,
-        (Some(_), Some(_)) => return Err("both Transfer-Encoding and Content-Length"),
-        (Some(true), None) if request.http10 => {
-            return Err("chunked response to an HTTP/1.0 request");
+        (Some(_), Some(_)) => return Err(bad("both Transfer-Encoding and Content-Length")),
+        (Some(true), None) if http10_request => {
+            return Err(bad("chunked response to an HTTP/1.0 request"));
         }
         (Some(true), None) => Framing::Chunked,
         (Some(false), None) | (None, None) => Framing::UntilClose,
         (None, Some(n)) => Framing::Length(n),
     };
-    if framing == Framing::UntilClose {
-        *close = true;
-    }
-    let reusable = framing != Framing::UntilClose && !conn.close && (!http10 || conn.keep_alive);
-
-    out.extend_from_slice(b"HTTP/1.1 ");
-    push_u64(out, u64::from(status));
-    out.push(b' ');
-    let reason = res.reason.filter(|r| !r.is_empty()).or_else(|| {
-        http::StatusCode::from_u16(status)
-            .ok()
-            .and_then(|s| s.canonical_reason())
-    });
-    out.extend_from_slice(reason.unwrap_or("Unknown").as_bytes());
-    out.extend_from_slice(b"\r\n");
-    for h in res.headers.iter() {
-        let name = h.name;
-        let skip = if eq(name, "content-length") {
-            // HEAD and 304 responses keep the Content-Length of the body they stand for;
-            // a body with a length gets one normalised line below.
-            !bodiless
-        } else if eq(name, "transfer-encoding") {
-            // Chunked bodies are relayed as they came, so their codings are passed on as
-            // sent (a "gzip, chunked" body stays labelled gzip).
-            false
-        } else {
-            is_hop_by_hop(name) || conn.names(name)
-        };
-        if !skip {
-            push_header(out, name.as_bytes(), h.value);
-        }
-    }
-    if let Framing::Length(n) = framing {
-        out.extend_from_slice(b"content-length: ");
-        push_u64(out, n);
-        out.extend_from_slice(b"\r\n");
-    }
-    if let Some(cookie) = set_cookie {
-        push_header(out, b"set-cookie", cookie);
-    }
-    if *close {
-        out.extend_from_slice(b"connection: close\r\n");
-    } else if request.http10 {
-        out.extend_from_slice(b"connection: keep-alive\r\n");
-    }
-    Ok(Some(ResponseInfo {
+    let reusable =
+        framing != Framing::UntilClose && !connection.close && (!http10 || connection.keep_alive);
+    Ok(Some(ResponseHead {
         head_len,
         status,
+        reason,
+        headers,
         framing,
+        bodiless,
+        connection,
         reusable,
     }))
 }
 
-/// Finds where a chunked body ends, fed the bytes as they arrive; the bytes are relayed
-/// unchanged, so only the chunk boundaries need tracking.
-#[derive(Debug, Default)]
+/// Tracks a chunked body as its bytes arrive: finds where it ends (for relaying it
+/// unchanged) or decodes it (for forwarding it with other framing).
+#[derive(Debug)]
 pub(crate) struct ChunkedScanner {
+    side: Side,
     state: ChunkState,
     trailer_bytes: usize,
+    /// Chunk data seen so far.
+    data: u64,
 }
 
 /// Most trailer bytes accepted after the last chunk.
 const MAX_TRAILER_BYTES: usize = 64 * 1024;
+/// Longest chunk-size line (size and extensions) accepted.
+const MAX_CHUNK_LINE: usize = 1024;
 
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Clone, Copy)]
 enum ChunkState {
     /// Expecting a chunk-size line.
-    #[default]
     Size,
     /// Inside chunk data, this many bytes left.
     Data(u64),
@@ -543,17 +418,62 @@ enum Step {
 }
 
 impl ChunkedScanner {
+    /// A scanner for a body sent by `side`, which decides what a framing error means.
+    pub(crate) fn new(side: Side) -> Self {
+        Self {
+            side,
+            state: ChunkState::Size,
+            trailer_bytes: 0,
+            data: 0,
+        }
+    }
+
+    fn bad(&self, reason: &'static str) -> ProxyError {
+        ProxyError::malformed(self.side, reason)
+    }
+
+    /// Parses a chunk-size line: hex digits, then optional extensions, ended by CRLF.
+    /// Stricter than `httparse`, which lets a bare LF or CR through inside an extension:
+    /// a parser behind us that ends the line there would see other chunks than we do.
+    fn size_line(&self, rest: &[u8]) -> Result<Option<(usize, u64)>, ProxyError> {
+        let window = &rest[..rest.len().min(MAX_CHUNK_LINE)];
+        let Some(lf) = window.iter().position(|&b| b == b'\n') else {
+            return if rest.len() < MAX_CHUNK_LINE {
+                Ok(None)
+            } else {
+                Err(self.bad("chunk size line too long"))
+            };
+        };
+        let line = rest[..lf]
+            .strip_suffix(b"\r")
+            .ok_or_else(|| self.bad("chunk size line not ended by CRLF"))?;
+        let digits = line.iter().take_while(|b| b.is_ascii_hexdigit()).count();
+        if digits == 0 || digits > 15 {
+            return Err(self.bad("malformed chunk size"));
+        }
+        let size = line[..digits].iter().fold(0u64, |n, &d| {
+            n * 16 + u64::from((d as char).to_digit(16).unwrap_or(0))
+        });
+        let ext = &line[digits..];
+        let ext_start = ext
+            .iter()
+            .position(|&b| b != b' ' && b != b'\t')
+            .unwrap_or(ext.len());
+        let ext = &ext[ext_start..];
+        let control = |b: &u8| (*b < 0x20 && *b != b'\t') || *b == 0x7f;
+        if !ext.is_empty() && (ext[0] != b';' || ext.iter().any(control)) {
+            return Err(self.bad("malformed chunk extension"));
+        }
+        Ok(Some((lf + 1, size)))
+    }
+
     /// One state transition over the bytes at hand.
-    fn step(&mut self, rest: &[u8]) -> Result<Step, &'static str> {
+    fn step(&mut self, rest: &[u8]) -> Result<Step, ProxyError> {
         let consumed = |used| Ok(Step::Consumed { used, data: false });
         match self.state {
             ChunkState::Done => Ok(Step::Done),
-            // httparse reads an empty size as 0, the last chunk; a size needs a digit.
-            ChunkState::Size if rest.first().is_some_and(|b| !b.is_ascii_hexdigit()) => {
-                Err("malformed chunk size")
-            }
-            ChunkState::Size => match httparse::parse_chunk_size(rest) {
-                Ok(httparse::Status::Complete((used, size))) => {
+            ChunkState::Size => match self.size_line(rest)? {
+                Some((used, size)) => {
                     self.state = if size == 0 {
                         ChunkState::Trailers
                     } else {
@@ -561,8 +481,7 @@ impl ChunkedScanner {
                     };
                     consumed(used)
                 }
-                Ok(httparse::Status::Partial) if rest.len() < 1024 => Ok(Step::NeedMore),
-                _ => Err("malformed chunk size"),
+                None => Ok(Step::NeedMore),
             },
             ChunkState::Data(_) if rest.is_empty() => Ok(Step::NeedMore),
             ChunkState::Data(left) => {
@@ -572,6 +491,7 @@ impl ChunkedScanner {
                 } else {
                     ChunkState::Data(left - take)
                 };
+                self.data += take;
                 Ok(Step::Consumed {
                     used: take as usize,
                     data: true,
@@ -582,7 +502,7 @@ impl ChunkedScanner {
                 self.state = ChunkState::Size;
                 consumed(2)
             }
-            ChunkState::DataEnd => Err("missing CRLF after chunk data"),
+            ChunkState::DataEnd => Err(self.bad("missing CRLF after chunk data")),
             ChunkState::Trailers => match rest.iter().position(|&b| b == b'\n') {
                 Some(i) => {
                     // A line holding nothing (or just CR) ends the message.
@@ -591,52 +511,57 @@ impl ChunkedScanner {
                     }
                     self.trailer_bytes += i + 1;
                     if self.trailer_bytes > MAX_TRAILER_BYTES {
-                        return Err("trailers too large");
+                        return Err(self.bad("trailers too large"));
                     }
                     consumed(i + 1)
                 }
                 None if rest.len() < 8192 => Ok(Step::NeedMore),
-                None => Err("trailer line too long"),
+                None => Err(self.bad("trailer line too long")),
             },
         }
     }
 
     /// Consumes what it can of `buf`, which is relayed unchanged. Returns how many bytes
     /// belong to the body and whether it ended there (`false`: need more bytes).
-    pub(crate) fn scan(&mut self, buf: &[u8]) -> Result<(usize, bool), &'static str> {
+    pub(crate) fn scan(&mut self, buf: &[u8]) -> Result<(usize, bool), ProxyError> {
+        self.walk(buf, |_| {})
+    }
+
+    /// Decodes what it can of `buf`, appending the chunk data to `out`; fails once the body
+    /// holds more than `max` bytes. Returns the bytes consumed and whether the body ended.
+    pub(crate) fn decode(
+        &mut self,
+        buf: &[u8],
+        out: &mut Vec<u8>,
+        max: u64,
+    ) -> Result<(usize, bool), ProxyError> {
+        let r = self.walk(buf, |data| out.extend_from_slice(data));
+        if self.data > max {
+            return Err(ProxyError::new(
+                ErrorKind::PayloadTooLarge,
+                "chunked body over the limit",
+            ));
+        }
+        r
+    }
+
+    fn walk(
+        &mut self,
+        buf: &[u8],
+        mut on_data: impl FnMut(&[u8]),
+    ) -> Result<(usize, bool), ProxyError> {
         let mut pos = 0;
         loop {
             match self.step(&buf[pos..])? {
-                Step::Consumed { used, .. } => pos += used,
+                Step::Consumed { used, data } => {
+                    if data {
+                        on_data(&buf[pos..pos + used]);
+                    }
+                    pos += used;
+                }
                 Step::NeedMore => return Ok((pos, false)),
                 Step::Done => return Ok((pos, true)),
             }
-        }
-    }
-}
-
-/// Decodes a chunked request body from `buf` into `body`. Returns the bytes consumed and
-/// whether the body is complete; the caller reads more and calls again otherwise.
-pub(crate) fn decode_chunked(
-    buf: &[u8],
-    body: &mut Vec<u8>,
-    state: &mut ChunkedScanner,
-    max: usize,
-) -> Result<(usize, bool), LbError> {
-    let mut pos = 0;
-    loop {
-        match state.step(&buf[pos..]).map_err(|_| LbError::BadRequest)? {
-            Step::Consumed { used, data } => {
-                if data {
-                    if body.len() + used > max {
-                        return Err(LbError::PayloadTooLarge);
-                    }
-                    body.extend_from_slice(&buf[pos..pos + used]);
-                }
-                pos += used;
-            }
-            Step::NeedMore => return Ok((pos, false)),
-            Step::Done => return Ok((pos, true)),
         }
     }
 }
@@ -650,7 +575,7 @@ mod tests {
     #[test]
     fn chunked_end_is_found_whatever_the_read_boundaries() {
         for step in [1, 2, 3, 7, BODY.len()] {
-            let mut scanner = ChunkedScanner::default();
+            let mut scanner = ChunkedScanner::new(Side::Backend);
             let mut fed = 0;
             let mut consumed = 0;
             let end = loop {
@@ -669,54 +594,79 @@ mod tests {
     #[test]
     fn chunked_request_bodies_decode_and_respect_the_limit() {
         let mut body = Vec::new();
-        let mut state = ChunkedScanner::default();
-        let (used, done) = decode_chunked(BODY, &mut body, &mut state, 100).unwrap();
+        let mut state = ChunkedScanner::new(Side::Client);
+        let (used, done) = state.decode(BODY, &mut body, 100).unwrap();
         assert!(done);
         assert_eq!(body, b"wikipedia");
         assert_eq!(&BODY[used..], b"NEXT");
 
-        let mut body = Vec::new();
-        let mut state = ChunkedScanner::default();
-        let err = decode_chunked(BODY, &mut body, &mut state, 8).unwrap_err();
-        assert_eq!(err, LbError::PayloadTooLarge);
+        let mut state = ChunkedScanner::new(Side::Client);
+        let err = state.decode(BODY, &mut Vec::new(), 8).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::PayloadTooLarge);
 
-        let mut state = ChunkedScanner::default();
-        let bad = decode_chunked(b"4\r\nwikiXX", &mut Vec::new(), &mut state, 100);
-        assert_eq!(bad.unwrap_err(), LbError::BadRequest);
+        let mut state = ChunkedScanner::new(Side::Client);
+        let bad = state.decode(b"4\r\nwikiXX", &mut Vec::new(), 100);
+        assert_eq!(bad.unwrap_err().kind(), ErrorKind::BadRequest);
+    }
+
+    #[test]
+    fn chunk_size_lines_must_end_in_crlf_with_no_control_bytes() {
+        for bad in [
+            &b"5;ext\nxx\r\nhello\r\n0\r\n\r\n"[..],
+            b"5\nhello\r\n0\r\n\r\n",
+            b"5;a\rb\r\nhello\r\n0\r\n\r\n",
+            b"5 x\r\nhello\r\n0\r\n\r\n",
+            b"\r\nhello\r\n0\r\n\r\n",
+        ] {
+            let mut s = ChunkedScanner::new(Side::Backend);
+            let err = s.scan(bad).unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::InvalidResponse, "{bad:?}");
+        }
+        let mut s = ChunkedScanner::new(Side::Client);
+        let mut out = Vec::new();
+        let ok = b"5 ;a=\"q\"\t;b\r\nhello\r\n0\r\n\r\n";
+        assert_eq!(s.decode(ok, &mut out, 10).unwrap(), (ok.len(), true));
+        assert_eq!(out, b"hello");
     }
 
     #[test]
     fn content_lengths_must_agree_and_be_digits() {
-        assert_eq!(content_length(None, b"42"), Ok(42));
-        assert_eq!(content_length(Some(42), b"42, 42"), Ok(42));
-        assert!(content_length(Some(42), b"43").is_err());
-        assert!(content_length(None, b"+4").is_err());
-        assert!(content_length(None, b"").is_err());
-        assert!(content_length(None, b"99999999999999999999").is_err());
-    }
-
-    #[test]
-    fn sticky_cookie_is_found_and_removed_from_the_others() {
-        assert_eq!(
-            find_cookie(b"a=1; DO-LB=abc; b=2", "DO-LB"),
-            Some(&b"abc"[..])
-        );
-        assert_eq!(find_cookie(b"DO-LBX=abc", "DO-LB"), None);
-        let mut out = Vec::new();
-        write_cookie_without(&mut out, b"a=1; DO-LB=abc; b=2", "DO-LB");
-        assert_eq!(out, b"cookie: a=1; b=2\r\n");
-        out.clear();
-        write_cookie_without(&mut out, b"DO-LB=abc", "DO-LB");
-        assert!(out.is_empty());
+        let cl = |cur, v| content_length(cur, v, Side::Client).ok();
+        assert_eq!(cl(None, &b"42"[..]), Some(42));
+        assert_eq!(cl(Some(42), b"42, 42"), Some(42));
+        assert_eq!(cl(Some(42), b"43"), None);
+        assert_eq!(cl(None, b"+4"), None);
+        assert_eq!(cl(None, b""), None);
+        assert_eq!(cl(None, b"99999999999999999999"), None);
     }
 
     #[test]
     fn targets_become_origin_form() {
-        assert_eq!(origin_form("/a?b"), Some("/a?b"));
-        assert_eq!(origin_form("*"), Some("*"));
-        assert_eq!(origin_form("HTTP://h:1/x/y?z"), Some("/x/y?z"));
-        assert_eq!(origin_form("http://h"), Some("/"));
-        assert_eq!(origin_form("h:443"), None);
+        let origin = |t| split_target(t).map(|(_, o)| o);
+        assert_eq!(origin("/a?b"), Some("/a?b"));
+        assert_eq!(origin("*"), Some("*"));
+        assert_eq!(origin("HTTP://h:1/x/y?z"), Some("/x/y?z"));
+        assert_eq!(origin("http://h"), Some("/"));
+        assert_eq!(origin("h:443"), None);
+        assert_eq!(split_target("http://H:1/x").unwrap().0, Some("H:1"));
+    }
+
+    #[test]
+    fn host_header_and_absolute_target_must_agree() {
+        let parse = |req: &str| {
+            let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+            parse_request(req.as_bytes(), &mut headers).map(|h| h.map(|h| h.target.to_owned()))
+        };
+        let ok = parse("GET http://Example.com:80/a HTTP/1.1\r\nhost: example.com\r\n\r\n");
+        assert_eq!(ok.unwrap().as_deref(), Some("/a"));
+        for bad in [
+            "GET http://evil.example/a HTTP/1.1\r\nhost: example.com\r\n\r\n",
+            "GET http://example.com:81/ HTTP/1.1\r\nhost: example.com\r\n\r\n",
+            "GET / HTTP/1.1\r\nhost: a\r\nhost: a\r\n\r\n",
+        ] {
+            let err = parse(bad).unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::BadRequest, "{bad:?}");
+        }
     }
 
     #[test]

@@ -1,18 +1,242 @@
-//! Keep-alive connections to the backends: owned by one client connection while it lives,
-//! then parked for the next client connection of the same I/O thread.
+//! The backends: health state, round-robin selection, and keep-alive connections to them.
 //!
-//! A client connection keeps at most one connection per backend and uses it from its own
-//! task, so a proxied request costs two wake-ups (client readable, backend readable) and no
-//! hand-off between tasks or threads. Parking is per accept loop: a tokio socket stays
-//! registered with the reactor of the thread that opened it, and using it from another
-//! thread would bring the cross-thread wake-ups back.
+//! Selection is lock-free: the healthy set is one bitmask, so picking a backend never waits.
+//! A client connection takes a parked connection to its backend for each request and puts
+//! it back as soon as the response is relayed, so a proxied request costs two wake-ups
+//! (client readable, backend readable) and no hand-off between tasks or threads. Parking
+//! is per I/O loop: a tokio socket stays registered with the reactor of the thread that
+//! opened it, and using it from another thread would bring the cross-thread wake-ups back.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
+use http::HeaderValue;
+use serde::{Deserialize, Serialize};
 use tokio::net::TcpStream;
+use tracing::{info, warn};
+
+use crate::config::{BackendConfig, MAX_BACKENDS, StickyConfig};
+use crate::error::{ErrorKind, ProxyError};
+
+/// Whether a backend is in rotation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendState {
+    /// Passing health checks; receives traffic.
+    Up,
+    /// Failing (or not yet passing) health checks; receives nothing.
+    Down,
+}
+
+/// A snapshot of one backend, as returned by [`crate::Running::status`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackendStatus {
+    /// Backend identifier from the config.
+    pub id: String,
+    /// Traffic address.
+    pub addr: SocketAddr,
+    /// Current rotation state.
+    pub state: BackendState,
+    /// Health checks passed in a row.
+    pub consecutive_successes: u32,
+    /// Health checks failed in a row.
+    pub consecutive_failures: u32,
+    /// Responses this backend has delivered through the load balancer.
+    pub requests: u64,
+    /// Most recent health check or proxy failure, cleared when the backend comes up.
+    pub last_error: Option<String>,
+}
+
+/// Runtime state of one backend; everything the hot path touches is atomic.
+pub(crate) struct Backend {
+    pub(crate) id: String,
+    pub(crate) addr: SocketAddr,
+    /// Used as Host when a client sent none (HTTP/1.0).
+    pub(crate) host_value: HeaderValue,
+    /// Opaque cookie value naming this backend.
+    pub(crate) sticky_token: String,
+    /// Pre-rendered `Set-Cookie` pinning a client to this backend.
+    pub(crate) set_cookie: Option<HeaderValue>,
+    pub(crate) consecutive_successes: AtomicU32,
+    pub(crate) consecutive_failures: AtomicU32,
+    pub(crate) requests: AtomicU64,
+    pub(crate) last_error: Mutex<Option<String>>,
+}
+
+impl Backend {
+    fn new(cfg: &BackendConfig, sticky: Option<&StickyConfig>) -> Self {
+        let host_value =
+            HeaderValue::from_str(&cfg.addr.to_string()).expect("an address is a valid header");
+        let sticky_token = format!("{:016x}", fnv1a(cfg.id.as_bytes()));
+        let set_cookie = sticky.map(|s| {
+            let v = format!(
+                "{}={}; Max-Age={}; Path=/; HttpOnly",
+                s.cookie_name,
+                sticky_token,
+                s.ttl.as_secs().max(1)
+            );
+            HeaderValue::from_str(&v).expect("cookie name validated at bind")
+        });
+        Self {
+            id: cfg.id.clone(),
+            addr: cfg.addr,
+            host_value,
+            sticky_token,
+            set_cookie,
+            consecutive_successes: AtomicU32::new(0),
+            consecutive_failures: AtomicU32::new(0),
+            requests: AtomicU64::new(0),
+            last_error: Mutex::new(None),
+        }
+    }
+
+    pub(crate) fn set_last_error(&self, err: String) {
+        *lock(&self.last_error) = Some(err);
+    }
+}
+
+/// 64-bit FNV-1a: a stable, dependency-free hash for opaque sticky tokens.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in bytes {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
+/// All backends plus the healthy set, kept as a bitmask so selection never locks.
+pub(crate) struct Pool {
+    pub(crate) backends: Vec<Backend>,
+    /// Bit `i` set means `backends[i]` is up.
+    healthy: AtomicU64,
+    next: AtomicUsize,
+}
+
+impl Pool {
+    pub(crate) fn new(cfgs: &[BackendConfig], sticky: Option<&StickyConfig>) -> Self {
+        assert!(cfgs.len() <= MAX_BACKENDS);
+        Self {
+            backends: cfgs.iter().map(|c| Backend::new(c, sticky)).collect(),
+            healthy: AtomicU64::new(0),
+            next: AtomicUsize::new(0),
+        }
+    }
+
+    pub(crate) fn healthy_mask(&self) -> u64 {
+        self.healthy.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn is_up(&self, idx: usize) -> bool {
+        self.healthy_mask() & (1 << idx) != 0
+    }
+
+    /// Next healthy backend in strict rotation, skipping those in `exclude`.
+    pub(crate) fn pick(&self, exclude: u64) -> Option<usize> {
+        let mask = self.healthy_mask() & !exclude;
+        if mask == 0 {
+            return None;
+        }
+        let k = mask.count_ones() as usize;
+        let n = self.next.fetch_add(1, Ordering::Relaxed) % k;
+        Some(nth_set_bit(mask, n))
+    }
+
+    /// The healthy backend following `after` cyclically, skipping `exclude`; used for
+    /// retries so they don't disturb the shared rotation counter.
+    pub(crate) fn next_after(&self, after: usize, exclude: u64) -> Option<usize> {
+        let mask = self.healthy_mask() & !exclude;
+        if mask == 0 {
+            return None;
+        }
+        let shift = (after + 1) % 64;
+        let rotated = mask.rotate_right(shift as u32);
+        let offset = rotated.trailing_zeros() as usize;
+        Some((shift + offset) % 64)
+    }
+
+    pub(crate) fn find_token(&self, token: &[u8]) -> Option<usize> {
+        self.backends
+            .iter()
+            .position(|b| b.sticky_token.as_bytes() == token)
+    }
+
+    pub(crate) fn index_of(&self, id: &str) -> Option<usize> {
+        self.backends.iter().position(|b| b.id == id)
+    }
+
+    /// Records a passed health check and brings the backend up at the threshold.
+    pub(crate) fn record_success(&self, idx: usize, healthy_threshold: u32) {
+        let b = &self.backends[idx];
+        b.consecutive_failures.store(0, Ordering::Relaxed);
+        let n = b
+            .consecutive_successes
+            .fetch_add(1, Ordering::Relaxed)
+            .saturating_add(1);
+        if n >= healthy_threshold && !self.is_up(idx) {
+            self.healthy.fetch_or(1 << idx, Ordering::AcqRel);
+            *lock(&b.last_error) = None;
+            info!(backend = %b.id, addr = %b.addr, successes = n, "backend is up");
+        }
+    }
+
+    /// Records a failed health check and takes the backend down at the threshold.
+    pub(crate) fn record_failure(&self, idx: usize, unhealthy_threshold: u32, err: String) {
+        let b = &self.backends[idx];
+        b.consecutive_successes.store(0, Ordering::Relaxed);
+        let n = b
+            .consecutive_failures
+            .fetch_add(1, Ordering::Relaxed)
+            .saturating_add(1);
+        if n >= unhealthy_threshold && self.is_up(idx) {
+            self.healthy.fetch_and(!(1 << idx), Ordering::AcqRel);
+            warn!(backend = %b.id, addr = %b.addr, failures = n, error = %err, "backend is down");
+        }
+        b.set_last_error(err);
+    }
+
+    /// Takes a backend out of rotation at once; it must pass the healthy threshold again.
+    pub(crate) fn mark_down(&self, idx: usize, reason: &str) {
+        let b = &self.backends[idx];
+        b.consecutive_successes.store(0, Ordering::Relaxed);
+        let prev = self.healthy.fetch_and(!(1 << idx), Ordering::AcqRel);
+        b.set_last_error(reason.to_owned());
+        if prev & (1 << idx) != 0 {
+            warn!(backend = %b.id, addr = %b.addr, reason, "backend marked down");
+        }
+    }
+
+    pub(crate) fn status(&self) -> Vec<BackendStatus> {
+        let mask = self.healthy_mask();
+        self.backends
+            .iter()
+            .enumerate()
+            .map(|(i, b)| BackendStatus {
+                id: b.id.clone(),
+                addr: b.addr,
+                state: if mask & (1 << i) != 0 {
+                    BackendState::Up
+                } else {
+                    BackendState::Down
+                },
+                consecutive_successes: b.consecutive_successes.load(Ordering::Relaxed),
+                consecutive_failures: b.consecutive_failures.load(Ordering::Relaxed),
+                requests: b.requests.load(Ordering::Relaxed),
+                last_error: lock(&b.last_error).clone(),
+            })
+            .collect()
+    }
+}
+
+fn nth_set_bit(mut mask: u64, n: usize) -> usize {
+    for _ in 0..n {
+        mask &= mask - 1;
+    }
+    mask.trailing_zeros() as usize
+}
 
 /// How long an idle backend connection is kept. Shorter than common server keep-alive
 /// timeouts (hyper and Node.js default to 5 s or more; ours never time out), so a parked
@@ -41,11 +265,19 @@ impl BackendConn {
 }
 
 /// Opens a connection to `addr`, giving up after `timeout`.
-pub(crate) async fn connect(addr: SocketAddr, timeout: Duration) -> Result<BackendConn, String> {
+pub(crate) async fn connect(
+    addr: SocketAddr,
+    timeout: Duration,
+) -> Result<BackendConn, ProxyError> {
+    let failed = |reason: String| ProxyError::new(ErrorKind::ConnectFailed, reason);
     let stream = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
         Ok(Ok(s)) => s,
-        Ok(Err(e)) => return Err(format!("connect to {addr}: {e}")),
-        Err(_) => return Err(format!("connect to {addr}: timed out after {timeout:?}")),
+        Ok(Err(e)) => return Err(failed(format!("connect to {addr}: {e}"))),
+        Err(_) => {
+            return Err(failed(format!(
+                "connect to {addr}: timed out after {timeout:?}"
+            )));
+        }
     };
     let _ = stream.set_nodelay(true);
     Ok(BackendConn {
@@ -101,5 +333,53 @@ impl Parked {
             conn.parked_at = Instant::now();
             list.push(conn);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pool(n: usize) -> Pool {
+        let cfgs: Vec<_> = (0..n)
+            .map(|i| {
+                BackendConfig::new(
+                    format!("b{i}"),
+                    SocketAddr::from(([127, 0, 0, 1], 1000 + i as u16)),
+                )
+            })
+            .collect();
+        Pool::new(&cfgs, None)
+    }
+
+    #[test]
+    fn rotation_skips_down_backends() {
+        let p = pool(4);
+        assert_eq!(p.pick(0), None);
+        for i in [0, 1, 3] {
+            p.record_success(i, 1);
+        }
+        let picks: Vec<_> = (0..6).map(|_| p.pick(0).unwrap()).collect();
+        assert_eq!(picks, [0, 1, 3, 0, 1, 3]);
+        assert_eq!(p.next_after(1, 0), Some(3));
+        assert_eq!(p.next_after(3, 0), Some(0));
+        assert_eq!(p.next_after(3, 1), Some(1));
+        assert_eq!(p.next_after(0, 0b1011), None);
+    }
+
+    #[test]
+    fn thresholds() {
+        let p = pool(1);
+        p.record_success(0, 2);
+        assert!(!p.is_up(0));
+        p.record_success(0, 2);
+        assert!(p.is_up(0));
+        p.record_failure(0, 3, "x".into());
+        p.record_failure(0, 3, "x".into());
+        assert!(p.is_up(0));
+        p.record_failure(0, 3, "x".into());
+        assert!(!p.is_up(0));
+        assert_eq!(p.status()[0].state, BackendState::Down);
+        assert_eq!(p.status()[0].consecutive_failures, 3);
     }
 }

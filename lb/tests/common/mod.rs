@@ -320,3 +320,26 @@ pub async fn get_json(c: &reqwest::Client, lb: &Running, path: &str) -> (u16, se
 pub fn backend_status(lb: &Running, id: &str) -> lb::BackendStatus {
     lb.status().into_iter().find(|s| s.id == id).unwrap()
 }
+
+/// POSTs `body` twice to a load balancer whose first backend refuses connections: both
+/// must reach the other backend whole.
+pub async fn post_after_a_refused_connect(body: Vec<u8>) {
+    let dead = TestBackend::start("dead").await;
+    let good = TestBackend::start("good").await;
+    let lb = start_lb(fast_config(&[&dead, &good])).await;
+    let _ = dead.kill().await;
+    let c = client();
+    for _ in 0..2 {
+        let res = c
+            .post(url(&lb, "/items"))
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+        let seen: serde_json::Value = res.json().await.unwrap();
+        assert_eq!(seen["id"], "good");
+        assert_eq!(seen["body_len"], body.len());
+    }
+    lb.shutdown(Duration::from_secs(1)).await;
+}

@@ -1,0 +1,74 @@
+# Shared by bench/lb/run.sh and bench/lb/attack.sh (sourced, not run): installs the TOOLS
+# they need with apt-get if missing, builds the lb examples (hello_backend, lb_bench and
+# EXAMPLES, extra --example flags), starts two hyper hello-world backends on BASE_PORT+1 and
+# +2, our load balancer on BASE_PORT+10 and HAProxy on BASE_PORT+11 (all 127.0.0.1), and
+# stops them all on exit. Sets ROOT, B1, B2, LB_PORT, HA_PORT, BIN, TMP, PIDS, LB_PID,
+# HA_PID and HA_NAME.
+
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/lbinfra-target}
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+B1=$((BASE_PORT + 1))
+B2=$((BASE_PORT + 2))
+LB_PORT=$((BASE_PORT + 10))
+HA_PORT=$((BASE_PORT + 11))
+
+for tool in $TOOLS; do
+    if ! command -v "$tool" >/dev/null 2>&1; then
+        apt-get update -qq && apt-get install -y -qq $TOOLS >/dev/null
+        break
+    fi
+done
+
+# shellcheck disable=SC2086 # EXAMPLES is a list of flags
+(cd "$ROOT" && cargo build --release -p lb --example hello_backend --example lb_bench $EXAMPLES >&2)
+BIN=$CARGO_TARGET_DIR/release/examples
+
+TMP=$(mktemp -d)
+PIDS=()
+cleanup() {
+    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    rm -rf "$TMP"
+}
+trap cleanup EXIT
+
+wait_port() {
+    for _ in $(seq 1 100); do
+        if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
+        sleep 0.05
+    done
+    echo "port $1 never opened" >&2
+    return 1
+}
+
+"$BIN/hello_backend" "$B1" & PIDS+=($!)
+"$BIN/hello_backend" "$B2" & PIDS+=($!)
+wait_port "$B1"; wait_port "$B2"
+
+"$BIN/lb_bench" "$LB_PORT" "127.0.0.1:$B1" "127.0.0.1:$B2" >"$TMP/lb.out" & LB_PID=$!
+PIDS+=($LB_PID)
+
+cat >"$TMP/haproxy.cfg" <<EOF
+global
+    nbthread 2
+    maxconn 4096
+defaults
+    mode http
+    timeout connect 3s
+    timeout client 60s
+    timeout server 60s
+    timeout http-keep-alive 60s
+frontend fe
+    bind 127.0.0.1:$HA_PORT
+    default_backend be
+backend be
+    balance roundrobin
+    option httpchk GET /health
+    server s1 127.0.0.1:$B1 check inter 30s fall 3 rise 2
+    server s2 127.0.0.1:$B2 check inter 30s fall 3 rise 2
+EOF
+haproxy -f "$TMP/haproxy.cfg" -db >"$TMP/haproxy.log" 2>&1 & HA_PID=$!
+PIDS+=($HA_PID)
+wait_port "$LB_PORT"; wait_port "$HA_PORT" || { cat "$TMP/haproxy.log" >&2; exit 1; }
+for _ in $(seq 1 100); do grep -q '^ready' "$TMP/lb.out" && break; sleep 0.05; done
+HA_NAME="HAProxy $(haproxy -v | awk 'NR==1 {print $3}')"

@@ -1,0 +1,250 @@
+//! Accepting connections: accept loop, I/O loops, connection limit, drain on shutdown.
+//!
+//! The I/O loops are tasks on the caller's runtime or dedicated single-threaded runtimes;
+//! the accept loop hands each connection to the one serving the fewest.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::{JoinHandle, JoinSet};
+use tracing::{debug, warn};
+
+use crate::error::{ErrorKind, ProxyError};
+use crate::io::StopSignal;
+use crate::proxy::{self, Shared};
+use crate::upstream::Parked;
+
+/// Idle backend connections kept per backend after their client connection closed.
+const MAX_PARKED_PER_BACKEND: usize = 256;
+/// Connections over the limit that are being answered at once; past this, more are closed
+/// without an answer, so a flood can't make the answering itself a cost.
+const MAX_TURNING_AWAY: usize = 64;
+/// How long a connection over the limit is kept to deliver its answer.
+const TURN_AWAY_LINGER: Duration = Duration::from_secs(1);
+
+/// Where a loop runs: a task on the caller's runtime, or a dedicated thread that says when
+/// it is done.
+pub(crate) enum Loop {
+    Task(JoinHandle<()>),
+    Thread(oneshot::Receiver<()>),
+}
+
+impl Loop {
+    /// Waits until the loop has finished.
+    pub(crate) async fn join(self) {
+        match self {
+            Loop::Task(task) => {
+                let _ = task.await;
+            }
+            Loop::Thread(done) => {
+                let _ = done.await;
+            }
+        }
+    }
+}
+
+/// A connection loop as the accept loop sees it: where to send connections, and how many
+/// it is serving.
+struct IoTarget {
+    tx: mpsc::UnboundedSender<(std::net::TcpStream, SocketAddr)>,
+    load: Arc<AtomicUsize>,
+}
+
+/// Starts the I/O loops (`io_threads` dedicated threads, or one task on the caller's
+/// runtime for 0) and the accept loop feeding them. The accept loop comes first in the
+/// returned list. Everything stops, draining, when `shutdown` says so.
+pub(crate) fn start(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    io_threads: usize,
+    max_connections: usize,
+    shutdown: watch::Receiver<Option<Duration>>,
+) -> std::io::Result<Vec<Loop>> {
+    let mut loops = Vec::new();
+    let mut targets = Vec::new();
+    if io_threads == 0 {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let load = Arc::new(AtomicUsize::new(0));
+        let task = tokio::spawn(io_loop(rx, shared.clone(), load.clone(), shutdown.clone()));
+        loops.push(Loop::Task(task));
+        targets.push(IoTarget { tx, load });
+    }
+    for i in 0..io_threads {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let load = Arc::new(AtomicUsize::new(0));
+        let (done_tx, done_rx) = oneshot::channel();
+        let (shared, load2, shutdown) = (shared.clone(), load.clone(), shutdown.clone());
+        std::thread::Builder::new()
+            .name(format!("lb-io-{i}"))
+            .spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build();
+                match runtime {
+                    Ok(rt) => rt.block_on(io_loop(rx, shared, load2, shutdown)),
+                    Err(err) => warn!(error = %err, "cannot start a load balancer thread"),
+                }
+                let _ = done_tx.send(());
+            })?;
+        loops.push(Loop::Thread(done_rx));
+        targets.push(IoTarget { tx, load });
+    }
+    let accept = tokio::spawn(accept_loop(listener, targets, max_connections, shutdown));
+    loops.insert(0, Loop::Task(accept));
+    Ok(loops)
+}
+
+/// Accepts connections and hands each to the connection loop serving the fewest, as
+/// HAProxy spreads connections over its threads. (`SO_REUSEPORT` listeners spread them by a
+/// hash instead, which leaves one thread noticeably busier and shows in tail latency.)
+async fn accept_loop(
+    listener: TcpListener,
+    mut targets: Vec<IoTarget>,
+    max_connections: usize,
+    mut shutdown: watch::Receiver<Option<Duration>>,
+) {
+    let mut turning_away = JoinSet::new();
+    loop {
+        tokio::select! {
+            biased;
+            // A drain was asked for, or every handle is gone: stop accepting either way.
+            _ = shutdown.changed() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    let open: usize = targets.iter().map(|t| t.load.load(Ordering::Relaxed)).sum();
+                    if open >= max_connections {
+                        while turning_away.try_join_next().is_some() {}
+                        debug!(%peer, kind = ?ErrorKind::TooManyConnections, reason = "connection limit reached", "request refused");
+                        if turning_away.len() < MAX_TURNING_AWAY {
+                            turning_away.spawn(turn_away(stream));
+                        }
+                        continue;
+                    }
+                    let _ = stream.set_nodelay(true);
+                    let Ok(mut stream) = stream.into_std() else {
+                        warn!("cannot hand over a connection");
+                        continue;
+                    };
+                    // A loop whose thread died is forgotten, and the next one gets the connection.
+                    while let Some(i) = (0..targets.len())
+                        .min_by_key(|&i| targets[i].load.load(Ordering::Relaxed))
+                    {
+                        targets[i].load.fetch_add(1, Ordering::Relaxed);
+                        match targets[i].tx.send((stream, peer)) {
+                            Ok(()) => break,
+                            Err(mpsc::error::SendError((back, _))) => {
+                                warn!("a load balancer I/O thread is gone");
+                                stream = back;
+                                targets.swap_remove(i);
+                            }
+                        }
+                    }
+                    if targets.is_empty() {
+                        warn!("no load balancer I/O thread left; no longer accepting");
+                        break;
+                    }
+                }
+                Err(e) => {
+                    // Usually fd exhaustion; back off instead of spinning on the error.
+                    warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+        }
+    }
+}
+
+/// Answers a connection over the limit with a 503 and closes it, reading away what the
+/// client sends meanwhile so the kernel doesn't reset the answer before it is read.
+async fn turn_away(mut stream: TcpStream) {
+    let mut answer = Vec::new();
+    ProxyError::new(ErrorKind::TooManyConnections, "connection limit reached").write_response(
+        &mut answer,
+        true,
+        false,
+    );
+    let _ = tokio::time::timeout(TURN_AWAY_LINGER, async {
+        stream.write_all(&answer).await?;
+        stream.shutdown().await?;
+        let mut sink = [0u8; 4096];
+        while stream.read(&mut sink).await? > 0 {}
+        Ok::<_, std::io::Error>(())
+    })
+    .await;
+}
+
+/// Serves the connections the accept loop hands over until shutdown, then drains them for
+/// the grace period.
+async fn io_loop(
+    mut incoming: mpsc::UnboundedReceiver<(std::net::TcpStream, SocketAddr)>,
+    shared: Arc<Shared>,
+    load: Arc<AtomicUsize>,
+    mut shutdown: watch::Receiver<Option<Duration>>,
+) {
+    let parked = Arc::new(Parked::new(
+        shared.pool.backends.len(),
+        MAX_PARKED_PER_BACKEND,
+    ));
+    let mut conns = JoinSet::new();
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let grace = loop {
+        tokio::select! {
+            biased;
+            changed = shutdown.changed() => match changed {
+                Ok(()) => break shutdown.borrow().unwrap_or_default(),
+                // Every handle is gone: nobody can ask for a drain any more.
+                Err(_) => break Duration::ZERO,
+            },
+            Some(_) = conns.join_next(), if !conns.is_empty() => {
+                load.fetch_sub(1, Ordering::Relaxed);
+            }
+            next = incoming.recv() => match next {
+                Some((stream, peer)) => match TcpStream::from_std(stream) {
+                    Ok(stream) => {
+                        let mut stop = stop_rx.clone();
+                        let stop: StopSignal = Box::pin(async move {
+                            let _ = stop.wait_for(|s| *s).await;
+                        });
+                        conns.spawn(proxy::serve(
+                            stream,
+                            peer,
+                            shared.clone(),
+                            parked.clone(),
+                            stop,
+                        ));
+                    }
+                    Err(e) => {
+                        load.fetch_sub(1, Ordering::Relaxed);
+                        warn!(error = %e, "cannot take over a connection");
+                    }
+                },
+                // The accept loop stopped, which it does on shutdown; take the grace from it.
+                None => break match shutdown.wait_for(Option::is_some).await {
+                    Ok(grace) => grace.unwrap_or_default(),
+                    Err(_) => Duration::ZERO,
+                },
+            },
+        }
+    };
+    shared.stopping.store(true, Ordering::Relaxed);
+    let _ = stop_tx.send(true);
+    // Connections accepted but not yet taken over are closed now, not left waiting.
+    incoming.close();
+    while incoming.try_recv().is_ok() {
+        load.fetch_sub(1, Ordering::Relaxed);
+    }
+    let drained =
+        tokio::time::timeout(grace, async { while conns.join_next().await.is_some() {} }).await;
+    if drained.is_err() {
+        warn!(
+            open = conns.len(),
+            "grace period over; closing remaining connections"
+        );
+        conns.shutdown().await;
+    }
+}
