@@ -15,7 +15,7 @@ use crate::error::ApiError;
 use crate::reply::{empty, json};
 use crate::service::{Mutation, Query, WriteError};
 use crate::state::AppState;
-use crate::stats;
+use crate::stats::{self, Window};
 
 /// Handlers answer errors themselves, so routing rejections only ever mean 404/405.
 pub type HandlerResult = Result<Response, Infallible>;
@@ -408,61 +408,20 @@ pub struct StatsParams {
     pub window: Option<String>,
 }
 
-/// `GET /api/stats`: the cluster's traffic, from the shared database.
-#[derive(Serialize, ToSchema)]
-pub struct StatsBody {
-    /// The window asked for (`all` by default).
-    pub window: String,
-    /// Start of the window (rounded down to the minute); null for all time.
-    pub since: Option<DateTime<Utc>>,
-    /// When this answer was computed; answers are reused for up to `stats.cache_ms`.
-    pub generated_at: DateTime<Utc>,
-    pub total_requests: u64,
-    pub total_users: u64,
-    /// One entry per server that answered requests in the window, busiest first.
-    pub servers: Vec<stats::ServerStats>,
-    pub server_id: String,
-}
-
 #[utoipa::path(get, path = "/api/stats", params(StatsParams), responses(
-    (status = 200, body = StatsBody), (status = 400, body = crate::error::ErrorBody)))]
+    (status = 200, body = stats::StatsBody), (status = 400, body = crate::error::ErrorBody)))]
 pub async fn get_stats(state: AppState, query: String) -> HandlerResult {
     let result = async {
         let params: StatsParams = parse_query(&query)?;
-        let raw = params.window.unwrap_or_default();
-        let window = stats::parse_window(&raw).map_err(|message| ApiError::BadRequest {
-            code: "invalid_query",
-            message,
-        })?;
-        let label = if window.is_some() {
-            raw.trim().to_owned()
-        } else {
-            "all".to_owned()
-        };
-        let body = state
-            .stats_cache()
-            .get_or_compute(&label, || async {
-                let now = Utc::now();
-                let since = window
-                    .and_then(|w| chrono::Duration::from_std(w).ok())
-                    .map(|w| crate::service::minute(now - w));
-                let (rows, total_users) = tokio::try_join!(
-                    Query::stats_rows(state.db(), since),
-                    Query::count_users(state.db())
-                )?;
-                let (total_requests, servers) = stats::summarize(&rows);
-                let body = StatsBody {
-                    window: label.clone(),
-                    since,
-                    generated_at: now,
-                    total_requests,
-                    total_users,
-                    servers,
-                    server_id: state.server_id().to_owned(),
-                };
-                Ok::<_, ApiError>(Bytes::from(serde_json::to_vec(&body).unwrap_or_default()))
-            })
-            .await?;
+        let window =
+            Window::parse(params.window.as_deref().unwrap_or_default()).map_err(|message| {
+                ApiError::BadRequest {
+                    code: "invalid_query",
+                    message,
+                }
+            })?;
+        let body =
+            stats::report(state.db(), state.stats_cache(), &window, state.server_id()).await?;
         Ok(crate::reply::json_bytes(StatusCode::OK, body))
     }
     .await;

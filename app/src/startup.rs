@@ -262,7 +262,7 @@ where
                     client_ip: Some(client_ip),
                     request_id,
                     at: chrono::Utc::now(),
-                });
+                }, route == "/health");
                 Ok(response)
             }
             .instrument(span),
