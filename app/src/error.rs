@@ -8,6 +8,7 @@ use utoipa::ToSchema;
 use warp::Rejection;
 use warp::reply::Response;
 
+use crate::domain::Invalid;
 use crate::reply::json;
 use crate::state::AppState;
 
@@ -82,6 +83,12 @@ impl From<sea_orm::DbErr> for ApiError {
             DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => Self::DatabaseUnavailable,
             _ => Self::Internal(err.to_string()),
         }
+    }
+}
+
+impl From<Invalid> for ApiError {
+    fn from(err: Invalid) -> Self {
+        Self::validation(err.0)
     }
 }
 

@@ -2,16 +2,19 @@
 
 use std::convert::Infallible;
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Buf, Bytes};
 use chrono::{DateTime, Utc};
-use futures_util::{Stream, StreamExt};
+use futures_util::Stream;
 use http::{HeaderMap, StatusCode, header};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 use warp::reply::Response;
 
+use crate::domain::{Email, Invalid, NewUser, UserName};
 use crate::error::ApiError;
+use crate::input::body::Body;
+use crate::input::{auth, query};
 use crate::reply::{empty, json};
 use crate::service::{Mutation, Query, WriteError};
 use crate::state::AppState;
@@ -237,6 +240,17 @@ pub struct UserInput {
     pub email: Option<String>,
 }
 
+impl TryFrom<UserInput> for NewUser {
+    type Error = Invalid;
+
+    fn try_from(input: UserInput) -> Result<Self, Invalid> {
+        let required = |field: &str| Invalid(format!("`{field}` is required"));
+        let name = UserName::parse(&input.name.ok_or_else(|| required("name"))?)?;
+        let email = Email::parse(&input.email.ok_or_else(|| required("email"))?)?;
+        Ok(Self { name, email })
+    }
+}
+
 /// One user, with the instance that answered.
 #[derive(Serialize, ToSchema)]
 pub struct UserBody {
@@ -268,11 +282,11 @@ pub struct ListParams {
 #[utoipa::path(get, path = "/api/users", params(ListParams), responses(
     (status = 200, body = UserListBody),
     (status = 400, body = crate::error::ErrorBody)))]
-pub async fn list_users(state: AppState, query: String) -> HandlerResult {
+pub async fn list_users(state: AppState, raw_query: String) -> HandlerResult {
     let result = async {
-        let params: ListParams = parse_query(&query)?;
-        let limit = parse_number("limit", params.limit.as_deref(), 50, 1, 500)?;
-        let offset = parse_number("offset", params.offset.as_deref(), 0, 0, i64::MAX as u64)?;
+        let params: ListParams = query::parse(&raw_query)?;
+        let limit = query::number("limit", params.limit.as_deref(), 50, 1, 500)?;
+        let offset = query::number("offset", params.offset.as_deref(), 0, 0, i64::MAX as u64)?;
         let (users, total) = Query::list_users(state.db(), limit, offset).await?;
         let body = UserListBody {
             users: users.into_iter().map(UserDto::from).collect(),
@@ -294,14 +308,13 @@ pub async fn list_users(state: AppState, query: String) -> HandlerResult {
     (status = 415, body = crate::error::ErrorBody)))]
 pub async fn create_user<S, B>(state: AppState, headers: HeaderMap, body: S) -> HandlerResult
 where
-    S: Stream<Item = Result<B, warp::Error>> + Send,
+    S: Stream<Item = Result<B, warp::Error>> + Send + 'static,
     B: Buf,
 {
     let result = async {
-        authorize(&state, &headers)?;
-        let input = read_json::<UserInput, _, _>(&state, &headers, body).await?;
-        let (name, email) = validate_user(input)?;
-        let user = Mutation::create_user(state.db(), name, email, state.server_id())
+        auth::authorize(state.api_key(), &headers)?;
+        let input: UserInput = Body::new(&headers, body).json(state.body_limit()).await?;
+        let user = Mutation::create_user(state.db(), input.try_into()?, state.server_id())
             .await
             .map_err(write_error)?;
         let location = format!("/api/users/{}", user.id);
@@ -355,15 +368,14 @@ pub async fn update_user<S, B>(
     body: S,
 ) -> HandlerResult
 where
-    S: Stream<Item = Result<B, warp::Error>> + Send,
+    S: Stream<Item = Result<B, warp::Error>> + Send + 'static,
     B: Buf,
 {
     let result = async {
-        authorize(&state, &headers)?;
+        auth::authorize(state.api_key(), &headers)?;
         let id = parse_id(&id)?;
-        let input = read_json::<UserInput, _, _>(&state, &headers, body).await?;
-        let (name, email) = validate_user(input)?;
-        let user = Mutation::update_user(state.db(), id, name, email)
+        let input: UserInput = Body::new(&headers, body).json(state.body_limit()).await?;
+        let user = Mutation::update_user(state.db(), id, input.try_into()?)
             .await
             .map_err(|err| match err {
                 WriteError::NotFound => not_found(id),
@@ -386,7 +398,7 @@ where
     (status = 401, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody)))]
 pub async fn delete_user(id: String, state: AppState, headers: HeaderMap) -> HandlerResult {
     let result = async {
-        authorize(&state, &headers)?;
+        auth::authorize(state.api_key(), &headers)?;
         let id = parse_id(&id)?;
         if Mutation::delete_user(state.db(), id).await? {
             Ok(empty(StatusCode::NO_CONTENT))
@@ -410,16 +422,11 @@ pub struct StatsParams {
 
 #[utoipa::path(get, path = "/api/stats", params(StatsParams), responses(
     (status = 200, body = stats::StatsBody), (status = 400, body = crate::error::ErrorBody)))]
-pub async fn get_stats(state: AppState, query: String) -> HandlerResult {
+pub async fn get_stats(state: AppState, raw_query: String) -> HandlerResult {
     let result = async {
-        let params: StatsParams = parse_query(&query)?;
+        let params: StatsParams = query::parse(&raw_query)?;
         let window =
-            Window::parse(params.window.as_deref().unwrap_or_default()).map_err(|message| {
-                ApiError::BadRequest {
-                    code: "invalid_query",
-                    message,
-                }
-            })?;
+            Window::parse(params.window.as_deref().unwrap_or_default()).map_err(query::invalid)?;
         let body =
             stats::report(state.db(), state.stats_cache(), &window, state.server_id()).await?;
         Ok(crate::reply::json_bytes(StatusCode::OK, body))
@@ -451,183 +458,6 @@ pub async fn openapi(state: AppState) -> HandlerResult {
 
 // ----- input helpers -----------------------------------------------------------------------
 
-fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
-    if !state.auth_required() {
-        return Ok(());
-    }
-    let presented = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        })
-        .ok_or(ApiError::Unauthorized(
-            "writes need `Authorization: Bearer <api key>`",
-        ))?;
-    if state.api_key_matches(presented.trim()) {
-        Ok(())
-    } else {
-        Err(ApiError::Unauthorized("the API key is not valid"))
-    }
-}
-
-/// Checks the content type, reads at most the body limit, and parses JSON.
-async fn read_json<T, S, B>(state: &AppState, headers: &HeaderMap, body: S) -> Result<T, ApiError>
-where
-    T: serde::de::DeserializeOwned,
-    S: Stream<Item = Result<B, warp::Error>> + Send,
-    B: Buf,
-{
-    let is_json = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|mime| mime.trim().eq_ignore_ascii_case("application/json"));
-    if !is_json {
-        return Err(ApiError::UnsupportedMediaType);
-    }
-    let limit = state.body_limit();
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit) {
-        return Err(ApiError::PayloadTooLarge(limit));
-    }
-    let mut body = std::pin::pin!(body);
-    let mut buf = BytesMut::with_capacity(declared.unwrap_or(256).min(limit) as usize);
-    while let Some(chunk) = body.next().await {
-        let mut chunk = chunk.map_err(|err| ApiError::BadRequest {
-            code: "invalid_body",
-            message: format!("could not read the request body: {err}"),
-        })?;
-        if buf.len() as u64 + chunk.remaining() as u64 > limit {
-            return Err(ApiError::PayloadTooLarge(limit));
-        }
-        while chunk.has_remaining() {
-            let part = chunk.chunk();
-            buf.extend_from_slice(part);
-            let n = part.len();
-            chunk.advance(n);
-        }
-    }
-    // The path (e.g. `name`) tells the caller which field was wrong, which serde alone omits.
-    let invalid = |message: String| ApiError::BadRequest {
-        code: "invalid_json",
-        message,
-    };
-    // serde would also accept a struct written as an array (`["Ann", "a@x.io"]`).
-    if buf.trim_ascii_start().first() != Some(&b'{') {
-        return Err(invalid("request body must be a JSON object".into()));
-    }
-    let mut de = serde_json::Deserializer::from_slice(&buf);
-    let value = serde_path_to_error::deserialize(&mut de).map_err(|err| {
-        let path = err.path().to_string();
-        let inner = err.into_inner();
-        if path == "." {
-            invalid(format!(
-                "request body is not valid JSON for this endpoint: {inner}"
-            ))
-        } else {
-            invalid(format!("request body field `{path}` is not valid: {inner}"))
-        }
-    })?;
-    de.end()
-        .map_err(|err| invalid(format!("request body has trailing data: {err}")))?;
-    Ok(value)
-}
-
-fn validate_user(input: UserInput) -> Result<(String, String), ApiError> {
-    let name = input
-        .name
-        .ok_or_else(|| ApiError::validation("`name` is required"))?
-        .trim()
-        .to_owned();
-    if name.is_empty() {
-        return Err(ApiError::validation("`name` must not be empty"));
-    }
-    if name.chars().count() > 100 {
-        return Err(ApiError::validation(
-            "`name` must be at most 100 characters",
-        ));
-    }
-    if name.chars().any(char::is_control) {
-        return Err(ApiError::validation(
-            "`name` must not contain control characters",
-        ));
-    }
-    let email = input
-        .email
-        .ok_or_else(|| ApiError::validation("`email` is required"))?
-        .trim()
-        .to_owned();
-    if email.is_empty() {
-        return Err(ApiError::validation("`email` must not be empty"));
-    }
-    if email.len() > 254 {
-        return Err(ApiError::validation(
-            "`email` must be at most 254 characters",
-        ));
-    }
-    if !plausible_email(&email) {
-        return Err(ApiError::validation(format!(
-            "`email` {email:?} is not a valid email address"
-        )));
-    }
-    Ok((name, email))
-}
-
-/// One `@`, a non-empty local part of at most 64 characters, a dotted domain of sane labels,
-/// and no spaces or control characters.
-fn plausible_email(email: &str) -> bool {
-    let Some((local, domain)) = email.split_once('@') else {
-        return false;
-    };
-    if local.is_empty() || local.len() > 64 || domain.contains('@') {
-        return false;
-    }
-    if email
-        .chars()
-        .any(|c| c.is_whitespace() || c.is_control() || "<>()[],;:\\\"".contains(c))
-    {
-        return false;
-    }
-    let labels: Vec<&str> = domain.split('.').collect();
-    labels.len() >= 2
-        && labels.iter().all(|l| {
-            !l.is_empty()
-                && l.len() <= 63
-                && !l.starts_with('-')
-                && !l.ends_with('-')
-                && l.chars().all(|c| c.is_alphanumeric() || c == '-')
-        })
-}
-
-fn parse_query<T: serde::de::DeserializeOwned>(query: &str) -> Result<T, ApiError> {
-    serde_urlencoded::from_str(query).map_err(|err| ApiError::BadRequest {
-        code: "invalid_query",
-        message: format!("query string is not valid: {err}"),
-    })
-}
-
-fn parse_number(
-    key: &str,
-    raw: Option<&str>,
-    default: u64,
-    min: u64,
-    max: u64,
-) -> Result<u64, ApiError> {
-    let Some(raw) = raw else { return Ok(default) };
-    match raw.trim().parse::<u64>() {
-        Ok(n) if (min..=max).contains(&n) => Ok(n),
-        _ => Err(ApiError::BadRequest {
-            code: "invalid_query",
-            message: format!("`{key}` must be a whole number from {min} to {max}, got {raw:?}"),
-        }),
-    }
-}
-
 fn parse_id(raw: &str) -> Result<Uuid, ApiError> {
     Uuid::parse_str(raw).map_err(|_| ApiError::BadRequest {
         code: "invalid_id",
@@ -646,21 +476,5 @@ fn write_error(err: WriteError) -> ApiError {
         }
         WriteError::NotFound => ApiError::NotFound("no such user".into()),
         WriteError::Db(err) => err.into(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::plausible_email;
-
-    #[test]
-    fn emails_need_a_local_part_and_a_dotted_domain() {
-        assert!(plausible_email("ann@example.com"));
-        assert!(plausible_email("a.b+tag@sub.example.io"));
-        for bad in [
-            "ann", "@x.io", "ann@", "ann@x", "a b@x.io", "a@@x.io", "a@x..io", "a@-x.io",
-        ] {
-            assert!(!plausible_email(bad), "{bad} accepted");
-        }
     }
 }

@@ -3,8 +3,10 @@
 
 pub mod configuration;
 pub mod database;
+pub mod domain;
 pub mod error;
 pub mod handlers;
+pub mod input;
 pub mod metrics;
 pub mod openapi;
 pub mod reply;

@@ -10,6 +10,8 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
+use crate::domain::NewUser;
+
 /// Reads.
 pub struct Query;
 
@@ -74,15 +76,14 @@ impl Mutation {
     /// Inserts a user; `EmailTaken` when the email is in use in any letter case.
     pub async fn create_user(
         db: &DatabaseConnection,
-        name: String,
-        email: String,
+        user: NewUser,
         created_by: &str,
     ) -> Result<users::Model, WriteError> {
         let now = Utc::now();
         let model = users::ActiveModel {
             id: Set(Uuid::now_v7()),
-            name: Set(name),
-            email: Set(email),
+            name: Set(user.name.into()),
+            email: Set(user.email.into()),
             created_at: Set(now),
             updated_at: Set(now),
             created_by: Set(created_by.to_owned()),
@@ -94,12 +95,11 @@ impl Mutation {
     pub async fn update_user(
         db: &DatabaseConnection,
         id: Uuid,
-        name: String,
-        email: String,
+        user: NewUser,
     ) -> Result<users::Model, WriteError> {
         let result = Users::update_many()
-            .col_expr(users::Column::Name, Expr::value(name))
-            .col_expr(users::Column::Email, Expr::value(email))
+            .col_expr(users::Column::Name, Expr::value(String::from(user.name)))
+            .col_expr(users::Column::Email, Expr::value(String::from(user.email)))
             .col_expr(users::Column::UpdatedAt, Expr::value(Utc::now()))
             .filter(users::Column::Id.eq(id))
             .exec_with_returning(db)

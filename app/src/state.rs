@@ -3,15 +3,12 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::configuration::Settings;
+use crate::input::auth::ApiKey;
+use crate::request_log::RequestLogHandle;
 use chrono::{DateTime, Utc};
 use http::HeaderValue;
 use sea_orm::DatabaseConnection;
-use secrecy::{ExposeSecret, SecretString};
-use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
-
-use crate::configuration::Settings;
-use crate::request_log::RequestLogHandle;
 
 /// Cheap to clone: one `Arc`.
 #[derive(Clone)]
@@ -22,7 +19,7 @@ struct Inner {
     server_id: String,
     server_id_header: HeaderValue,
     hostname: String,
-    api_key_digest: Option<[u8; 32]>,
+    api_key: Option<ApiKey>,
     body_limit: u64,
     health_timeout: std::time::Duration,
     started_at: DateTime<Utc>,
@@ -52,7 +49,7 @@ impl AppState {
                 .ok()
                 .and_then(|h| h.into_string().ok())
                 .unwrap_or_default(),
-            api_key_digest: settings.application.api_key.as_ref().map(digest),
+            api_key: settings.application.api_key.as_ref().map(ApiKey::new),
             body_limit: settings.application.body_limit_bytes,
             health_timeout: settings.database.health_timeout(),
             started_at: Utc::now(),
@@ -103,24 +100,8 @@ impl AppState {
     pub fn metrics(&self) -> &metrics_exporter_prometheus::PrometheusHandle {
         &self.0.metrics
     }
-    /// Whether writes need a bearer token.
-    pub fn auth_required(&self) -> bool {
-        self.0.api_key_digest.is_some()
+    /// `None` when writes are open.
+    pub fn api_key(&self) -> Option<&ApiKey> {
+        self.0.api_key.as_ref()
     }
-
-    /// Checks a presented bearer token. Both sides are hashed first so the comparison takes
-    /// the same time whatever the length or content of the guess.
-    pub fn api_key_matches(&self, presented: &str) -> bool {
-        match &self.0.api_key_digest {
-            None => true,
-            Some(expected) => {
-                let got = Sha256::digest(presented.as_bytes());
-                bool::from(got[..].ct_eq(&expected[..]))
-            }
-        }
-    }
-}
-
-fn digest(key: &SecretString) -> [u8; 32] {
-    Sha256::digest(key.expose_secret().as_bytes()).into()
 }
