@@ -1,6 +1,7 @@
 //! The REST API every droplet (and every local instance) runs: warp on hyper, sea-orm on
 //! SQLite or PostgreSQL.
 
+pub mod apidoc;
 pub mod configuration;
 pub mod database;
 pub mod domain;
@@ -8,9 +9,11 @@ pub mod error;
 pub mod handlers;
 pub mod input;
 pub mod metrics;
+pub mod middleware;
 pub mod openapi;
 pub mod reply;
 pub mod request_log;
+pub mod router;
 pub mod routes;
 pub mod service;
 pub mod startup;

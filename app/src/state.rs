@@ -1,14 +1,18 @@
 //! Shared per-process state handed to every handler.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use http::HeaderValue;
+use metrics_exporter_prometheus::PrometheusHandle;
+use sea_orm::DatabaseConnection;
 
 use crate::configuration::Settings;
 use crate::input::auth::ApiKey;
 use crate::request_log::RequestLogHandle;
-use chrono::{DateTime, Utc};
-use http::HeaderValue;
-use sea_orm::DatabaseConnection;
+use crate::stats::StatsCache;
 
 /// Cheap to clone: one `Arc`.
 #[derive(Clone)]
@@ -21,13 +25,21 @@ struct Inner {
     hostname: String,
     api_key: Option<ApiKey>,
     body_limit: u64,
-    health_timeout: std::time::Duration,
+    health_timeout: Duration,
     started_at: DateTime<Utc>,
     started: Instant,
     request_log: RequestLogHandle,
-    stats_cache: crate::stats::StatsCache,
-    openapi_json: bytes::Bytes,
-    metrics: metrics_exporter_prometheus::PrometheusHandle,
+    stats_cache: StatsCache,
+    documents: Documents,
+    metrics: PrometheusHandle,
+}
+
+/// Answers that never change while the process runs, serialised once at start.
+pub struct Documents {
+    /// `GET /`.
+    pub index: Bytes,
+    /// `GET /openapi.json`.
+    pub openapi: Bytes,
 }
 
 impl AppState {
@@ -36,7 +48,8 @@ impl AppState {
         settings: &Settings,
         db: DatabaseConnection,
         request_log: RequestLogHandle,
-        metrics: metrics_exporter_prometheus::PrometheusHandle,
+        documents: Documents,
+        metrics: PrometheusHandle,
     ) -> Self {
         let server_id = settings.application.server_id.clone();
         let server_id_header =
@@ -55,10 +68,8 @@ impl AppState {
             started_at: Utc::now(),
             started: Instant::now(),
             request_log,
-            stats_cache: crate::stats::StatsCache::new(std::time::Duration::from_millis(
-                settings.stats.cache_ms,
-            )),
-            openapi_json: crate::openapi::document_json().into(),
+            stats_cache: StatsCache::new(Duration::from_millis(settings.stats.cache_ms)),
+            documents,
             metrics,
         }))
     }
@@ -75,10 +86,14 @@ impl AppState {
     pub fn hostname(&self) -> &str {
         &self.0.hostname
     }
+    /// `None` when writes are open.
+    pub fn api_key(&self) -> Option<&ApiKey> {
+        self.0.api_key.as_ref()
+    }
     pub fn body_limit(&self) -> u64 {
         self.0.body_limit
     }
-    pub fn health_timeout(&self) -> std::time::Duration {
+    pub fn health_timeout(&self) -> Duration {
         self.0.health_timeout
     }
     pub fn started_at(&self) -> DateTime<Utc> {
@@ -91,17 +106,13 @@ impl AppState {
     pub fn request_log(&self) -> &RequestLogHandle {
         &self.0.request_log
     }
-    pub fn stats_cache(&self) -> &crate::stats::StatsCache {
+    pub fn stats_cache(&self) -> &StatsCache {
         &self.0.stats_cache
     }
-    pub fn openapi_json(&self) -> bytes::Bytes {
-        self.0.openapi_json.clone()
+    pub fn documents(&self) -> &Documents {
+        &self.0.documents
     }
-    pub fn metrics(&self) -> &metrics_exporter_prometheus::PrometheusHandle {
+    pub fn metrics(&self) -> &PrometheusHandle {
         &self.0.metrics
-    }
-    /// `None` when writes are open.
-    pub fn api_key(&self) -> Option<&ApiKey> {
-        self.0.api_key.as_ref()
     }
 }
