@@ -11,7 +11,7 @@ use sea_orm::{
 };
 use secrecy::ExposeSecret;
 
-use crate::configuration::{DatabaseSettings, redact_url};
+use crate::configuration::DatabaseSettings;
 
 /// Connects with the configured pool sizes, timeouts and TLS settings.
 pub async fn connect(settings: &DatabaseSettings) -> Result<DatabaseConnection, DbErr> {
@@ -78,8 +78,101 @@ pub async fn migrate(db: &DatabaseConnection) -> Result<(), DbErr> {
     txn.commit().await
 }
 
+/// Why [`migrate_database`] did not finish. The messages name the database and the cause
+/// without the password.
+#[derive(Debug, thiserror::Error)]
+pub enum MigrateError {
+    #[error("cannot connect to {url}: {reason}")]
+    Connect { url: String, reason: String },
+    #[error("applying migrations to {url}: {reason}")]
+    Migrate { url: String, reason: String },
+}
+
+/// Connects to `url` with the embedded pool defaults, applies pending migrations the way the
+/// app does at start, and closes the connection: for a deployer that migrates once before
+/// starting instances that do not.
+pub async fn migrate_database(url: &str) -> Result<(), MigrateError> {
+    let settings = DatabaseSettings::for_url(url);
+    let db = connect(&settings)
+        .await
+        .map_err(|err| MigrateError::Connect {
+            url: redact_url(url),
+            reason: describe(&err, url),
+        })?;
+    let result = migrate(&db).await;
+    let _ = db.close().await;
+    result.map_err(|err| MigrateError::Migrate {
+        url: redact_url(url),
+        reason: describe(&err, url),
+    })
+}
+
+/// A database error as text fit for a log: should a driver ever quote the URL (or just its
+/// password) back, the password is replaced.
+pub fn describe(err: &DbErr, url: &str) -> String {
+    let text = err.to_string();
+    match password(url) {
+        Some(secret) if !secret.is_empty() => text.replace(secret, "[redacted]"),
+        _ => text,
+    }
+}
+
+/// The password in a URL's user info or its `password=` parameter.
+fn password(url: &str) -> Option<&str> {
+    let (base, query) = url.split_once('?').unwrap_or((url, ""));
+    let in_query = query
+        .split('&')
+        .find_map(|p| {
+            p.split_once('=')
+                .filter(|(k, _)| k.eq_ignore_ascii_case("password"))
+        })
+        .map(|(_, v)| v);
+    let scheme_end = base.find("://")? + 3;
+    let in_userinfo = base[scheme_end..]
+        .rsplit_once('@')
+        .and_then(|(userinfo, _)| userinfo.split_once(':'))
+        .map(|(_, pass)| pass);
+    in_userinfo.or(in_query)
+}
+
 /// Arbitrary, fixed: the advisory lock id every instance agrees on ("rustlbmg" in ASCII).
 const MIGRATION_LOCK_KEY: i64 = 0x7275_7374_6c62_6d67;
+
+/// The URL without its password (in the user info or a `password=` parameter), for logs.
+pub fn redact_url(url: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (url, None),
+    };
+    let base = match (base.find("://"), base.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let userinfo = &base[scheme_end + 3..at];
+            let user = userinfo.split(':').next().unwrap_or("");
+            format!(
+                "{}{}:[redacted]{}",
+                &base[..scheme_end + 3],
+                user,
+                &base[at..]
+            )
+        }
+        _ => base.to_owned(),
+    };
+    match query {
+        None => base,
+        Some(query) => {
+            let params: Vec<String> = query
+                .split('&')
+                .map(|p| match p.split_once('=') {
+                    Some((k, _)) if k.eq_ignore_ascii_case("password") => {
+                        format!("{k}=[redacted]")
+                    }
+                    _ => p.to_owned(),
+                })
+                .collect();
+            format!("{base}?{}", params.join("&"))
+        }
+    }
+}
 
 /// SQLite creates the file (with `mode=rwc`) but not its folder.
 fn ensure_sqlite_folder(url: &str) {
@@ -97,5 +190,36 @@ fn ensure_sqlite_folder(url: &str) {
         && let Err(err) = std::fs::create_dir_all(parent)
     {
         tracing::warn!(folder = %parent.display(), error = %err, "could not create the SQLite folder");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_are_redacted_wherever_the_url_carries_them() {
+        let shown = redact_url("postgres://app:s3cret@db:25060/app?sslmode=require");
+        assert_eq!(
+            shown,
+            "postgres://app:[redacted]@db:25060/app?sslmode=require"
+        );
+        let shown = redact_url("postgres://db/app?user=app&password=s3cret&sslmode=require");
+        assert!(!shown.contains("s3cret"), "{shown}");
+        assert!(shown.contains("sslmode=require"));
+        assert_eq!(
+            redact_url("sqlite://data/app.sqlite?mode=rwc"),
+            "sqlite://data/app.sqlite?mode=rwc"
+        );
+    }
+
+    #[test]
+    fn error_texts_lose_the_password_too() {
+        let err = DbErr::Custom("could not use postgres://app:s3cret@db/app".into());
+        let text = describe(&err, "postgres://app:s3cret@db/app");
+        assert!(!text.contains("s3cret"), "{text}");
+        let err = DbErr::Custom("password s3cret rejected".into());
+        let text = describe(&err, "postgres://db/app?user=app&password=s3cret");
+        assert!(!text.contains("s3cret"), "{text}");
     }
 }

@@ -1,6 +1,7 @@
 //! Building the application (database, request log, listener) and serving it until shutdown.
 
 use std::future::Future;
+use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -13,7 +14,46 @@ use crate::middleware::AppService;
 use crate::request_log::{self, RequestLogWriter};
 use crate::routes::ROUTES;
 use crate::state::{AppState, Documents};
-use crate::{database, openapi, router};
+use crate::{database, openapi, router, telemetry};
+
+/// The whole program: load settings, set up logs, serve until SIGTERM/SIGINT.
+///
+/// Exit codes: 0 after a clean shutdown, 2 for a configuration error, 1 for anything else.
+pub fn run() -> ExitCode {
+    let settings = match Settings::load() {
+        Ok(settings) => settings,
+        Err(err) => {
+            eprintln!("error: {err}");
+            return ExitCode::from(2);
+        }
+    };
+    telemetry::init(&settings.telemetry);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(err) => {
+            eprintln!("error: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        let app = Application::build(settings).await?;
+        app.run_until_stopped().await
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            tracing::error!(
+                error = format!("{err:#}"),
+                "the server stopped with an error"
+            );
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
 
 /// A built, bound, not yet serving application.
 pub struct Application {
@@ -117,8 +157,8 @@ impl Application {
         self.port
     }
 
-    /// The shared state (database handle, server id).
-    pub fn state(&self) -> &AppState {
+    /// The shared state, for the crate's own test hooks.
+    pub(crate) fn state(&self) -> &AppState {
         &self.state
     }
 

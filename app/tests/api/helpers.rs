@@ -3,9 +3,8 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use app::configuration::{MigrationsMode, Settings};
-use app::startup::Application;
-use app::state::AppState;
+use app::testing::Probe;
+use app::{Application, MigrationsMode, Settings};
 use sea_orm::{ConnectionTrait, Database, DatabaseConnection, Statement};
 use secrecy::SecretString;
 use serde_json::Value;
@@ -79,7 +78,8 @@ pub struct TestApp {
     pub server_id: String,
     pub api_key: Option<String>,
     pub client: reqwest::Client,
-    pub state: AppState,
+    /// What HTTP cannot reach: the app's own pool and counters.
+    pub probe: Probe,
     /// Where the database is, so tests can look at it even after the app stopped.
     pub database_url: String,
     stop: Option<oneshot::Sender<()>>,
@@ -119,7 +119,7 @@ pub async fn spawn_app_with(backend: Backend, options: Options) -> TestApp {
 
     let app = Application::build(settings).await.expect("app builds");
     let address = format!("http://127.0.0.1:{}", app.port());
-    let state = app.state().clone();
+    let probe = Probe::of(&app);
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
     let task = tokio::spawn(app.run_until(async {
         let _ = stop_rx.await;
@@ -132,7 +132,7 @@ pub async fn spawn_app_with(backend: Backend, options: Options) -> TestApp {
             .timeout(Duration::from_secs(30))
             .build()
             .unwrap(),
-        state,
+        probe,
         database_url,
         stop: Some(stop_tx),
         task: Some(task),
@@ -141,6 +141,11 @@ pub async fn spawn_app_with(backend: Backend, options: Options) -> TestApp {
 }
 
 impl TestApp {
+    /// The pool the app's requests use.
+    pub fn db(&self) -> &DatabaseConnection {
+        self.probe.database()
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.address, path)
     }

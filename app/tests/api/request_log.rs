@@ -128,7 +128,7 @@ async fn a_full_queue_drops_and_counts_rows_instead_of_blocking_requests(backend
     for _ in 0..40 {
         assert_eq!(app.get("/server-info").await.status(), 200);
     }
-    let dropped = app.state.request_log().dropped();
+    let dropped = app.probe.request_log_dropped();
     assert!(dropped > 0 && dropped <= 40, "dropped {dropped}");
     let metrics = app.get("/metrics").await.text().await.unwrap();
     let line = metrics

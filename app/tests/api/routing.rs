@@ -185,10 +185,7 @@ async fn every_route_is_indexed_documented_and_logged_under_its_template(backend
         },
     )
     .await;
-    let table: Vec<(&str, &str)> = app::routes::ROUTES
-        .iter()
-        .map(|route| (route.method.as_str(), route.path))
-        .collect();
+    let table = app::testing::routes();
     let index: Value = app.get("/").await.json().await.unwrap();
     let indexed: Vec<(String, String)> = index["endpoints"]
         .as_array()

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use app::request_log::{LogRecord, write_batch};
+use app::testing::{LogRecord, write_request_log};
 use chrono::{Duration, Utc};
 use serde_json::Value;
 
@@ -34,15 +34,15 @@ fn record(status: u16, duration_us: u64, minutes_ago: i64) -> LogRecord {
 
 async fn stats_split_requests_per_server_with_percentages_adding_to_100(backend: Backend) {
     let app = spawn_unlogged_app(backend).await;
-    let db = app.state.db();
+    let db = app.db();
     let a: Vec<_> = (0..4)
         .map(|i| record(if i == 0 { 503 } else { 200 }, 1_000, 0))
         .collect();
     let b: Vec<_> = (0..2).map(|_| record(200, 3_000, 0)).collect();
     let c = vec![record(200, 2_000, 0)];
-    write_batch(db, "node-a", &a).await.unwrap();
-    write_batch(db, "node-b", &b).await.unwrap();
-    write_batch(db, "node-c", &c).await.unwrap();
+    write_request_log(db, "node-a", &a).await.unwrap();
+    write_request_log(db, "node-b", &b).await.unwrap();
+    write_request_log(db, "node-c", &c).await.unwrap();
     app.create_user("Ann", "ann@example.com").await;
 
     let response = app.get("/api/stats").await;
@@ -76,14 +76,14 @@ async fn stats_split_requests_per_server_with_percentages_adding_to_100(backend:
 
 async fn a_window_counts_only_recent_requests(backend: Backend) {
     let app = spawn_unlogged_app(backend).await;
-    let db = app.state.db();
+    let db = app.db();
     let rows = [
         record(200, 500, 0),
         record(200, 500, 30),
         record(200, 500, 120),
         record(500, 500, 2000),
     ];
-    write_batch(db, "node-a", &rows).await.unwrap();
+    write_request_log(db, "node-a", &rows).await.unwrap();
 
     let hour: Value = app.get("/api/stats?window=1h").await.json().await.unwrap();
     assert_eq!(hour["window"], "1h");
@@ -122,12 +122,12 @@ async fn stats_answers_are_reused_for_the_cache_period(backend: Backend) {
         ..Options::default()
     };
     let app = spawn_app_with(backend, options).await;
-    write_batch(app.state.db(), "node-a", &[record(200, 500, 0)])
+    write_request_log(app.db(), "node-a", &[record(200, 500, 0)])
         .await
         .unwrap();
     let first: Value = app.get("/api/stats").await.json().await.unwrap();
     assert_eq!(first["total_requests"], 1);
-    write_batch(app.state.db(), "node-a", &[record(200, 500, 0)])
+    write_request_log(app.db(), "node-a", &[record(200, 500, 0)])
         .await
         .unwrap();
     let cached: Value = app.get("/api/stats").await.json().await.unwrap();
@@ -148,7 +148,7 @@ async fn a_backlog_of_5000_rows_is_written_as_one_batch(backend: Backend) {
     let rows: Vec<_> = (0..5000)
         .map(|i| record(if i % 10 == 0 { 500 } else { 200 }, 300 + i, 0))
         .collect();
-    write_batch(app.state.db(), "node-a", &rows).await.unwrap();
+    write_request_log(app.db(), "node-a", &rows).await.unwrap();
     let db = app.connect_db().await;
     assert_eq!(app.count(&db, "requests_log").await, 5000);
     let stats: Value = app.get("/api/stats").await.json().await.unwrap();
