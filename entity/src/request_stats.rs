@@ -1,5 +1,6 @@
-//! The `request_stats` table: per-minute and per-hour, per-server latency histograms behind
-//! `/api/stats`.
+//! The `request_stats` table: per-minute and per-hour latency histograms per server.
+//!
+//! `/api/stats` reads it.
 
 use sea_orm::entity::prelude::*;
 use serde::{Deserialize, Serialize};
