@@ -39,8 +39,17 @@ pub fn run() -> ExitCode {
         }
     };
     let result = runtime.block_on(async {
-        let app = Application::build(settings).await?;
-        app.run_until_stopped().await
+        // One signal for both phases: a SIGTERM while the database is still awaited must end
+        // the wait as cleanly as it ends serving.
+        let mut signal = std::pin::pin!(shutdown_signal());
+        let app = tokio::select! {
+            app = Application::build(settings) => app?,
+            () = &mut signal => {
+                tracing::info!("stopped before the database could be reached");
+                return Ok(());
+            }
+        };
+        app.run_until(signal).await
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -66,10 +75,10 @@ pub struct Application {
 }
 
 impl Application {
-    /// Connects to the database, migrates if configured, starts the request-log writer and
-    /// binds the listener (port 0 picks a free port).
+    /// Connects to the database (waiting for it as long as it takes), migrates if configured,
+    /// starts the request-log writer and binds the listener (port 0 picks a free port).
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
-        let db = database::connect(&settings.database)
+        let db = database::connect_with_retry(&settings.database)
             .await
             .with_context(|| {
                 format!(
@@ -96,7 +105,7 @@ impl Application {
             let mut log_settings = settings.database.clone();
             log_settings.max_connections = 1;
             log_settings.min_connections = 1;
-            database::connect(&log_settings)
+            database::connect_with_retry(&log_settings)
                 .await
                 .context("cannot connect the request log to the database")?
         } else {
@@ -160,11 +169,6 @@ impl Application {
     /// The shared state, for the crate's own test hooks.
     pub(crate) fn state(&self) -> &AppState {
         &self.state
-    }
-
-    /// Serves until SIGTERM or SIGINT, then shuts down gracefully.
-    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
-        self.run_until(shutdown_signal()).await
     }
 
     /// Serves until `signal` completes; then stops accepting, lets in-flight requests finish

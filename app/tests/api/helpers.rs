@@ -305,21 +305,39 @@ async fn fresh_postgres_database(server_url: &str) -> String {
             }
         })
         .await;
-    let name = format!(
-        "rustlb_test_{}_{}",
-        std::process::id(),
-        uuid::Uuid::now_v7().simple()
-    );
-    admin
-        .execute_unprepared(&format!("CREATE DATABASE \"{name}\""))
-        .await
-        .expect("create test database");
+    let name = test_database_name();
+    create_database_on(&admin, &name).await;
     let _ = admin.close().await;
     with_database(server_url, &name)
 }
 
+/// A database name no test has used, which the next test process drops once this one is gone.
+pub fn test_database_name() -> String {
+    format!(
+        "rustlb_test_{}_{}",
+        std::process::id(),
+        uuid::Uuid::now_v7().simple()
+    )
+}
+
+/// Creates database `name` on the server of `server_url`.
+pub async fn create_postgres_database(server_url: &str, name: &str) {
+    let admin = Database::connect(server_url)
+        .await
+        .unwrap_or_else(|e| panic!("cannot reach PostgreSQL at TEST_DATABASE_URL: {e}"));
+    create_database_on(&admin, name).await;
+    let _ = admin.close().await;
+}
+
+async fn create_database_on(admin: &DatabaseConnection, name: &str) {
+    admin
+        .execute_unprepared(&format!("CREATE DATABASE \"{name}\""))
+        .await
+        .expect("create test database");
+}
+
 /// Replaces the database name in a PostgreSQL URL.
-fn with_database(url: &str, name: &str) -> String {
+pub fn with_database(url: &str, name: &str) -> String {
     let (base, query) = match url.split_once('?') {
         Some((b, q)) => (b, Some(q)),
         None => (url, None),
