@@ -29,6 +29,9 @@ pub enum ApiError {
     MethodNotAllowed { allow: String },
     #[error("the database is not available")]
     DatabaseUnavailable,
+    /// Migrations are pending; the text names them and how to apply them.
+    #[error("{0}")]
+    SchemaNotMigrated(String),
     /// A bug or an unexpected database answer; details go to the log, not the client.
     #[error("internal error")]
     Internal(String),
@@ -55,6 +58,7 @@ impl ApiError {
             Self::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
             Self::MethodNotAllowed { .. } => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             Self::DatabaseUnavailable => (StatusCode::SERVICE_UNAVAILABLE, "database_unavailable"),
+            Self::SchemaNotMigrated(_) => (StatusCode::SERVICE_UNAVAILABLE, "schema_not_migrated"),
             Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal_error"),
         }
     }

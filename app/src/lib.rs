@@ -21,6 +21,7 @@ mod reply;
 mod request_log;
 mod router;
 mod routes;
+mod schema;
 mod service;
 mod startup;
 mod state;

@@ -127,6 +127,13 @@ fn shared_answers(route: &Route) -> Vec<Answer> {
         answers.push(Answer::error(413, "the body is over the size limit"));
         answers.push(Answer::error(415, "the body is not application/json"));
     }
+    if route.needs_schema {
+        answers.push(Answer::error(
+            503,
+            "the database is unavailable (`database_unavailable`) or has pending migrations \
+             (`schema_not_migrated`)",
+        ));
+    }
     answers
 }
 

@@ -137,6 +137,11 @@ async fn run(route: &'static Route, call: Call, headers: &HeaderMap) -> Result<R
     if route.auth == Auth::ApiKey {
         auth::authorize(call.state.api_key(), headers)?;
     }
+    if route.needs_schema
+        && let Some(problem) = call.state.schema().problem()
+    {
+        return Err(ApiError::SchemaNotMigrated(problem));
+    }
     (route.handler)(call).await
 }
 

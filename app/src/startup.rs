@@ -13,6 +13,7 @@ use crate::handlers::meta::{EndpointEntry, index_document};
 use crate::middleware::AppService;
 use crate::request_log::{self, RequestLogWriter};
 use crate::routes::ROUTES;
+use crate::schema::{self, SchemaWatcher};
 use crate::state::{AppState, Documents};
 use crate::{database, openapi, router, telemetry};
 
@@ -70,6 +71,7 @@ pub struct Application {
     port: u16,
     state: AppState,
     writer: RequestLogWriter,
+    schema_watcher: SchemaWatcher,
     grace: Duration,
     keep_alive: Duration,
 }
@@ -91,6 +93,10 @@ impl Application {
                 .await
                 .context("applying migrations")?;
         }
+        let (schema, schema_watcher) =
+            schema::watch(db.clone(), settings.database.schema_check_interval())
+                .await
+                .context("looking for pending migrations")?;
         if settings.application.api_key.is_none() {
             tracing::warn!(
                 "no API key configured ({}): POST, PUT and DELETE are open to anyone who can \
@@ -113,6 +119,7 @@ impl Application {
         };
         let (log_handle, writer) = request_log::spawn(
             log_db,
+            schema.clone(),
             settings.application.server_id.clone(),
             &settings.request_log,
         );
@@ -134,6 +141,7 @@ impl Application {
             &settings,
             db,
             log_handle,
+            schema,
             documents,
             crate::metrics::recorder(),
         );
@@ -156,6 +164,7 @@ impl Application {
             port,
             state,
             writer,
+            schema_watcher,
             grace: Duration::from_secs(settings.application.shutdown_grace_seconds),
             keep_alive: Duration::from_secs(settings.application.keep_alive_timeout_seconds.max(1)),
         })
@@ -178,6 +187,7 @@ impl Application {
             listener,
             state,
             writer,
+            schema_watcher,
             grace,
             keep_alive,
             ..
@@ -223,6 +233,7 @@ impl Application {
             );
         }
         writer.shutdown(grace).await;
+        schema_watcher.stop();
         // Closing waits for every borrowed connection to come back; one whose query was
         // cancelled mid-flight (a client hung up) may not, and must not keep us from exiting.
         if tokio::time::timeout(Duration::from_secs(5), state.db().clone().close())

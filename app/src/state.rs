@@ -12,6 +12,7 @@ use sea_orm::DatabaseConnection;
 use crate::configuration::Settings;
 use crate::input::auth::ApiKey;
 use crate::request_log::RequestLogHandle;
+use crate::schema::Schema;
 use crate::stats::StatsCache;
 
 /// Cheap to clone: one `Arc`.
@@ -29,6 +30,7 @@ struct Inner {
     started_at: DateTime<Utc>,
     started: Instant,
     request_log: RequestLogHandle,
+    schema: Schema,
     stats_cache: StatsCache,
     documents: Documents,
     metrics: PrometheusHandle,
@@ -48,6 +50,7 @@ impl AppState {
         settings: &Settings,
         db: DatabaseConnection,
         request_log: RequestLogHandle,
+        schema: Schema,
         documents: Documents,
         metrics: PrometheusHandle,
     ) -> Self {
@@ -68,6 +71,7 @@ impl AppState {
             started_at: Utc::now(),
             started: Instant::now(),
             request_log,
+            schema,
             stats_cache: StatsCache::new(Duration::from_millis(settings.stats.cache_ms)),
             documents,
             metrics,
@@ -105,6 +109,9 @@ impl AppState {
     }
     pub fn request_log(&self) -> &RequestLogHandle {
         &self.0.request_log
+    }
+    pub fn schema(&self) -> &Schema {
+        &self.0.schema
     }
     pub fn stats_cache(&self) -> &StatsCache {
         &self.0.stats_cache

@@ -49,6 +49,7 @@ pub const MAX_CONNECTIONS: Key = Key("database.max_connections");
 pub const MIN_CONNECTIONS: Key = Key("database.min_connections");
 pub const HEALTH_TIMEOUT_MS: Key = Key("database.health_timeout_ms");
 pub const RUN_MIGRATIONS: Key = Key("database.run_migrations");
+pub const SCHEMA_CHECK_INTERVAL_MS: Key = Key("database.schema_check_interval_ms");
 pub const STATEMENT_CACHE: Key = Key("database.statement_cache");
 pub const CA_FILE: Key = Key("database.ca_file");
 pub const REQUEST_LOG: Key = Key("request_log");

@@ -58,6 +58,7 @@ pub struct DatabaseSettings {
     pub acquire_timeout_seconds: u64,
     pub health_timeout_ms: u64,
     pub run_migrations: MigrationsMode,
+    pub schema_check_interval_ms: u64,
     pub statement_cache: bool,
     #[serde(deserialize_with = "optional_path")]
     pub ca_file: Option<PathBuf>,
@@ -219,6 +220,12 @@ impl Settings {
                 format!("must not exceed {}", env::MAX_CONNECTIONS.path()),
             ));
         }
+        if self.database.schema_check_interval_ms == 0 {
+            return Err(invalid(
+                env::SCHEMA_CHECK_INTERVAL_MS,
+                "must be at least 1".into(),
+            ));
+        }
         if self.database.health_timeout_ms == 0 {
             return Err(invalid(env::HEALTH_TIMEOUT_MS, "must be at least 1".into()));
         }
@@ -288,6 +295,11 @@ impl DatabaseSettings {
             MigrationsMode::Always => true,
             MigrationsMode::Never => false,
         }
+    }
+
+    /// How often pending migrations are looked for again while there are some.
+    pub fn schema_check_interval(&self) -> Duration {
+        Duration::from_millis(self.schema_check_interval_ms)
     }
 
     /// How long `/health` waits for the database.

@@ -1,7 +1,11 @@
 //! Applying migrations: at an instance's start, or once by a deployer before instances start.
 
+use std::collections::HashSet;
+
 use migration::MigratorTrait;
-use sea_orm::{ConnectionTrait, DatabaseBackend, DatabaseConnection, DbErr, TransactionTrait};
+use sea_orm::{
+    ConnectionTrait, DatabaseBackend, DatabaseConnection, DbErr, Statement, TransactionTrait,
+};
 
 use super::pool::connect;
 use super::redact::{describe, redact_url};
@@ -24,6 +28,45 @@ pub async fn migrate(db: &DatabaseConnection) -> Result<(), DbErr> {
     .await?;
     migration::Migrator::up(&txn, None).await?;
     txn.commit().await
+}
+
+/// The migrations of this build the database has not applied, in order; reads only (unlike
+/// sea-orm's own check, which creates its bookkeeping table when it is missing).
+pub async fn pending_migrations(db: &DatabaseConnection) -> Result<Vec<String>, DbErr> {
+    let backend = db.get_database_backend();
+    let bookkeeping = match backend {
+        DatabaseBackend::Postgres => {
+            "SELECT count(*) AS n FROM pg_catalog.pg_tables \
+             WHERE schemaname = current_schema() AND tablename = 'seaql_migrations'"
+        }
+        _ => {
+            "SELECT count(*) AS n FROM sqlite_master WHERE type = 'table' AND name = 'seaql_migrations'"
+        }
+    };
+    let row = db
+        .query_one_raw(Statement::from_string(backend, bookkeeping))
+        .await?;
+    let tracked = match row {
+        Some(row) => row.try_get::<i64>("", "n")? > 0,
+        None => false,
+    };
+    let mut applied = HashSet::new();
+    if tracked {
+        let rows = db
+            .query_all_raw(Statement::from_string(
+                backend,
+                "SELECT version FROM seaql_migrations",
+            ))
+            .await?;
+        for row in rows {
+            applied.insert(row.try_get::<String>("", "version")?);
+        }
+    }
+    Ok(migration::Migrator::migrations()
+        .iter()
+        .map(|m| m.name().to_owned())
+        .filter(|name| !applied.contains(name))
+        .collect())
 }
 
 /// Arbitrary, fixed: the advisory lock id every instance agrees on ("rustlbmg" in ASCII).

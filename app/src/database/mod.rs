@@ -4,5 +4,5 @@ mod migrate;
 mod pool;
 mod redact;
 
-pub use migrate::{MigrateError, migrate, migrate_database};
+pub use migrate::{MigrateError, migrate, migrate_database, pending_migrations};
 pub use pool::connect_with_retry;

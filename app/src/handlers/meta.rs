@@ -57,6 +57,9 @@ pub struct DatabaseHealth {
     pub latency_ms: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Migrations this build expects that the database has not applied.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub pending_migrations: Vec<String>,
 }
 
 /// `GET /health`.
@@ -73,47 +76,48 @@ pub struct HealthBody {
     pub database: DatabaseHealth,
 }
 
+/// A database that did not answer, and why.
+fn down(reason: String) -> (DatabaseHealth, Option<String>) {
+    let database = DatabaseHealth {
+        status: "down",
+        latency_ms: None,
+        error: Some(reason.clone()),
+        pending_migrations: Vec::new(),
+    };
+    (database, Some(reason))
+}
+
 pub async fn health(call: Call) -> HandlerResult {
     let state = &call.state;
     let timeout = state.health_timeout();
     let started = std::time::Instant::now();
     let check = tokio::time::timeout(timeout, Query::ping(state.db())).await;
-    let problem = match check {
-        Ok(Ok(())) => None,
+    let (database, problem) = match check {
+        Ok(Ok(())) => {
+            let database = DatabaseHealth {
+                status: "up",
+                latency_ms: Some(started.elapsed().as_secs_f64() * 1000.0),
+                error: None,
+                pending_migrations: state.schema().pending(),
+            };
+            (database, state.schema().problem())
+        }
         Ok(Err(err)) => {
             tracing::warn!(error = %err, "health check: database error");
-            Some("database error".to_owned())
+            down("database error".to_owned())
         }
         Err(_) => {
             let msg = format!("database did not answer within {} ms", timeout.as_millis());
             tracing::warn!("health check: {msg}");
-            Some(msg)
+            down(msg)
         }
     };
-    let (status, database) = match &problem {
-        None => (
-            StatusCode::OK,
-            DatabaseHealth {
-                status: "up",
-                latency_ms: Some(started.elapsed().as_secs_f64() * 1000.0),
-                error: None,
-            },
-        ),
-        Some(msg) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            DatabaseHealth {
-                status: "down",
-                latency_ms: None,
-                error: Some(msg.clone()),
-            },
-        ),
+    let (status, verdict) = match problem {
+        None => (StatusCode::OK, "healthy"),
+        Some(_) => (StatusCode::SERVICE_UNAVAILABLE, "unhealthy"),
     };
     let body = HealthBody {
-        status: if problem.is_none() {
-            "healthy"
-        } else {
-            "unhealthy"
-        },
+        status: verdict,
         reason: problem,
         server_id: state.server_id().to_owned(),
         version: env!("CARGO_PKG_VERSION"),

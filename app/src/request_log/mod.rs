@@ -5,7 +5,8 @@
 //! are waiting, else every `flush_interval_ms`), inserting the rows and updating the
 //! `request_stats` rollup in one transaction. While the database is down the failed batch is
 //! retried with backoff and the queue keeps what fits; what overflows is counted in
-//! `request_log_dropped_total` and logged.
+//! `request_log_dropped_total` and logged. Rows wait the same way while the database schema
+//! has migrations pending.
 
 mod postgres;
 mod record;
@@ -21,6 +22,7 @@ use sea_orm::DatabaseConnection;
 use tokio::sync::mpsc;
 
 use crate::configuration::RequestLogSettings;
+use crate::schema::Schema;
 
 pub use record::LogRecord;
 pub use store::write_batch;
@@ -69,9 +71,11 @@ impl RequestLogHandle {
     }
 }
 
-/// Starts the writer on `db` (unless the log is disabled) and returns both halves.
+/// Starts the writer on `db` (unless the log is disabled) and returns both halves. Rows wait
+/// in the queue while `schema` has migrations pending.
 pub fn spawn(
     db: DatabaseConnection,
+    schema: Schema,
     server_id: String,
     settings: &RequestLogSettings,
 ) -> (RequestLogHandle, RequestLogWriter) {
@@ -85,7 +89,7 @@ pub fn spawn(
         return (handle, RequestLogWriter::disabled());
     }
     let (tx, rx) = mpsc::channel(settings.queue_capacity);
-    let writer = RequestLogWriter::start(db, server_id, settings, rx);
+    let writer = RequestLogWriter::start(db, schema, server_id, settings, rx);
     let handle = RequestLogHandle {
         tx: Some(tx),
         dropped,

@@ -11,6 +11,14 @@ use tokio::task::JoinHandle;
 use super::record::LogRecord;
 use super::store::write_batch;
 use crate::configuration::RequestLogSettings;
+use crate::schema::Schema;
+
+/// How long the final flush may take when the writer stops without being told (its handle
+/// was dropped rather than shut down).
+const DEFAULT_GRACE: Duration = Duration::from_secs(5);
+
+/// The longest pause between two attempts to write a batch.
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
 /// The background writer; [`RequestLogWriter::shutdown`] flushes what is queued.
 pub struct RequestLogWriter {
@@ -30,6 +38,7 @@ impl RequestLogWriter {
     /// Spawns the task that drains `rx` into `db`.
     pub fn start(
         db: DatabaseConnection,
+        schema: Schema,
         server_id: String,
         settings: &RequestLogSettings,
         rx: mpsc::Receiver<LogRecord>,
@@ -37,6 +46,7 @@ impl RequestLogWriter {
         let (stop_tx, stop_rx) = oneshot::channel();
         let worker = Worker {
             db,
+            schema,
             server_id,
             batch_size: settings.batch_size,
             max_batch: settings.batch_size * 10,
@@ -61,6 +71,8 @@ impl RequestLogWriter {
 
 struct Worker {
     db: DatabaseConnection,
+    /// Until it is migrated there is no table to write to.
+    schema: Schema,
     server_id: String,
     batch_size: usize,
     /// With a backlog, one write takes up to this many rows: fewer, larger transactions are
@@ -75,16 +87,16 @@ impl Worker {
         let grace = loop {
             // Wait for the first rows of a batch (all that are queued, up to `max_batch`).
             tokio::select! {
-                grace = &mut stop => break grace.unwrap_or(Duration::from_secs(5)),
+                grace = &mut stop => break grace.unwrap_or(DEFAULT_GRACE),
                 n = rx.recv_many(&mut batch, self.max_batch) => if n == 0 {
-                    break Duration::from_secs(5);
+                    break DEFAULT_GRACE;
                 },
             }
             if batch.len() < self.batch_size {
                 // Let the batch fill for one interval without listening to the queue: being
                 // woken for every row would cost a cross-thread wake-up per request.
                 tokio::select! {
-                    grace = &mut stop => break grace.unwrap_or(Duration::from_secs(5)),
+                    grace = &mut stop => break grace.unwrap_or(DEFAULT_GRACE),
                     () = tokio::time::sleep(self.flush_interval) => {}
                 }
                 while batch.len() < self.max_batch {
@@ -92,6 +104,17 @@ impl Worker {
                         Ok(record) => batch.push(record),
                         Err(_) => break,
                     }
+                }
+            }
+            if !self.schema.is_migrated() {
+                tracing::warn!(
+                    rows = batch.len(),
+                    "request log rows wait in the queue until the database schema is migrated"
+                );
+                let mut schema = self.schema.clone();
+                tokio::select! {
+                    () = schema.migrated() => {}
+                    grace = &mut stop => break grace.unwrap_or(DEFAULT_GRACE),
                 }
             }
             if let Err(grace) = self.write_with_retry(&mut batch, &mut stop).await {
@@ -105,6 +128,14 @@ impl Worker {
             batch.push(record);
         }
         let total = batch.len();
+        if total > 0 && !self.schema.is_migrated() {
+            tracing::error!(
+                lost = total,
+                "request log rows lost at shutdown: the database schema is not migrated"
+            );
+            metrics::counter!("request_log_dropped_total").increment(total as u64);
+            return;
+        }
         let mut written = 0;
         for chunk in batch.chunks(self.max_batch) {
             loop {
@@ -179,9 +210,9 @@ impl Worker {
                     }
                     tokio::select! {
                         _ = tokio::time::sleep(backoff) => {}
-                        grace = &mut *stop => return Err(grace.unwrap_or(Duration::from_secs(5))),
+                        grace = &mut *stop => return Err(grace.unwrap_or(DEFAULT_GRACE)),
                     }
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
                 }
             }
         }

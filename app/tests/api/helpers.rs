@@ -53,6 +53,9 @@ pub struct Options {
     pub max_connections: u32,
     pub health_timeout_ms: u64,
     pub server_id: String,
+    /// Off: the app starts on an empty database, as PostgreSQL instances do by default.
+    pub run_migrations: bool,
+    pub schema_check_interval_ms: u64,
 }
 
 impl Default for Options {
@@ -68,6 +71,8 @@ impl Default for Options {
             max_connections: 10,
             health_timeout_ms: 1000,
             server_id: format!("test-{}", &uuid::Uuid::now_v7().simple().to_string()[24..]),
+            run_migrations: true,
+            schema_check_interval_ms: 100,
         }
     }
 }
@@ -105,7 +110,12 @@ pub async fn spawn_app_with(backend: Backend, options: Options) -> TestApp {
     settings.application.body_limit_bytes = options.body_limit_bytes;
     settings.application.shutdown_grace_seconds = 5;
     settings.database.url = SecretString::from(database_url.clone());
-    settings.database.run_migrations = MigrationsMode::Always;
+    settings.database.run_migrations = if options.run_migrations {
+        MigrationsMode::Always
+    } else {
+        MigrationsMode::Never
+    };
+    settings.database.schema_check_interval_ms = options.schema_check_interval_ms;
     settings.database.max_connections = options.max_connections;
     settings.database.min_connections = 1;
     settings.database.acquire_timeout_seconds = 30;

@@ -32,5 +32,6 @@ mod migrations;
 mod module_graph;
 mod request_log;
 mod routing;
+mod schema;
 mod stats;
 mod users;
