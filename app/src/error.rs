@@ -1,4 +1,4 @@
-//! API errors and the one place that turns them (and warp's rejections) into JSON responses.
+//! API errors and the JSON envelope every one of them is answered with.
 
 use http::{HeaderValue, StatusCode, header};
 use serde::Serialize;

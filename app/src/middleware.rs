@@ -63,7 +63,7 @@ where
         }
         let route = router::resolve(req.method(), req.uri().path()).template();
         let span = tracing::info_span!("request", request_id = %request_id, method, route);
-        // warp's future for the whole route tree is large: box it where it is made so it is
+        // warp's future for the routes is large: box it where it is made so it is
         // not copied again into this wrapper's state.
         let routed = Box::pin(self.inner.clone().call(req));
         let state = self.state.clone();

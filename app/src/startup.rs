@@ -1,4 +1,4 @@
-//! Building the application (database, request log, listener) and serving it until shutdown.
+//! The program (`run`): building the application and serving it until a signal stops it.
 
 use std::future::Future;
 use std::process::ExitCode;

@@ -1,5 +1,4 @@
-//! An unmigrated database: 503s that say what to run, request-log rows kept, recovery once
-//! someone migrates.
+//! An unmigrated database: 503s that say what to run, log rows kept, recovery once migrated.
 
 use std::time::{Duration, Instant};
 
