@@ -1,15 +1,12 @@
-//! API errors and the one place that turns them (and warp's rejections) into JSON responses.
+//! API errors and the JSON envelope every one of them is answered with.
 
-use std::convert::Infallible;
-
-use http::StatusCode;
+use http::{HeaderValue, StatusCode, header};
 use serde::Serialize;
 use utoipa::ToSchema;
-use warp::Rejection;
 use warp::reply::Response;
 
+use crate::domain::Invalid;
 use crate::reply::json;
-use crate::state::AppState;
 
 /// Everything a handler can answer with instead of success.
 #[derive(Debug, thiserror::Error)]
@@ -27,8 +24,14 @@ pub enum ApiError {
     UnsupportedMediaType,
     #[error("{0}")]
     Unauthorized(&'static str),
+    /// The path exists; the method does not. `allow` lists the methods that do.
+    #[error("this endpoint does not accept that method; the Allow header lists those it does")]
+    MethodNotAllowed { allow: String },
     #[error("the database is not available")]
     DatabaseUnavailable,
+    /// Migrations are pending; the text names them and how to apply them.
+    #[error("{0}")]
+    SchemaNotMigrated(String),
     /// A bug or an unexpected database answer; details go to the log, not the client.
     #[error("internal error")]
     Internal(String),
@@ -53,23 +56,40 @@ impl ApiError {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
             }
             Self::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            Self::MethodNotAllowed { .. } => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             Self::DatabaseUnavailable => (StatusCode::SERVICE_UNAVAILABLE, "database_unavailable"),
+            Self::SchemaNotMigrated(_) => (StatusCode::SERVICE_UNAVAILABLE, "schema_not_migrated"),
             Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal_error"),
         }
     }
 
-    /// The JSON response for this error.
-    pub fn into_response(self, state: &AppState) -> Response {
+    /// The JSON response for this error, as answered by `server_id`.
+    pub fn into_response(self, server_id: &str) -> Response {
         let (status, code) = self.status_and_code();
         if let Self::Internal(detail) = &self {
             tracing::error!(error = %detail, "request failed");
         }
-        let mut response = error_response(state, status, code, &self.to_string());
-        if matches!(self, Self::Unauthorized(_)) {
-            response.headers_mut().insert(
-                http::header::WWW_AUTHENTICATE,
-                http::HeaderValue::from_static("Bearer"),
-            );
+        let mut response = json(
+            status,
+            &ErrorBody {
+                error: ErrorDetail {
+                    code,
+                    message: &self.to_string(),
+                },
+                server_id,
+            },
+        );
+        let headers = response.headers_mut();
+        match self {
+            Self::Unauthorized(_) => {
+                headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            Self::MethodNotAllowed { allow } => {
+                if let Ok(value) = HeaderValue::from_str(&allow) {
+                    headers.insert(header::ALLOW, value);
+                }
+            }
+            _ => {}
         }
         response
     }
@@ -82,6 +102,12 @@ impl From<sea_orm::DbErr> for ApiError {
             DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => Self::DatabaseUnavailable,
             _ => Self::Internal(err.to_string()),
         }
+    }
+}
+
+impl From<Invalid> for ApiError {
+    fn from(err: Invalid) -> Self {
+        Self::validation(err.0)
     }
 }
 
@@ -100,42 +126,4 @@ pub struct ErrorDetail<'a> {
     pub code: &'a str,
     /// Human-readable explanation naming the problem.
     pub message: &'a str,
-}
-
-/// Builds the error envelope.
-pub fn error_response(state: &AppState, status: StatusCode, code: &str, message: &str) -> Response {
-    json(
-        status,
-        &ErrorBody {
-            error: ErrorDetail { code, message },
-            server_id: state.server_id(),
-        },
-    )
-}
-
-/// Maps what warp's routing rejected (unknown path, wrong method) to the JSON envelope.
-pub async fn handle_rejection(state: AppState, err: Rejection) -> Result<Response, Infallible> {
-    let (status, code, message) = if err.is_not_found() {
-        (
-            StatusCode::NOT_FOUND,
-            "not_found",
-            "no such endpoint; GET / lists them".to_owned(),
-        )
-    } else if err.find::<warp::reject::MethodNotAllowed>().is_some() {
-        // The `Allow` header is added by the outer service, which knows the path.
-        (
-            StatusCode::METHOD_NOT_ALLOWED,
-            "method_not_allowed",
-            "this endpoint does not accept that method; the Allow header lists those it does"
-                .to_owned(),
-        )
-    } else {
-        tracing::error!(rejection = ?err, "unhandled rejection");
-        (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal_error",
-            "internal error".to_owned(),
-        )
-    };
-    Ok(error_response(&state, status, code, &message))
 }

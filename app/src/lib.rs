@@ -1,58 +1,39 @@
-//! The REST API every droplet (and every local instance) runs: warp on hyper, sea-orm on
-//! SQLite or PostgreSQL.
+//! The REST API every droplet and every local instance runs: warp on hyper, sea-orm.
+//!
+//! The database is SQLite or PostgreSQL.
+//!
+//! Other crates see only what they use: [`run`] (the binary, and infra's `serve-app`),
+//! [`DeploySettings`] (how infra configures an instance), [`migrate_database`] and
+//! [`shutdown_signal`] (infra's local stack), and [`Application`] with [`Settings`] (tests
+//! that start the app on a free port).
 
-pub mod configuration;
-pub mod database;
-pub mod error;
-pub mod handlers;
-pub mod metrics;
-pub mod openapi;
-pub mod reply;
-pub mod request_log;
-pub mod routes;
-pub mod service;
-pub mod startup;
-pub mod state;
-pub mod stats;
-pub mod telemetry;
+mod apidoc;
+mod configuration;
+mod database;
+mod domain;
+mod error;
+mod handlers;
+mod input;
+mod metrics;
+mod middleware;
+mod openapi;
+mod reply;
+mod request_log;
+mod router;
+mod routes;
+mod schema;
+mod service;
+mod startup;
+mod state;
+mod stats;
+mod telemetry;
+#[doc(hidden)]
+pub mod testing;
 
-use std::process::ExitCode;
-
-/// The whole program: load settings, set up logs, serve until SIGTERM/SIGINT.
-///
-/// Exit codes: 0 after a clean shutdown, 2 for a configuration error, 1 for anything else.
-pub fn run() -> ExitCode {
-    let settings = match configuration::Settings::load() {
-        Ok(settings) => settings,
-        Err(err) => {
-            eprintln!("error: {err}");
-            return ExitCode::from(2);
-        }
-    };
-    telemetry::init(&settings.telemetry);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(err) => {
-            eprintln!("error: cannot start the async runtime: {err}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let result = runtime.block_on(async {
-        let app = startup::Application::build(settings).await?;
-        app.run_until_stopped().await
-    });
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(err) => {
-            tracing::error!(
-                error = format!("{err:#}"),
-                "the server stopped with an error"
-            );
-            eprintln!("error: {err:#}");
-            ExitCode::FAILURE
-        }
-    }
-}
+pub use configuration::env::Environment;
+pub use configuration::{
+    ApplicationSettings, DatabaseSettings, DeploySettings, LogFormat, MigrationsMode,
+    RequestLogSettings, Settings, SettingsError, StatsSettings, TelemetrySettings,
+};
+pub use database::{MigrateError, migrate_database};
+pub use startup::{Application, run, shutdown_signal};

@@ -1,30 +1,25 @@
-//! The OpenAPI 3 document served at `/openapi.json`, generated from the handlers.
+//! The OpenAPI 3 document served at `/openapi.json`, assembled from the route table.
 
-use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::header::HeaderBuilder;
+use utoipa::openapi::path::{OperationBuilder, ParameterBuilder, ParameterIn, Paths};
+use utoipa::openapi::request_body::RequestBodyBuilder;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
+use utoipa::openapi::{ContentBuilder, Required, ResponseBuilder, schema::Type};
 use utoipa::{Modify, OpenApi};
 
-use crate::handlers;
+use crate::apidoc::{Answer, Content, Schemas, schema};
+use crate::error::ErrorBody;
+use crate::routes::{Auth, ROUTES, Route};
 
 #[derive(OpenApi)]
 #[openapi(
     info(title = "rustlb API", description = "Users CRUD, server identification and cluster-wide request statistics behind a load balancer. Every JSON body carries `server_id`; every response has `X-Server-Id` and `X-Request-Id` headers."),
-    paths(
-        handlers::index,
-        handlers::health,
-        handlers::server_info,
-        handlers::list_users,
-        handlers::create_user,
-        handlers::get_user,
-        handlers::update_user,
-        handlers::delete_user,
-        handlers::get_stats,
-        handlers::metrics,
-        handlers::openapi,
-    ),
-    components(schemas(crate::error::ErrorBody, crate::error::ErrorDetail)),
     modifiers(&BearerAuth)
 )]
 struct ApiDoc;
+
+/// The scheme routes with [`Auth::ApiKey`] refer to.
+const BEARER: &str = "bearer";
 
 struct BearerAuth;
 
@@ -32,16 +27,197 @@ impl Modify for BearerAuth {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         let components = openapi.components.get_or_insert_with(Default::default);
         components.add_security_scheme(
-            "bearer",
+            BEARER,
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
         );
     }
 }
 
+/// The document: every route of the table under its OpenAPI path (`{id}` for `:id`).
+pub fn document() -> utoipa::openapi::OpenApi {
+    let mut doc = ApiDoc::openapi();
+    let mut schemas = Schemas::new();
+    schema::<ErrorBody<'static>>(&mut schemas);
+    let mut paths = Paths::new();
+    for route in ROUTES {
+        paths.add_path_operation(
+            openapi_path(route.path),
+            vec![route.method.openapi()],
+            operation(route, &mut schemas),
+        );
+    }
+    doc.paths = paths;
+    let components = doc.components.get_or_insert_with(Default::default);
+    components.schemas.extend(schemas);
+    doc
+}
+
 /// The document, serialised once at start.
 pub fn document_json() -> Vec<u8> {
-    ApiDoc::openapi()
-        .to_pretty_json()
-        .unwrap_or_default()
-        .into_bytes()
+    document().to_pretty_json().unwrap_or_default().into_bytes()
+}
+
+/// `/api/users/:id` as OpenAPI writes it: `/api/users/{id}`.
+pub fn openapi_path(template: &str) -> String {
+    template
+        .split('/')
+        .map(|segment| match segment.strip_prefix(':') {
+            Some(name) => format!("{{{name}}}"),
+            None => segment.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+fn operation(route: &Route, schemas: &mut Schemas) -> utoipa::openapi::path::Operation {
+    let doc = &route.doc;
+    let mut op = OperationBuilder::new()
+        .summary(Some(route.summary))
+        .operation_id(Some(operation_id(route)));
+    for name in route.path.split('/').filter_map(|s| s.strip_prefix(':')) {
+        let schema = match doc.param {
+            Some(param) => param(schemas),
+            None => utoipa::openapi::ObjectBuilder::new()
+                .schema_type(Type::String)
+                .into(),
+        };
+        op = op.parameter(
+            ParameterBuilder::new()
+                .name(name)
+                .parameter_in(ParameterIn::Path)
+                .required(Required::True)
+                .schema(Some(schema)),
+        );
+    }
+    if let Some(query) = doc.query {
+        op = op.parameters(Some(query()));
+    }
+    if let Some(body) = doc.body {
+        let content = ContentBuilder::new().schema(Some(body(schemas))).build();
+        op = op.request_body(Some(
+            RequestBodyBuilder::new()
+                .content("application/json", content)
+                .required(Some(Required::True))
+                .build(),
+        ));
+    }
+    if route.auth == Auth::ApiKey {
+        op = op.security(SecurityRequirement::new(BEARER, Vec::<String>::new()));
+    }
+    for answer in doc.answers.iter().chain(&shared_answers(route)) {
+        op = op.response(answer.status.to_string(), response(answer, schemas));
+    }
+    op.build()
+}
+
+/// Errors a route can answer because of its shape rather than what it does.
+fn shared_answers(route: &Route) -> Vec<Answer> {
+    let doc = &route.doc;
+    let mut answers = Vec::new();
+    if doc.param.is_some() || doc.query.is_some() || doc.body.is_some() {
+        answers.push(Answer::error(
+            400,
+            "the path, query or body is not valid (`error.code` says which)",
+        ));
+    }
+    if route.auth == Auth::ApiKey {
+        answers.push(Answer::error(401, "the API key is missing or wrong"));
+    }
+    if doc.body.is_some() {
+        answers.push(Answer::error(413, "the body is over the size limit"));
+        answers.push(Answer::error(415, "the body is not application/json"));
+    }
+    if route.needs_schema {
+        answers.push(Answer::error(
+            503,
+            "the database is unavailable (`database_unavailable`) or has pending migrations \
+             (`schema_not_migrated`)",
+        ));
+    }
+    answers
+}
+
+fn response(answer: &Answer, schemas: &mut Schemas) -> utoipa::openapi::Response {
+    let mut response = ResponseBuilder::new().description(answer.description);
+    match answer.content {
+        Content::Empty => {}
+        Content::Json(schema) => {
+            let content = ContentBuilder::new().schema(Some(schema(schemas))).build();
+            response = response.content("application/json", content);
+        }
+        Content::Other(content_type) => {
+            response = response.content(content_type, ContentBuilder::new().build());
+        }
+    }
+    if let Some((name, description)) = answer.header {
+        let string = utoipa::openapi::ObjectBuilder::new().schema_type(Type::String);
+        response = response.header(
+            name,
+            HeaderBuilder::new()
+                .schema(string)
+                .description(Some(description))
+                .build(),
+        );
+    }
+    response.build()
+}
+
+/// `get_api_users_id`: the method and the path's words.
+fn operation_id(route: &Route) -> String {
+    let words: Vec<&str> = route
+        .path
+        .split(|c: char| !c.is_ascii_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .collect();
+    let path = if words.is_empty() {
+        "index".to_owned()
+    } else {
+        words.join("_")
+    };
+    format!("{}_{path}", route.method.as_str().to_ascii_lowercase())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_route_is_documented_under_its_method_and_path() {
+        let doc = serde_json::to_value(document()).unwrap();
+        let paths = doc["paths"].as_object().unwrap();
+        let mut documented = 0;
+        for (path, item) in paths {
+            documented += item.as_object().unwrap().len();
+            assert!(
+                ROUTES.iter().any(|r| openapi_path(r.path) == *path),
+                "{path} is not a route"
+            );
+        }
+        assert_eq!(documented, ROUTES.len());
+        for route in ROUTES {
+            let method = route.method.as_str().to_ascii_lowercase();
+            let op = &paths[&openapi_path(route.path)][&method];
+            assert_eq!(op["summary"], route.summary, "{method} {}", route.path);
+            assert_eq!(
+                op.get("security").is_some(),
+                route.auth == Auth::ApiKey,
+                "{method} {}",
+                route.path
+            );
+        }
+    }
+
+    #[test]
+    fn every_reference_resolves() {
+        let text = String::from_utf8(document_json()).unwrap();
+        let doc: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let schemas = doc["components"]["schemas"].as_object().unwrap();
+        for reference in text.split("\"#/components/schemas/").skip(1) {
+            let name = &reference[..reference.find('"').unwrap()];
+            assert!(
+                schemas.contains_key(name),
+                "{name} is referenced but missing"
+            );
+        }
+    }
 }

@@ -1,124 +1,243 @@
-//! Every route in one place: path first, then method, so a known path with the wrong method
-//! is a 405 and an unknown path a 404.
+//! The route table: every route of the API, declared once.
+//!
+//! The router, the `Allow` header of a 405, the route template in logs, metrics and
+//! `requests_log`, the `/` index and the OpenAPI document are all read from [`ROUTES`].
 
-use std::convert::Infallible;
+use utoipa::openapi::path::HttpMethod;
 
-use warp::{Filter, Reply};
+use crate::apidoc::{Answer, Doc, query, schema, uuid};
+use crate::handlers::meta::{HealthBody, IndexBody, ServerInfoBody};
+use crate::handlers::stats::StatsParams;
+use crate::handlers::users::{ListParams, UserBody, UserInput, UserListBody};
+use crate::handlers::{Handler, meta, stats, users};
+use crate::stats::StatsBody;
 
-use crate::error::handle_rejection;
-use crate::handlers;
-use crate::state::AppState;
-
-/// The whole API as one warp filter.
-pub fn api(
-    state: AppState,
-) -> impl Filter<Extract = (warp::reply::Response,), Error = Infallible> + Clone {
-    let with_state = {
-        let state = state.clone();
-        warp::any().map(move || state.clone())
-    };
-    // `query::raw` rejects an empty query; an absent query is just "".
-    let raw_query = warp::query::raw().or(warp::any().map(String::new)).unify();
-
-    let index = warp::path::end()
-        .and(warp::get())
-        .and(with_state.clone())
-        .and_then(handlers::index);
-    let health = warp::path!("health")
-        .and(warp::get())
-        .and(with_state.clone())
-        .and_then(handlers::health);
-    let server_info = warp::path!("server-info")
-        .and(warp::get())
-        .and(with_state.clone())
-        .and_then(handlers::server_info);
-
-    let users = warp::path!("api" / "users").and(
-        warp::get()
-            .and(with_state.clone())
-            .and(raw_query)
-            .and_then(handlers::list_users)
-            .or(warp::post()
-                .and(with_state.clone())
-                .and(warp::header::headers_cloned())
-                .and(warp::body::stream())
-                .and_then(handlers::create_user))
-            .unify(),
-    );
-    let user_path = warp::path!("api" / "users" / String);
-    let user = user_path
-        .and(warp::get())
-        .and(with_state.clone())
-        .and_then(handlers::get_user)
-        .or(user_path
-            .and(warp::put())
-            .and(with_state.clone())
-            .and(warp::header::headers_cloned())
-            .and(warp::body::stream())
-            .and_then(handlers::update_user))
-        .unify()
-        .or(user_path
-            .and(warp::delete())
-            .and(with_state.clone())
-            .and(warp::header::headers_cloned())
-            .and_then(handlers::delete_user))
-        .unify();
-    let stats = warp::path!("api" / "stats")
-        .and(warp::get())
-        .and(with_state.clone())
-        .and(raw_query)
-        .and_then(handlers::get_stats);
-    let metrics = warp::path!("metrics")
-        .and(warp::get())
-        .and(with_state.clone())
-        .and_then(handlers::metrics);
-    let openapi = warp::path!("openapi.json")
-        .and(warp::get())
-        .and(with_state.clone())
-        .and_then(handlers::openapi);
-
-    index
-        .or(health)
-        .unify()
-        .or(server_info)
-        .unify()
-        .or(users)
-        .unify()
-        .or(user)
-        .unify()
-        .or(stats)
-        .unify()
-        .or(metrics)
-        .unify()
-        .or(openapi)
-        .unify()
-        .map(Reply::into_response)
-        .recover(move |err| handle_rejection(state.clone(), err))
-        .unify()
+/// One route: a method on a path template whose `:name` segments match any non-empty segment.
+pub struct Route {
+    pub method: Verb,
+    pub path: &'static str,
+    /// One line for the index and the OpenAPI summary.
+    pub summary: &'static str,
+    pub auth: Auth,
+    /// Reads or writes the tables: answered with 503 `schema_not_migrated` while migrations
+    /// are pending.
+    pub needs_schema: bool,
+    pub handler: Handler,
+    pub doc: Doc,
 }
 
-/// The methods a route (as returned by [`template`]) accepts, for the `Allow` header of a 405.
-pub fn allowed_methods(route: &str) -> &'static str {
-    match route {
-        "/api/users" => "GET, HEAD, POST",
-        "/api/users/:id" => "GET, HEAD, PUT, DELETE",
-        _ => "GET, HEAD",
+/// The methods routes are declared with. HEAD is answered wherever GET is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verb {
+    Get,
+    Post,
+    Put,
+    Delete,
+}
+
+impl Verb {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Get => "GET",
+            Self::Post => "POST",
+            Self::Put => "PUT",
+            Self::Delete => "DELETE",
+        }
+    }
+
+    pub const fn openapi(self) -> HttpMethod {
+        match self {
+            Self::Get => HttpMethod::Get,
+            Self::Post => HttpMethod::Post,
+            Self::Put => HttpMethod::Put,
+            Self::Delete => HttpMethod::Delete,
+        }
     }
 }
 
-/// The route template a path belongs to, for logs and metrics (`/api/users/:id`, not the id).
-pub fn template(path: &str) -> &'static str {
-    match path {
-        "/" => "/",
-        "/health" => "/health",
-        "/server-info" => "/server-info",
-        "/api/users" => "/api/users",
-        "/api/stats" => "/api/stats",
-        "/metrics" => "/metrics",
-        "/openapi.json" => "/openapi.json",
-        other => match other.strip_prefix("/api/users/") {
-            Some(rest) if !rest.is_empty() && !rest.contains('/') => "/api/users/:id",
-            _ => "unmatched",
+/// Who may call a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Auth {
+    Anyone,
+    /// `Authorization: Bearer <application.api_key>` when a key is configured.
+    ApiKey,
+}
+
+/// The load balancer's health check: logged only when `request_log.log_health_checks`.
+pub const HEALTH: &str = "/health";
+
+const NO_DOC: Doc = Doc {
+    param: None,
+    query: None,
+    body: None,
+    answers: &[],
+};
+
+/// The API. Order matters only for the index and the `Allow` header.
+pub static ROUTES: &[Route] = &[
+    Route {
+        method: Verb::Get,
+        path: "/",
+        summary: "this index",
+        auth: Auth::Anyone,
+        needs_schema: false,
+        handler: |call| Box::pin(meta::index(call)),
+        doc: Doc {
+            answers: &[Answer::json(200, "the endpoints", schema::<IndexBody>)],
+            ..NO_DOC
         },
-    }
-}
+    },
+    Route {
+        method: Verb::Get,
+        path: HEALTH,
+        summary: "liveness and database check (used by the load balancer)",
+        auth: Auth::Anyone,
+        needs_schema: false,
+        handler: |call| Box::pin(meta::health(call)),
+        doc: Doc {
+            answers: &[
+                Answer::json(200, "healthy", schema::<HealthBody>),
+                Answer::json(
+                    503,
+                    "unhealthy: the database did not answer in time, or its schema is not \
+                     migrated",
+                    schema::<HealthBody>,
+                ),
+            ],
+            ..NO_DOC
+        },
+    },
+    Route {
+        method: Verb::Get,
+        path: "/server-info",
+        summary: "which instance answered",
+        auth: Auth::Anyone,
+        needs_schema: false,
+        handler: |call| Box::pin(meta::server_info(call)),
+        doc: Doc {
+            answers: &[Answer::json(
+                200,
+                "this instance",
+                schema::<ServerInfoBody<'static>>,
+            )],
+            ..NO_DOC
+        },
+    },
+    Route {
+        method: Verb::Get,
+        path: "/api/users",
+        summary: "list users, newest first (?limit=1..500&offset=)",
+        auth: Auth::Anyone,
+        needs_schema: true,
+        handler: |call| Box::pin(users::list(call)),
+        doc: Doc {
+            query: Some(query::<ListParams>),
+            answers: &[Answer::json(200, "a page of users", schema::<UserListBody>)],
+            ..NO_DOC
+        },
+    },
+    Route {
+        method: Verb::Post,
+        path: "/api/users",
+        summary: "create a user {name, email}",
+        auth: Auth::ApiKey,
+        needs_schema: true,
+        handler: |call| Box::pin(users::create(call)),
+        doc: Doc {
+            body: Some(schema::<UserInput>),
+            answers: &[
+                Answer::json(201, "created", schema::<UserBody>)
+                    .with_header("Location", "the new user's URL"),
+                Answer::error(409, "another user has this email"),
+            ],
+            ..NO_DOC
+        },
+    },
+    Route {
+        method: Verb::Get,
+        path: "/api/users/:id",
+        summary: "one user",
+        auth: Auth::Anyone,
+        needs_schema: true,
+        handler: |call| Box::pin(users::get(call)),
+        doc: Doc {
+            param: Some(uuid),
+            answers: &[
+                Answer::json(200, "the user", schema::<UserBody>),
+                Answer::error(404, "no such user"),
+            ],
+            ..NO_DOC
+        },
+    },
+    Route {
+        method: Verb::Put,
+        path: "/api/users/:id",
+        summary: "replace a user's name and email",
+        auth: Auth::ApiKey,
+        needs_schema: true,
+        handler: |call| Box::pin(users::replace(call)),
+        doc: Doc {
+            param: Some(uuid),
+            body: Some(schema::<UserInput>),
+            answers: &[
+                Answer::json(200, "the user as replaced", schema::<UserBody>),
+                Answer::error(404, "no such user"),
+                Answer::error(409, "another user has this email"),
+            ],
+            ..NO_DOC
+        },
+    },
+    Route {
+        method: Verb::Delete,
+        path: "/api/users/:id",
+        summary: "delete a user",
+        auth: Auth::ApiKey,
+        needs_schema: true,
+        handler: |call| Box::pin(users::delete(call)),
+        doc: Doc {
+            param: Some(uuid),
+            answers: &[
+                Answer::empty(204, "deleted"),
+                Answer::error(404, "no such user"),
+            ],
+            ..NO_DOC
+        },
+    },
+    Route {
+        method: Verb::Get,
+        path: "/api/stats",
+        summary: "cluster-wide request distribution (?window=1h)",
+        auth: Auth::Anyone,
+        needs_schema: true,
+        handler: |call| Box::pin(stats::get(call)),
+        doc: Doc {
+            query: Some(query::<StatsParams>),
+            answers: &[Answer::json(200, "the distribution", schema::<StatsBody>)],
+            ..NO_DOC
+        },
+    },
+    Route {
+        method: Verb::Get,
+        path: "/metrics",
+        summary: "Prometheus metrics",
+        auth: Auth::Anyone,
+        needs_schema: false,
+        handler: |call| Box::pin(meta::metrics(call)),
+        doc: Doc {
+            answers: &[Answer::other(200, "Prometheus text format", "text/plain")],
+            ..NO_DOC
+        },
+    },
+    Route {
+        method: Verb::Get,
+        path: "/openapi.json",
+        summary: "OpenAPI 3 description of this API",
+        auth: Auth::Anyone,
+        needs_schema: false,
+        handler: |call| Box::pin(meta::openapi(call)),
+        doc: Doc {
+            answers: &[Answer::other(200, "this document", "application/json")],
+            ..NO_DOC
+        },
+    },
+];

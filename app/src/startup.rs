@@ -1,28 +1,69 @@
-//! Building the application (database, request log, listener) and serving it until shutdown.
+//! The program (`run`): building the application and serving it until a signal stops it.
 
-use std::convert::Infallible;
 use std::future::Future;
-use std::net::{IpAddr, SocketAddr};
-use std::pin::Pin;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::Context;
-use http::{HeaderMap, HeaderName, HeaderValue, Method, Request};
-use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
-use tracing::Instrument;
-use warp::reply::Response;
 
-use crate::configuration::Settings;
-use crate::request_log::{self, LogRecord, RequestLogWriter};
-use crate::state::AppState;
-use crate::{database, routes};
+use crate::configuration::{Settings, env};
+use crate::handlers::meta::{EndpointEntry, index_document};
+use crate::middleware::AppService;
+use crate::request_log::{self, RequestLogWriter};
+use crate::routes::ROUTES;
+use crate::schema::{self, SchemaWatcher};
+use crate::state::{AppState, Documents};
+use crate::{database, openapi, router, telemetry};
 
-static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
-static X_SERVER_ID: HeaderName = HeaderName::from_static("x-server-id");
-static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+/// The whole program: load settings, set up logs, serve until SIGTERM/SIGINT.
+///
+/// Exit codes: 0 after a clean shutdown, 2 for a configuration error, 1 for anything else.
+pub fn run() -> ExitCode {
+    let settings = match Settings::load() {
+        Ok(settings) => settings,
+        Err(err) => {
+            eprintln!("error: {err}");
+            return ExitCode::from(2);
+        }
+    };
+    telemetry::init(&settings.telemetry);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(err) => {
+            eprintln!("error: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        // One signal for both phases: a SIGTERM while the database is still awaited must end
+        // the wait as cleanly as it ends serving.
+        let mut signal = std::pin::pin!(shutdown_signal());
+        let app = tokio::select! {
+            app = Application::build(settings) => app?,
+            () = &mut signal => {
+                tracing::info!("stopped before the database could be reached");
+                return Ok(());
+            }
+        };
+        app.run_until(signal).await
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            tracing::error!(
+                error = format!("{err:#}"),
+                "the server stopped with an error"
+            );
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
 
 /// A built, bound, not yet serving application.
 pub struct Application {
@@ -30,26 +71,37 @@ pub struct Application {
     port: u16,
     state: AppState,
     writer: RequestLogWriter,
+    schema_watcher: SchemaWatcher,
     grace: Duration,
     keep_alive: Duration,
 }
 
 impl Application {
-    /// Connects to the database, migrates if configured, starts the request-log writer and
-    /// binds the listener (port 0 picks a free port).
+    /// Connects to the database (waiting for it as long as it takes), migrates if configured,
+    /// starts the request-log writer and binds the listener (port 0 picks a free port).
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
-        let db = database::connect(&settings.database)
+        let db = database::connect_with_retry(&settings.database)
             .await
-            .context("cannot connect to the database (check database.url / APP__DATABASE__URL)")?;
+            .with_context(|| {
+                format!(
+                    "cannot connect to the database (check {})",
+                    env::DATABASE_URL
+                )
+            })?;
         if settings.database.migrate_at_start(settings.is_sqlite()) {
             database::migrate(&db)
                 .await
                 .context("applying migrations")?;
         }
+        let (schema, schema_watcher) =
+            schema::watch(db.clone(), settings.database.schema_check_interval())
+                .await
+                .context("looking for pending migrations")?;
         if settings.application.api_key.is_none() {
             tracing::warn!(
-                "no API key configured (application.api_key / APP__APPLICATION__API_KEY): \
-                 POST, PUT and DELETE are open to anyone who can reach this server"
+                "no API key configured ({}): POST, PUT and DELETE are open to anyone who can \
+                 reach this server",
+                env::API_KEY
             );
         }
         // The log writer gets a pool of its own: its big batches then grow the buffers of one
@@ -59,7 +111,7 @@ impl Application {
             let mut log_settings = settings.database.clone();
             log_settings.max_connections = 1;
             log_settings.min_connections = 1;
-            database::connect(&log_settings)
+            database::connect_with_retry(&log_settings)
                 .await
                 .context("cannot connect the request log to the database")?
         } else {
@@ -67,13 +119,39 @@ impl Application {
         };
         let (log_handle, writer) = request_log::spawn(
             log_db,
+            schema.clone(),
             settings.application.server_id.clone(),
             &settings.request_log,
         );
-        let state = AppState::new(&settings, db, log_handle, crate::metrics::recorder());
+        let documents = Documents {
+            index: index_document(
+                ROUTES
+                    .iter()
+                    .map(|route| EndpointEntry {
+                        method: route.method.as_str(),
+                        path: route.path,
+                        description: route.summary,
+                    })
+                    .collect(),
+                &settings.application.server_id,
+            ),
+            openapi: openapi::document_json().into(),
+        };
+        let state = AppState::new(
+            &settings,
+            db,
+            log_handle,
+            schema,
+            documents,
+            crate::metrics::recorder(),
+        );
         let address = settings.application.address();
         let listener = TcpListener::bind(&address).await.with_context(|| {
-            format!("cannot listen on {address} (application.host / application.port)")
+            format!(
+                "cannot listen on {address} ({}, {})",
+                env::HOST.path(),
+                env::PORT.path()
+            )
         })?;
         let port = listener.local_addr()?.port();
         tracing::info!(
@@ -86,6 +164,7 @@ impl Application {
             port,
             state,
             writer,
+            schema_watcher,
             grace: Duration::from_secs(settings.application.shutdown_grace_seconds),
             keep_alive: Duration::from_secs(settings.application.keep_alive_timeout_seconds.max(1)),
         })
@@ -96,14 +175,9 @@ impl Application {
         self.port
     }
 
-    /// The shared state (database handle, server id).
-    pub fn state(&self) -> &AppState {
+    /// The shared state, for the crate's own test hooks.
+    pub(crate) fn state(&self) -> &AppState {
         &self.state
-    }
-
-    /// Serves until SIGTERM or SIGINT, then shuts down gracefully.
-    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
-        self.run_until(shutdown_signal()).await
     }
 
     /// Serves until `signal` completes; then stops accepting, lets in-flight requests finish
@@ -113,11 +187,12 @@ impl Application {
             listener,
             state,
             writer,
+            schema_watcher,
             grace,
             keep_alive,
             ..
         } = self;
-        let filter = warp::service(routes::api(state.clone()));
+        let filter = warp::service(router::api(state.clone()));
         let graceful = hyper_util::server::graceful::GracefulShutdown::new();
         let mut http = hyper::server::conn::http1::Builder::new();
         http.timer(TokioTimer::new())
@@ -129,7 +204,7 @@ impl Application {
                 accepted = listener.accept() => match accepted {
                     Ok((stream, peer)) => {
                         let _ = stream.set_nodelay(true);
-                        let service = AppService { inner: filter.clone(), state: state.clone(), peer };
+                        let service = AppService::new(filter.clone(), state.clone(), peer);
                         let conn = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
                         tokio::spawn(async move {
                             if let Err(err) = conn.await {
@@ -158,6 +233,7 @@ impl Application {
             );
         }
         writer.shutdown(grace).await;
+        schema_watcher.stop();
         // Closing waits for every borrowed connection to come back; one whose query was
         // cancelled mid-flight (a client hung up) may not, and must not keep us from exiting.
         if tokio::time::timeout(Duration::from_secs(5), state.db().clone().close())
@@ -190,133 +266,5 @@ pub async fn shutdown_signal() {
     tokio::select! {
         () = ctrl_c => {},
         () = term => {},
-    }
-}
-
-/// Wraps the warp routes with what every request gets: a request id, the `X-Server-Id`
-/// header, a tracing span, metrics and a request-log row.
-#[derive(Clone)]
-struct AppService<S> {
-    inner: S,
-    state: AppState,
-    peer: SocketAddr,
-}
-
-impl<S> hyper::service::Service<Request<Incoming>> for AppService<S>
-where
-    S: tower_service::Service<Request<Incoming>, Response = Response, Error = Infallible>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send,
-{
-    type Response = Response;
-    type Error = Infallible;
-    type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
-
-    fn call(&self, mut req: Request<Incoming>) -> Self::Future {
-        let started = Instant::now();
-        let request_id: Arc<str> = incoming_request_id(req.headers())
-            .map(Arc::from)
-            .unwrap_or_else(|| Arc::from(uuid::Uuid::now_v7().to_string()));
-        let client_ip = client_ip(req.headers()).unwrap_or(self.peer.ip());
-        let method = method_name(req.method());
-        let route = routes::template(req.uri().path());
-        let span = tracing::info_span!("request", request_id = %request_id, method, route);
-        // HEAD is GET without the body (RFC 9110 section 9.3.2): routed as GET; hyper knows
-        // the request was HEAD and sends the head alone, Content-Length included.
-        if req.method() == Method::HEAD {
-            *req.method_mut() = Method::GET;
-        }
-        // warp's future for the whole route tree is large: box it where it is made so it is
-        // not copied again into this wrapper's state.
-        let routed = Box::pin(self.inner.clone().call(req));
-        let state = self.state.clone();
-        Box::pin(
-            async move {
-                let Ok(mut response) = routed.await;
-                let elapsed = started.elapsed();
-                let status = response.status().as_u16();
-                let headers = response.headers_mut();
-                headers.insert(X_SERVER_ID.clone(), state.server_id_header().clone());
-                if status == 405 {
-                    headers.insert(http::header::ALLOW, HeaderValue::from_static(routes::allowed_methods(route)));
-                }
-                if let Ok(value) = HeaderValue::from_str(&request_id) {
-                    headers.insert(X_REQUEST_ID.clone(), value);
-                }
-                metrics::counter!("http_requests_total", "route" => route, "method" => method, "status" => status_label(status))
-                    .increment(1);
-                metrics::histogram!("http_request_duration_seconds", "route" => route, "method" => method)
-                    .record(elapsed.as_secs_f64());
-                if status >= 500 {
-                    tracing::warn!(status, duration_us = elapsed.as_micros() as u64, "request failed");
-                } else {
-                    tracing::debug!(status, duration_us = elapsed.as_micros() as u64, "request");
-                }
-                state.request_log().record(LogRecord {
-                    method,
-                    route,
-                    status,
-                    duration_us: elapsed.as_micros() as u64,
-                    client_ip: Some(client_ip),
-                    request_id,
-                    at: chrono::Utc::now(),
-                });
-                Ok(response)
-            }
-            .instrument(span),
-        )
-    }
-}
-
-/// An incoming `X-Request-Id` if it is 1-128 characters of `A-Z a-z 0-9 - _ . :`.
-fn incoming_request_id(headers: &HeaderMap) -> Option<&str> {
-    let value = headers.get(&X_REQUEST_ID)?.to_str().ok()?;
-    let ok = !value.is_empty()
-        && value.len() <= 128
-        && value
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b));
-    ok.then_some(value)
-}
-
-/// The first hop of `X-Forwarded-For`: the client as the load balancer saw it.
-fn client_ip(headers: &HeaderMap) -> Option<IpAddr> {
-    let value = headers.get(&X_FORWARDED_FOR)?.to_str().ok()?;
-    value.split(',').next()?.trim().parse().ok()
-}
-
-fn method_name(method: &Method) -> &'static str {
-    match *method {
-        Method::GET => "GET",
-        Method::POST => "POST",
-        Method::PUT => "PUT",
-        Method::DELETE => "DELETE",
-        Method::HEAD => "HEAD",
-        Method::OPTIONS => "OPTIONS",
-        Method::PATCH => "PATCH",
-        _ => "OTHER",
-    }
-}
-
-fn status_label(status: u16) -> &'static str {
-    match status {
-        200 => "200",
-        201 => "201",
-        204 => "204",
-        400 => "400",
-        401 => "401",
-        404 => "404",
-        405 => "405",
-        409 => "409",
-        413 => "413",
-        415 => "415",
-        500 => "500",
-        503 => "503",
-        s if s < 300 => "2xx",
-        s if s < 400 => "3xx",
-        s if s < 500 => "4xx",
-        _ => "5xx",
     }
 }

@@ -1,17 +1,19 @@
 //! Shared per-process state handed to every handler.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use http::HeaderValue;
+use metrics_exporter_prometheus::PrometheusHandle;
 use sea_orm::DatabaseConnection;
-use secrecy::{ExposeSecret, SecretString};
-use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
 
 use crate::configuration::Settings;
+use crate::input::auth::ApiKey;
 use crate::request_log::RequestLogHandle;
+use crate::schema::Schema;
+use crate::stats::StatsCache;
 
 /// Cheap to clone: one `Arc`.
 #[derive(Clone)]
@@ -22,15 +24,24 @@ struct Inner {
     server_id: String,
     server_id_header: HeaderValue,
     hostname: String,
-    api_key_digest: Option<[u8; 32]>,
+    api_key: Option<ApiKey>,
     body_limit: u64,
-    health_timeout: std::time::Duration,
+    health_timeout: Duration,
     started_at: DateTime<Utc>,
     started: Instant,
     request_log: RequestLogHandle,
-    stats_cache: crate::stats::StatsCache,
-    openapi_json: bytes::Bytes,
-    metrics: metrics_exporter_prometheus::PrometheusHandle,
+    schema: Schema,
+    stats_cache: StatsCache,
+    documents: Documents,
+    metrics: PrometheusHandle,
+}
+
+/// Answers that never change while the process runs, serialised once at start.
+pub struct Documents {
+    /// `GET /`.
+    pub index: Bytes,
+    /// `GET /openapi.json`.
+    pub openapi: Bytes,
 }
 
 impl AppState {
@@ -39,7 +50,9 @@ impl AppState {
         settings: &Settings,
         db: DatabaseConnection,
         request_log: RequestLogHandle,
-        metrics: metrics_exporter_prometheus::PrometheusHandle,
+        schema: Schema,
+        documents: Documents,
+        metrics: PrometheusHandle,
     ) -> Self {
         let server_id = settings.application.server_id.clone();
         let server_id_header =
@@ -52,16 +65,15 @@ impl AppState {
                 .ok()
                 .and_then(|h| h.into_string().ok())
                 .unwrap_or_default(),
-            api_key_digest: settings.application.api_key.as_ref().map(digest),
+            api_key: settings.application.api_key.as_ref().map(ApiKey::new),
             body_limit: settings.application.body_limit_bytes,
             health_timeout: settings.database.health_timeout(),
             started_at: Utc::now(),
             started: Instant::now(),
             request_log,
-            stats_cache: crate::stats::StatsCache::new(std::time::Duration::from_millis(
-                settings.stats.cache_ms,
-            )),
-            openapi_json: crate::openapi::document_json().into(),
+            schema,
+            stats_cache: StatsCache::new(Duration::from_millis(settings.stats.cache_ms)),
+            documents,
             metrics,
         }))
     }
@@ -78,10 +90,14 @@ impl AppState {
     pub fn hostname(&self) -> &str {
         &self.0.hostname
     }
+    /// `None` when writes are open.
+    pub fn api_key(&self) -> Option<&ApiKey> {
+        self.0.api_key.as_ref()
+    }
     pub fn body_limit(&self) -> u64 {
         self.0.body_limit
     }
-    pub fn health_timeout(&self) -> std::time::Duration {
+    pub fn health_timeout(&self) -> Duration {
         self.0.health_timeout
     }
     pub fn started_at(&self) -> DateTime<Utc> {
@@ -94,33 +110,16 @@ impl AppState {
     pub fn request_log(&self) -> &RequestLogHandle {
         &self.0.request_log
     }
-    pub fn stats_cache(&self) -> &crate::stats::StatsCache {
+    pub fn schema(&self) -> &Schema {
+        &self.0.schema
+    }
+    pub fn stats_cache(&self) -> &StatsCache {
         &self.0.stats_cache
     }
-    pub fn openapi_json(&self) -> bytes::Bytes {
-        self.0.openapi_json.clone()
+    pub fn documents(&self) -> &Documents {
+        &self.0.documents
     }
-    pub fn metrics(&self) -> &metrics_exporter_prometheus::PrometheusHandle {
+    pub fn metrics(&self) -> &PrometheusHandle {
         &self.0.metrics
     }
-    /// Whether writes need a bearer token.
-    pub fn auth_required(&self) -> bool {
-        self.0.api_key_digest.is_some()
-    }
-
-    /// Checks a presented bearer token. Both sides are hashed first so the comparison takes
-    /// the same time whatever the length or content of the guess.
-    pub fn api_key_matches(&self, presented: &str) -> bool {
-        match &self.0.api_key_digest {
-            None => true,
-            Some(expected) => {
-                let got = Sha256::digest(presented.as_bytes());
-                bool::from(got[..].ct_eq(&expected[..]))
-            }
-        }
-    }
-}
-
-fn digest(key: &SecretString) -> [u8; 32] {
-    Sha256::digest(key.expose_secret().as_bytes()).into()
 }

@@ -1,5 +1,6 @@
-//! The `request_stats` table: per-minute and per-hour, per-server latency histograms behind
-//! `/api/stats`.
+//! The `request_stats` table: per-minute and per-hour latency histograms per server.
+//!
+//! `/api/stats` reads it.
 
 use sea_orm::entity::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -22,7 +23,7 @@ pub struct Model {
     /// Start of the minute or hour (UTC) the requests finished in.
     #[sea_orm(primary_key, auto_increment = false)]
     pub bucket_start: DateTimeUtc,
-    /// Log-scale latency bucket index (see the app's `stats` module).
+    /// Log-scale latency bucket index (see the app's `request_log::rollup`).
     #[sea_orm(primary_key, auto_increment = false)]
     pub latency_bucket: i32,
     pub requests: i64,

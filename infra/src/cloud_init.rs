@@ -100,22 +100,24 @@ fn indent(text: &str, spaces: usize) -> String {
 impl CloudInit<'_> {
     /// The `APP__*` environment of the service.
     pub fn environment(&self) -> String {
-        let mut lines = vec![
-            "APP_ENVIRONMENT=production".to_string(),
-            "APP__APPLICATION__HOST=0.0.0.0".to_string(),
-            format!("APP__APPLICATION__PORT={APP_PORT}"),
-            format!("APP__APPLICATION__SERVER_ID={}", env_value(self.server_id)),
-            format!("APP__APPLICATION__API_KEY={}", env_value(self.api_key)),
-            format!("APP__DATABASE__URL={}", env_value(self.database_url)),
+        let settings = app::DeploySettings {
+            environment: app::Environment::Production,
+            host: std::net::Ipv4Addr::UNSPECIFIED.into(),
+            port: APP_PORT,
+            server_id: self.server_id.to_owned(),
+            api_key: Some(self.api_key.into()),
+            database_url: self.database_url.into(),
             // PgBouncer in transaction mode cannot keep prepared statements across transactions.
-            "APP__DATABASE__STATEMENT_CACHE=false".to_string(),
+            statement_cache: false,
             // Every droplet may migrate at start: the app serialises them with an advisory lock.
-            "APP__DATABASE__RUN_MIGRATIONS=true".to_string(),
-        ];
-        if self.database_ca_url.is_some() {
-            lines.push(format!("APP__DATABASE__CA_FILE={CA_FILE}"));
-        }
-        lines.join("\n") + "\n"
+            run_migrations: true,
+            ca_file: self.database_ca_url.map(|_| CA_FILE.into()),
+        };
+        settings
+            .to_env()
+            .into_iter()
+            .map(|(name, value)| format!("{name}={}\n", env_value(&value)))
+            .collect()
     }
 
     /// The whole `#cloud-config` document.

@@ -412,7 +412,7 @@ fn cloud_init_installs_the_pinned_build_as_a_hardened_service_on_port_3000() {
         env["content"]
             .as_str()
             .unwrap()
-            .contains("APP__APPLICATION__PORT=3000\n")
+            .contains("APP__APPLICATION__PORT=\"3000\"\n")
     );
     let unit = files
         .iter()
@@ -439,11 +439,11 @@ fn cloud_init_installs_the_pinned_build_as_a_hardened_service_on_port_3000() {
         "NoNewPrivileges=true",
         "ProtectSystem=strict",
         "ExecStart=/usr/local/bin/rustlb-app",
-        "APP__APPLICATION__PORT=3000",
-        "APP__APPLICATION__HOST=0.0.0.0",
-        "APP_ENVIRONMENT=production",
+        "APP__APPLICATION__PORT=\"3000\"",
+        "APP__APPLICATION__HOST=\"0.0.0.0\"",
+        "APP_ENVIRONMENT=\"production\"",
         "APP__APPLICATION__SERVER_ID=\"rustlb-dev-blue-2\"",
-        "APP__DATABASE__STATEMENT_CACHE=false",
+        "APP__DATABASE__STATEMENT_CACHE=\"false\"",
         &format!("APP__APPLICATION__API_KEY=\"{API_KEY}\""),
         &format!(
             "APP__DATABASE__URL=\"postgresql://app:mock-user-password@private-pool-host.db.ondigitalocean.com:25061/{}?sslmode=verify-full\"",
@@ -680,7 +680,7 @@ fn droplets_verify_the_database_with_the_ca_read_from_digitalocean() {
     let text = user_data(one(&run, DROPLET, "rustlb-dev-blue-1"));
     assert!(text.contains("sslmode=verify-full"), "{text}");
     assert!(
-        text.contains("APP__DATABASE__CA_FILE=/etc/rustlb/db-ca.crt"),
+        text.contains("APP__DATABASE__CA_FILE=\"/etc/rustlb/db-ca.crt\""),
         "{text}"
     );
     // The droplet fetches the CA and refuses anything that is not a certificate.

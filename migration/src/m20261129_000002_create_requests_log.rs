@@ -1,5 +1,7 @@
-//! Creates `requests_log`, indexed by time (windows, retention) and request id (tracing; the
-//! request id index is dropped again by `m20261129_000004`).
+//! Creates `requests_log`, indexed by time and by request id.
+//!
+//! Time serves windows and retention; the request id index is dropped again by
+//! `m20261129_000004`.
 //!
 //! Few indexes on purpose: every one is paid on each batch insert; `/api/stats` reads the
 //! `request_stats` rollup instead of scanning this table.

@@ -1,5 +1,6 @@
-//! Creates `request_stats`, the per-minute and per-hour rollup that keeps `/api/stats` fast at
-//! millions of log rows.
+//! Creates `request_stats`, the rollup that keeps `/api/stats` fast at millions of log rows.
+//!
+//! Per minute and per hour, per server and latency bucket.
 
 use sea_orm_migration::prelude::*;
 

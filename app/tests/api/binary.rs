@@ -1,9 +1,12 @@
-//! The real `app` binary: configuration errors, secrets kept out of logs, SIGTERM.
+//! The real `app` binary: configuration errors, secrets kept out of logs, SIGTERM, waiting.
 
-use std::io::Read;
+use std::io::{BufRead, BufReader, Read};
 use std::net::TcpListener;
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use crate::helpers::{Backend, create_postgres_database, test_database_name, with_database};
 
 const APP: &str = env!("CARGO_BIN_EXE_app");
 
@@ -131,5 +134,130 @@ fn the_binary_serves_on_sqlite_keeps_secrets_out_of_logs_and_exits_0_on_sigterm(
     assert!(
         !logs.contains("0012345678901234"),
         "the API key leaked into the logs"
+    );
+}
+
+/// A child's stderr as it is written, read on a thread of its own.
+struct Logs(Arc<Mutex<String>>);
+
+impl Logs {
+    fn follow(child: &mut Child) -> Self {
+        let text = Arc::new(Mutex::new(String::new()));
+        let stderr = child.stderr.take().unwrap();
+        let sink = text.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let mut text = sink.lock().unwrap();
+                text.push_str(&line);
+                text.push('\n');
+            }
+        });
+        Self(text)
+    }
+
+    fn text(&self) -> String {
+        self.0.lock().unwrap().clone()
+    }
+
+    /// Waits (bounded) until `needle` has been logged `n` times.
+    fn wait_for(&self, needle: &str, n: usize, within: Duration) {
+        let deadline = Instant::now() + within;
+        while self.text().matches(needle).count() < n {
+            assert!(
+                Instant::now() < deadline,
+                "{needle:?} not logged {n} times:\n{}",
+                self.text()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// SIGTERM, then the exit status (bounded).
+fn terminate(child: &mut Child, within: Duration) -> ExitStatus {
+    // SAFETY: plain kill(2) of our child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(Instant::now() < deadline, "no exit after SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+const RETRYING: &str = "cannot connect to the database; retrying";
+
+#[test]
+fn the_binary_waits_for_an_unreachable_database_and_stops_cleanly_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    // Nothing listens there.
+    let database_port = free_port();
+    let mut child = app_command(dir.path())
+        .env("APP__APPLICATION__PORT", free_port().to_string())
+        .env(
+            "APP__DATABASE__URL",
+            format!("postgres://app:hunter2@127.0.0.1:{database_port}/rustlb?sslmode=disable"),
+        )
+        .spawn()
+        .unwrap();
+    let logs = Logs::follow(&mut child);
+    // 0.5 s, then 1 s: a third failure shows the app kept waiting.
+    logs.wait_for(RETRYING, 3, Duration::from_secs(15));
+    assert!(child.try_wait().unwrap().is_none(), "the app gave up");
+    let status = terminate(&mut child, Duration::from_secs(10));
+    assert_eq!(status.code(), Some(0), "{}", logs.text());
+    let text = logs.text();
+    assert!(text.contains("\"error\""), "the reason is logged: {text}");
+    assert!(!text.contains("hunter2"), "the password leaked: {text}");
+}
+
+#[test]
+fn the_binary_heals_once_its_database_exists() {
+    let Some(Backend::Postgres(server)) = Backend::postgres() else {
+        return;
+    };
+    let name = test_database_name();
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = app_command(dir.path())
+        .env("APP__APPLICATION__PORT", port.to_string())
+        .env("APP__DATABASE__URL", with_database(&server, &name))
+        .env("APP__DATABASE__RUN_MIGRATIONS", "true")
+        .spawn()
+        .unwrap();
+    let logs = Logs::follow(&mut child);
+    logs.wait_for(RETRYING, 2, Duration::from_secs(15));
+    assert!(
+        logs.text().contains("does not exist"),
+        "the reason is logged: {}",
+        logs.text()
+    );
+
+    tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(create_postgres_database(&server, &name));
+    let client = reqwest::blocking::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let status = client
+            .get(format!("http://127.0.0.1:{port}/health"))
+            .send()
+            .map(|r| r.status().as_u16())
+            .ok();
+        if status == Some(200) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not healthy 30 s after the database appeared ({status:?}):\n{}",
+            logs.text()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        terminate(&mut child, Duration::from_secs(20)).code(),
+        Some(0)
     );
 }

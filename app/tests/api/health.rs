@@ -21,7 +21,7 @@ async fn health_reports_healthy_with_the_database_check(backend: Backend) {
 
 async fn health_answers_503_when_the_database_is_gone(backend: Backend) {
     let app = spawn_app(backend).await;
-    app.state.db().clone().close().await.unwrap();
+    app.db().clone().close().await.unwrap();
     let response = app.get("/health").await;
     assert_eq!(response.status(), 503);
     let body: Value = response.json().await.unwrap();
@@ -42,9 +42,7 @@ async fn health_gives_up_after_the_configured_timeout(backend: Backend) {
         ..Options::default()
     };
     let app = spawn_app_with(backend, options).await;
-    let held = sea_orm::TransactionTrait::begin(app.state.db())
-        .await
-        .unwrap();
+    let held = sea_orm::TransactionTrait::begin(app.db()).await.unwrap();
     let started = Instant::now();
     let response = app.get("/health").await;
     let waited = started.elapsed();

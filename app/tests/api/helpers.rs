@@ -3,9 +3,8 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use app::configuration::{MigrationsMode, Settings};
-use app::startup::Application;
-use app::state::AppState;
+use app::testing::Probe;
+use app::{Application, MigrationsMode, Settings};
 use sea_orm::{ConnectionTrait, Database, DatabaseConnection, Statement};
 use secrecy::SecretString;
 use serde_json::Value;
@@ -54,6 +53,9 @@ pub struct Options {
     pub max_connections: u32,
     pub health_timeout_ms: u64,
     pub server_id: String,
+    /// Off: the app starts on an empty database, as PostgreSQL instances do by default.
+    pub run_migrations: bool,
+    pub schema_check_interval_ms: u64,
 }
 
 impl Default for Options {
@@ -69,6 +71,8 @@ impl Default for Options {
             max_connections: 10,
             health_timeout_ms: 1000,
             server_id: format!("test-{}", &uuid::Uuid::now_v7().simple().to_string()[24..]),
+            run_migrations: true,
+            schema_check_interval_ms: 100,
         }
     }
 }
@@ -79,7 +83,8 @@ pub struct TestApp {
     pub server_id: String,
     pub api_key: Option<String>,
     pub client: reqwest::Client,
-    pub state: AppState,
+    /// What HTTP cannot reach: the app's own pool and counters.
+    pub probe: Probe,
     /// Where the database is, so tests can look at it even after the app stopped.
     pub database_url: String,
     stop: Option<oneshot::Sender<()>>,
@@ -105,7 +110,12 @@ pub async fn spawn_app_with(backend: Backend, options: Options) -> TestApp {
     settings.application.body_limit_bytes = options.body_limit_bytes;
     settings.application.shutdown_grace_seconds = 5;
     settings.database.url = SecretString::from(database_url.clone());
-    settings.database.run_migrations = MigrationsMode::Always;
+    settings.database.run_migrations = if options.run_migrations {
+        MigrationsMode::Always
+    } else {
+        MigrationsMode::Never
+    };
+    settings.database.schema_check_interval_ms = options.schema_check_interval_ms;
     settings.database.max_connections = options.max_connections;
     settings.database.min_connections = 1;
     settings.database.acquire_timeout_seconds = 30;
@@ -119,7 +129,7 @@ pub async fn spawn_app_with(backend: Backend, options: Options) -> TestApp {
 
     let app = Application::build(settings).await.expect("app builds");
     let address = format!("http://127.0.0.1:{}", app.port());
-    let state = app.state().clone();
+    let probe = Probe::of(&app);
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
     let task = tokio::spawn(app.run_until(async {
         let _ = stop_rx.await;
@@ -132,7 +142,7 @@ pub async fn spawn_app_with(backend: Backend, options: Options) -> TestApp {
             .timeout(Duration::from_secs(30))
             .build()
             .unwrap(),
-        state,
+        probe,
         database_url,
         stop: Some(stop_tx),
         task: Some(task),
@@ -141,6 +151,11 @@ pub async fn spawn_app_with(backend: Backend, options: Options) -> TestApp {
 }
 
 impl TestApp {
+    /// The pool the app's requests use.
+    pub fn db(&self) -> &DatabaseConnection {
+        self.probe.database()
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.address, path)
     }
@@ -300,21 +315,39 @@ async fn fresh_postgres_database(server_url: &str) -> String {
             }
         })
         .await;
-    let name = format!(
-        "rustlb_test_{}_{}",
-        std::process::id(),
-        uuid::Uuid::now_v7().simple()
-    );
-    admin
-        .execute_unprepared(&format!("CREATE DATABASE \"{name}\""))
-        .await
-        .expect("create test database");
+    let name = test_database_name();
+    create_database_on(&admin, &name).await;
     let _ = admin.close().await;
     with_database(server_url, &name)
 }
 
+/// A database name no test has used, which the next test process drops once this one is gone.
+pub fn test_database_name() -> String {
+    format!(
+        "rustlb_test_{}_{}",
+        std::process::id(),
+        uuid::Uuid::now_v7().simple()
+    )
+}
+
+/// Creates database `name` on the server of `server_url`.
+pub async fn create_postgres_database(server_url: &str, name: &str) {
+    let admin = Database::connect(server_url)
+        .await
+        .unwrap_or_else(|e| panic!("cannot reach PostgreSQL at TEST_DATABASE_URL: {e}"));
+    create_database_on(&admin, name).await;
+    let _ = admin.close().await;
+}
+
+async fn create_database_on(admin: &DatabaseConnection, name: &str) {
+    admin
+        .execute_unprepared(&format!("CREATE DATABASE \"{name}\""))
+        .await
+        .expect("create test database");
+}
+
 /// Replaces the database name in a PostgreSQL URL.
-fn with_database(url: &str, name: &str) -> String {
+pub fn with_database(url: &str, name: &str) -> String {
     let (base, query) = match url.split_once('?') {
         Some((b, q)) => (b, Some(q)),
         None => (url, None),

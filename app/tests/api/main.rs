@@ -1,5 +1,4 @@
-//! Integration tests: the real server on a free port, over HTTP, against SQLite and
-//! PostgreSQL alike.
+//! Integration tests: the real server on a free port, over HTTP, on SQLite and PostgreSQL.
 
 /// Runs each listed `async fn(Backend)` once against SQLite and once against PostgreSQL.
 macro_rules! on_both_databases {
@@ -30,7 +29,9 @@ mod binary;
 mod health;
 mod helpers;
 mod migrations;
+mod module_graph;
 mod request_log;
 mod routing;
+mod schema;
 mod stats;
 mod users;

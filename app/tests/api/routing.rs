@@ -2,7 +2,7 @@
 
 use serde_json::Value;
 
-use crate::helpers::{Backend, error_code, spawn_app};
+use crate::helpers::{Backend, Options, error_code, spawn_app, spawn_app_with};
 
 async fn the_index_lists_every_endpoint(backend: Backend) {
     let app = spawn_app(backend).await;
@@ -176,7 +176,76 @@ async fn metrics_expose_requests_latency_pool_and_queue(backend: Backend) {
     }
 }
 
+async fn every_route_is_indexed_documented_and_logged_under_its_template(backend: Backend) {
+    let app = spawn_app_with(
+        backend,
+        Options {
+            log_health_checks: true,
+            ..Options::default()
+        },
+    )
+    .await;
+    let table = app::testing::routes();
+    let index: Value = app.get("/").await.json().await.unwrap();
+    let indexed: Vec<(String, String)> = index["endpoints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["method"].as_str().unwrap().to_owned(),
+                e["path"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let listed: Vec<(String, String)> = table
+        .iter()
+        .map(|(m, p)| (m.to_string(), p.to_string()))
+        .collect();
+    assert_eq!(indexed, listed, "the index is the route table");
+
+    let doc: Value = app.get("/openapi.json").await.json().await.unwrap();
+    let paths = doc["paths"].as_object().unwrap();
+    let documented: usize = paths.values().map(|p| p.as_object().unwrap().len()).sum();
+    assert_eq!(
+        documented,
+        table.len(),
+        "no undocumented or extra operations"
+    );
+
+    // One request per route, on a user that exists, deleted last.
+    let user = app.create_user("Ann", "ann@example.com").await;
+    let id = user["id"].as_str().unwrap();
+    let mut requests = table.clone();
+    requests.sort_by_key(|(method, _)| *method == "DELETE");
+    for (method, template) in &requests {
+        let openapi = template.replace(":id", "{id}");
+        assert!(
+            paths[&openapi].get(method.to_ascii_lowercase()).is_some(),
+            "{method} {template} is not in /openapi.json"
+        );
+        let path = template.replace(":id", id);
+        let request = app.client.request(method.parse().unwrap(), app.url(&path));
+        let body = serde_json::json!({"name": "Ann", "email": "ann@example.com"});
+        let request = match *method {
+            "POST" => request.json(&serde_json::json!({"name": "Bo", "email": "bo@example.com"})),
+            "PUT" => request.json(&body),
+            _ => request,
+        };
+        let status = app.authorized(request).send().await.unwrap().status();
+        assert!(status.is_success(), "{method} {path}: {status}");
+    }
+    for (method, template) in &table {
+        let rows = format!("requests_log WHERE method = '{method}' AND path = '{template}'");
+        assert!(
+            app.wait_for_rows(&rows, 1).await >= 1,
+            "{method} {template} is not logged under its template"
+        );
+    }
+}
+
 on_both_databases!(
+    every_route_is_indexed_documented_and_logged_under_its_template,
     the_index_lists_every_endpoint,
     an_unknown_path_is_a_json_404,
     a_wrong_method_is_a_json_405,

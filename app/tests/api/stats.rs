@@ -2,14 +2,13 @@
 
 use std::sync::Arc;
 
-use app::request_log::LogRecord;
-use app::service::Mutation;
+use app::testing::{LogRecord, write_request_log};
 use chrono::{Duration, Utc};
 use serde_json::Value;
 
 use crate::helpers::{Backend, Options, error_code, spawn_app, spawn_app_with};
 
-/// An app that logs none of its own requests, so only the rows a test seeds count.
+/// An app that logs none of its own requests, so only the rows a test writes count.
 async fn spawn_unlogged_app(backend: Backend) -> crate::helpers::TestApp {
     spawn_app_with(
         backend,
@@ -28,28 +27,22 @@ fn record(status: u16, duration_us: u64, minutes_ago: i64) -> LogRecord {
         status,
         duration_us,
         client_ip: None,
-        request_id: Arc::from("seed"),
+        request_id: Arc::from("stats-test"),
         at: Utc::now() - Duration::minutes(minutes_ago),
     }
 }
 
 async fn stats_split_requests_per_server_with_percentages_adding_to_100(backend: Backend) {
     let app = spawn_unlogged_app(backend).await;
-    let db = app.state.db();
+    let db = app.db();
     let a: Vec<_> = (0..4)
         .map(|i| record(if i == 0 { 503 } else { 200 }, 1_000, 0))
         .collect();
     let b: Vec<_> = (0..2).map(|_| record(200, 3_000, 0)).collect();
     let c = vec![record(200, 2_000, 0)];
-    Mutation::insert_request_logs(db, "node-a", &a)
-        .await
-        .unwrap();
-    Mutation::insert_request_logs(db, "node-b", &b)
-        .await
-        .unwrap();
-    Mutation::insert_request_logs(db, "node-c", &c)
-        .await
-        .unwrap();
+    write_request_log(db, "node-a", &a).await.unwrap();
+    write_request_log(db, "node-b", &b).await.unwrap();
+    write_request_log(db, "node-c", &c).await.unwrap();
     app.create_user("Ann", "ann@example.com").await;
 
     let response = app.get("/api/stats").await;
@@ -83,16 +76,14 @@ async fn stats_split_requests_per_server_with_percentages_adding_to_100(backend:
 
 async fn a_window_counts_only_recent_requests(backend: Backend) {
     let app = spawn_unlogged_app(backend).await;
-    let db = app.state.db();
+    let db = app.db();
     let rows = [
         record(200, 500, 0),
         record(200, 500, 30),
         record(200, 500, 120),
         record(500, 500, 2000),
     ];
-    Mutation::insert_request_logs(db, "node-a", &rows)
-        .await
-        .unwrap();
+    write_request_log(db, "node-a", &rows).await.unwrap();
 
     let hour: Value = app.get("/api/stats?window=1h").await.json().await.unwrap();
     assert_eq!(hour["window"], "1h");
@@ -131,12 +122,12 @@ async fn stats_answers_are_reused_for_the_cache_period(backend: Backend) {
         ..Options::default()
     };
     let app = spawn_app_with(backend, options).await;
-    Mutation::insert_request_logs(app.state.db(), "node-a", &[record(200, 500, 0)])
+    write_request_log(app.db(), "node-a", &[record(200, 500, 0)])
         .await
         .unwrap();
     let first: Value = app.get("/api/stats").await.json().await.unwrap();
     assert_eq!(first["total_requests"], 1);
-    Mutation::insert_request_logs(app.state.db(), "node-a", &[record(200, 500, 0)])
+    write_request_log(app.db(), "node-a", &[record(200, 500, 0)])
         .await
         .unwrap();
     let cached: Value = app.get("/api/stats").await.json().await.unwrap();
@@ -157,9 +148,7 @@ async fn a_backlog_of_5000_rows_is_written_as_one_batch(backend: Backend) {
     let rows: Vec<_> = (0..5000)
         .map(|i| record(if i % 10 == 0 { 500 } else { 200 }, 300 + i, 0))
         .collect();
-    Mutation::insert_request_logs(app.state.db(), "node-a", &rows)
-        .await
-        .unwrap();
+    write_request_log(app.db(), "node-a", &rows).await.unwrap();
     let db = app.connect_db().await;
     assert_eq!(app.count(&db, "requests_log").await, 5000);
     let stats: Value = app.get("/api/stats").await.json().await.unwrap();

@@ -15,7 +15,6 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use secrecy::ExposeSecret;
 
 use crate::config::StackConfig;
 pub use control::{BackendReport, Command as ControlCommand, StackReport};
@@ -253,29 +252,17 @@ fn init_logs() {
 
 /// The instance's environment: production config on loopback, the stack's database and key.
 fn instance_env(cfg: &StackConfig, server_id: &str, port: u16) -> Vec<(String, String)> {
-    let mut env = vec![
-        ("APP_ENVIRONMENT".to_owned(), "production".to_owned()),
-        ("APP__APPLICATION__HOST".to_owned(), "127.0.0.1".to_owned()),
-        ("APP__APPLICATION__PORT".to_owned(), port.to_string()),
-        (
-            "APP__APPLICATION__SERVER_ID".to_owned(),
-            server_id.to_owned(),
-        ),
-        (
-            "APP__DATABASE__URL".to_owned(),
-            cfg.database_url().to_owned(),
-        ),
+    app::DeploySettings {
+        environment: app::Environment::Production,
+        host: std::net::Ipv4Addr::LOCALHOST.into(),
+        port,
+        server_id: server_id.to_owned(),
+        api_key: cfg.api_key().cloned(),
+        database_url: cfg.database_url().into(),
+        statement_cache: true,
         // Migrations ran once before the instances started; N racing migrators would collide.
-        (
-            "APP__DATABASE__RUN_MIGRATIONS".to_owned(),
-            "false".to_owned(),
-        ),
-    ];
-    if let Some(key) = cfg.api_key() {
-        env.push((
-            "APP__APPLICATION__API_KEY".to_owned(),
-            key.expose_secret().to_owned(),
-        ));
+        run_migrations: false,
+        ca_file: None,
     }
-    env
+    .to_env()
 }

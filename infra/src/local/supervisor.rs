@@ -149,7 +149,7 @@ pub async fn run(
     state.write(state_dir).context("writing the state file")?;
     tracing::info!(%url, instances = cfg.droplet_count(), "local stack starting; waiting for health checks");
 
-    let mut signal = std::pin::pin!(app::startup::shutdown_signal());
+    let mut signal = std::pin::pin!(app::shutdown_signal());
     let interrupted = tokio::select! {
         () = wait_until_ready(&lb, ready_timeout) => false,
         () = &mut signal => true,
@@ -184,19 +184,9 @@ pub async fn run(
 
 /// Applies pending migrations once, before any instance starts.
 async fn migrate_once(cfg: &StackConfig) -> anyhow::Result<()> {
-    let settings = app::configuration::DatabaseSettings::for_url(cfg.database_url())?;
-    let shown = app::configuration::redact_url(cfg.database_url());
-    let db = app::database::connect(&settings).await.with_context(|| {
-        format!(
-            "{}: rustlb:databaseUrl: cannot connect to {shown}",
-            cfg.source
-        )
-    })?;
-    app::database::migrate(&db)
+    app::migrate_database(cfg.database_url())
         .await
-        .with_context(|| format!("applying migrations to {shown}"))?;
-    let _ = db.close().await;
-    Ok(())
+        .with_context(|| format!("{}: rustlb:databaseUrl", cfg.source))
 }
 
 /// The load balancer's settings from the stack: DigitalOcean's names, loopback addresses.

@@ -1,20 +1,29 @@
 //! Layered, typed settings: embedded base file, environment file, then `APP__*` variables.
 
-use std::fmt;
+mod deploy;
+pub mod env;
+
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Deserializer};
 
-const BASE: &str = include_str!("../configuration/base.yaml");
-const LOCAL: &str = include_str!("../configuration/local.yaml");
-const PRODUCTION: &str = include_str!("../configuration/production.yaml");
+pub use deploy::DeploySettings;
+use env::{Environment, Key};
+
+const BASE: &str = include_str!("../../configuration/base.yaml");
+const LOCAL: &str = include_str!("../../configuration/local.yaml");
+const PRODUCTION: &str = include_str!("../../configuration/production.yaml");
 
 /// Everything the app reads at start.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Settings {
+    /// From `APP_ENVIRONMENT`, not from the files it selects.
+    #[serde(skip)]
+    pub environment: Environment,
     pub application: ApplicationSettings,
     pub database: DatabaseSettings,
     pub request_log: RequestLogSettings,
@@ -49,6 +58,7 @@ pub struct DatabaseSettings {
     pub acquire_timeout_seconds: u64,
     pub health_timeout_ms: u64,
     pub run_migrations: MigrationsMode,
+    pub schema_check_interval_ms: u64,
     pub statement_cache: bool,
     #[serde(deserialize_with = "optional_path")]
     pub ca_file: Option<PathBuf>,
@@ -102,13 +112,13 @@ pub enum LogFormat {
 pub enum SettingsError {
     #[error("configuration: {0}")]
     Load(#[from] config::ConfigError),
-    #[error("configuration key `{key}` (env APP__{env}): {problem}")]
+    #[error("configuration key `{key}` (env {env}): {problem}")]
     Invalid {
         key: &'static str,
         env: String,
         problem: String,
     },
-    #[error("APP_ENVIRONMENT={0:?} is not one of `local`, `production`")]
+    #[error("{var}={0:?} is not one of `local`, `production`", var = env::ENVIRONMENT_VAR)]
     Environment(String),
 }
 
@@ -116,16 +126,27 @@ impl Settings {
     /// Loads settings for `APP_ENVIRONMENT` (default `local`) from the embedded files, the
     /// optional override folder `APP_CONFIG_DIR`, and `APP__SECTION__KEY` variables.
     pub fn load() -> Result<Self, SettingsError> {
-        let environment = std::env::var("APP_ENVIRONMENT").unwrap_or_else(|_| "local".into());
-        let env_file = match environment.as_str() {
-            "local" => LOCAL,
-            "production" => PRODUCTION,
-            other => return Err(SettingsError::Environment(other.to_owned())),
+        Self::from_vars(std::env::vars())
+    }
+
+    /// [`Settings::load`] with `vars` in place of the process environment.
+    pub fn from_vars(
+        vars: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, SettingsError> {
+        let vars: HashMap<String, String> = vars.into_iter().collect();
+        let name = vars
+            .get(env::ENVIRONMENT_VAR)
+            .map_or(Environment::default().as_str(), String::as_str);
+        let environment =
+            Environment::parse(name).ok_or_else(|| SettingsError::Environment(name.to_owned()))?;
+        let env_file = match environment {
+            Environment::Local => LOCAL,
+            Environment::Production => PRODUCTION,
         };
         let mut builder = config::Config::builder()
             .add_source(config::File::from_str(BASE, config::FileFormat::Yaml))
             .add_source(config::File::from_str(env_file, config::FileFormat::Yaml));
-        if let Ok(dir) = std::env::var("APP_CONFIG_DIR") {
+        if let Some(dir) = vars.get(env::CONFIG_DIR_VAR) {
             let dir = PathBuf::from(dir);
             builder = builder
                 .add_source(config::File::from(dir.join("base.yaml")).required(false))
@@ -137,12 +158,14 @@ impl Settings {
             .add_source(
                 // No `try_parsing`: it would turn an API key such as `0123` into the number 123.
                 // Typed fields still parse their strings (port, booleans).
-                config::Environment::with_prefix("APP")
-                    .prefix_separator("__")
-                    .separator("__"),
+                config::Environment::with_prefix(env::PREFIX)
+                    .prefix_separator(env::SEPARATOR)
+                    .separator(env::SEPARATOR)
+                    .source(Some(vars.into_iter().collect())),
             )
             .build()?;
         let mut settings: Settings = raw.try_deserialize()?;
+        settings.environment = environment;
         settings.resolve()?;
         Ok(settings)
     }
@@ -162,21 +185,18 @@ impl Settings {
                 .all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c))
         {
             return Err(invalid(
-                "application.server_id",
+                env::SERVER_ID,
                 format!("{sid:?} must be 1-64 characters of A-Z a-z 0-9 - _ . :"),
             ));
         }
         if self.application.body_limit_bytes == 0 {
-            return Err(invalid(
-                "application.body_limit_bytes",
-                "must be at least 1".into(),
-            ));
+            return Err(invalid(env::BODY_LIMIT_BYTES, "must be at least 1".into()));
         }
         if self.application.host.parse::<std::net::IpAddr>().is_err()
             && self.application.host != "localhost"
         {
             return Err(invalid(
-                "application.host",
+                env::HOST,
                 format!("{:?} is not an IP address", self.application.host),
             ));
         }
@@ -186,53 +206,53 @@ impl Settings {
             || url.starts_with("postgresql://"))
         {
             return Err(invalid(
-                "database.url",
+                env::DATABASE_URL,
                 "must start with sqlite: or postgres:// (value not shown: it may hold a password)"
                     .into(),
             ));
         }
         if self.database.max_connections == 0 {
-            return Err(invalid(
-                "database.max_connections",
-                "must be at least 1".into(),
-            ));
+            return Err(invalid(env::MAX_CONNECTIONS, "must be at least 1".into()));
         }
         if self.database.min_connections > self.database.max_connections {
             return Err(invalid(
-                "database.min_connections",
-                "must not exceed database.max_connections".into(),
+                env::MIN_CONNECTIONS,
+                format!("must not exceed {}", env::MAX_CONNECTIONS.path()),
+            ));
+        }
+        if self.database.schema_check_interval_ms == 0 {
+            return Err(invalid(
+                env::SCHEMA_CHECK_INTERVAL_MS,
+                "must be at least 1".into(),
             ));
         }
         if self.database.health_timeout_ms == 0 {
-            return Err(invalid(
-                "database.health_timeout_ms",
-                "must be at least 1".into(),
-            ));
+            return Err(invalid(env::HEALTH_TIMEOUT_MS, "must be at least 1".into()));
         }
         if let Some(ca) = &self.database.ca_file
             && !ca.is_file()
         {
             return Err(invalid(
-                "database.ca_file",
+                env::CA_FILE,
                 format!("{} is not a readable file", ca.display()),
             ));
         }
         let log = &self.request_log;
         if log.queue_capacity == 0 || log.batch_size == 0 || log.flush_interval_ms == 0 {
             return Err(invalid(
-                "request_log",
+                env::REQUEST_LOG,
                 "queue_capacity, batch_size and flush_interval_ms must be at least 1".into(),
             ));
         }
         if log.batch_size > 5000 {
             return Err(invalid(
-                "request_log.batch_size",
+                env::REQUEST_LOG_BATCH_SIZE,
                 "must be at most 5000".into(),
             ));
         }
         if tracing_subscriber::EnvFilter::try_new(&self.telemetry.log_level).is_err() {
             return Err(invalid(
-                "telemetry.log_level",
+                env::LOG_LEVEL,
                 format!(
                     "{:?} is not a tracing filter directive",
                     self.telemetry.log_level
@@ -258,13 +278,14 @@ impl ApplicationSettings {
 impl DatabaseSettings {
     /// The embedded defaults for `url`: what a tool that only knows the URL (such as the local
     /// stack runner applying migrations) connects with.
-    pub fn for_url(url: &str) -> Result<Self, SettingsError> {
-        let base = config::Config::builder()
+    pub fn for_url(url: &str) -> Self {
+        let mut settings: DatabaseSettings = config::Config::builder()
             .add_source(config::File::from_str(BASE, config::FileFormat::Yaml))
-            .build()?;
-        let mut settings: DatabaseSettings = base.get("database")?;
+            .build()
+            .and_then(|base| base.get("database"))
+            .expect("the embedded base.yaml has a valid database section");
         settings.url = SecretString::from(url.to_owned());
-        Ok(settings)
+        settings
     }
 
     /// Whether pending migrations run at start, given the database kind.
@@ -276,52 +297,21 @@ impl DatabaseSettings {
         }
     }
 
+    /// How often pending migrations are looked for again while there are some.
+    pub fn schema_check_interval(&self) -> Duration {
+        Duration::from_millis(self.schema_check_interval_ms)
+    }
+
     /// How long `/health` waits for the database.
     pub fn health_timeout(&self) -> Duration {
         Duration::from_millis(self.health_timeout_ms)
     }
 }
 
-/// The URL without its password (in the user info or a `password=` parameter), for logs.
-pub fn redact_url(url: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((base, query)) => (base, Some(query)),
-        None => (url, None),
-    };
-    let base = match (base.find("://"), base.rfind('@')) {
-        (Some(scheme_end), Some(at)) if at > scheme_end => {
-            let userinfo = &base[scheme_end + 3..at];
-            let user = userinfo.split(':').next().unwrap_or("");
-            format!(
-                "{}{}:[redacted]{}",
-                &base[..scheme_end + 3],
-                user,
-                &base[at..]
-            )
-        }
-        _ => base.to_owned(),
-    };
-    match query {
-        None => base,
-        Some(query) => {
-            let params: Vec<String> = query
-                .split('&')
-                .map(|p| match p.split_once('=') {
-                    Some((k, _)) if k.eq_ignore_ascii_case("password") => {
-                        format!("{k}=[redacted]")
-                    }
-                    _ => p.to_owned(),
-                })
-                .collect();
-            format!("{base}?{}", params.join("&"))
-        }
-    }
-}
-
-fn invalid(key: &'static str, problem: String) -> SettingsError {
+fn invalid(key: Key, problem: String) -> SettingsError {
     SettingsError::Invalid {
-        key,
-        env: key.to_uppercase().replace('.', "__"),
+        key: key.path(),
+        env: key.env(),
         problem,
     }
 }
@@ -356,35 +346,5 @@ impl<'de> Deserialize<'de> for MigrationsMode {
                 ))),
             },
         }
-    }
-}
-
-impl fmt::Display for LogFormat {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::Pretty => "pretty",
-            Self::Json => "json",
-        })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::redact_url;
-
-    #[test]
-    fn passwords_are_redacted_wherever_the_url_carries_them() {
-        let shown = redact_url("postgres://app:s3cret@db:25060/app?sslmode=require");
-        assert_eq!(
-            shown,
-            "postgres://app:[redacted]@db:25060/app?sslmode=require"
-        );
-        let shown = redact_url("postgres://db/app?user=app&password=s3cret&sslmode=require");
-        assert!(!shown.contains("s3cret"), "{shown}");
-        assert!(shown.contains("sslmode=require"));
-        assert_eq!(
-            redact_url("sqlite://data/app.sqlite?mode=rwc"),
-            "sqlite://data/app.sqlite?mode=rwc"
-        );
     }
 }

@@ -1,84 +1,24 @@
-//! The request log: a bounded queue on the request path, batch inserts off it.
+//! The background writer: drains the queue in batches and flushes the rest at shutdown.
 //!
-//! Requests never wait for the database: [`RequestLogHandle::record`] is a non-blocking
-//! `try_send`. A background writer drains the queue in batches (at once when `batch_size` rows
-//! are waiting, else every `flush_interval_ms`), inserting the rows and updating the `request_stats` rollup in one
-//! transaction. While the database is down the failed batch is retried with backoff and the
-//! queue keeps what fits; what overflows is counted in `request_log_dropped_total` and logged.
+//! While the database is away it retries with backoff.
 
-use std::net::IpAddr;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
-use sea_orm::DatabaseConnection;
+use sea_orm::{DatabaseConnection, DbErr};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
+use super::record::LogRecord;
+use super::store::write_batch;
 use crate::configuration::RequestLogSettings;
-use crate::service::Mutation;
+use crate::schema::Schema;
 
-/// One answered request, as queued.
-#[derive(Debug, Clone)]
-pub struct LogRecord {
-    pub method: &'static str,
-    pub route: &'static str,
-    pub status: u16,
-    pub duration_us: u64,
-    pub client_ip: Option<IpAddr>,
-    pub request_id: Arc<str>,
-    pub at: DateTime<Utc>,
-}
+/// How long the final flush may take when the writer stops without being told (its handle
+/// was dropped rather than shut down).
+const DEFAULT_GRACE: Duration = Duration::from_secs(5);
 
-/// The request path's side of the queue. Cheap to clone.
-#[derive(Clone)]
-pub struct RequestLogHandle {
-    tx: Option<mpsc::Sender<LogRecord>>,
-    /// The writer's own pool (absent when the log is disabled).
-    db: Option<DatabaseConnection>,
-    dropped: Arc<AtomicU64>,
-    log_health_checks: bool,
-}
-
-impl RequestLogHandle {
-    /// Queues a row without waiting; counts it as dropped when the queue is full.
-    pub fn record(&self, record: LogRecord) {
-        let Some(tx) = &self.tx else { return };
-        if record.route == "/health" && !self.log_health_checks {
-            return;
-        }
-        if tx.try_send(record).is_err() {
-            let before = self.dropped.fetch_add(1, Ordering::Relaxed);
-            metrics::counter!("request_log_dropped_total").increment(1);
-            // One line per 1000 drops: enough to notice, not enough to flood the log.
-            if before.is_multiple_of(1000) {
-                tracing::warn!(
-                    dropped_total = before + 1,
-                    "request log queue full; dropping rows"
-                );
-            }
-        }
-    }
-
-    /// Rows waiting for the database.
-    pub fn queue_depth(&self) -> usize {
-        self.tx
-            .as_ref()
-            .map(|tx| tx.max_capacity() - tx.capacity())
-            .unwrap_or(0)
-    }
-
-    /// The writer's connection pool.
-    pub fn database(&self) -> Option<&DatabaseConnection> {
-        self.db.as_ref()
-    }
-
-    /// Rows lost to a full queue since start.
-    pub fn dropped(&self) -> u64 {
-        self.dropped.load(Ordering::Relaxed)
-    }
-}
+/// The longest pause between two attempts to write a batch.
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
 /// The background writer; [`RequestLogWriter::shutdown`] flushes what is queued.
 pub struct RequestLogWriter {
@@ -86,54 +26,38 @@ pub struct RequestLogWriter {
     task: Option<JoinHandle<()>>,
 }
 
-/// Starts the writer (unless disabled) and returns both halves.
-pub fn spawn(
-    db: DatabaseConnection,
-    server_id: String,
-    settings: &RequestLogSettings,
-) -> (RequestLogHandle, RequestLogWriter) {
-    let dropped = Arc::new(AtomicU64::new(0));
-    if !settings.enabled {
-        let handle = RequestLogHandle {
-            tx: None,
-            db: None,
-            dropped,
-            log_health_checks: false,
-        };
-        return (
-            handle,
-            RequestLogWriter {
-                stop: None,
-                task: None,
-            },
-        );
-    }
-    let (tx, rx) = mpsc::channel(settings.queue_capacity);
-    let (stop_tx, stop_rx) = oneshot::channel();
-    let worker = Worker {
-        db: db.clone(),
-        server_id,
-        batch_size: settings.batch_size,
-        max_batch: settings.batch_size * 10,
-        flush_interval: Duration::from_millis(settings.flush_interval_ms),
-    };
-    let task = tokio::spawn(worker.run(rx, stop_rx));
-    let handle = RequestLogHandle {
-        tx: Some(tx),
-        db: Some(db),
-        dropped,
-        log_health_checks: settings.log_health_checks,
-    };
-    (
-        handle,
-        RequestLogWriter {
-            stop: Some(stop_tx),
-            task: Some(task),
-        },
-    )
-}
-
 impl RequestLogWriter {
+    /// A writer with nothing to write: the log is disabled.
+    pub fn disabled() -> Self {
+        Self {
+            stop: None,
+            task: None,
+        }
+    }
+
+    /// Spawns the task that drains `rx` into `db`.
+    pub fn start(
+        db: DatabaseConnection,
+        schema: Schema,
+        server_id: String,
+        settings: &RequestLogSettings,
+        rx: mpsc::Receiver<LogRecord>,
+    ) -> Self {
+        let (stop_tx, stop_rx) = oneshot::channel();
+        let worker = Worker {
+            db,
+            schema,
+            server_id,
+            batch_size: settings.batch_size,
+            max_batch: settings.batch_size * 10,
+            flush_interval: Duration::from_millis(settings.flush_interval_ms),
+        };
+        Self {
+            stop: Some(stop_tx),
+            task: Some(tokio::spawn(worker.run(rx, stop_rx))),
+        }
+    }
+
     /// Stops taking rows and writes everything queued, retrying for at most `grace`.
     pub async fn shutdown(mut self, grace: Duration) {
         if let Some(stop) = self.stop.take() {
@@ -147,6 +71,8 @@ impl RequestLogWriter {
 
 struct Worker {
     db: DatabaseConnection,
+    /// Until it is migrated there is no table to write to.
+    schema: Schema,
     server_id: String,
     batch_size: usize,
     /// With a backlog, one write takes up to this many rows: fewer, larger transactions are
@@ -161,16 +87,16 @@ impl Worker {
         let grace = loop {
             // Wait for the first rows of a batch (all that are queued, up to `max_batch`).
             tokio::select! {
-                grace = &mut stop => break grace.unwrap_or(Duration::from_secs(5)),
+                grace = &mut stop => break grace.unwrap_or(DEFAULT_GRACE),
                 n = rx.recv_many(&mut batch, self.max_batch) => if n == 0 {
-                    break Duration::from_secs(5);
+                    break DEFAULT_GRACE;
                 },
             }
             if batch.len() < self.batch_size {
                 // Let the batch fill for one interval without listening to the queue: being
                 // woken for every row would cost a cross-thread wake-up per request.
                 tokio::select! {
-                    grace = &mut stop => break grace.unwrap_or(Duration::from_secs(5)),
+                    grace = &mut stop => break grace.unwrap_or(DEFAULT_GRACE),
                     () = tokio::time::sleep(self.flush_interval) => {}
                 }
                 while batch.len() < self.max_batch {
@@ -178,6 +104,17 @@ impl Worker {
                         Ok(record) => batch.push(record),
                         Err(_) => break,
                     }
+                }
+            }
+            if !self.schema.is_migrated() {
+                tracing::warn!(
+                    rows = batch.len(),
+                    "request log rows wait in the queue until the database schema is migrated"
+                );
+                let mut schema = self.schema.clone();
+                tokio::select! {
+                    () = schema.migrated() => {}
+                    grace = &mut stop => break grace.unwrap_or(DEFAULT_GRACE),
                 }
             }
             if let Err(grace) = self.write_with_retry(&mut batch, &mut stop).await {
@@ -191,12 +128,20 @@ impl Worker {
             batch.push(record);
         }
         let total = batch.len();
+        if total > 0 && !self.schema.is_migrated() {
+            tracing::error!(
+                lost = total,
+                "request log rows lost at shutdown: the database schema is not migrated"
+            );
+            metrics::counter!("request_log_dropped_total").increment(total as u64);
+            return;
+        }
         let mut written = 0;
         for chunk in batch.chunks(self.max_batch) {
             loop {
                 let attempt = tokio::time::timeout_at(
                     deadline,
-                    Mutation::insert_request_logs(&self.db, &self.server_id, chunk),
+                    write_batch(&self.db, &self.server_id, chunk),
                 )
                 .await;
                 match attempt {
@@ -238,7 +183,7 @@ impl Worker {
         let mut failures = 0u32;
         let mut rejections = 0u32;
         loop {
-            match Mutation::insert_request_logs(&self.db, &self.server_id, batch).await {
+            match write_batch(&self.db, &self.server_id, batch).await {
                 Ok(()) => {
                     metrics::counter!("request_log_rows_written_total")
                         .increment(batch.len() as u64);
@@ -265,9 +210,9 @@ impl Worker {
                     }
                     tokio::select! {
                         _ = tokio::time::sleep(backoff) => {}
-                        grace = &mut *stop => return Err(grace.unwrap_or(Duration::from_secs(5))),
+                        grace = &mut *stop => return Err(grace.unwrap_or(DEFAULT_GRACE)),
                     }
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
                 }
             }
         }
@@ -276,9 +221,6 @@ impl Worker {
 
 /// Errors that mean "the database is not there right now" (worth retrying indefinitely), as
 /// opposed to "it refused these rows".
-fn is_unreachable(err: &sea_orm::DbErr) -> bool {
-    matches!(
-        err,
-        sea_orm::DbErr::Conn(_) | sea_orm::DbErr::ConnectionAcquire(_)
-    )
+fn is_unreachable(err: &DbErr) -> bool {
+    matches!(err, DbErr::Conn(_) | DbErr::ConnectionAcquire(_))
 }

@@ -1,0 +1,129 @@
+//! `DeploySettings`: what a deployer sets per instance, rendered as environment variables.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use secrecy::{ExposeSecret, SecretString};
+
+use super::env::{self, Environment};
+
+/// What a deployment (cloud-init, the local stack) sets for one instance. Everything else
+/// keeps the defaults of the embedded configuration files.
+#[derive(Debug, Clone)]
+pub struct DeploySettings {
+    pub environment: Environment,
+    pub host: IpAddr,
+    pub port: u16,
+    pub server_id: String,
+    /// `None`: writes need no key.
+    pub api_key: Option<SecretString>,
+    pub database_url: SecretString,
+    /// Off behind PgBouncer in transaction mode.
+    pub statement_cache: bool,
+    /// Whether this instance applies pending migrations at start.
+    pub run_migrations: bool,
+    /// CA certificate of the database server, for `sslmode=verify-full`.
+    pub ca_file: Option<PathBuf>,
+}
+
+impl DeploySettings {
+    /// The variables that configure an instance this way, secrets in the clear: whoever
+    /// writes them down must keep them as secret as the settings themselves.
+    pub fn to_env(&self) -> Vec<(String, String)> {
+        let mut vars = vec![
+            (
+                env::ENVIRONMENT_VAR.to_owned(),
+                self.environment.as_str().to_owned(),
+            ),
+            (env::HOST.env(), self.host.to_string()),
+            (env::PORT.env(), self.port.to_string()),
+            (env::SERVER_ID.env(), self.server_id.clone()),
+        ];
+        if let Some(key) = &self.api_key {
+            vars.push((env::API_KEY.env(), key.expose_secret().to_owned()));
+        }
+        vars.extend([
+            (
+                env::DATABASE_URL.env(),
+                self.database_url.expose_secret().to_owned(),
+            ),
+            (env::STATEMENT_CACHE.env(), self.statement_cache.to_string()),
+            (env::RUN_MIGRATIONS.env(), self.run_migrations.to_string()),
+        ]);
+        if let Some(ca) = &self.ca_file {
+            vars.push((env::CA_FILE.env(), ca.to_string_lossy().into_owned()));
+        }
+        vars
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use secrecy::ExposeSecret;
+
+    use super::*;
+    use crate::configuration::{MigrationsMode, Settings};
+
+    fn loaded(deploy: &DeploySettings) -> Settings {
+        Settings::from_vars(deploy.to_env()).expect("rendered settings load")
+    }
+
+    #[test]
+    fn rendered_settings_load_back_to_the_same_values() {
+        let ca = tempfile::NamedTempFile::new().unwrap();
+        let deploy = DeploySettings {
+            environment: Environment::Production,
+            host: "10.0.0.7".parse().unwrap(),
+            port: 3123,
+            server_id: "rustlb-dev-blue-2".into(),
+            // Leading zeros: must stay text all the way through.
+            api_key: Some("0012345678901234".into()),
+            database_url: "postgres://app:p%40ss@db:25061/app?sslmode=verify-full".into(),
+            statement_cache: false,
+            run_migrations: true,
+            ca_file: Some(ca.path().to_owned()),
+        };
+        let settings = loaded(&deploy);
+        assert_eq!(settings.environment, Environment::Production);
+        assert_eq!(settings.application.host, "10.0.0.7");
+        assert_eq!(settings.application.port, 3123);
+        assert_eq!(settings.application.server_id, "rustlb-dev-blue-2");
+        assert_eq!(
+            settings.application.api_key.unwrap().expose_secret(),
+            "0012345678901234"
+        );
+        assert_eq!(
+            settings.database.url.expose_secret(),
+            deploy.database_url.expose_secret()
+        );
+        assert!(!settings.database.statement_cache);
+        assert_eq!(settings.database.run_migrations, MigrationsMode::Always);
+        assert_eq!(settings.database.ca_file.as_deref(), Some(ca.path()));
+    }
+
+    #[test]
+    fn what_a_deployer_leaves_out_keeps_its_default() {
+        let deploy = DeploySettings {
+            environment: Environment::Local,
+            host: "127.0.0.1".parse().unwrap(),
+            port: 3001,
+            server_id: "local-1".into(),
+            api_key: None,
+            database_url: "sqlite://data/local.sqlite?mode=rwc".into(),
+            statement_cache: true,
+            run_migrations: false,
+            ca_file: None,
+        };
+        let settings = loaded(&deploy);
+        assert_eq!(settings.environment, Environment::Local);
+        assert!(settings.application.api_key.is_none());
+        assert!(settings.database.statement_cache);
+        assert_eq!(settings.database.run_migrations, MigrationsMode::Never);
+        assert!(settings.database.ca_file.is_none());
+        let names: Vec<String> = deploy.to_env().into_iter().map(|(k, _)| k).collect();
+        let mut unique = names.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), names.len(), "{names:?}");
+    }
+}

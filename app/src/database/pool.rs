@@ -1,0 +1,159 @@
+//! The connection pool: opened with the configured sizes, timeouts and TLS, waited for at start.
+
+use std::time::Duration;
+
+use sea_orm::sqlx::postgres::{PgConnectOptions, PgSslMode};
+use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
+use sea_orm::sqlx::{ConnectOptions as _, Connection as _};
+use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbErr, RuntimeErr};
+use secrecy::ExposeSecret;
+
+use super::redact::{describe, redact_url};
+use crate::configuration::DatabaseSettings;
+
+/// Connects with the configured pool sizes, timeouts and TLS settings.
+pub async fn connect(settings: &DatabaseSettings) -> Result<DatabaseConnection, DbErr> {
+    let url = settings.url.expose_secret();
+    if url.starts_with("sqlite:") {
+        ensure_sqlite_folder(url);
+    }
+    let mut options = ConnectOptions::new(url.to_owned());
+    options
+        .max_connections(settings.max_connections)
+        .min_connections(settings.min_connections)
+        .connect_timeout(Duration::from_secs(settings.connect_timeout_seconds))
+        .acquire_timeout(Duration::from_secs(settings.acquire_timeout_seconds))
+        .sqlx_logging(false)
+        .map_sqlx_sqlite_opts(|opts| {
+            // WAL lets readers run beside the writer; NORMAL sync is durable across app
+            // crashes (only an OS crash can lose the last commits), and the busy timeout makes
+            // concurrent writers queue instead of failing.
+            opts.journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Normal)
+                .busy_timeout(Duration::from_secs(10))
+                .foreign_keys(true)
+        });
+    let tuning = settings.clone();
+    options.map_sqlx_postgres_opts(move |opts| tune_postgres(opts, &tuning));
+    let db = Database::connect(options).await?;
+    tracing::info!(database = %redact_url(url), "connected to the database");
+    Ok(db)
+}
+
+/// What the pool's PostgreSQL connections are opened with beyond the URL.
+fn tune_postgres(mut opts: PgConnectOptions, settings: &DatabaseSettings) -> PgConnectOptions {
+    if !settings.statement_cache {
+        // PgBouncer in transaction mode hands each transaction a different server
+        // connection, so a statement prepared on one is unknown on the next.
+        opts = opts.statement_cache_capacity(0);
+    }
+    if let Some(ca) = &settings.ca_file {
+        opts = opts.ssl_root_cert(ca);
+        if matches!(
+            opts.get_ssl_mode(),
+            PgSslMode::Prefer | PgSslMode::Allow | PgSslMode::Disable
+        ) {
+            opts = opts.ssl_mode(PgSslMode::VerifyFull);
+        }
+    }
+    opts
+}
+
+/// One PostgreSQL connection, opened and closed, to learn why the pool cannot be opened: the
+/// pool retries a refused connection until its acquire timeout and then reports only the
+/// timeout.
+async fn probe(settings: &DatabaseSettings) -> Result<(), DbErr> {
+    let url = settings.url.expose_secret();
+    if !url.starts_with("postgres") {
+        return Ok(());
+    }
+    let conn_err = |err| DbErr::Conn(RuntimeErr::SqlxError(std::sync::Arc::new(err)));
+    let opts = tune_postgres(url.parse::<PgConnectOptions>().map_err(conn_err)?, settings);
+    let timeout = Duration::from_secs(settings.connect_timeout_seconds);
+    match tokio::time::timeout(timeout, opts.connect()).await {
+        Ok(Ok(conn)) => {
+            let _ = conn.close().await;
+            Ok(())
+        }
+        Ok(Err(err)) => Err(conn_err(err)),
+        Err(_) => Err(conn_err(sea_orm::sqlx::Error::Io(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!("no answer within {} s", timeout.as_secs()),
+        )))),
+    }
+}
+
+/// The first pause after a failed connection attempt; it doubles per failure up to
+/// [`MAX_RETRY_DELAY`].
+const FIRST_RETRY_DELAY: Duration = Duration::from_millis(500);
+const MAX_RETRY_DELAY: Duration = Duration::from_secs(10);
+
+/// [`connect`], retried with backoff for as long as the database is not there or refuses the
+/// user: a droplet may boot before its database, or its database user, exists. Every failure
+/// is logged with its reason; only a URL no retry can fix ends the wait. Errors, like the
+/// logs, never carry the password.
+pub async fn connect_with_retry(settings: &DatabaseSettings) -> anyhow::Result<DatabaseConnection> {
+    let url = settings.url.expose_secret();
+    let mut delay = FIRST_RETRY_DELAY;
+    let mut failures = 0u32;
+    loop {
+        let attempt = match probe(settings).await {
+            Ok(()) => connect(settings).await,
+            Err(err) => Err(err),
+        };
+        match attempt {
+            Ok(db) => {
+                if failures > 0 {
+                    tracing::info!(failures, "the database is reachable after all");
+                }
+                return Ok(db);
+            }
+            Err(err) if is_permanent(&err) => {
+                return Err(anyhow::anyhow!("{}", describe(&err, url)));
+            }
+            Err(err) => {
+                failures += 1;
+                tracing::warn!(
+                    database = %redact_url(url),
+                    error = %describe(&err, url),
+                    failures,
+                    retry_in_ms = delay.as_millis() as u64,
+                    "cannot connect to the database; retrying"
+                );
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(MAX_RETRY_DELAY);
+            }
+        }
+    }
+}
+
+/// Errors of the URL itself, which waiting cannot fix (unlike a refused connection, a missing
+/// database or a rejected password).
+fn is_permanent(err: &DbErr) -> bool {
+    match err {
+        DbErr::Conn(RuntimeErr::SqlxError(err)) => {
+            matches!(err.as_ref(), sea_orm::sqlx::Error::Configuration(_))
+        }
+        DbErr::Conn(RuntimeErr::Internal(_)) => true,
+        _ => false,
+    }
+}
+
+/// SQLite creates the file (with `mode=rwc`) but not its folder.
+fn ensure_sqlite_folder(url: &str) {
+    let path = url
+        .trim_start_matches("sqlite://")
+        .trim_start_matches("sqlite:")
+        .split('?')
+        .next()
+        .unwrap_or("");
+    if path.is_empty() || path.starts_with(":memory:") {
+        return;
+    }
+    if let Some(parent) = std::path::Path::new(path).parent()
+        && !parent.as_os_str().is_empty()
+        && let Err(err) = std::fs::create_dir_all(parent)
+    {
+        tracing::warn!(folder = %parent.display(), error = %err, "could not create the SQLite folder");
+    }
+}

@@ -1,0 +1,173 @@
+//! Handlers about the instance: the index, health, server info, metrics, the OpenAPI document.
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use http::{HeaderValue, StatusCode, header};
+use serde::Serialize;
+use utoipa::ToSchema;
+use warp::reply::Response;
+
+use super::{Call, HandlerResult};
+use crate::reply::{json, json_bytes};
+use crate::service::Query;
+
+/// One endpoint in the index.
+#[derive(Serialize, ToSchema)]
+pub struct EndpointEntry {
+    pub method: &'static str,
+    pub path: &'static str,
+    pub description: &'static str,
+}
+
+/// `GET /`.
+#[derive(Serialize, ToSchema)]
+pub struct IndexBody {
+    pub name: &'static str,
+    pub version: &'static str,
+    pub endpoints: Vec<EndpointEntry>,
+    pub server_id: String,
+}
+
+/// The index listing `endpoints`, serialised once: nothing in it changes while the process
+/// runs.
+pub fn index_document(endpoints: Vec<EndpointEntry>, server_id: &str) -> Bytes {
+    let body = IndexBody {
+        name: "rustlb API",
+        version: env!("CARGO_PKG_VERSION"),
+        endpoints,
+        server_id: server_id.to_owned(),
+    };
+    // Serialising our own plain struct cannot fail.
+    Bytes::from(serde_json::to_vec(&body).unwrap_or_default())
+}
+
+pub async fn index(call: Call) -> HandlerResult {
+    Ok(json_bytes(
+        StatusCode::OK,
+        call.state.documents().index.clone(),
+    ))
+}
+
+/// The database part of `/health`.
+#[derive(Serialize, ToSchema)]
+pub struct DatabaseHealth {
+    /// `up` or `down`.
+    pub status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub latency_ms: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Migrations this build expects that the database has not applied.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub pending_migrations: Vec<String>,
+}
+
+/// `GET /health`.
+#[derive(Serialize, ToSchema)]
+pub struct HealthBody {
+    /// `healthy` (200) or `unhealthy` (503).
+    pub status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    pub server_id: String,
+    pub version: &'static str,
+    pub uptime_seconds: u64,
+    pub timestamp: DateTime<Utc>,
+    pub database: DatabaseHealth,
+}
+
+/// A database that did not answer, and why.
+fn down(reason: String) -> (DatabaseHealth, Option<String>) {
+    let database = DatabaseHealth {
+        status: "down",
+        latency_ms: None,
+        error: Some(reason.clone()),
+        pending_migrations: Vec::new(),
+    };
+    (database, Some(reason))
+}
+
+pub async fn health(call: Call) -> HandlerResult {
+    let state = &call.state;
+    let timeout = state.health_timeout();
+    let started = std::time::Instant::now();
+    let check = tokio::time::timeout(timeout, Query::ping(state.db())).await;
+    let (database, problem) = match check {
+        Ok(Ok(())) => {
+            let database = DatabaseHealth {
+                status: "up",
+                latency_ms: Some(started.elapsed().as_secs_f64() * 1000.0),
+                error: None,
+                pending_migrations: state.schema().pending(),
+            };
+            (database, state.schema().problem())
+        }
+        Ok(Err(err)) => {
+            tracing::warn!(error = %err, "health check: database error");
+            down("database error".to_owned())
+        }
+        Err(_) => {
+            let msg = format!("database did not answer within {} ms", timeout.as_millis());
+            tracing::warn!("health check: {msg}");
+            down(msg)
+        }
+    };
+    let (status, verdict) = match problem {
+        None => (StatusCode::OK, "healthy"),
+        Some(_) => (StatusCode::SERVICE_UNAVAILABLE, "unhealthy"),
+    };
+    let body = HealthBody {
+        status: verdict,
+        reason: problem,
+        server_id: state.server_id().to_owned(),
+        version: env!("CARGO_PKG_VERSION"),
+        uptime_seconds: state.uptime_seconds(),
+        timestamp: Utc::now(),
+        database,
+    };
+    Ok(json(status, &body))
+}
+
+/// `GET /server-info`.
+#[derive(Serialize, ToSchema)]
+pub struct ServerInfoBody<'a> {
+    pub server_id: &'a str,
+    pub hostname: &'a str,
+    pub version: &'static str,
+    pub pid: u32,
+    pub started_at: DateTime<Utc>,
+    pub uptime_seconds: u64,
+    /// When this request was processed.
+    pub request_time: DateTime<Utc>,
+}
+
+pub async fn server_info(call: Call) -> HandlerResult {
+    let state = &call.state;
+    let body = ServerInfoBody {
+        server_id: state.server_id(),
+        hostname: state.hostname(),
+        version: env!("CARGO_PKG_VERSION"),
+        pid: std::process::id(),
+        started_at: state.started_at(),
+        uptime_seconds: state.uptime_seconds(),
+        request_time: Utc::now(),
+    };
+    Ok(json(StatusCode::OK, &body))
+}
+
+pub async fn metrics(call: Call) -> HandlerResult {
+    crate::metrics::refresh_gauges(&call.state);
+    let mut response = Response::new(Bytes::from(call.state.metrics().render()).into());
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    Ok(response)
+}
+
+pub async fn openapi(call: Call) -> HandlerResult {
+    Ok(json_bytes(
+        StatusCode::OK,
+        call.state.documents().openapi.clone(),
+    ))
+}

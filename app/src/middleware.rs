@@ -1,0 +1,154 @@
+//! What every request gets whatever its route: ids, a span, metrics and a request-log row.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Instant;
+
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request};
+use hyper::body::Incoming;
+use tracing::Instrument;
+use warp::reply::Response;
+
+use crate::request_log::LogRecord;
+use crate::router;
+use crate::routes::HEALTH;
+use crate::state::AppState;
+
+static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+static X_SERVER_ID: HeaderName = HeaderName::from_static("x-server-id");
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+
+/// Wraps the warp routes with what every request gets: a request id, the `X-Server-Id`
+/// header, a tracing span, metrics and a request-log row.
+#[derive(Clone)]
+pub struct AppService<S> {
+    inner: S,
+    state: AppState,
+    peer: SocketAddr,
+}
+
+impl<S> AppService<S> {
+    /// `inner` (the routes) for one connection from `peer`.
+    pub fn new(inner: S, state: AppState, peer: SocketAddr) -> Self {
+        Self { inner, state, peer }
+    }
+}
+
+impl<S> hyper::service::Service<Request<Incoming>> for AppService<S>
+where
+    S: tower_service::Service<Request<Incoming>, Response = Response, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+
+    fn call(&self, mut req: Request<Incoming>) -> Self::Future {
+        let started = Instant::now();
+        let request_id: Arc<str> = incoming_request_id(req.headers())
+            .map(Arc::from)
+            .unwrap_or_else(|| Arc::from(uuid::Uuid::now_v7().to_string()));
+        let client_ip = client_ip(req.headers()).unwrap_or(self.peer.ip());
+        let method = method_name(req.method());
+        // HEAD is GET without the body (RFC 9110 section 9.3.2): routed as GET; hyper knows
+        // the request was HEAD and sends the head alone, Content-Length included.
+        if req.method() == Method::HEAD {
+            *req.method_mut() = Method::GET;
+        }
+        let route = router::resolve(req.method(), req.uri().path()).template();
+        let span = tracing::info_span!("request", request_id = %request_id, method, route);
+        // warp's future for the routes is large: box it where it is made so it is
+        // not copied again into this wrapper's state.
+        let routed = Box::pin(self.inner.clone().call(req));
+        let state = self.state.clone();
+        Box::pin(
+            async move {
+                let Ok(mut response) = routed.await;
+                let elapsed = started.elapsed();
+                let status = response.status().as_u16();
+                let headers = response.headers_mut();
+                headers.insert(X_SERVER_ID.clone(), state.server_id_header().clone());
+                if let Ok(value) = HeaderValue::from_str(&request_id) {
+                    headers.insert(X_REQUEST_ID.clone(), value);
+                }
+                metrics::counter!("http_requests_total", "route" => route, "method" => method, "status" => status_label(status))
+                    .increment(1);
+                metrics::histogram!("http_request_duration_seconds", "route" => route, "method" => method)
+                    .record(elapsed.as_secs_f64());
+                if status >= 500 {
+                    tracing::warn!(status, duration_us = elapsed.as_micros() as u64, "request failed");
+                } else {
+                    tracing::debug!(status, duration_us = elapsed.as_micros() as u64, "request");
+                }
+                state.request_log().record(LogRecord {
+                    method,
+                    route,
+                    status,
+                    duration_us: elapsed.as_micros() as u64,
+                    client_ip: Some(client_ip),
+                    request_id,
+                    at: chrono::Utc::now(),
+                }, route == HEALTH);
+                Ok(response)
+            }
+            .instrument(span),
+        )
+    }
+}
+
+/// An incoming `X-Request-Id` if it is 1-128 characters of `A-Z a-z 0-9 - _ . :`.
+fn incoming_request_id(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(&X_REQUEST_ID)?.to_str().ok()?;
+    let ok = !value.is_empty()
+        && value.len() <= 128
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b));
+    ok.then_some(value)
+}
+
+/// The first hop of `X-Forwarded-For`: the client as the load balancer saw it.
+fn client_ip(headers: &HeaderMap) -> Option<IpAddr> {
+    let value = headers.get(&X_FORWARDED_FOR)?.to_str().ok()?;
+    value.split(',').next()?.trim().parse().ok()
+}
+
+fn method_name(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        Method::PATCH => "PATCH",
+        _ => "OTHER",
+    }
+}
+
+fn status_label(status: u16) -> &'static str {
+    match status {
+        200 => "200",
+        201 => "201",
+        204 => "204",
+        400 => "400",
+        401 => "401",
+        404 => "404",
+        405 => "405",
+        409 => "409",
+        413 => "413",
+        415 => "415",
+        500 => "500",
+        503 => "503",
+        s if s < 300 => "2xx",
+        s if s < 400 => "3xx",
+        s if s < 500 => "4xx",
+        _ => "5xx",
+    }
+}

@@ -1,0 +1,19 @@
+//! `LogRecord`: one answered request, as it waits in the queue.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+
+/// One answered request: a future `requests_log` row.
+#[derive(Debug, Clone)]
+pub struct LogRecord {
+    pub method: &'static str,
+    /// The route template (`/api/users/:id`), so rows group by route.
+    pub route: &'static str,
+    pub status: u16,
+    pub duration_us: u64,
+    pub client_ip: Option<IpAddr>,
+    pub request_id: Arc<str>,
+    pub at: DateTime<Utc>,
+}

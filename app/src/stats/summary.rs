@@ -1,0 +1,162 @@
+//! Per-server summaries of the rollup: shares of 100, mean and p95 latency, error rates.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::request_log::rollup::{BucketTotal, bucket_midpoint_us};
+
+/// One server's share of the traffic.
+#[derive(Debug, Serialize, ToSchema, PartialEq)]
+pub struct ServerStats {
+    pub server_id: String,
+    pub requests: u64,
+    /// Share of all requests in the window, in percent; the shares add up to 100.
+    pub percent: f64,
+    pub avg_latency_ms: f64,
+    /// Estimated from a log-scale histogram (within about 5%).
+    pub p95_latency_ms: f64,
+    /// Requests answered with status 500 or above.
+    pub errors: u64,
+    /// `errors / requests`, 0 to 1.
+    pub error_rate: f64,
+}
+
+/// Folds rollup rows into per-server summaries, busiest first.
+pub fn summarize(rows: &[BucketTotal]) -> (u64, Vec<ServerStats>) {
+    struct Acc {
+        requests: u64,
+        errors: u64,
+        duration_sum_us: u64,
+        histogram: BTreeMap<i32, u64>,
+    }
+    let mut servers: BTreeMap<&str, Acc> = BTreeMap::new();
+    for row in rows {
+        let acc = servers.entry(&row.server_id).or_insert_with(|| Acc {
+            requests: 0,
+            errors: 0,
+            duration_sum_us: 0,
+            histogram: BTreeMap::new(),
+        });
+        let n = row.requests.max(0) as u64;
+        acc.requests += n;
+        acc.errors += row.errors.max(0) as u64;
+        acc.duration_sum_us += row.duration_sum_us.max(0) as u64;
+        *acc.histogram.entry(row.latency_bucket).or_default() += n;
+    }
+    let total: u64 = servers.values().map(|a| a.requests).sum();
+    let counts: Vec<u64> = servers.values().map(|a| a.requests).collect();
+    let percents = percentages(&counts, total);
+    let mut out: Vec<ServerStats> = servers
+        .into_iter()
+        .zip(percents)
+        .map(|((server_id, acc), percent)| {
+            let p95_rank = (acc.requests * 95).div_ceil(100);
+            let mut seen = 0;
+            let mut p95_bucket = 0;
+            for (bucket, n) in &acc.histogram {
+                seen += n;
+                p95_bucket = *bucket;
+                if seen >= p95_rank {
+                    break;
+                }
+            }
+            let requests = acc.requests.max(1) as f64;
+            ServerStats {
+                server_id: server_id.to_owned(),
+                requests: acc.requests,
+                percent,
+                avg_latency_ms: round3(acc.duration_sum_us as f64 / requests / 1000.0),
+                p95_latency_ms: if acc.requests == 0 {
+                    0.0
+                } else {
+                    round3(bucket_midpoint_us(p95_bucket) / 1000.0)
+                },
+                errors: acc.errors,
+                error_rate: round4(acc.errors as f64 / requests),
+            }
+        })
+        .collect();
+    out.sort_by(|a, b| {
+        b.requests
+            .cmp(&a.requests)
+            .then(a.server_id.cmp(&b.server_id))
+    });
+    (total, out)
+}
+
+/// Percentages with two decimals that add up to exactly 100 (largest remainder method).
+fn percentages(counts: &[u64], total: u64) -> Vec<f64> {
+    if total == 0 {
+        return vec![0.0; counts.len()];
+    }
+    // Work in hundredths of a percent so the rounding is exact.
+    let exact: Vec<u128> = counts.iter().map(|&c| u128::from(c) * 10_000).collect();
+    let mut floors: Vec<u64> = exact
+        .iter()
+        .map(|e| (e / u128::from(total)) as u64)
+        .collect();
+    let short = 10_000 - floors.iter().sum::<u64>();
+    let mut order: Vec<usize> = (0..counts.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(exact[i] % u128::from(total)));
+    for &i in order.iter().take(short as usize) {
+        floors[i] += 1;
+    }
+    floors.into_iter().map(|f| f as f64 / 100.0).collect()
+}
+
+fn round3(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}
+
+fn round4(x: f64) -> f64 {
+    (x * 10_000.0).round() / 10_000.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::request_log::rollup::latency_bucket;
+
+    #[test]
+    fn thirds_add_up_to_one_hundred() {
+        let p = percentages(&[1, 1, 1], 3);
+        assert_eq!(p.iter().sum::<f64>().round(), 100.0);
+        assert_eq!(
+            (p.iter().map(|x| (x * 100.0).round() as u64).sum::<u64>()),
+            10_000
+        );
+        assert!(p.contains(&33.34) && p.contains(&33.33));
+    }
+
+    #[test]
+    fn p95_comes_from_the_slow_tail() {
+        let mut rows = vec![BucketTotal {
+            server_id: "a".into(),
+            latency_bucket: latency_bucket(1_000),
+            requests: 90,
+            errors: 0,
+            duration_sum_us: 90_000,
+        }];
+        rows.push(BucketTotal {
+            server_id: "a".into(),
+            latency_bucket: latency_bucket(50_000),
+            requests: 10,
+            errors: 2,
+            duration_sum_us: 500_000,
+        });
+        let (total, servers) = summarize(&rows);
+        assert_eq!(total, 100);
+        let a = &servers[0];
+        assert_eq!(a.errors, 2);
+        assert_eq!(a.error_rate, 0.02);
+        assert!(
+            (a.p95_latency_ms - 50.0).abs() < 5.0,
+            "{}",
+            a.p95_latency_ms
+        );
+        assert!((a.avg_latency_ms - 5.9).abs() < 1e-9);
+        assert_eq!(a.percent, 100.0);
+    }
+}
