@@ -163,9 +163,9 @@ pub fn placeholder_domain(domain: &str) -> bool {
 /// registered for one resource (secrets revealed, unknowns skipped); empty when all hold.
 pub fn check_registration(type_: &str, inputs: &serde_json::Value) -> Vec<String> {
     use serde_json::Value;
-    let inputs = crate::mock_engine::reveal(inputs);
+    let inputs = crate::wire::reveal(inputs);
     let kind = type_.rsplit(':').next().unwrap_or_default();
-    let known = |v: &Value| !v.is_null() && !crate::mock_engine::is_unknown(v);
+    let known = |v: &Value| !v.is_null() && !crate::wire::is_unknown(v);
     let num = |v: &Value| v.as_u64().and_then(|n| u32::try_from(n).ok());
     let mut problems = Vec::new();
     let range = |field: &str, v: &Value, r: &RangeInclusive<u32>| -> Option<String> {

@@ -178,8 +178,8 @@ fn shown_inputs(inputs: &Value) -> Value {
         let text = text.as_str().unwrap_or_default();
         // The placeholder password is percent-encoded inside the database URL.
         let readable = text.replace(
-            &percent_encode(crate::program::SECRET_PLACEHOLDER),
-            crate::program::SECRET_PLACEHOLDER,
+            &percent_encode(crate::wire::SECRET_PLACEHOLDER),
+            crate::wire::SECRET_PLACEHOLDER,
         );
         fields.insert("userData".into(), Value::String(readable));
     }

@@ -7,7 +7,7 @@
 use serde_json::{Map, Value};
 use std::sync::OnceLock;
 
-use crate::mock_engine::{is_secret, is_unknown};
+use crate::wire::{is_secret, is_unknown};
 
 /// The cut, as generated; build.rs generates the typed bindings from the same file.
 const CUT: &str = include_str!("../schema/digitalocean.json");
@@ -293,10 +293,9 @@ mod tests {
     #[test]
     fn unknowns_and_secrets_are_checked_by_what_they_hold() {
         let s = digitalocean();
-        let secret =
-            json!({crate::mock_engine::SIG_KEY: crate::mock_engine::SECRET_SIG, "value": 10});
+        let secret = json!({crate::wire::SIG_KEY: crate::wire::SECRET_SIG, "value": 10});
         let inputs = json!({
-            "clusterId": crate::mock_engine::UNKNOWN,
+            "clusterId": crate::wire::UNKNOWN,
             "dbName": "app", "mode": "transaction", "size": secret,
         });
         assert_eq!(s.check_resource(POOL, &inputs), Vec::<String>::new());

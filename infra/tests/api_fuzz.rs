@@ -29,7 +29,10 @@ fn start_app() -> App {
         .local_addr()
         .unwrap()
         .port();
-    let db = format!("sqlite://{}?mode=rwc", dir.path().join("fuzz.sqlite").display());
+    let db = format!(
+        "sqlite://{}?mode=rwc",
+        dir.path().join("fuzz.sqlite").display()
+    );
     let child = Command::new(env!("CARGO_BIN_EXE_infra"))
         .arg("serve-app")
         .env("APP__APPLICATION__PORT", port.to_string())

@@ -200,7 +200,8 @@ mod duration_str {
         }
 
         fn visit_str<E: de::Error>(self, v: &str) -> Result<Duration, E> {
-            super::parse_duration(v).ok_or_else(|| E::custom(format!("invalid duration {v:?}")))
+            crate::config::parse_duration(v)
+                .ok_or_else(|| E::custom(format!("invalid duration {v:?}")))
         }
     }
 }

@@ -29,7 +29,6 @@ mod binary;
 mod health;
 mod helpers;
 mod migrations;
-mod module_graph;
 mod request_log;
 mod routing;
 mod schema;

@@ -6,6 +6,7 @@
 //! loopback control port recorded in `.stack/<stack>/state.json`.
 
 mod control;
+mod instance;
 mod state;
 mod supervisor;
 
@@ -18,6 +19,7 @@ use anyhow::{Context, bail};
 
 use crate::config::StackConfig;
 pub use control::{BackendReport, Command as ControlCommand, StackReport};
+use instance::backend_port;
 use state::StateFile;
 
 /// How long `up` waits for every instance to pass its health checks before it reports anyway.
@@ -173,15 +175,6 @@ fn check_ports_free(cfg: &StackConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn backend_port(cfg: &StackConfig, index: u32) -> anyhow::Result<u16> {
-    u16::try_from(u32::from(cfg.first_backend_port()) + index).with_context(|| {
-        format!(
-            "{}: rustlb:firstBackendPort + rustlb:dropletCount passes 65535",
-            cfg.source
-        )
-    })
-}
-
 /// Re-runs `up` in its own session with output to a log file, waits until it is up, prints
 /// the same summary as the foreground `up`, and returns.
 fn up_detached(root: &Path, cfg: &StackConfig, state_dir: &Path) -> anyhow::Result<()> {
@@ -248,21 +241,4 @@ fn init_logs() {
         .with_writer(std::io::stderr)
         .compact()
         .try_init();
-}
-
-/// The instance's environment: production config on loopback, the stack's database and key.
-fn instance_env(cfg: &StackConfig, server_id: &str, port: u16) -> Vec<(String, String)> {
-    app::DeploySettings {
-        environment: app::Environment::Production,
-        host: std::net::Ipv4Addr::LOCALHOST.into(),
-        port,
-        server_id: server_id.to_owned(),
-        api_key: cfg.api_key().cloned(),
-        database_url: cfg.database_url().into(),
-        statement_cache: true,
-        // Migrations ran once before the instances started; N racing migrators would collide.
-        run_migrations: false,
-        ca_file: None,
-    }
-    .to_env()
 }

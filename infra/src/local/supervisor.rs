@@ -13,8 +13,8 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 
 use super::control::{self, BackendReport, Command as ControlCommand, StackReport};
+use super::instance::{backend_port, instance_env};
 use super::state::StateFile;
-use super::{backend_port, instance_env};
 use crate::config::StackConfig;
 
 /// First restart delay; doubles per quick crash up to [`MAX_BACKOFF`].

@@ -5,7 +5,8 @@ use crate::digitalocean::ssh_key;
 use pulumi_gestalt_rust::{Context, Output, pulumi_combine};
 use secrecy::ExposeSecret;
 
-use super::{SECRET_PLACEHOLDER, all};
+use super::gather::all;
+use crate::wire::SECRET_PLACEHOLDER;
 
 /// The `sshKeys` every droplet gets (ids or fingerprints), or none when the stack has no keys.
 pub fn create(ctx: &Context, cfg: &StackConfig) -> Option<Output<Vec<String>>> {

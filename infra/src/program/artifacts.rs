@@ -1,7 +1,7 @@
 //! The Spaces bucket droplets boot from: one object per app build (by sha256) and the database CA.
 
-use super::Inputs;
 use super::database::Database;
+use super::inputs::Inputs;
 use crate::build::artifact_path;
 use crate::config::{Build, Color, StackConfig};
 use crate::digitalocean::{spaces_bucket, spaces_bucket_object};

@@ -2,11 +2,12 @@
 
 use super::artifacts::{Artifacts, pool_sha};
 use super::database::Database;
+use super::inputs::Inputs;
 use super::network::Network;
-use super::{Inputs, SECRET_PLACEHOLDER};
 use crate::cloud_init::CloudInit;
 use crate::config::{Color, StackConfig};
 use crate::digitalocean::droplet;
+use crate::wire::SECRET_PLACEHOLDER;
 use pulumi_gestalt_rust::{Context, Output, pulumi_combine};
 use secrecy::ExposeSecret;
 

@@ -5,29 +5,18 @@ mod artifacts;
 mod compute;
 mod database;
 mod firewall;
+mod gather;
+mod inputs;
 mod loadbalancer;
 mod network;
 mod outputs;
 mod project;
 
-use crate::build::AppBuild;
+pub use inputs::Inputs;
+
 use crate::config::{Build, Color, Environment, PROJECT, StackConfig};
 use crate::limits;
-use pulumi_gestalt_rust::{Context, Output, pulumi_combine};
-use std::path::PathBuf;
-
-/// Stand-in sent instead of a secret that cannot be read (offline preview, `pulumi preview` without it).
-pub const SECRET_PLACEHOLDER: &str = "[secret]";
-
-/// What the program needs besides the stack config.
-pub struct Inputs {
-    /// The repository root.
-    pub root: PathBuf,
-    /// The local app build (may be the placeholder).
-    pub build: AppBuild,
-    /// True under `pulumi preview` and the offline preview.
-    pub dry_run: bool,
-}
+use pulumi_gestalt_rust::Context;
 
 /// Checks what only a real deployment needs; the binary runs it before the engine sees a resource.
 pub fn check_deployable(cfg: &StackConfig, inputs: &Inputs) -> anyhow::Result<()> {
@@ -98,16 +87,4 @@ pub fn run(ctx: &Context, cfg: &StackConfig, inputs: &Inputs) -> anyhow::Result<
     project::create(ctx, cfg, &db, &lb, &pools, &store);
     outputs::export(ctx, cfg, &db, &lb, &pools, &store);
     Ok(())
-}
-
-/// Collects outputs into one output of a list (unknown if any is unknown, secret if any is).
-pub(crate) fn all<T: Clone + Send + Sync + 'static>(items: Vec<Output<T>>) -> Output<Vec<T>> {
-    items
-        .into_iter()
-        .fold(Output::new(Vec::new()), |acc, item| {
-            pulumi_combine!(acc, item).map(|(mut v, x)| {
-                v.push(x);
-                v
-            })
-        })
 }

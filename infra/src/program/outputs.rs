@@ -1,9 +1,9 @@
 //! The stack outputs: where to call the API and what runs behind it.
 
-use super::all;
 use super::artifacts::Artifacts;
 use super::compute::AppDroplet;
 use super::database::Database;
+use super::gather::all;
 use super::loadbalancer::LoadBalancer;
 use crate::config::StackConfig;
 use pulumi_gestalt_rust::{Context, Output};

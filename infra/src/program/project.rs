@@ -1,9 +1,9 @@
 //! The DigitalOcean project that groups the stack's resources under its environment.
 
-use super::all;
 use super::artifacts::Artifacts;
 use super::compute::AppDroplet;
 use super::database::Database;
+use super::gather::all;
 use super::loadbalancer::LoadBalancer;
 use crate::config::StackConfig;
 use crate::digitalocean::project;

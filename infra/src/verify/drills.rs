@@ -17,8 +17,8 @@ use sea_orm::{
 };
 use serde::Serialize;
 
-use super::Options;
 use super::load::{self, Load, Mix, Outcome};
+use super::options::Options;
 use crate::config::StackConfig;
 use crate::local::{self, ControlCommand};
 

@@ -7,6 +7,7 @@
 
 pub mod drills;
 mod load;
+mod options;
 mod probe;
 mod report;
 
@@ -15,19 +16,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+pub use options::Options;
 pub use report::{Check, Distribution, Mode, Report};
 
 use probe::{Answer, Probe};
-
-/// What to verify.
-pub struct Options {
-    /// Base URL of the load balancer, e.g. `http://127.0.0.1:8080`.
-    pub url: String,
-    /// The API key for writes, when the deployment has one.
-    pub api_key: Option<String>,
-    /// Requests sent to measure the distribution.
-    pub requests: u32,
-}
 
 /// How far a server's share may stray from an even split under round robin: requests from
 /// other clients land in between ours, so exact turns are not expected.

@@ -1,8 +1,6 @@
 //! Which modules of a crate refer to which, read from its sources, and the cycles among them.
 //!
-//! Self-contained so other crates can use it too:
-//! `#[path = "../../app/tests/api/module_graph.rs"] mod module_graph;`, then
-//! `module_graph::cycles(Path::new(env!("CARGO_MANIFEST_DIR")).join("src"))`.
+//! `cargo test -p xtask` checks every crate of the workspace with it.
 //!
 //! A module is a source file (`a/b.rs` or `a/b/mod.rs` is `a::b`; `lib.rs` is the crate root).
 //! Module `m` refers to module `n` when it names a path into `n`: `crate::n::..`,
@@ -329,51 +327,4 @@ fn strip(text: &str) -> String {
         }
     }
     out
-}
-
-#[test]
-fn app_modules_refer_to_each_other_without_cycles() {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
-    let graph = graph(&src);
-    // The checker must see the references it is about, or an empty graph would pass.
-    assert!(graph["routes"].contains("handlers::users"), "{graph:#?}");
-    assert!(
-        graph["request_log::writer"].contains("request_log::store"),
-        "{graph:#?}"
-    );
-    assert!(
-        graph["configuration"].contains("configuration::deploy"),
-        "{graph:#?}"
-    );
-    let cycles = cycles(&src);
-    assert!(
-        cycles.is_empty(),
-        "import cycles between modules of app:\n{}",
-        cycles
-            .iter()
-            .map(|c| c.join(" -> "))
-            .collect::<Vec<_>>()
-            .join("\n")
-    );
-}
-
-#[test]
-fn a_cycle_is_found() {
-    let dir = tempfile::tempdir().unwrap();
-    let src = dir.path();
-    std::fs::create_dir(src.join("a")).unwrap();
-    std::fs::write(src.join("lib.rs"), "mod a;\nmod b;\n").unwrap();
-    std::fs::write(src.join("a/mod.rs"), "mod inner;\npub use inner::X;\n").unwrap();
-    std::fs::write(
-        src.join("a/inner.rs"),
-        "use crate::{b::Y, a};\n// crate::nothing\nconst S: &str = \"super::b\";\n",
-    )
-    .unwrap();
-    std::fs::write(src.join("b.rs"), "use super::a::X;\n").unwrap();
-    let found = cycles(src);
-    let text: Vec<String> = found.iter().map(|c| c.join(" -> ")).collect();
-    assert!(text.contains(&"a -> b -> a".to_owned()), "{text:?}");
-    assert!(text.iter().any(|c| c.contains("a::inner -> a")), "{text:?}");
-    let graph = graph(src);
-    assert_eq!(graph["b"], BTreeSet::from(["a".to_owned()]));
 }
