@@ -549,3 +549,162 @@ fn restart_brings_each_instance_back_before_the_next() {
             .success()
     );
 }
+
+/// Every file under `dir`, recursively, as text.
+fn all_text_under(dir: &Path) -> String {
+    let mut out = String::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.push_str(&all_text_under(&path));
+        } else if let Ok(bytes) = std::fs::read(&path) {
+            out.push_str(&String::from_utf8_lossy(&bytes));
+        }
+    }
+    out
+}
+
+#[test]
+fn database_passwords_never_reach_the_terminal_or_the_logs() {
+    // Reserved characters in the password, and a password parameter under an encoded name.
+    for (url, secrets) in [
+        (
+            "postgres://postgres:s3c?ret@127.0.0.1:5432/rustlb_no_such_db",
+            vec!["s3c?ret", "s3c%3Fret"],
+        ),
+        (
+            "postgres://u:p%40ss%2Fw%23rd@127.0.0.1:5432/rustlb_no_such_db",
+            vec!["p%40ss%2Fw%23rd", "p@ss/w#rd"],
+        ),
+        (
+            "postgres://postgres@127.0.0.1:5432/rustlb_no_such_db?pass%77ord=hunter2",
+            vec!["hunter2"],
+        ),
+    ] {
+        let sandbox = Sandbox::new("");
+        let stack = sandbox.root().join("stacks/Pulumi.local.yaml");
+        let text = std::fs::read_to_string(&stack)
+            .unwrap()
+            .replace("sqlite://data/local.sqlite?mode=rwc", &format!("\"{url}\""));
+        std::fs::write(&stack, text).unwrap();
+        let out = Command::new(INFRA)
+            .args(["up", "--stack", "local"])
+            .current_dir(sandbox.root())
+            .env("RUST_LOG", "debug")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "no database there: up must fail");
+        let mut seen = String::from_utf8_lossy(&out.stdout).into_owned();
+        seen.push_str(&String::from_utf8_lossy(&out.stderr));
+        assert!(
+            seen.contains("rustlb:databaseUrl"),
+            "the error names the key: {seen}"
+        );
+        seen.push_str(&all_text_under(&sandbox.root().join(".stack")));
+        for secret in secrets {
+            assert!(
+                !seen.contains(secret),
+                "{secret} printed for {url}:\n{seen}"
+            );
+        }
+    }
+}
+
+/// A fresh PostgreSQL database on the `TEST_DATABASE_URL` server, dropped on drop; `None`
+/// (with a notice) when the variable is unset outside CI.
+struct ScratchDatabase {
+    admin: String,
+    name: String,
+}
+
+impl ScratchDatabase {
+    fn create(tag: &str) -> Option<ScratchDatabase> {
+        let Ok(admin) = std::env::var("TEST_DATABASE_URL") else {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "TEST_DATABASE_URL must be set in CI"
+            );
+            eprintln!("skipped: TEST_DATABASE_URL is not set");
+            return None;
+        };
+        let name = format!("rustlb_{tag}_{}", std::process::id());
+        Self::sql(
+            &admin,
+            &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+        );
+        Self::sql(&admin, &format!("CREATE DATABASE {name}"));
+        Some(ScratchDatabase { admin, name })
+    }
+
+    fn url(&self) -> String {
+        let base = self.admin.rsplit_once('/').unwrap().0;
+        format!("{base}/{}?sslmode=disable", self.name)
+    }
+
+    fn sql(admin: &str, sql: &str) {
+        use sea_orm::{ConnectionTrait, Database, Statement};
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let db = Database::connect(admin).await.unwrap();
+            db.execute_raw(Statement::from_string(
+                db.get_database_backend(),
+                sql.to_owned(),
+            ))
+            .await
+            .unwrap();
+            let _ = db.close().await;
+        });
+    }
+}
+
+impl Drop for ScratchDatabase {
+    fn drop(&mut self) {
+        Self::sql(
+            &self.admin,
+            &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
+        );
+    }
+}
+
+#[test]
+fn status_shows_the_size_of_a_postgresql_database() {
+    let Some(db) = ScratchDatabase::create("status") else {
+        return;
+    };
+    let sandbox = Sandbox::new("");
+    let stack = sandbox.root().join("stacks/Pulumi.local.yaml");
+    let text = std::fs::read_to_string(&stack)
+        .unwrap()
+        .replace("sqlite://data/local.sqlite?mode=rwc", &db.url());
+    std::fs::write(&stack, text).unwrap();
+    let up = sandbox.infra(&["up", "--stack", "local", "--detach"]);
+    assert!(
+        up.status.success(),
+        "{}",
+        String::from_utf8_lossy(&up.stderr)
+    );
+    let status = sandbox.wait_status("all instances up", all_up);
+    let bytes = status["database_bytes"]
+        .as_u64()
+        .expect("a size for PostgreSQL");
+    assert!(bytes > 1_000_000, "{bytes}");
+    let table = sandbox.infra(&["status", "--stack", "local"]);
+    assert!(
+        String::from_utf8_lossy(&table.stdout).contains("MB on disk"),
+        "{}",
+        String::from_utf8_lossy(&table.stdout)
+    );
+    assert!(
+        sandbox
+            .infra(&["destroy", "--stack", "local"])
+            .status
+            .success()
+    );
+}

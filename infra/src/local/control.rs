@@ -17,6 +17,9 @@ pub struct StackReport {
     pub stack: String,
     pub url: String,
     pub supervisor_pid: u32,
+    /// Bytes on disk of the stack's database, when it is PostgreSQL.
+    #[serde(default)]
+    pub database_bytes: Option<u64>,
     pub backends: Vec<BackendReport>,
 }
 
@@ -55,6 +58,12 @@ impl StackReport {
             "REQUESTS",
             "RESTARTS"
         );
+        if let Some(bytes) = self.database_bytes {
+            out.insert_str(
+                out.find("\n\n").unwrap_or(out.len()),
+                &format!("\ndatabase: {:.1} MB on disk", bytes as f64 / 1e6),
+            );
+        }
         for b in &self.backends {
             out.push_str(&format!(
                 "{:<10} {:>8} {:>6}  {:<5} {:>4} {:>5} {:>9} {:>8}\n",

@@ -6,6 +6,7 @@
 //! loopback control port recorded in `.stack/<stack>/state.json`.
 
 mod control;
+mod database_size;
 mod instance;
 mod state;
 mod supervisor;

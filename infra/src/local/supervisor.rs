@@ -13,6 +13,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 
 use super::control::{self, BackendReport, Command as ControlCommand, StackReport};
+use super::database_size::DatabaseSize;
 use super::instance::{backend_port, instance_env};
 use super::state::StateFile;
 use crate::config::StackConfig;
@@ -119,16 +120,21 @@ pub async fn run(
         .await
         .context("binding the control port")?;
     let control_addr = control_listener.local_addr()?;
+    let database_size = Arc::new(DatabaseSize::connect(cfg.database_url()).await);
     let control_task = {
         let (report, restarts) = (report.clone(), restarts.clone());
+        let database_size = database_size.clone();
         tokio::spawn(control::serve(
             control_listener,
             Arc::new(move |command| {
                 let (report, restarts) = (report.clone(), restarts.clone());
+                let database_size = database_size.clone();
                 Box::pin(async move {
                     match command {
                         ControlCommand::Status => {
-                            serde_json::to_value(report()).map_err(|e| e.to_string())
+                            let mut r = report();
+                            r.database_bytes = database_size.bytes().await;
+                            serde_json::to_value(r).map_err(|e| e.to_string())
                         }
                         ControlCommand::Restart(only) => {
                             rolling_restart(&restarts, only.as_deref()).await?;
@@ -272,6 +278,7 @@ fn build_report(
         stack: stack.to_owned(),
         url: url.to_owned(),
         supervisor_pid: std::process::id(),
+        database_bytes: None,
         backends,
     }
 }
