@@ -25,10 +25,20 @@ pub struct CloudInit<'a> {
     pub api_key: &'a str,
     /// HTTPS URL of the database CA certificate when the app verifies the database (`verify-full`).
     pub database_ca_url: Option<&'a str>,
+    /// Seconds the app keeps serving after SIGTERM while the load balancer takes it out.
+    pub drain_seconds: u64,
+    /// How long the app's `/health` waits for the database.
+    pub health_timeout_ms: u64,
 }
 
-/// The unit file: its own user, no new privileges, read-only system, restarted for ever.
-pub fn service_unit() -> String {
+/// What systemd allows beyond the drain for a stop: in-flight requests (the app's grace,
+/// 10 s by default) and the request-log flush, with room to spare. Past it, SIGKILL.
+const STOP_MARGIN_SECONDS: u64 = 40;
+
+/// The unit file: its own user, no new privileges, read-only system, restarted for ever, and
+/// a stop that waits for the drain.
+pub fn service_unit(drain_seconds: u64) -> String {
+    let stop_timeout = drain_seconds + STOP_MARGIN_SECONDS;
     format!(
         "[Unit]
 Description=rustlb REST API
@@ -49,6 +59,10 @@ Restart=always
 RestartSec=2
 RestartSteps=5
 RestartMaxDelaySec=30
+# SIGTERM starts the drain: /health fails at once while requests are still served, so the load
+# balancer stops choosing this droplet before the app stops accepting.
+KillSignal=SIGTERM
+TimeoutStopSec={stop_timeout}
 NoNewPrivileges=true
 ProtectSystem=strict
 ProtectHome=true
@@ -164,7 +178,7 @@ runcmd:
 ",
             sha = self.binary_sha256,
             env = indent(&self.environment(), 6),
-            unit = indent(&service_unit(), 6),
+            unit = indent(&service_unit(self.drain_seconds), 6),
             install = serde_json::to_string(&install).expect("a string serialises"),
         )
     }
@@ -183,6 +197,8 @@ mod tests {
             database_url: "postgresql://u:p@h:1/d?sslmode=require\nEVIL=1",
             api_key: "k\\ey",
             database_ca_url: None,
+            drain_seconds: 95,
+            health_timeout_ms: 1000,
         };
         let env = ci.environment();
         assert!(

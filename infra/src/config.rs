@@ -116,6 +116,10 @@ impl StackKind {
 /// Set by the offline preview: keys (without namespace) whose values are encrypted in the stack file.
 pub const ENCRYPTED_KEYS_ENV: &str = "RUSTLB_PREVIEW_ENCRYPTED_KEYS";
 
+/// A local instance's drain: the supervisor has already taken it out of rotation, so this only
+/// covers requests the load balancer sent just before.
+pub const LOCAL_DRAIN_SECONDS: u64 = 1;
+
 /// The port the app listens on inside every droplet.
 pub const APP_PORT: u16 = 3000;
 
@@ -763,6 +767,27 @@ impl StackConfig {
     /// name, so Pulumi can create it before deleting the old one.
     pub fn replaceable_name(&self, role: &str, replaced_by: &[&str]) -> String {
         replaceable_name(&self.stack, role, replaced_by)
+    }
+
+    /// Seconds an instance keeps serving after SIGTERM, `/health` failing, before it stops
+    /// accepting: as long as the load balancer takes to stop choosing it. DigitalOcean's load
+    /// balancer removes a droplet after `unhealthyThreshold` failed checks `checkIntervalSeconds`
+    /// apart, each allowed `responseTimeoutSeconds`. The local supervisor takes an instance out
+    /// of rotation itself before signalling it, so only requests already on their way remain.
+    pub fn drain_seconds(&self) -> u64 {
+        if self.is_local() {
+            LOCAL_DRAIN_SECONDS
+        } else {
+            let h = &self.health_check;
+            u64::from(h.unhealthy_threshold) * u64::from(h.check_interval_seconds)
+                + u64::from(h.response_timeout_seconds)
+        }
+    }
+
+    /// How long the app's `/health` waits for the database: half the load balancer's check
+    /// timeout, at most a second, so a slow database reads as a 503 rather than as a timeout.
+    pub fn app_health_timeout_ms(&self) -> u64 {
+        (u64::from(self.health_check.response_timeout_seconds) * 1000 / 2).min(1000)
     }
 
     /// True when droplets get at least one SSH key (uploaded or already on DigitalOcean).

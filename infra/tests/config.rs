@@ -537,3 +537,36 @@ fn stack_names_must_fit_digitaloceans_resource_names() {
     assert!(err.to_string().contains("connection pool name"), "{err}");
     assert!(load("eu-prod2", "  rustlb:region: nyc1\n").is_ok());
 }
+
+#[test]
+fn instances_drain_as_long_as_the_load_balancer_needs_and_health_answers_before_its_timeout() {
+    let root = repo_root();
+    for stack in ["local", "dev", "staging", "prod"] {
+        let cfg = StackConfig::load(&root, stack).unwrap();
+        let h = cfg.health_check();
+        let lb_timeout_ms = u64::from(h.response_timeout_seconds) * 1000;
+        assert!(
+            cfg.app_health_timeout_ms() < lb_timeout_ms,
+            "{stack}: /health must answer before the check gives up"
+        );
+        assert!(cfg.app_health_timeout_ms() >= 100, "{stack}");
+        if stack == "local" {
+            assert_eq!(cfg.drain_seconds(), infra::config::LOCAL_DRAIN_SECONDS);
+        } else {
+            // Out of rotation after unhealthyThreshold failed checks, checkIntervalSeconds apart.
+            assert!(
+                cfg.drain_seconds()
+                    >= u64::from(h.unhealthy_threshold) * u64::from(h.check_interval_seconds),
+                "{stack}: {}",
+                cfg.drain_seconds()
+            );
+        }
+    }
+    let short = load(
+        "dev",
+        "  rustlb:healthCheck:\n    responseTimeoutSeconds: 3\n    checkIntervalSeconds: 3\n",
+    )
+    .unwrap();
+    assert_eq!(short.app_health_timeout_ms(), 1000);
+    assert_eq!(short.drain_seconds(), 3 * 3 + 3);
+}

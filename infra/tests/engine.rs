@@ -914,3 +914,22 @@ fn the_service_unit_never_gives_up_restarting() {
     assert!(section("Service").contains("Restart=always\n"), "{unit}");
     assert!(section("Service").contains("RestartMaxDelaySec="), "{unit}");
 }
+
+#[test]
+fn a_stopping_droplet_drains_until_the_load_balancer_has_taken_it_out() {
+    let fx = Fixture::new();
+    let text = user_data(one(&fx.run("dev", false), DROPLET, "rustlb-dev-blue-1"));
+    // dev checks every 30 s, out after 3 failures, 5 s timeout: 95 s until DigitalOcean's load
+    // balancer stops choosing a droplet whose /health fails.
+    assert!(
+        text.contains("APP__APPLICATION__DRAIN_SECONDS=\"95\""),
+        "{text}"
+    );
+    // systemd waits for the drain, then the app's grace and flush, before SIGKILL.
+    assert!(text.contains("TimeoutStopSec=135\n"), "{text}");
+    // /health gives up on the database before the check (5 s) gives up on /health.
+    assert!(
+        text.contains("APP__DATABASE__HEALTH_TIMEOUT_MS=\"1000\""),
+        "{text}"
+    );
+}

@@ -44,6 +44,7 @@ pub fn create(
         Some(url) => url.map(Some),
         None => Output::new(None),
     };
+    let (drain_seconds, health_timeout_ms) = (cfg.drain_seconds(), cfg.app_health_timeout_ms());
     let mut droplets = Vec::new();
     for color in Color::ALL {
         let sha = pool_sha(cfg, inputs, color);
@@ -66,6 +67,8 @@ pub fn create(
                     database_url: &db_url,
                     api_key: &key,
                     database_ca_url: ca_url.as_deref(),
+                    drain_seconds,
+                    health_timeout_ms,
                 }
                 .render()
             })
