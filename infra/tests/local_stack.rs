@@ -708,3 +708,108 @@ fn status_shows_the_size_of_a_postgresql_database() {
             .success()
     );
 }
+
+/// Debian's chromium, headless; in CI a missing browser is a failure.
+fn chromium() -> Option<&'static str> {
+    let path = "/usr/bin/chromium";
+    if Path::new(path).exists() {
+        return Some(path);
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "chromium is missing; .ci/run installs it"
+    );
+    eprintln!("skipped: chromium is not installed (apt-get install chromium)");
+    None
+}
+
+/// Loads `url` in headless chromium, lets the page's scripts run for `budget_ms` of virtual
+/// time, and either prints the resulting DOM or takes a screenshot of `size`.
+fn browse(url: &str, budget_ms: u32, screenshot: Option<(&Path, &str)>) -> String {
+    let profile = tempfile::tempdir().unwrap();
+    let mut cmd = Command::new(chromium().unwrap());
+    // As Debian's chromium runs here: no sandbox as root, and nothing that calls home.
+    cmd.args([
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--hide-scrollbars",
+    ])
+    .arg(format!("--user-data-dir={}", profile.path().display()))
+    .arg(format!("--virtual-time-budget={budget_ms}"));
+    match screenshot {
+        Some((path, size)) => {
+            cmd.arg(format!("--screenshot={}", path.display()))
+                .arg(format!("--window-size={size}"));
+        }
+        None => {
+            cmd.arg("--dump-dom");
+        }
+    }
+    let out = Command::new("timeout")
+        .arg("60")
+        .arg(cmd.get_program())
+        .args(cmd.get_args())
+        .arg(url)
+        .stderr(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "chromium failed on {url}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn the_dashboard_shows_every_server_live_in_a_real_browser() {
+    if chromium().is_none() {
+        return;
+    }
+    let sandbox = Sandbox::new("");
+    assert!(
+        sandbox
+            .infra(&["up", "--stack", "local", "--detach"])
+            .status
+            .success()
+    );
+    sandbox.wait_status("all instances up", all_up);
+    let client = client();
+    for _ in 0..30 {
+        server_id(&client, &sandbox.url("/server-info"));
+    }
+    let dom = browse(&sandbox.url("/dashboard"), 8000, None);
+    assert!(
+        dom.contains("data-state=\"live\""),
+        "the page never got its data:\n{dom}"
+    );
+    for id in ["local-1", "local-2", "local-3"] {
+        assert!(
+            dom.contains(&format!("data-server-id=\"{id}\"")),
+            "{id} missing:\n{dom}"
+        );
+    }
+    let shots = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    for (name, size) in [
+        ("dashboard-desktop.png", "1280,860"),
+        ("dashboard-phone.png", "390,844"),
+    ] {
+        let path = shots.join(name);
+        let _ = std::fs::remove_file(&path);
+        browse(&sandbox.url("/dashboard"), 8000, Some((&path, size)));
+        let png = std::fs::read(&path).unwrap_or_default();
+        assert!(
+            png.starts_with(b"\x89PNG") && png.len() > 10_000,
+            "{name}: {} bytes",
+            png.len()
+        );
+    }
+    assert!(
+        sandbox
+            .infra(&["destroy", "--stack", "local"])
+            .status
+            .success()
+    );
+}
