@@ -99,8 +99,8 @@ pub static ROUTES: &[Route] = &[
                 Answer::json(200, "healthy", schema::<HealthBody>),
                 Answer::json(
                     503,
-                    "unhealthy: the database did not answer in time, or its schema is not \
-                     migrated",
+                    "unhealthy (the database did not answer in time, or its schema is not \
+                     migrated) or draining (the instance is stopping)",
                     schema::<HealthBody>,
                 ),
             ],

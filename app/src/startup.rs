@@ -180,8 +180,10 @@ impl Application {
         &self.state
     }
 
-    /// Serves until `signal` completes; then stops accepting, lets in-flight requests finish
-    /// (at most `shutdown_grace_seconds`), flushes the request log and closes the pool.
+    /// Serves until `signal` completes; then drains for `drain_seconds` (still serving, with
+    /// `/health` at 503 and `Connection: close` on every response), stops accepting, lets
+    /// in-flight requests finish (at most `shutdown_grace_seconds`), flushes the request log
+    /// and closes the pool.
     pub async fn run_until(self, signal: impl Future<Output = ()>) -> anyhow::Result<()> {
         let Self {
             listener,
@@ -192,35 +194,31 @@ impl Application {
             keep_alive,
             ..
         } = self;
-        let filter = warp::service(router::api(state.clone()));
-        let graceful = hyper_util::server::graceful::GracefulShutdown::new();
         let mut http = hyper::server::conn::http1::Builder::new();
         http.timer(TokioTimer::new())
             .keep_alive(true)
             .header_read_timeout(keep_alive);
-        let mut signal = std::pin::pin!(signal);
-        loop {
-            tokio::select! {
-                accepted = listener.accept() => match accepted {
-                    Ok((stream, peer)) => {
-                        let _ = stream.set_nodelay(true);
-                        let service = AppService::new(filter.clone(), state.clone(), peer);
-                        let conn = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
-                        tokio::spawn(async move {
-                            if let Err(err) = conn.await {
-                                tracing::debug!(error = %err, "connection ended with an error");
-                            }
-                        });
-                    }
-                    Err(err) => {
-                        // Typically EMFILE: back off instead of spinning.
-                        tracing::warn!(error = %err, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                    }
-                },
-                () = &mut signal => break,
-            }
+        let server = Server {
+            listener,
+            filter: warp::service(router::api(state.clone())),
+            state: state.clone(),
+            http,
+            graceful: hyper_util::server::graceful::GracefulShutdown::new(),
+        };
+        server.accept_until(signal).await;
+        state.start_draining();
+        let drain = state.drain();
+        if !drain.is_zero() {
+            tracing::info!(
+                drain_seconds = drain.as_secs(),
+                "draining: /health answers 503 and every response closes its connection; \
+                 still serving until the drain ends"
+            );
+            server.accept_until(tokio::time::sleep(drain)).await;
         }
+        let Server {
+            listener, graceful, ..
+        } = server;
         drop(listener);
         tracing::info!("shutting down: no new connections; draining in-flight requests");
         if tokio::time::timeout(grace, graceful.shutdown())
@@ -244,6 +242,57 @@ impl Application {
         }
         tracing::info!("stopped");
         Ok(())
+    }
+}
+
+/// The listener and what every accepted connection is served with.
+struct Server<F> {
+    listener: TcpListener,
+    filter: F,
+    state: AppState,
+    http: hyper::server::conn::http1::Builder,
+    /// Tracks every connection, so shutdown can wait for them.
+    graceful: hyper_util::server::graceful::GracefulShutdown,
+}
+
+impl<F> Server<F>
+where
+    F: tower_service::Service<
+            http::Request<hyper::body::Incoming>,
+            Response = warp::reply::Response,
+            Error = std::convert::Infallible,
+        > + Clone
+        + Send
+        + 'static,
+    F::Future: Send,
+{
+    /// Accepts and serves connections until `until` completes.
+    async fn accept_until(&self, until: impl Future<Output = ()>) {
+        let mut until = std::pin::pin!(until);
+        loop {
+            tokio::select! {
+                accepted = self.listener.accept() => match accepted {
+                    Ok((stream, peer)) => {
+                        let _ = stream.set_nodelay(true);
+                        let service = AppService::new(self.filter.clone(), self.state.clone(), peer);
+                        let conn = self
+                            .graceful
+                            .watch(self.http.serve_connection(TokioIo::new(stream), service));
+                        tokio::spawn(async move {
+                            if let Err(err) = conn.await {
+                                tracing::debug!(error = %err, "connection ended with an error");
+                            }
+                        });
+                    }
+                    Err(err) => {
+                        // Typically EMFILE: back off instead of spinning.
+                        tracing::warn!(error = %err, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                },
+                () = &mut until => return,
+            }
+        }
     }
 }
 

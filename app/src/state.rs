@@ -1,6 +1,7 @@
 //! Shared per-process state handed to every handler.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -29,6 +30,10 @@ struct Inner {
     health_timeout: Duration,
     started_at: DateTime<Utc>,
     started: Instant,
+    /// Set once a stop signal arrived: `/health` fails and connections close after their
+    /// current response.
+    draining: AtomicBool,
+    drain: Duration,
     request_log: RequestLogHandle,
     schema: Schema,
     stats_cache: StatsCache,
@@ -70,6 +75,8 @@ impl AppState {
             health_timeout: settings.database.health_timeout(),
             started_at: Utc::now(),
             started: Instant::now(),
+            draining: AtomicBool::new(false),
+            drain: Duration::from_secs(settings.application.drain_seconds),
             request_log,
             schema,
             stats_cache: StatsCache::new(Duration::from_millis(settings.stats.cache_ms)),
@@ -106,6 +113,18 @@ impl AppState {
     /// Seconds since this process started serving.
     pub fn uptime_seconds(&self) -> u64 {
         self.0.started.elapsed().as_secs()
+    }
+    /// Whether this instance is on its way out (see [`AppState::start_draining`]).
+    pub fn is_draining(&self) -> bool {
+        self.0.draining.load(Ordering::Relaxed)
+    }
+    /// From now on `/health` answers 503 and every response closes its connection.
+    pub fn start_draining(&self) {
+        self.0.draining.store(true, Ordering::Relaxed);
+    }
+    /// How long the instance serves after a stop signal before it stops accepting.
+    pub fn drain(&self) -> Duration {
+        self.0.drain
     }
     pub fn request_log(&self) -> &RequestLogHandle {
         &self.0.request_log

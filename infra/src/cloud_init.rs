@@ -112,6 +112,8 @@ impl CloudInit<'_> {
             // Every droplet may migrate at start: the app serialises them with an advisory lock.
             run_migrations: true,
             ca_file: self.database_ca_url.map(|_| CA_FILE.into()),
+            drain_seconds: None,
+            health_timeout_ms: None,
         };
         settings
             .to_env()

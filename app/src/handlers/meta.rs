@@ -10,6 +10,7 @@ use warp::reply::Response;
 use super::{Call, HandlerResult};
 use crate::reply::{json, json_bytes};
 use crate::service::Query;
+use crate::state::AppState;
 
 /// One endpoint in the index.
 #[derive(Serialize, ToSchema)]
@@ -51,7 +52,7 @@ pub async fn index(call: Call) -> HandlerResult {
 /// The database part of `/health`.
 #[derive(Serialize, ToSchema)]
 pub struct DatabaseHealth {
-    /// `up` or `down`.
+    /// `up`, `down`, or `unchecked` (while draining).
     pub status: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub latency_ms: Option<f64>,
@@ -65,7 +66,7 @@ pub struct DatabaseHealth {
 /// `GET /health`.
 #[derive(Serialize, ToSchema)]
 pub struct HealthBody {
-    /// `healthy` (200) or `unhealthy` (503).
+    /// `healthy` (200), or `unhealthy` or `draining` (503).
     pub status: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
@@ -89,6 +90,22 @@ fn down(reason: String) -> (DatabaseHealth, Option<String>) {
 
 pub async fn health(call: Call) -> HandlerResult {
     let state = &call.state;
+    if state.is_draining() {
+        // Answered at once and without the database: the point is to leave the load
+        // balancer's rotation quickly, whatever the database does.
+        let database = DatabaseHealth {
+            status: "unchecked",
+            latency_ms: None,
+            error: None,
+            pending_migrations: Vec::new(),
+        };
+        let reason = format!(
+            "shutting down: this instance serves for at most {} s more and then stops \
+             accepting connections",
+            state.drain().as_secs()
+        );
+        return Ok(health_answer(state, "draining", Some(reason), database));
+    }
     let timeout = state.health_timeout();
     let started = std::time::Instant::now();
     let check = tokio::time::timeout(timeout, Query::ping(state.db())).await;
@@ -112,20 +129,36 @@ pub async fn health(call: Call) -> HandlerResult {
             down(msg)
         }
     };
-    let (status, verdict) = match problem {
-        None => (StatusCode::OK, "healthy"),
-        Some(_) => (StatusCode::SERVICE_UNAVAILABLE, "unhealthy"),
+    let verdict = if problem.is_none() {
+        "healthy"
+    } else {
+        "unhealthy"
+    };
+    Ok(health_answer(state, verdict, problem, database))
+}
+
+/// The `/health` answer: 200 when `verdict` is `healthy`, else 503.
+fn health_answer(
+    state: &AppState,
+    verdict: &'static str,
+    reason: Option<String>,
+    database: DatabaseHealth,
+) -> Response {
+    let status = if verdict == "healthy" {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
     };
     let body = HealthBody {
         status: verdict,
-        reason: problem,
+        reason,
         server_id: state.server_id().to_owned(),
         version: env!("CARGO_PKG_VERSION"),
         uptime_seconds: state.uptime_seconds(),
         timestamp: Utc::now(),
         database,
     };
-    Ok(json(status, &body))
+    json(status, &body)
 }
 
 /// `GET /server-info`.

@@ -26,6 +26,7 @@ macro_rules! on_both_databases {
 
 mod auth;
 mod binary;
+mod drain;
 mod health;
 mod helpers;
 mod migrations;

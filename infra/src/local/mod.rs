@@ -263,6 +263,8 @@ fn instance_env(cfg: &StackConfig, server_id: &str, port: u16) -> Vec<(String, S
         // Migrations ran once before the instances started; N racing migrators would collide.
         run_migrations: false,
         ca_file: None,
+        drain_seconds: None,
+        health_timeout_ms: None,
     }
     .to_env()
 }
