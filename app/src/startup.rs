@@ -9,6 +9,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 
 use crate::configuration::{Settings, env};
+use crate::database::AvailabilityProbe;
 use crate::handlers::meta::{EndpointEntry, index_document};
 use crate::middleware::AppService;
 use crate::request_log::{self, RequestLogWriter};
@@ -72,6 +73,7 @@ pub struct Application {
     state: AppState,
     writer: RequestLogWriter,
     schema_watcher: SchemaWatcher,
+    availability_probe: AvailabilityProbe,
     grace: Duration,
     keep_alive: Duration,
 }
@@ -93,6 +95,8 @@ impl Application {
                 .await
                 .context("applying migrations")?;
         }
+        let (availability, availability_probe) =
+            database::watch_availability(&settings.database, db.clone());
         let (schema, schema_watcher) =
             schema::watch(db.clone(), settings.database.schema_check_interval())
                 .await
@@ -140,6 +144,7 @@ impl Application {
         let state = AppState::new(
             &settings,
             db,
+            availability,
             log_handle,
             schema,
             documents,
@@ -165,6 +170,7 @@ impl Application {
             state,
             writer,
             schema_watcher,
+            availability_probe,
             grace: Duration::from_secs(settings.application.shutdown_grace_seconds),
             keep_alive: Duration::from_secs(settings.application.keep_alive_timeout_seconds.max(1)),
         })
@@ -190,6 +196,7 @@ impl Application {
             state,
             writer,
             schema_watcher,
+            availability_probe,
             grace,
             keep_alive,
             ..
@@ -232,6 +239,7 @@ impl Application {
         }
         writer.shutdown(grace).await;
         schema_watcher.stop();
+        availability_probe.stop();
         // Closing waits for every borrowed connection to come back; one whose query was
         // cancelled mid-flight (a client hung up) may not, and must not keep us from exiting.
         if tokio::time::timeout(Duration::from_secs(5), state.db().clone().close())

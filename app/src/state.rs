@@ -11,6 +11,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use sea_orm::DatabaseConnection;
 
 use crate::configuration::Settings;
+use crate::database::Availability;
 use crate::input::auth::ApiKey;
 use crate::request_log::RequestLogHandle;
 use crate::schema::Schema;
@@ -22,6 +23,7 @@ pub struct AppState(Arc<Inner>);
 
 struct Inner {
     db: DatabaseConnection,
+    database: Availability,
     server_id: String,
     server_id_header: HeaderValue,
     hostname: String,
@@ -54,6 +56,7 @@ impl AppState {
     pub fn new(
         settings: &Settings,
         db: DatabaseConnection,
+        database: Availability,
         request_log: RequestLogHandle,
         schema: Schema,
         documents: Documents,
@@ -64,6 +67,7 @@ impl AppState {
             HeaderValue::from_str(&server_id).expect("server_id was validated to be header-safe");
         Self(Arc::new(Inner {
             db,
+            database,
             server_id_header,
             server_id,
             hostname: hostname::get()
@@ -87,6 +91,10 @@ impl AppState {
 
     pub fn db(&self) -> &DatabaseConnection {
         &self.0.db
+    }
+    /// Whether the database is reachable right now.
+    pub fn database(&self) -> &Availability {
+        &self.0.database
     }
     pub fn server_id(&self) -> &str {
         &self.0.server_id

@@ -52,7 +52,7 @@ pub async fn index(call: Call) -> HandlerResult {
 /// The database part of `/health`.
 #[derive(Serialize, ToSchema)]
 pub struct DatabaseHealth {
-    /// `up`, `down`, or `unchecked` (while draining).
+    /// `up` or `down`.
     pub status: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub latency_ms: Option<f64>,
@@ -90,13 +90,14 @@ fn down(reason: String) -> (DatabaseHealth, Option<String>) {
 
 pub async fn health(call: Call) -> HandlerResult {
     let state = &call.state;
+    let availability = state.database();
     if state.is_draining() {
-        // Answered at once and without the database: the point is to leave the load
+        // Answered at once, without asking the database: the point is to leave the load
         // balancer's rotation quickly, whatever the database does.
         let database = DatabaseHealth {
-            status: "unchecked",
+            status: if availability.is_up() { "up" } else { "down" },
             latency_ms: None,
-            error: None,
+            error: availability.problem(),
             pending_migrations: Vec::new(),
         };
         let reason = format!(
@@ -105,6 +106,12 @@ pub async fn health(call: Call) -> HandlerResult {
             state.drain().as_secs()
         );
         return Ok(health_answer(state, "draining", Some(reason), database));
+    }
+    if let Some(problem) = availability.problem() {
+        // Known to be away: say so now rather than wait out the timeout, which a load
+        // balancer would count as a failed check of its own rather than a 503.
+        let (database, reason) = down(problem);
+        return Ok(health_answer(state, "unhealthy", reason, database));
     }
     let timeout = state.health_timeout();
     let started = std::time::Instant::now();
@@ -121,11 +128,13 @@ pub async fn health(call: Call) -> HandlerResult {
         }
         Ok(Err(err)) => {
             tracing::warn!(error = %err, "health check: database error");
+            availability.suspect();
             down("database error".to_owned())
         }
         Err(_) => {
             let msg = format!("database did not answer within {} ms", timeout.as_millis());
             tracing::warn!("health check: {msg}");
+            availability.suspect();
             down(msg)
         }
     };

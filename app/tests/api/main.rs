@@ -31,6 +31,7 @@ mod health;
 mod helpers;
 mod migrations;
 mod module_graph;
+mod outage;
 mod request_log;
 mod routing;
 mod schema;
