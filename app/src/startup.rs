@@ -124,6 +124,7 @@ impl Application {
         let (log_handle, writer) = request_log::spawn(
             log_db,
             schema.clone(),
+            availability.clone(),
             settings.application.server_id.clone(),
             &settings.request_log,
         );

@@ -72,6 +72,11 @@ impl Availability {
         let _ = self.0.up.subscribe().wait_for(|up| !up).await;
     }
 
+    /// Resolves once the database counts as reachable.
+    pub async fn up(&self) {
+        let _ = self.0.up.subscribe().wait_for(|up| *up).await;
+    }
+
     /// For a request still running after [`SLOW_REQUEST`]: has the probe look, and resolves
     /// if it finds the database unreachable (never, while it is reachable).
     pub async fn lost_while_waiting(&self) {

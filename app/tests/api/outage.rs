@@ -260,3 +260,40 @@ async fn when_the_database_server_goes_away_requests_fail_fast_instead_of_waitin
     assert_eq!(reads, 503);
     assert!(recovered < RECOVERY, "writes back only after {recovered:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_log_rows_of_a_refusal_window_all_arrive_afterwards() {
+    let Some(server) = postgres_server() else {
+        return;
+    };
+    let app = spawn_app_with(Backend::Postgres(server.clone()), Options::default()).await;
+    app.create_user("Before", "before@example.com").await;
+    assert_eq!(app.wait_for_rows("requests_log", 1).await, 1);
+
+    refuse_sessions(&server, &app, true).await;
+    let started = Instant::now();
+    let mut answered = 0;
+    for i in 0..30 {
+        let response = app
+            .client
+            .get(app.url("/server-info"))
+            .header("x-request-id", format!("outage-{i}"))
+            .send()
+            .await
+            .unwrap();
+        answered += u32::from(response.status() == 200);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Long enough for a writer that gives up on a refused batch to have given up.
+    tokio::time::sleep(Duration::from_millis(2500).saturating_sub(started.elapsed())).await;
+    refuse_sessions(&server, &app, false).await;
+
+    assert_eq!(answered, 30, "/server-info needs no database");
+    assert_eq!(
+        app.wait_for_rows("requests_log WHERE request_id LIKE 'outage-%'", 30)
+            .await,
+        30,
+        "every row logged during the refusal arrives"
+    );
+    assert_eq!(app.probe.request_log_dropped(), 0);
+}
