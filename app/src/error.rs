@@ -5,8 +5,12 @@ use serde::Serialize;
 use utoipa::ToSchema;
 use warp::reply::Response;
 
+use crate::database::{Failure, classify};
 use crate::domain::Invalid;
 use crate::reply::json;
+
+/// `Retry-After` of a 503 `database_unavailable`.
+pub const RETRY_AFTER_SECONDS: &str = "1";
 
 /// Everything a handler can answer with instead of success.
 #[derive(Debug, thiserror::Error)]
@@ -89,6 +93,13 @@ impl ApiError {
                     headers.insert(header::ALLOW, value);
                 }
             }
+            Self::DatabaseUnavailable => {
+                // The availability probe retries every 250 ms: a second is a fair wait.
+                headers.insert(
+                    header::RETRY_AFTER,
+                    HeaderValue::from_static(RETRY_AFTER_SECONDS),
+                );
+            }
             _ => {}
         }
         response
@@ -97,10 +108,12 @@ impl ApiError {
 
 impl From<sea_orm::DbErr> for ApiError {
     fn from(err: sea_orm::DbErr) -> Self {
-        use sea_orm::DbErr;
-        match &err {
-            DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => Self::DatabaseUnavailable,
-            _ => Self::Internal(err.to_string()),
+        match classify(&err) {
+            Failure::Unreachable => {
+                tracing::debug!(error = %err, "the database is unreachable");
+                Self::DatabaseUnavailable
+            }
+            Failure::RowRejected | Failure::Other => Self::Internal(err.to_string()),
         }
     }
 }

@@ -4,6 +4,7 @@ use std::sync::OnceLock;
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
+use crate::request_log::DropReason;
 use crate::state::AppState;
 
 /// Installs the global recorder once per process and returns its handle.
@@ -62,7 +63,8 @@ fn describe() {
     );
     metrics::describe_counter!(
         "request_log_dropped_total",
-        "Request-log rows dropped because the queue was full"
+        "Request-log rows lost, by reason: queue_full (the database was away too long), \
+         rejected (the database refused the row itself), shutdown (not written in time)"
     );
     metrics::describe_counter!(
         "request_log_rows_written_total",
@@ -76,8 +78,10 @@ pub fn refresh_gauges(state: &AppState) {
     metrics::gauge!("db_pool_connections").set(size as f64);
     metrics::gauge!("db_pool_idle_connections").set(idle as f64);
     metrics::gauge!("request_log_queue_depth").set(state.request_log().queue_depth() as f64);
-    // Registers the counter so a scrape shows 0 rather than nothing before the first drop.
-    metrics::counter!("request_log_dropped_total").increment(0);
+    // Registers the counters so a scrape shows 0 rather than nothing before the first drop.
+    for reason in DropReason::ALL {
+        metrics::counter!("request_log_dropped_total", "reason" => reason.label()).increment(0);
+    }
 }
 
 fn pool_state(db: &sea_orm::DatabaseConnection) -> (u32, usize) {

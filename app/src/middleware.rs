@@ -74,6 +74,11 @@ where
                 let status = response.status().as_u16();
                 let headers = response.headers_mut();
                 headers.insert(X_SERVER_ID.clone(), state.server_id_header().clone());
+                if state.is_draining() {
+                    // hyper closes the connection once this response is out: keep-alive
+                    // connections end after an answer, never under a request in flight.
+                    headers.insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+                }
                 if let Ok(value) = HeaderValue::from_str(&request_id) {
                     headers.insert(X_REQUEST_ID.clone(), value);
                 }

@@ -127,7 +127,7 @@ fn shared_answers(route: &Route) -> Vec<Answer> {
         answers.push(Answer::error(413, "the body is over the size limit"));
         answers.push(Answer::error(415, "the body is not application/json"));
     }
-    if route.needs_schema {
+    if route.needs_database {
         answers.push(Answer::error(
             503,
             "the database is unavailable (`database_unavailable`) or has pending migrations \

@@ -137,12 +137,27 @@ async fn run(route: &'static Route, call: Call, headers: &HeaderMap) -> Result<R
     if route.auth == Auth::ApiKey {
         auth::authorize(call.state.api_key(), headers)?;
     }
-    if route.needs_schema
-        && let Some(problem) = call.state.schema().problem()
-    {
+    if !route.needs_database {
+        return (route.handler)(call).await;
+    }
+    let database = call.state.database().clone();
+    if !database.is_up() {
+        return Err(ApiError::DatabaseUnavailable);
+    }
+    if let Some(problem) = call.state.schema().problem() {
         return Err(ApiError::SchemaNotMigrated(problem));
     }
-    (route.handler)(call).await
+    // A request stuck waiting for a connection to a database that went away is let go as
+    // soon as the probe confirms it is away, instead of after the pool's acquire timeout.
+    let result = tokio::select! {
+        biased;
+        result = (route.handler)(call) => result,
+        () = database.lost_while_waiting() => Err(ApiError::DatabaseUnavailable),
+    };
+    if matches!(result, Err(ApiError::DatabaseUnavailable)) {
+        database.suspect();
+    }
+    result
 }
 
 /// The filters above reject nothing a client can cause; should one ever, the client gets the

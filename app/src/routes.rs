@@ -19,9 +19,9 @@ pub struct Route {
     /// One line for the index and the OpenAPI summary.
     pub summary: &'static str,
     pub auth: Auth,
-    /// Reads or writes the tables: answered with 503 `schema_not_migrated` while migrations
-    /// are pending.
-    pub needs_schema: bool,
+    /// Reads or writes the tables: answered with 503 `database_unavailable` while the
+    /// database is unreachable, and `schema_not_migrated` while migrations are pending.
+    pub needs_database: bool,
     pub handler: Handler,
     pub doc: Doc,
 }
@@ -80,7 +80,7 @@ pub static ROUTES: &[Route] = &[
         path: "/",
         summary: "this index",
         auth: Auth::Anyone,
-        needs_schema: false,
+        needs_database: false,
         handler: |call| Box::pin(meta::index(call)),
         doc: Doc {
             answers: &[Answer::json(200, "the endpoints", schema::<IndexBody>)],
@@ -92,15 +92,15 @@ pub static ROUTES: &[Route] = &[
         path: HEALTH,
         summary: "liveness and database check (used by the load balancer)",
         auth: Auth::Anyone,
-        needs_schema: false,
+        needs_database: false,
         handler: |call| Box::pin(meta::health(call)),
         doc: Doc {
             answers: &[
                 Answer::json(200, "healthy", schema::<HealthBody>),
                 Answer::json(
                     503,
-                    "unhealthy: the database did not answer in time, or its schema is not \
-                     migrated",
+                    "unhealthy (the database did not answer in time, or its schema is not \
+                     migrated) or draining (the instance is stopping)",
                     schema::<HealthBody>,
                 ),
             ],
@@ -112,7 +112,7 @@ pub static ROUTES: &[Route] = &[
         path: "/server-info",
         summary: "which instance answered",
         auth: Auth::Anyone,
-        needs_schema: false,
+        needs_database: false,
         handler: |call| Box::pin(meta::server_info(call)),
         doc: Doc {
             answers: &[Answer::json(
@@ -128,7 +128,7 @@ pub static ROUTES: &[Route] = &[
         path: "/api/users",
         summary: "list users, newest first (?limit=1..500&offset=)",
         auth: Auth::Anyone,
-        needs_schema: true,
+        needs_database: true,
         handler: |call| Box::pin(users::list(call)),
         doc: Doc {
             query: Some(query::<ListParams>),
@@ -141,7 +141,7 @@ pub static ROUTES: &[Route] = &[
         path: "/api/users",
         summary: "create a user {name, email}",
         auth: Auth::ApiKey,
-        needs_schema: true,
+        needs_database: true,
         handler: |call| Box::pin(users::create(call)),
         doc: Doc {
             body: Some(schema::<UserInput>),
@@ -158,7 +158,7 @@ pub static ROUTES: &[Route] = &[
         path: "/api/users/:id",
         summary: "one user",
         auth: Auth::Anyone,
-        needs_schema: true,
+        needs_database: true,
         handler: |call| Box::pin(users::get(call)),
         doc: Doc {
             param: Some(uuid),
@@ -174,7 +174,7 @@ pub static ROUTES: &[Route] = &[
         path: "/api/users/:id",
         summary: "replace a user's name and email",
         auth: Auth::ApiKey,
-        needs_schema: true,
+        needs_database: true,
         handler: |call| Box::pin(users::replace(call)),
         doc: Doc {
             param: Some(uuid),
@@ -192,7 +192,7 @@ pub static ROUTES: &[Route] = &[
         path: "/api/users/:id",
         summary: "delete a user",
         auth: Auth::ApiKey,
-        needs_schema: true,
+        needs_database: true,
         handler: |call| Box::pin(users::delete(call)),
         doc: Doc {
             param: Some(uuid),
@@ -208,7 +208,7 @@ pub static ROUTES: &[Route] = &[
         path: "/api/stats",
         summary: "cluster-wide request distribution (?window=1h)",
         auth: Auth::Anyone,
-        needs_schema: true,
+        needs_database: true,
         handler: |call| Box::pin(stats::get(call)),
         doc: Doc {
             query: Some(query::<StatsParams>),
@@ -221,7 +221,7 @@ pub static ROUTES: &[Route] = &[
         path: "/metrics",
         summary: "Prometheus metrics",
         auth: Auth::Anyone,
-        needs_schema: false,
+        needs_database: false,
         handler: |call| Box::pin(meta::metrics(call)),
         doc: Doc {
             answers: &[Answer::other(200, "Prometheus text format", "text/plain")],
@@ -233,7 +233,7 @@ pub static ROUTES: &[Route] = &[
         path: "/openapi.json",
         summary: "OpenAPI 3 description of this API",
         auth: Auth::Anyone,
-        needs_schema: false,
+        needs_database: false,
         handler: |call| Box::pin(meta::openapi(call)),
         doc: Doc {
             answers: &[Answer::other(200, "this document", "application/json")],

@@ -9,6 +9,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 
 use crate::configuration::{Settings, env};
+use crate::database::AvailabilityProbe;
 use crate::handlers::meta::{EndpointEntry, index_document};
 use crate::middleware::AppService;
 use crate::request_log::{self, RequestLogWriter};
@@ -72,6 +73,7 @@ pub struct Application {
     state: AppState,
     writer: RequestLogWriter,
     schema_watcher: SchemaWatcher,
+    availability_probe: AvailabilityProbe,
     grace: Duration,
     keep_alive: Duration,
 }
@@ -93,6 +95,8 @@ impl Application {
                 .await
                 .context("applying migrations")?;
         }
+        let (availability, availability_probe) =
+            database::watch_availability(&settings.database, db.clone());
         let (schema, schema_watcher) =
             schema::watch(db.clone(), settings.database.schema_check_interval())
                 .await
@@ -120,6 +124,7 @@ impl Application {
         let (log_handle, writer) = request_log::spawn(
             log_db,
             schema.clone(),
+            availability.clone(),
             settings.application.server_id.clone(),
             &settings.request_log,
         );
@@ -140,6 +145,7 @@ impl Application {
         let state = AppState::new(
             &settings,
             db,
+            availability,
             log_handle,
             schema,
             documents,
@@ -165,6 +171,7 @@ impl Application {
             state,
             writer,
             schema_watcher,
+            availability_probe,
             grace: Duration::from_secs(settings.application.shutdown_grace_seconds),
             keep_alive: Duration::from_secs(settings.application.keep_alive_timeout_seconds.max(1)),
         })
@@ -180,47 +187,46 @@ impl Application {
         &self.state
     }
 
-    /// Serves until `signal` completes; then stops accepting, lets in-flight requests finish
-    /// (at most `shutdown_grace_seconds`), flushes the request log and closes the pool.
+    /// Serves until `signal` completes; then drains for `drain_seconds` (still serving, with
+    /// `/health` at 503 and `Connection: close` on every response), stops accepting, lets
+    /// in-flight requests finish (at most `shutdown_grace_seconds`), flushes the request log
+    /// and closes the pool.
     pub async fn run_until(self, signal: impl Future<Output = ()>) -> anyhow::Result<()> {
         let Self {
             listener,
             state,
             writer,
             schema_watcher,
+            availability_probe,
             grace,
             keep_alive,
             ..
         } = self;
-        let filter = warp::service(router::api(state.clone()));
-        let graceful = hyper_util::server::graceful::GracefulShutdown::new();
         let mut http = hyper::server::conn::http1::Builder::new();
         http.timer(TokioTimer::new())
             .keep_alive(true)
             .header_read_timeout(keep_alive);
-        let mut signal = std::pin::pin!(signal);
-        loop {
-            tokio::select! {
-                accepted = listener.accept() => match accepted {
-                    Ok((stream, peer)) => {
-                        let _ = stream.set_nodelay(true);
-                        let service = AppService::new(filter.clone(), state.clone(), peer);
-                        let conn = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
-                        tokio::spawn(async move {
-                            if let Err(err) = conn.await {
-                                tracing::debug!(error = %err, "connection ended with an error");
-                            }
-                        });
-                    }
-                    Err(err) => {
-                        // Typically EMFILE: back off instead of spinning.
-                        tracing::warn!(error = %err, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                    }
-                },
-                () = &mut signal => break,
-            }
+        let server = Server {
+            listener,
+            filter: warp::service(router::api(state.clone())),
+            state: state.clone(),
+            http,
+            graceful: hyper_util::server::graceful::GracefulShutdown::new(),
+        };
+        server.accept_until(signal).await;
+        state.start_draining();
+        let drain = state.drain();
+        if !drain.is_zero() {
+            tracing::info!(
+                drain_seconds = drain.as_secs(),
+                "draining: /health answers 503 and every response closes its connection; \
+                 still serving until the drain ends"
+            );
+            server.accept_until(tokio::time::sleep(drain)).await;
         }
+        let Server {
+            listener, graceful, ..
+        } = server;
         drop(listener);
         tracing::info!("shutting down: no new connections; draining in-flight requests");
         if tokio::time::timeout(grace, graceful.shutdown())
@@ -234,6 +240,7 @@ impl Application {
         }
         writer.shutdown(grace).await;
         schema_watcher.stop();
+        availability_probe.stop();
         // Closing waits for every borrowed connection to come back; one whose query was
         // cancelled mid-flight (a client hung up) may not, and must not keep us from exiting.
         if tokio::time::timeout(Duration::from_secs(5), state.db().clone().close())
@@ -244,6 +251,57 @@ impl Application {
         }
         tracing::info!("stopped");
         Ok(())
+    }
+}
+
+/// The listener and what every accepted connection is served with.
+struct Server<F> {
+    listener: TcpListener,
+    filter: F,
+    state: AppState,
+    http: hyper::server::conn::http1::Builder,
+    /// Tracks every connection, so shutdown can wait for them.
+    graceful: hyper_util::server::graceful::GracefulShutdown,
+}
+
+impl<F> Server<F>
+where
+    F: tower_service::Service<
+            http::Request<hyper::body::Incoming>,
+            Response = warp::reply::Response,
+            Error = std::convert::Infallible,
+        > + Clone
+        + Send
+        + 'static,
+    F::Future: Send,
+{
+    /// Accepts and serves connections until `until` completes.
+    async fn accept_until(&self, until: impl Future<Output = ()>) {
+        let mut until = std::pin::pin!(until);
+        loop {
+            tokio::select! {
+                accepted = self.listener.accept() => match accepted {
+                    Ok((stream, peer)) => {
+                        let _ = stream.set_nodelay(true);
+                        let service = AppService::new(self.filter.clone(), self.state.clone(), peer);
+                        let conn = self
+                            .graceful
+                            .watch(self.http.serve_connection(TokioIo::new(stream), service));
+                        tokio::spawn(async move {
+                            if let Err(err) = conn.await {
+                                tracing::debug!(error = %err, "connection ended with an error");
+                            }
+                        });
+                    }
+                    Err(err) => {
+                        // Typically EMFILE: back off instead of spinning.
+                        tracing::warn!(error = %err, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                },
+                () = &mut until => return,
+            }
+        }
     }
 }
 

@@ -1,6 +1,7 @@
 //! Shared per-process state handed to every handler.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -10,6 +11,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use sea_orm::DatabaseConnection;
 
 use crate::configuration::Settings;
+use crate::database::Availability;
 use crate::input::auth::ApiKey;
 use crate::request_log::RequestLogHandle;
 use crate::schema::Schema;
@@ -21,6 +23,7 @@ pub struct AppState(Arc<Inner>);
 
 struct Inner {
     db: DatabaseConnection,
+    database: Availability,
     server_id: String,
     server_id_header: HeaderValue,
     hostname: String,
@@ -29,6 +32,10 @@ struct Inner {
     health_timeout: Duration,
     started_at: DateTime<Utc>,
     started: Instant,
+    /// Set once a stop signal arrived: `/health` fails and connections close after their
+    /// current response.
+    draining: AtomicBool,
+    drain: Duration,
     request_log: RequestLogHandle,
     schema: Schema,
     stats_cache: StatsCache,
@@ -49,6 +56,7 @@ impl AppState {
     pub fn new(
         settings: &Settings,
         db: DatabaseConnection,
+        database: Availability,
         request_log: RequestLogHandle,
         schema: Schema,
         documents: Documents,
@@ -59,6 +67,7 @@ impl AppState {
             HeaderValue::from_str(&server_id).expect("server_id was validated to be header-safe");
         Self(Arc::new(Inner {
             db,
+            database,
             server_id_header,
             server_id,
             hostname: hostname::get()
@@ -70,6 +79,8 @@ impl AppState {
             health_timeout: settings.database.health_timeout(),
             started_at: Utc::now(),
             started: Instant::now(),
+            draining: AtomicBool::new(false),
+            drain: Duration::from_secs(settings.application.drain_seconds),
             request_log,
             schema,
             stats_cache: StatsCache::new(Duration::from_millis(settings.stats.cache_ms)),
@@ -80,6 +91,10 @@ impl AppState {
 
     pub fn db(&self) -> &DatabaseConnection {
         &self.0.db
+    }
+    /// Whether the database is reachable right now.
+    pub fn database(&self) -> &Availability {
+        &self.0.database
     }
     pub fn server_id(&self) -> &str {
         &self.0.server_id
@@ -106,6 +121,18 @@ impl AppState {
     /// Seconds since this process started serving.
     pub fn uptime_seconds(&self) -> u64 {
         self.0.started.elapsed().as_secs()
+    }
+    /// Whether this instance is on its way out (see [`AppState::start_draining`]).
+    pub fn is_draining(&self) -> bool {
+        self.0.draining.load(Ordering::Relaxed)
+    }
+    /// From now on `/health` answers 503 and every response closes its connection.
+    pub fn start_draining(&self) {
+        self.0.draining.store(true, Ordering::Relaxed);
+    }
+    /// How long the instance serves after a stop signal before it stops accepting.
+    pub fn drain(&self) -> Duration {
+        self.0.drain
     }
     pub fn request_log(&self) -> &RequestLogHandle {
         &self.0.request_log

@@ -126,6 +126,8 @@ impl CloudInit<'_> {
             // Every droplet may migrate at start: the app serialises them with an advisory lock.
             run_migrations: true,
             ca_file: self.database_ca_url.map(|_| CA_FILE.into()),
+            drain_seconds: Some(self.drain_seconds),
+            health_timeout_ms: Some(self.health_timeout_ms),
         };
         settings
             .to_env()

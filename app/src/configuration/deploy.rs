@@ -24,6 +24,12 @@ pub struct DeploySettings {
     pub run_migrations: bool,
     /// CA certificate of the database server, for `sslmode=verify-full`.
     pub ca_file: Option<PathBuf>,
+    /// Seconds an instance keeps serving after SIGTERM with `/health` failing, so the load
+    /// balancer stops choosing it before it stops accepting. `None`: the embedded default.
+    pub drain_seconds: Option<u64>,
+    /// How long `/health` waits for the database; keep it below the load balancer's check
+    /// timeout so a slow database reads as a 503, not a timeout. `None`: the embedded default.
+    pub health_timeout_ms: Option<u64>,
 }
 
 impl DeploySettings {
@@ -52,6 +58,12 @@ impl DeploySettings {
         ]);
         if let Some(ca) = &self.ca_file {
             vars.push((env::CA_FILE.env(), ca.to_string_lossy().into_owned()));
+        }
+        if let Some(seconds) = self.drain_seconds {
+            vars.push((env::DRAIN_SECONDS.env(), seconds.to_string()));
+        }
+        if let Some(ms) = self.health_timeout_ms {
+            vars.push((env::HEALTH_TIMEOUT_MS.env(), ms.to_string()));
         }
         vars
     }
@@ -82,6 +94,8 @@ mod tests {
             statement_cache: false,
             run_migrations: true,
             ca_file: Some(ca.path().to_owned()),
+            drain_seconds: Some(40),
+            health_timeout_ms: Some(800),
         };
         let settings = loaded(&deploy);
         assert_eq!(settings.environment, Environment::Production);
@@ -99,6 +113,8 @@ mod tests {
         assert!(!settings.database.statement_cache);
         assert_eq!(settings.database.run_migrations, MigrationsMode::Always);
         assert_eq!(settings.database.ca_file.as_deref(), Some(ca.path()));
+        assert_eq!(settings.application.drain_seconds, 40);
+        assert_eq!(settings.database.health_timeout_ms, 800);
     }
 
     #[test]
@@ -113,6 +129,8 @@ mod tests {
             statement_cache: true,
             run_migrations: false,
             ca_file: None,
+            drain_seconds: None,
+            health_timeout_ms: None,
         };
         let settings = loaded(&deploy);
         assert_eq!(settings.environment, Environment::Local);
@@ -120,6 +138,8 @@ mod tests {
         assert!(settings.database.statement_cache);
         assert_eq!(settings.database.run_migrations, MigrationsMode::Never);
         assert!(settings.database.ca_file.is_none());
+        assert_eq!(settings.application.drain_seconds, 0);
+        assert_eq!(settings.database.health_timeout_ms, 1000);
         let names: Vec<String> = deploy.to_env().into_iter().map(|(k, _)| k).collect();
         let mut unique = names.clone();
         unique.sort();

@@ -17,6 +17,9 @@ const BASE: &str = include_str!("../../configuration/base.yaml");
 const LOCAL: &str = include_str!("../../configuration/local.yaml");
 const PRODUCTION: &str = include_str!("../../configuration/production.yaml");
 
+/// A drain longer than this is a typo, not a plan: the process would linger for it.
+const MAX_DRAIN_SECONDS: u64 = 600;
+
 /// Everything the app reads at start.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -42,6 +45,8 @@ pub struct ApplicationSettings {
     #[serde(deserialize_with = "optional_secret")]
     pub api_key: Option<SecretString>,
     pub body_limit_bytes: u64,
+    /// After a stop signal: seconds of serving with `/health` at 503 and `Connection: close`.
+    pub drain_seconds: u64,
     pub shutdown_grace_seconds: u64,
     pub keep_alive_timeout_seconds: u64,
 }
@@ -187,6 +192,12 @@ impl Settings {
             return Err(invalid(
                 env::SERVER_ID,
                 format!("{sid:?} must be 1-64 characters of A-Z a-z 0-9 - _ . :"),
+            ));
+        }
+        if self.application.drain_seconds > MAX_DRAIN_SECONDS {
+            return Err(invalid(
+                env::DRAIN_SECONDS,
+                format!("must be at most {MAX_DRAIN_SECONDS}"),
             ));
         }
         if self.application.body_limit_bytes == 0 {

@@ -1,8 +1,12 @@
-//! The database: the connection pool, migrations, and URLs fit for logs.
+//! The database: the connection pool, whether it is reachable, migrations, and URLs fit for logs.
 
+mod availability;
+mod failure;
 mod migrate;
 mod pool;
 mod redact;
 
+pub use availability::{Availability, AvailabilityProbe, watch_availability};
+pub use failure::{Failure, classify};
 pub use migrate::{MigrateError, migrate, migrate_database, pending_migrations};
 pub use pool::connect_with_retry;

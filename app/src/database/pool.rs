@@ -59,26 +59,28 @@ fn tune_postgres(mut opts: PgConnectOptions, settings: &DatabaseSettings) -> PgC
     opts
 }
 
-/// One PostgreSQL connection, opened and closed, to learn why the pool cannot be opened: the
-/// pool retries a refused connection until its acquire timeout and then reports only the
-/// timeout.
-async fn probe(settings: &DatabaseSettings) -> Result<(), DbErr> {
+/// One PostgreSQL connection, opened, asked `SELECT 1` and closed, within `timeout`: to learn
+/// why the pool cannot be opened (the pool retries a refused connection until its acquire
+/// timeout and then reports only the timeout), and whether a database that was away is
+/// back. The query makes a pooler in front of the database (PgBouncer) reach the server.
+/// Always `Ok` for SQLite.
+pub async fn probe(settings: &DatabaseSettings, timeout: Duration) -> Result<(), DbErr> {
     let url = settings.url.expose_secret();
     if !url.starts_with("postgres") {
         return Ok(());
     }
     let conn_err = |err| DbErr::Conn(RuntimeErr::SqlxError(std::sync::Arc::new(err)));
     let opts = tune_postgres(url.parse::<PgConnectOptions>().map_err(conn_err)?, settings);
-    let timeout = Duration::from_secs(settings.connect_timeout_seconds);
-    match tokio::time::timeout(timeout, opts.connect()).await {
-        Ok(Ok(conn)) => {
-            let _ = conn.close().await;
-            Ok(())
-        }
-        Ok(Err(err)) => Err(conn_err(err)),
+    let attempt = async {
+        let mut conn = opts.connect().await?;
+        sea_orm::sqlx::Executor::execute(&mut conn, "SELECT 1").await?;
+        conn.close().await
+    };
+    match tokio::time::timeout(timeout, attempt).await {
+        Ok(result) => result.map_err(conn_err),
         Err(_) => Err(conn_err(sea_orm::sqlx::Error::Io(std::io::Error::new(
             std::io::ErrorKind::TimedOut,
-            format!("no answer within {} s", timeout.as_secs()),
+            format!("no answer within {} ms", timeout.as_millis()),
         )))),
     }
 }
@@ -97,7 +99,8 @@ pub async fn connect_with_retry(settings: &DatabaseSettings) -> anyhow::Result<D
     let mut delay = FIRST_RETRY_DELAY;
     let mut failures = 0u32;
     loop {
-        let attempt = match probe(settings).await {
+        let timeout = Duration::from_secs(settings.connect_timeout_seconds);
+        let attempt = match probe(settings, timeout).await {
             Ok(()) => connect(settings).await,
             Err(err) => Err(err),
         };

@@ -10,6 +10,7 @@ use warp::reply::Response;
 use super::{Call, HandlerResult};
 use crate::reply::{json, json_bytes};
 use crate::service::Query;
+use crate::state::AppState;
 
 /// One endpoint in the index.
 #[derive(Serialize, ToSchema)]
@@ -65,7 +66,7 @@ pub struct DatabaseHealth {
 /// `GET /health`.
 #[derive(Serialize, ToSchema)]
 pub struct HealthBody {
-    /// `healthy` (200) or `unhealthy` (503).
+    /// `healthy` (200), or `unhealthy` or `draining` (503).
     pub status: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
@@ -89,6 +90,29 @@ fn down(reason: String) -> (DatabaseHealth, Option<String>) {
 
 pub async fn health(call: Call) -> HandlerResult {
     let state = &call.state;
+    let availability = state.database();
+    if state.is_draining() {
+        // Answered at once, without asking the database: the point is to leave the load
+        // balancer's rotation quickly, whatever the database does.
+        let database = DatabaseHealth {
+            status: if availability.is_up() { "up" } else { "down" },
+            latency_ms: None,
+            error: availability.problem(),
+            pending_migrations: Vec::new(),
+        };
+        let reason = format!(
+            "shutting down: this instance serves for at most {} s more and then stops \
+             accepting connections",
+            state.drain().as_secs()
+        );
+        return Ok(health_answer(state, "draining", Some(reason), database));
+    }
+    if let Some(problem) = availability.problem() {
+        // Known to be away: say so now rather than wait out the timeout, which a load
+        // balancer would count as a failed check of its own rather than a 503.
+        let (database, reason) = down(problem);
+        return Ok(health_answer(state, "unhealthy", reason, database));
+    }
     let timeout = state.health_timeout();
     let started = std::time::Instant::now();
     let check = tokio::time::timeout(timeout, Query::ping(state.db())).await;
@@ -104,28 +128,46 @@ pub async fn health(call: Call) -> HandlerResult {
         }
         Ok(Err(err)) => {
             tracing::warn!(error = %err, "health check: database error");
+            availability.suspect();
             down("database error".to_owned())
         }
         Err(_) => {
             let msg = format!("database did not answer within {} ms", timeout.as_millis());
             tracing::warn!("health check: {msg}");
+            availability.suspect();
             down(msg)
         }
     };
-    let (status, verdict) = match problem {
-        None => (StatusCode::OK, "healthy"),
-        Some(_) => (StatusCode::SERVICE_UNAVAILABLE, "unhealthy"),
+    let verdict = if problem.is_none() {
+        "healthy"
+    } else {
+        "unhealthy"
+    };
+    Ok(health_answer(state, verdict, problem, database))
+}
+
+/// The `/health` answer: 200 when `verdict` is `healthy`, else 503.
+fn health_answer(
+    state: &AppState,
+    verdict: &'static str,
+    reason: Option<String>,
+    database: DatabaseHealth,
+) -> Response {
+    let status = if verdict == "healthy" {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
     };
     let body = HealthBody {
         status: verdict,
-        reason: problem,
+        reason,
         server_id: state.server_id().to_owned(),
         version: env!("CARGO_PKG_VERSION"),
         uptime_seconds: state.uptime_seconds(),
         timestamp: Utc::now(),
         database,
     };
-    Ok(json(status, &body))
+    json(status, &body)
 }
 
 /// `GET /server-info`.

@@ -17,7 +17,7 @@ pub async fn write(
     rollup: &Rollup,
 ) -> Result<(), DbErr> {
     let pool = db.get_postgres_connection_pool();
-    let mut txn = pool.begin().await.map_err(db_err)?;
+    let mut txn = pool.begin().await.map_err(begin_err)?;
     // Telemetry, not business data: a database crash may lose the last fraction of a second of
     // log rows, but the commit no longer waits for a WAL flush, which is most of its cost.
     sea_orm::sqlx::query("SET LOCAL synchronous_commit TO OFF")
@@ -61,20 +61,17 @@ pub async fn write(
     txn.commit().await.map_err(db_err)
 }
 
-/// sqlx's error as sea-orm's, keeping "the database is not there" (`Conn`, which the writer
-/// retries for as long as it takes) apart from "it refused this" (`Exec`).
+/// sqlx's error as sea-orm's: [`crate::database::classify`] then reads the driver error (its
+/// kind, its SQLSTATE) to tell "the database is away" from "it refused these rows".
 fn db_err(err: sea_orm::sqlx::Error) -> DbErr {
-    use sea_orm::sqlx::Error as E;
-    let unreachable = matches!(
-        err,
-        E::Io(_) | E::Tls(_) | E::PoolTimedOut | E::PoolClosed | E::WorkerCrashed
-    );
-    let err = RuntimeErr::SqlxError(std::sync::Arc::new(err));
-    if unreachable {
-        DbErr::Conn(err)
-    } else {
-        DbErr::Exec(err)
-    }
+    DbErr::Exec(RuntimeErr::SqlxError(std::sync::Arc::new(err)))
+}
+
+/// A failure to get a connection and start the transaction: the database is away, whatever
+/// it said (a refused session's SQLSTATE, such as 55000 for a database that takes no
+/// connections, says nothing about the rows).
+fn begin_err(err: sea_orm::sqlx::Error) -> DbErr {
+    DbErr::Conn(RuntimeErr::SqlxError(std::sync::Arc::new(err)))
 }
 
 /// The rows in COPY's text format: tab-separated, `\N` for null, one line per row.

@@ -1,23 +1,28 @@
 //! The background writer: drains the queue in batches and flushes the rest at shutdown.
 //!
-//! While the database is away it retries with backoff.
+//! Rows are kept until written: a failed batch is retried with backoff for as long as the
+//! database is away or refuses for reasons other than the rows, and a batch it refuses for
+//! its data is bisected until the offending rows are found; only those are dropped.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use sea_orm::{DatabaseConnection, DbErr};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
+use super::dropped::{DropReason, Dropped};
 use super::record::LogRecord;
 use super::store::write_batch;
-use crate::configuration::RequestLogSettings;
+use crate::database::{Availability, Failure, classify};
 use crate::schema::Schema;
 
 /// How long the final flush may take when the writer stops without being told (its handle
 /// was dropped rather than shut down).
 const DEFAULT_GRACE: Duration = Duration::from_secs(5);
 
-/// The longest pause between two attempts to write a batch.
+/// The longest pause between two attempts to write a batch (cut short when the database
+/// comes back).
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
 /// The background writer; [`RequestLogWriter::shutdown`] flushes what is queued.
@@ -35,23 +40,9 @@ impl RequestLogWriter {
         }
     }
 
-    /// Spawns the task that drains `rx` into `db`.
-    pub fn start(
-        db: DatabaseConnection,
-        schema: Schema,
-        server_id: String,
-        settings: &RequestLogSettings,
-        rx: mpsc::Receiver<LogRecord>,
-    ) -> Self {
+    /// Spawns `worker` on the queue `rx`.
+    pub fn start(worker: Worker, rx: mpsc::Receiver<LogRecord>) -> Self {
         let (stop_tx, stop_rx) = oneshot::channel();
-        let worker = Worker {
-            db,
-            schema,
-            server_id,
-            batch_size: settings.batch_size,
-            max_batch: settings.batch_size * 10,
-            flush_interval: Duration::from_millis(settings.flush_interval_ms),
-        };
         Self {
             stop: Some(stop_tx),
             task: Some(tokio::spawn(worker.run(rx, stop_rx))),
@@ -69,16 +60,20 @@ impl RequestLogWriter {
     }
 }
 
-struct Worker {
-    db: DatabaseConnection,
+/// What the writer task works with.
+pub struct Worker {
+    pub db: DatabaseConnection,
     /// Until it is migrated there is no table to write to.
-    schema: Schema,
-    server_id: String,
-    batch_size: usize,
+    pub schema: Schema,
+    /// Says when a database that was away is back, so a waiting batch goes at once.
+    pub availability: Availability,
+    pub server_id: String,
+    pub dropped: Arc<Dropped>,
+    pub batch_size: usize,
     /// With a backlog, one write takes up to this many rows: fewer, larger transactions are
     /// how the writer catches up.
-    max_batch: usize,
-    flush_interval: Duration,
+    pub max_batch: usize,
+    pub flush_interval: Duration,
 }
 
 impl Worker {
@@ -123,104 +118,133 @@ impl Worker {
         };
         // Shutting down: no new rows; write what is queued within the grace period.
         rx.close();
-        let deadline = tokio::time::Instant::now() + grace;
         while let Some(record) = rx.recv().await {
             batch.push(record);
         }
+        self.flush(batch, grace).await;
+    }
+
+    /// Writes `batch` until it is all written (or dropped for its data), retrying with
+    /// backoff whatever else goes wrong. `Err(grace)` when a stop arrived meanwhile; what is
+    /// not written yet stays in `batch` for the final flush.
+    async fn write_with_retry(
+        &self,
+        batch: &mut Vec<LogRecord>,
+        stop: &mut oneshot::Receiver<Duration>,
+    ) -> Result<(), Duration> {
+        let mut backoff = Duration::from_millis(100);
+        let mut failures = 0u32;
+        loop {
+            let Err(err) = self.write_isolating_bad_rows(batch).await else {
+                if failures > 0 {
+                    tracing::info!(failures, "request log writes recovered");
+                }
+                return Ok(());
+            };
+            failures += 1;
+            let unreachable = classify(&err) == Failure::Unreachable;
+            if unreachable {
+                self.availability.suspect();
+            }
+            if failures == 1 || failures.is_power_of_two() {
+                tracing::warn!(
+                    error = %err,
+                    rows = batch.len(),
+                    failures,
+                    unreachable,
+                    "request log write failed; the rows are kept and retried"
+                );
+            }
+            // A database known to be away wakes the writer the moment it is back.
+            let availability = &self.availability;
+            let back = async {
+                if availability.is_up() {
+                    std::future::pending::<()>().await;
+                }
+                availability.up().await;
+            };
+            tokio::select! {
+                () = tokio::time::sleep(backoff) => {}
+                () = back => {}
+                grace = &mut *stop => return Err(grace.unwrap_or(DEFAULT_GRACE)),
+            }
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+        }
+    }
+
+    /// Writes the rows of `batch` in transactions of at most `max_batch`, removing each
+    /// written row from `batch`. A transaction the database refuses for its data is split in
+    /// halves until the rows it refuses are alone; those are dropped and counted. Any other
+    /// failure returns with the unwritten rows still in `batch`, in order; so does a
+    /// cancelled call, since rows leave `batch` only once written.
+    async fn write_isolating_bad_rows(&self, batch: &mut Vec<LogRecord>) -> Result<(), DbErr> {
+        // The sizes of the chunks the front of `batch` is cut into, the first chunk last.
+        let mut chunks: Vec<usize> = Vec::new();
+        let mut rest = batch.len();
+        while rest > 0 {
+            let size = rest.min(self.max_batch);
+            chunks.insert(0, size);
+            rest -= size;
+        }
+        while let Some(size) = chunks.pop() {
+            match write_batch(&self.db, &self.server_id, &batch[..size]).await {
+                Ok(()) => {
+                    metrics::counter!("request_log_rows_written_total").increment(size as u64);
+                    batch.drain(..size);
+                }
+                Err(err) if classify(&err) == Failure::RowRejected => {
+                    if size == 1 {
+                        let row = batch.remove(0);
+                        let before = self.dropped.count(DropReason::Rejected, 1);
+                        if before.is_power_of_two() || before == 0 {
+                            tracing::error!(
+                                error = %err,
+                                request_id = %row.request_id,
+                                dropped_total = before + 1,
+                                "the database refused a request log row; dropping that row"
+                            );
+                        }
+                    } else {
+                        chunks.push(size - size / 2);
+                        chunks.push(size / 2);
+                    }
+                }
+                Err(err) => return Err(err),
+            }
+        }
+        Ok(())
+    }
+
+    /// The final flush: writes `batch` within `grace`, retrying while there is time; what is
+    /// left then is counted as lost.
+    async fn flush(&self, mut batch: Vec<LogRecord>, grace: Duration) {
         let total = batch.len();
         if total > 0 && !self.schema.is_migrated() {
             tracing::error!(
                 lost = total,
                 "request log rows lost at shutdown: the database schema is not migrated"
             );
-            metrics::counter!("request_log_dropped_total").increment(total as u64);
+            self.dropped.count(DropReason::Shutdown, total as u64);
             return;
         }
-        let mut written = 0;
-        for chunk in batch.chunks(self.max_batch) {
-            loop {
-                let attempt = tokio::time::timeout_at(
-                    deadline,
-                    write_batch(&self.db, &self.server_id, chunk),
-                )
-                .await;
-                match attempt {
-                    Ok(Ok(())) => {
-                        written += chunk.len();
-                        break;
-                    }
-                    Ok(Err(err)) if tokio::time::Instant::now() < deadline => {
-                        tracing::warn!(error = %err, "request log flush failed; retrying");
-                        tokio::time::sleep(Duration::from_millis(200)).await;
-                    }
-                    failed => {
-                        let error = match failed {
-                            Ok(Err(err)) => err.to_string(),
-                            _ => "the grace period ended".to_owned(),
-                        };
-                        let lost = (total - written) as u64;
-                        tracing::error!(%error, lost, "request log rows lost at shutdown");
-                        metrics::counter!("request_log_dropped_total").increment(lost);
-                        return;
-                    }
+        let deadline = tokio::time::Instant::now() + grace;
+        let error = loop {
+            match tokio::time::timeout_at(deadline, self.write_isolating_bad_rows(&mut batch)).await
+            {
+                Ok(Ok(())) => {
+                    tracing::info!(rows = total, "request log flushed");
+                    return;
                 }
+                Ok(Err(err)) if tokio::time::Instant::now() < deadline => {
+                    tracing::warn!(error = %err, "request log flush failed; retrying");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Ok(Err(err)) => break err.to_string(),
+                Err(_) => break "the grace period ended".to_owned(),
             }
-        }
-        tracing::info!(rows = written, "request log flushed");
+        };
+        let lost = batch.len() as u64;
+        tracing::error!(%error, lost, "request log rows lost at shutdown");
+        self.dropped.count(DropReason::Shutdown, lost);
     }
-
-    /// Writes `batch`, retrying with backoff while the database is unreachable. A batch the
-    /// database keeps refusing for another reason is dropped (and counted) after a few tries,
-    /// so one bad batch cannot stall the log for good. `Err(grace)` when a stop arrived
-    /// meanwhile; the batch then stays for the final flush.
-    async fn write_with_retry(
-        &self,
-        batch: &mut Vec<LogRecord>,
-        stop: &mut oneshot::Receiver<Duration>,
-    ) -> Result<(), Duration> {
-        const MAX_REJECTIONS: u32 = 5;
-        let mut backoff = Duration::from_millis(100);
-        let mut failures = 0u32;
-        let mut rejections = 0u32;
-        loop {
-            match write_batch(&self.db, &self.server_id, batch).await {
-                Ok(()) => {
-                    metrics::counter!("request_log_rows_written_total")
-                        .increment(batch.len() as u64);
-                    if failures > 0 {
-                        tracing::info!(failures, "request log writes recovered");
-                    }
-                    batch.clear();
-                    return Ok(());
-                }
-                Err(err) => {
-                    failures += 1;
-                    if !is_unreachable(&err) {
-                        rejections += 1;
-                        if rejections >= MAX_REJECTIONS {
-                            tracing::error!(error = %err, rows = batch.len(), "the database keeps rejecting a request log batch; dropping it");
-                            metrics::counter!("request_log_dropped_total")
-                                .increment(batch.len() as u64);
-                            batch.clear();
-                            return Ok(());
-                        }
-                    }
-                    if failures == 1 || failures.is_power_of_two() {
-                        tracing::warn!(error = %err, rows = batch.len(), failures, "request log write failed; will retry");
-                    }
-                    tokio::select! {
-                        _ = tokio::time::sleep(backoff) => {}
-                        grace = &mut *stop => return Err(grace.unwrap_or(DEFAULT_GRACE)),
-                    }
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
-                }
-            }
-        }
-    }
-}
-
-/// Errors that mean "the database is not there right now" (worth retrying indefinitely), as
-/// opposed to "it refused these rows".
-fn is_unreachable(err: &DbErr) -> bool {
-    matches!(err, DbErr::Conn(_) | DbErr::ConnectionAcquire(_))
 }

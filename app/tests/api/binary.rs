@@ -8,9 +8,9 @@ use std::time::{Duration, Instant};
 
 use crate::helpers::{Backend, create_postgres_database, test_database_name, with_database};
 
-const APP: &str = env!("CARGO_BIN_EXE_app");
+pub(crate) const APP: &str = env!("CARGO_BIN_EXE_app");
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -18,7 +18,7 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn app_command(dir: &std::path::Path) -> Command {
+pub(crate) fn app_command(dir: &std::path::Path) -> Command {
     let mut command = Command::new(APP);
     command
         .current_dir(dir)
@@ -138,10 +138,10 @@ fn the_binary_serves_on_sqlite_keeps_secrets_out_of_logs_and_exits_0_on_sigterm(
 }
 
 /// A child's stderr as it is written, read on a thread of its own.
-struct Logs(Arc<Mutex<String>>);
+pub(crate) struct Logs(Arc<Mutex<String>>);
 
 impl Logs {
-    fn follow(child: &mut Child) -> Self {
+    pub(crate) fn follow(child: &mut Child) -> Self {
         let text = Arc::new(Mutex::new(String::new()));
         let stderr = child.stderr.take().unwrap();
         let sink = text.clone();
@@ -155,12 +155,12 @@ impl Logs {
         Self(text)
     }
 
-    fn text(&self) -> String {
+    pub(crate) fn text(&self) -> String {
         self.0.lock().unwrap().clone()
     }
 
     /// Waits (bounded) until `needle` has been logged `n` times.
-    fn wait_for(&self, needle: &str, n: usize, within: Duration) {
+    pub(crate) fn wait_for(&self, needle: &str, n: usize, within: Duration) {
         let deadline = Instant::now() + within;
         while self.text().matches(needle).count() < n {
             assert!(
@@ -174,7 +174,7 @@ impl Logs {
 }
 
 /// SIGTERM, then the exit status (bounded).
-fn terminate(child: &mut Child, within: Duration) -> ExitStatus {
+pub(crate) fn terminate(child: &mut Child, within: Duration) -> ExitStatus {
     // SAFETY: plain kill(2) of our child.
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     let deadline = Instant::now() + within;

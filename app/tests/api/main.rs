@@ -26,9 +26,11 @@ macro_rules! on_both_databases {
 
 mod auth;
 mod binary;
+mod drain;
 mod health;
 mod helpers;
 mod migrations;
+mod outage;
 mod request_log;
 mod routing;
 mod schema;

@@ -133,14 +133,77 @@ async fn a_full_queue_drops_and_counts_rows_instead_of_blocking_requests(backend
     let metrics = app.get("/metrics").await.text().await.unwrap();
     let line = metrics
         .lines()
-        .find(|l| l.starts_with("request_log_dropped_total"))
-        .expect("dropped rows are a metric");
+        .find(|l| l.starts_with("request_log_dropped_total{reason=\"queue_full\"}"))
+        .expect("rows dropped from a full queue are a metric");
     let value: f64 = line.rsplit(' ').next().unwrap().parse().unwrap();
     assert!(value >= dropped as f64, "{line}");
     lock.rollback().await.unwrap();
 }
 
+async fn a_row_the_database_refuses_is_dropped_alone_and_counted(backend: Backend) {
+    let options = Options {
+        // One batch for all the requests below.
+        flush_interval_ms: 300,
+        ..Options::default()
+    };
+    let app = spawn_app_with(backend, options).await;
+    let db = app.connect_db().await;
+    let refuse_poison = match db.get_database_backend() {
+        DatabaseBackend::Postgres => {
+            "ALTER TABLE requests_log ADD CONSTRAINT no_poison CHECK (request_id <> 'poison')"
+        }
+        _ => {
+            "CREATE TRIGGER no_poison BEFORE INSERT ON requests_log \
+             WHEN NEW.request_id = 'poison' BEGIN SELECT RAISE(ABORT, 'poison'); END"
+        }
+    };
+    db.execute_unprepared(refuse_poison).await.unwrap();
+    let ids: Vec<String> = (0..20)
+        .map(|i| {
+            if i == 7 {
+                "poison".to_owned()
+            } else {
+                format!("fine-{i}")
+            }
+        })
+        .collect();
+    let requests = ids.iter().map(|id| {
+        app.client
+            .get(app.url("/server-info"))
+            .header("x-request-id", id)
+            .send()
+    });
+    for response in futures_util::future::join_all(requests).await {
+        assert_eq!(response.unwrap().status(), 200);
+    }
+    let fine = "requests_log WHERE request_id LIKE 'fine-%'";
+    assert_eq!(
+        app.wait_for_rows(fine, 19).await,
+        19,
+        "every other row arrives"
+    );
+    assert_eq!(
+        app.count(&db, "requests_log WHERE request_id = 'poison'")
+            .await,
+        0
+    );
+    assert_eq!(
+        app.probe.request_log_dropped(),
+        1,
+        "exactly the refused row"
+    );
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    assert!(
+        metrics.lines().any(
+            |l| l.starts_with("request_log_dropped_total{reason=\"rejected\"}")
+                && !l.ends_with(" 0")
+        ),
+        "{metrics}"
+    );
+}
+
 on_both_databases!(
+    a_row_the_database_refuses_is_dropped_alone_and_counted,
     a_full_queue_drops_and_counts_rows_instead_of_blocking_requests,
     each_request_is_logged_with_server_route_status_and_duration,
     health_checks_are_logged_only_when_configured,

@@ -27,6 +27,8 @@ pub fn instance_env(cfg: &StackConfig, server_id: &str, port: u16) -> Vec<(Strin
         // Migrations ran once before the instances started; N racing migrators would collide.
         run_migrations: false,
         ca_file: None,
+        drain_seconds: Some(cfg.drain_seconds()),
+        health_timeout_ms: Some(cfg.app_health_timeout_ms()),
     }
     .to_env()
 }

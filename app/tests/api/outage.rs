@@ -1,0 +1,299 @@
+//! The database away (PostgreSQL): fast 503s with Retry-After, back within 3 s, no log row lost.
+//!
+//! Two kinds of outage, both bounded to a few seconds on 127.0.0.1: the database refusing new
+//! sessions (`ALLOW_CONNECTIONS false` and its sessions terminated, like a bad password, a
+//! pooler's refusal or an operator killing sessions), and the server gone (a proxy in front
+//! of it stops listening and drops its connections, like a stopped or restarting server).
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use sea_orm::{ConnectionTrait, Database};
+use serde_json::{Value, json};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+
+use crate::helpers::{Backend, Options, TestApp, error_code, spawn_app_with};
+
+/// What "fast" means for a 503 while the database is known to be away.
+const FAST: Duration = Duration::from_millis(100);
+/// How long into an outage the app may take to notice it, and the most a request answered
+/// meanwhile may take (the first requests are how it notices; a debug build's TLS handshake
+/// with the database alone takes tens of milliseconds).
+const NOTICING: Duration = Duration::from_millis(500);
+const NOTICE: Duration = Duration::from_millis(1000);
+/// How soon writes must work again once the database is back.
+const RECOVERY: Duration = Duration::from_secs(3);
+
+/// The server URL from `TEST_DATABASE_URL`, or `None` when PostgreSQL tests are skipped.
+fn postgres_server() -> Option<String> {
+    match Backend::postgres()? {
+        Backend::Postgres(url) => Some(url),
+        Backend::Sqlite => None,
+    }
+}
+
+/// The database name of a PostgreSQL URL.
+fn database_name(url: &str) -> String {
+    let path = url.split('?').next().unwrap();
+    path.rsplit('/').next().unwrap().to_owned()
+}
+
+/// Makes the app's database refuse (or accept again) new sessions, ending the open ones, from
+/// a connection to the server's own `postgres` database.
+async fn refuse_sessions(server: &str, app: &TestApp, refuse: bool) {
+    let admin = Database::connect(crate::helpers::with_database(server, "postgres"))
+        .await
+        .unwrap();
+    let name = database_name(&app.database_url);
+    admin
+        .execute_unprepared(&format!(
+            "ALTER DATABASE \"{name}\" ALLOW_CONNECTIONS {}",
+            !refuse
+        ))
+        .await
+        .unwrap();
+    if refuse {
+        admin
+            .execute_unprepared(&format!(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"
+            ))
+            .await
+            .unwrap();
+    }
+    let _ = admin.close().await;
+}
+
+/// POSTs a user and returns the status, the error code (if any), whether `Retry-After` was
+/// set, and how long the answer took.
+async fn timed_post(app: &TestApp, i: usize) -> (u16, Option<String>, bool, Duration) {
+    let started = Instant::now();
+    let response = app
+        .post_json(
+            "/api/users",
+            &json!({"name": format!("W{i}"), "email": format!("w{i}@example.com")}),
+        )
+        .await;
+    let took = started.elapsed();
+    let status = response.status().as_u16();
+    let retry_after = response.headers().get("retry-after").is_some();
+    let code = if status >= 400 {
+        Some(error_code(response, &app.server_id).await)
+    } else {
+        None
+    };
+    (status, code, retry_after, took)
+}
+
+/// Writes during an outage: each must be a 503 `database_unavailable` with `Retry-After`,
+/// fast once the app has noticed, and never a wait for the pool.
+async fn assert_fast_503s_for(app: &TestApp, window: Duration) {
+    let started = Instant::now();
+    let mut i = 0;
+    while started.elapsed() < window {
+        i += 1;
+        let (status, code, retry_after, took) = timed_post(app, i).await;
+        assert_eq!(status, 503, "write {i} during the outage");
+        assert_eq!(code.as_deref(), Some("database_unavailable"), "write {i}");
+        assert!(retry_after, "write {i}: 503 without Retry-After");
+        let bound = if started.elapsed() > NOTICING {
+            FAST
+        } else {
+            NOTICE
+        };
+        assert!(took < bound, "write {i} took {took:?} to get its 503");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Retries a write until it succeeds; how long that took.
+async fn time_to_recover(app: &TestApp) -> Duration {
+    let started = Instant::now();
+    for i in 1000.. {
+        let (status, ..) = timed_post(app, i).await;
+        if status == 201 {
+            break;
+        }
+        assert!(
+            started.elapsed() < RECOVERY * 3,
+            "writes still fail {:?} after the database came back",
+            started.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    started.elapsed()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn while_the_database_refuses_sessions_writes_get_fast_503s_and_recover_within_3s() {
+    let Some(server) = postgres_server() else {
+        return;
+    };
+    let app = spawn_app_with(Backend::Postgres(server.clone()), Options::default()).await;
+    app.create_user("Before", "before@example.com").await;
+
+    refuse_sessions(&server, &app, true).await;
+    let health_started = Instant::now();
+    let health = app.get("/health").await;
+    let health_took = health_started.elapsed();
+    // Checked after the sessions are allowed again, so a failure cannot leave them refused.
+    let outage = tokio::time::timeout(
+        Duration::from_secs(10),
+        assert_fast_503s_for(&app, Duration::from_millis(1500)),
+    )
+    .await;
+    refuse_sessions(&server, &app, false).await;
+    let recovered = time_to_recover(&app).await;
+
+    outage.expect("the outage checks finished in time");
+    assert_eq!(health.status(), 503);
+    assert!(
+        health_took < Duration::from_millis(1000),
+        "/health took {health_took:?}"
+    );
+    let body: Value = health.json().await.unwrap();
+    assert_eq!(body["database"]["status"], "down", "{body}");
+    assert!(recovered < RECOVERY, "writes back only after {recovered:?}");
+    let listed: Value = app.get("/api/users").await.json().await.unwrap();
+    assert_eq!(listed["total"], 2, "the user from before and the one after");
+}
+
+/// A TCP relay to PostgreSQL that can go away (stop listening and drop its connections, so
+/// new connections are refused) and come back on the same port.
+struct Relay {
+    port: u16,
+    upstream: String,
+    accept: Option<JoinHandle<()>>,
+    connections: Arc<Mutex<Vec<JoinHandle<()>>>>,
+}
+
+impl Relay {
+    async fn start(upstream: String) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let mut relay = Self {
+            port,
+            upstream,
+            accept: None,
+            connections: Arc::default(),
+        };
+        relay.serve(listener);
+        relay
+    }
+
+    fn serve(&mut self, listener: TcpListener) {
+        let upstream = self.upstream.clone();
+        let connections = self.connections.clone();
+        self.accept = Some(tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                let upstream = upstream.clone();
+                let relayed = tokio::spawn(async move {
+                    if let Ok(mut server) = TcpStream::connect(&upstream).await {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                    }
+                });
+                connections.lock().unwrap().push(relayed);
+            }
+        }));
+    }
+
+    fn go_away(&mut self) {
+        if let Some(accept) = self.accept.take() {
+            accept.abort();
+        }
+        for connection in self.connections.lock().unwrap().drain(..) {
+            connection.abort();
+        }
+    }
+
+    async fn come_back(&mut self) {
+        let listener = TcpListener::bind(("127.0.0.1", self.port)).await.unwrap();
+        self.serve(listener);
+    }
+
+    /// `url` with its host and port replaced by the relay's.
+    fn route(&self, url: &str) -> String {
+        let (scheme, rest) = url.split_once("://").unwrap();
+        let (userinfo, rest) = match rest.rsplit_once('@') {
+            Some((userinfo, rest)) => (format!("{userinfo}@"), rest),
+            None => (String::new(), rest),
+        };
+        let tail = rest.find(['/', '?']).map_or("", |at| &rest[at..]);
+        format!("{scheme}://{userinfo}127.0.0.1:{}{tail}", self.port)
+    }
+}
+
+/// `host:port` of a PostgreSQL URL.
+fn address(url: &str) -> String {
+    let rest = url.split_once("://").unwrap().1;
+    let rest = rest.rsplit_once('@').map_or(rest, |(_, r)| r);
+    let host = &rest[..rest.find(['/', '?']).unwrap_or(rest.len())];
+    if host.contains(':') {
+        host.to_owned()
+    } else {
+        format!("{host}:5432")
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn when_the_database_server_goes_away_requests_fail_fast_instead_of_waiting_for_the_pool() {
+    let Some(server) = postgres_server() else {
+        return;
+    };
+    let mut relay = Relay::start(address(&server)).await;
+    // The helpers give the pool a 30 s acquire timeout: without the fast path, every
+    // request during the outage would wait that long.
+    let app = spawn_app_with(Backend::Postgres(relay.route(&server)), Options::default()).await;
+    app.create_user("Before", "before@example.com").await;
+
+    relay.go_away();
+    let outage = tokio::time::timeout(
+        Duration::from_secs(10),
+        assert_fast_503s_for(&app, Duration::from_millis(1500)),
+    )
+    .await;
+    let reads = app.get("/api/users").await.status();
+    relay.come_back().await;
+    let recovered = time_to_recover(&app).await;
+
+    outage.expect("no request waited for the pool's acquire timeout");
+    assert_eq!(reads, 503);
+    assert!(recovered < RECOVERY, "writes back only after {recovered:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_log_rows_of_a_refusal_window_all_arrive_afterwards() {
+    let Some(server) = postgres_server() else {
+        return;
+    };
+    let app = spawn_app_with(Backend::Postgres(server.clone()), Options::default()).await;
+    app.create_user("Before", "before@example.com").await;
+    assert_eq!(app.wait_for_rows("requests_log", 1).await, 1);
+
+    refuse_sessions(&server, &app, true).await;
+    let started = Instant::now();
+    let mut answered = 0;
+    for i in 0..30 {
+        let response = app
+            .client
+            .get(app.url("/server-info"))
+            .header("x-request-id", format!("outage-{i}"))
+            .send()
+            .await
+            .unwrap();
+        answered += u32::from(response.status() == 200);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Long enough for a writer that gives up on a refused batch to have given up.
+    tokio::time::sleep(Duration::from_millis(2500).saturating_sub(started.elapsed())).await;
+    refuse_sessions(&server, &app, false).await;
+
+    assert_eq!(answered, 30, "/server-info needs no database");
+    assert_eq!(
+        app.wait_for_rows("requests_log WHERE request_id LIKE 'outage-%'", 30)
+            .await,
+        30,
+        "every row logged during the refusal arrives"
+    );
+    assert_eq!(app.probe.request_log_dropped(), 0);
+}
