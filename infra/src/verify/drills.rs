@@ -272,8 +272,8 @@ fn tally(
     for o in outcomes.iter().filter(|o| !o.ok()) {
         let key = match (o.status, o.code.as_deref()) {
             (None, _) => "no response".to_owned(),
-            (Some(503), Some("database_unavailable")) => "503 database_unavailable".to_owned(),
-            (Some(s), _) => s.to_string(),
+            (Some(s), Some(code)) => format!("{s} {code}"),
+            (Some(s), None) => s.to_string(),
         };
         *failures.entry(key).or_insert(0) += 1;
     }
