@@ -5,10 +5,9 @@
 
 use utoipa::openapi::path::HttpMethod;
 
-use crate::apidoc::{Answer, Doc, query, schema, uuid};
+use crate::apidoc::{Answer, Doc, schema, uuid};
 use crate::handlers::meta::{HealthBody, IndexBody, ServerInfoBody};
-use crate::handlers::stats::StatsParams;
-use crate::handlers::users::{ListParams, UserBody, UserInput, UserListBody};
+use crate::handlers::users::{UserBody, UserListBody};
 use crate::handlers::{Handler, meta, stats, users};
 use crate::stats::StatsBody;
 
@@ -131,7 +130,7 @@ pub static ROUTES: &[Route] = &[
         needs_database: true,
         handler: |call| Box::pin(users::list(call)),
         doc: Doc {
-            query: Some(query::<ListParams>),
+            query: Some(users::list_query),
             answers: &[Answer::json(200, "a page of users", schema::<UserListBody>)],
             ..NO_DOC
         },
@@ -144,10 +143,15 @@ pub static ROUTES: &[Route] = &[
         needs_database: true,
         handler: |call| Box::pin(users::create(call)),
         doc: Doc {
-            body: Some(schema::<UserInput>),
+            body: Some(users::input_schema),
             answers: &[
                 Answer::json(201, "created", schema::<UserBody>)
-                    .with_header("Location", "the new user's URL"),
+                    .with_header("Location", "the new user's URL")
+                    .with_links(&[
+                        ("get_api_users_id", "$response.body#/user/id"),
+                        ("put_api_users_id", "$response.body#/user/id"),
+                        ("delete_api_users_id", "$response.body#/user/id"),
+                    ]),
                 Answer::error(409, "another user has this email"),
             ],
             ..NO_DOC
@@ -178,7 +182,7 @@ pub static ROUTES: &[Route] = &[
         handler: |call| Box::pin(users::replace(call)),
         doc: Doc {
             param: Some(uuid),
-            body: Some(schema::<UserInput>),
+            body: Some(users::input_schema),
             answers: &[
                 Answer::json(200, "the user as replaced", schema::<UserBody>),
                 Answer::error(404, "no such user"),
@@ -211,7 +215,7 @@ pub static ROUTES: &[Route] = &[
         needs_database: true,
         handler: |call| Box::pin(stats::get(call)),
         doc: Doc {
-            query: Some(query::<StatsParams>),
+            query: Some(stats::stats_query),
             answers: &[Answer::json(200, "the distribution", schema::<StatsBody>)],
             ..NO_DOC
         },

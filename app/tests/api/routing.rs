@@ -150,6 +150,55 @@ async fn openapi_describes_every_endpoint(backend: Backend) {
     }
 }
 
+async fn openapi_gives_queries_as_queries_and_bodies_with_their_real_limits(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let doc: Value = app.get("/openapi.json").await.json().await.unwrap();
+    let params = |path: &str| doc["paths"][path]["get"]["parameters"].clone();
+    let users = params("/api/users");
+    for (i, name, min, max) in [(0, "limit", 1, 500), (1, "offset", 0, i64::MAX)] {
+        let param = &users[i];
+        assert_eq!(param["name"], name);
+        assert_eq!(param["in"], "query", "{param}");
+        assert_eq!(param["required"], false, "{param}");
+        assert_eq!(param["schema"]["type"], "integer", "{param}");
+        assert_eq!(param["schema"]["minimum"], min, "{param}");
+        assert_eq!(param["schema"]["maximum"], max, "{param}");
+    }
+    let window = &params("/api/stats")[0];
+    assert_eq!(window["in"], "query", "{window}");
+    let pattern = regex::Regex::new(window["schema"]["pattern"].as_str().unwrap()).unwrap();
+    for (value, valid) in [("all", true), ("24h", true), ("", false), ("1y", false)] {
+        assert_eq!(pattern.is_match(value), valid, "window={value}");
+        let status = app
+            .get(&format!("/api/stats?window={value}"))
+            .await
+            .status();
+        assert_eq!(status.is_success(), valid, "window={value}: {status}");
+    }
+
+    let input = &doc["components"]["schemas"]["UserInput"];
+    assert_eq!(input["additionalProperties"], false, "{input}");
+    assert_eq!(input["required"], serde_json::json!(["name", "email"]));
+    for field in ["name", "email"] {
+        let schema = &input["properties"][field];
+        assert_eq!(schema["type"], "string", "{field}: no null");
+        assert!(schema["maxLength"].is_u64(), "{field}");
+        let pattern = regex::Regex::new(schema["pattern"].as_str().unwrap()).unwrap();
+        assert!(!pattern.is_match(""), "{field}: empty is not schema-valid");
+    }
+    let email =
+        regex::Regex::new(input["properties"]["email"]["pattern"].as_str().unwrap()).unwrap();
+    assert!(email.is_match("ann@example.com") && !email.is_match("not-an-email"));
+
+    for (path, method) in [("/api/users", "post"), ("/api/users/{id}", "get")] {
+        let unavailable = &doc["paths"][path][method]["responses"]["503"];
+        assert!(
+            unavailable["headers"]["Retry-After"].is_object(),
+            "{method} {path}: {unavailable}"
+        );
+    }
+}
+
 async fn metrics_expose_requests_latency_pool_and_queue(backend: Backend) {
     let app = spawn_app(backend).await;
     app.get("/server-info").await;
@@ -252,5 +301,6 @@ on_both_databases!(
     head_answers_like_get_without_a_body,
     a_request_id_is_echoed_or_generated,
     openapi_describes_every_endpoint,
+    openapi_gives_queries_as_queries_and_bodies_with_their_real_limits,
     metrics_expose_requests_latency_pool_and_queue,
 );
