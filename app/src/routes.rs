@@ -124,6 +124,22 @@ pub static ROUTES: &[Route] = &[
     },
     Route {
         method: Verb::Get,
+        path: "/dashboard",
+        summary: "live dashboard (HTML): requests per server, latency, errors, who answered",
+        auth: Auth::Anyone,
+        needs_database: false,
+        handler: |call| Box::pin(meta::dashboard(call)),
+        doc: Doc {
+            answers: &[Answer::other(
+                200,
+                "a self-contained page that polls /api/stats and /server-info",
+                "text/html",
+            )],
+            ..NO_DOC
+        },
+    },
+    Route {
+        method: Verb::Get,
         path: "/api/users",
         summary: "list users, newest first (?limit=1..500&offset=)",
         auth: Auth::Anyone,

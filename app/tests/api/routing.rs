@@ -199,6 +199,53 @@ async fn openapi_gives_queries_as_queries_and_bodies_with_their_real_limits(back
     }
 }
 
+async fn the_dashboard_is_one_self_contained_page(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let response = app.get("/dashboard").await;
+    assert_eq!(response.status(), 200);
+    let headers = response.headers().clone();
+    assert!(
+        headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html"),
+        "{headers:?}"
+    );
+    assert_eq!(headers["x-server-id"], app.server_id.as_str());
+    let policy = headers["content-security-policy"].to_str().unwrap();
+    for directive in ["default-src 'none'", "connect-src 'self'"] {
+        assert!(policy.contains(directive), "{policy}");
+    }
+    let page = response.text().await.unwrap();
+    let external =
+        regex::Regex::new(r#"(?i)(src|href|action)\s*=\s*["']?\s*([a-z]+:)?//"#).unwrap();
+    assert!(!external.is_match(&page), "a reference to another host");
+    for absent in [
+        "http://", "https://", "@import", "url(", "<link", "<img", "<iframe",
+    ] {
+        assert!(!page.contains(absent), "the page holds {absent}");
+    }
+    for hook in [
+        "data-server-id",
+        "document.body.dataset.state",
+        "\"live\"",
+        "/api/stats",
+        "/server-info",
+        "name=\"viewport\"",
+    ] {
+        assert!(page.contains(hook), "the page lacks {hook}");
+    }
+    let index: Value = app.get("/").await.json().await.unwrap();
+    assert!(
+        index["endpoints"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["path"] == "/dashboard"),
+        "{index}"
+    );
+}
+
 async fn metrics_expose_requests_latency_pool_and_queue(backend: Backend) {
     let app = spawn_app(backend).await;
     app.get("/server-info").await;
@@ -301,6 +348,7 @@ on_both_databases!(
     head_answers_like_get_without_a_body,
     a_request_id_is_echoed_or_generated,
     openapi_describes_every_endpoint,
+    the_dashboard_is_one_self_contained_page,
     openapi_gives_queries_as_queries_and_bodies_with_their_real_limits,
     metrics_expose_requests_latency_pool_and_queue,
 );
