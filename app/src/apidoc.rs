@@ -3,10 +3,10 @@
 //! A route names its parameters, its body, and the answers only it gives; what it shares with
 //! others (400 for bad input, 401 for a missing key, 413/415 for bodies) follows from its shape.
 
-use utoipa::openapi::RefOr;
-use utoipa::openapi::path::{Parameter, ParameterIn};
+use utoipa::ToSchema;
+use utoipa::openapi::path::{Parameter, ParameterBuilder, ParameterIn};
 use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, Ref, Schema, SchemaFormat, Type};
-use utoipa::{IntoParams, ToSchema};
+use utoipa::openapi::{RefOr, Required};
 
 /// Named schemas the document must carry, collected while routes are described.
 pub type Schemas = Vec<(String, RefOr<Schema>)>;
@@ -35,6 +35,9 @@ pub struct Answer {
     pub content: Content,
     /// A response header worth naming: (name, description).
     pub header: Option<(&'static str, &'static str)>,
+    /// Operations this answer leads to: (operation id, its `id` parameter's runtime
+    /// expression), so clients and fuzzers can follow a created resource.
+    pub links: &'static [(&'static str, &'static str)],
 }
 
 /// What an answer's body is.
@@ -52,6 +55,7 @@ impl Answer {
             description,
             content: Content::Json(schema),
             header: None,
+            links: &[],
         }
     }
 
@@ -61,6 +65,7 @@ impl Answer {
             description,
             content: Content::Other(content_type),
             header: None,
+            links: &[],
         }
     }
 
@@ -70,6 +75,7 @@ impl Answer {
             description,
             content: Content::Empty,
             header: None,
+            links: &[],
         }
     }
 
@@ -86,6 +92,11 @@ impl Answer {
         self.header = Some((name, description));
         self
     }
+
+    pub const fn with_links(mut self, links: &'static [(&'static str, &'static str)]) -> Self {
+        self.links = links;
+        self
+    }
 }
 
 /// `T` as a named schema (registered with everything it refers to), by reference.
@@ -95,7 +106,13 @@ pub fn schema<T: ToSchema>(schemas: &mut Schemas) -> RefOr<Schema> {
     Ref::from_schema_name(T::name()).into()
 }
 
-/// A UUID, written out in place.
+/// `schema` registered as `name`, by reference.
+pub fn named(schemas: &mut Schemas, name: &str, schema: impl Into<Schema>) -> RefOr<Schema> {
+    schemas.push((name.to_owned(), RefOr::T(schema.into())));
+    Ref::from_schema_name(name).into()
+}
+
+/// A UUID in its hyphenated form (the only one the API takes), written out in place.
 pub fn uuid(_: &mut Schemas) -> RefOr<Schema> {
     ObjectBuilder::new()
         .schema_type(Type::String)
@@ -103,7 +120,13 @@ pub fn uuid(_: &mut Schemas) -> RefOr<Schema> {
         .into()
 }
 
-/// `T`'s fields as query parameters.
-pub fn query<T: IntoParams>() -> Vec<Parameter> {
-    T::into_params(|| Some(ParameterIn::Query))
+/// An optional query parameter.
+pub fn query_param(name: &str, description: &str, schema: impl Into<RefOr<Schema>>) -> Parameter {
+    ParameterBuilder::new()
+        .name(name)
+        .parameter_in(ParameterIn::Query)
+        .required(Required::False)
+        .description(Some(description))
+        .schema(Some(schema))
+        .build()
 }

@@ -9,6 +9,7 @@
 
 mod apidoc;
 mod configuration;
+mod dashboard;
 mod database;
 mod domain;
 mod error;

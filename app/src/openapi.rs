@@ -1,6 +1,7 @@
 //! The OpenAPI 3 document served at `/openapi.json`, assembled from the route table.
 
 use utoipa::openapi::header::HeaderBuilder;
+use utoipa::openapi::link::LinkBuilder;
 use utoipa::openapi::path::{OperationBuilder, ParameterBuilder, ParameterIn, Paths};
 use utoipa::openapi::request_body::RequestBodyBuilder;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
@@ -34,7 +35,13 @@ impl Modify for BearerAuth {
 }
 
 /// The document: every route of the table under its OpenAPI path (`{id}` for `:id`).
-pub fn document() -> utoipa::openapi::OpenApi {
+pub fn document() -> serde_json::Value {
+    let mut doc = serde_json::to_value(assemble()).unwrap_or_default();
+    spell_links(&mut doc);
+    doc
+}
+
+fn assemble() -> utoipa::openapi::OpenApi {
     let mut doc = ApiDoc::openapi();
     let mut schemas = Schemas::new();
     schema::<ErrorBody<'static>>(&mut schemas);
@@ -54,7 +61,35 @@ pub fn document() -> utoipa::openapi::OpenApi {
 
 /// The document, serialised once at start.
 pub fn document_json() -> Vec<u8> {
-    document().to_pretty_json().unwrap_or_default().into_bytes()
+    serde_json::to_vec_pretty(&document()).unwrap_or_default()
+}
+
+/// utoipa 5.5 writes a link's fields in snake case (`operation_id`); OpenAPI spells them in
+/// camel case, and clients ignore a link without `operationId`.
+fn spell_links(doc: &mut serde_json::Value) {
+    let Some(paths) = doc.get_mut("paths").and_then(|p| p.as_object_mut()) else {
+        return;
+    };
+    let links = paths
+        .values_mut()
+        .filter_map(|item| item.as_object_mut())
+        .flat_map(|item| item.values_mut())
+        .filter_map(|op| op.get_mut("responses")?.as_object_mut())
+        .flat_map(|responses| responses.values_mut())
+        .filter_map(|response| response.get_mut("links")?.as_object_mut())
+        .flat_map(|links| links.values_mut())
+        .filter_map(|link| link.as_object_mut());
+    for link in links {
+        for (snake, camel) in [
+            ("operation_id", "operationId"),
+            ("operation_ref", "operationRef"),
+            ("request_body", "requestBody"),
+        ] {
+            if let Some(value) = link.remove(snake) {
+                link.insert(camel.to_owned(), value);
+            }
+        }
+    }
 }
 
 /// `/api/users/:id` as OpenAPI writes it: `/api/users/{id}`.
@@ -121,18 +156,24 @@ fn shared_answers(route: &Route) -> Vec<Answer> {
         ));
     }
     if route.auth == Auth::ApiKey {
-        answers.push(Answer::error(401, "the API key is missing or wrong"));
+        answers.push(
+            Answer::error(401, "the API key is missing or wrong")
+                .with_header("WWW-Authenticate", "`Bearer`"),
+        );
     }
     if doc.body.is_some() {
         answers.push(Answer::error(413, "the body is over the size limit"));
         answers.push(Answer::error(415, "the body is not application/json"));
     }
     if route.needs_database {
-        answers.push(Answer::error(
-            503,
-            "the database is unavailable (`database_unavailable`) or has pending migrations \
-             (`schema_not_migrated`)",
-        ));
+        answers.push(
+            Answer::error(
+                503,
+                "the database is unreachable (`database_unavailable`, with `Retry-After`) or \
+                 has pending migrations (`schema_not_migrated`)",
+            )
+            .with_header("Retry-After", "seconds to wait before trying again"),
+        );
     }
     answers
 }
@@ -149,15 +190,30 @@ fn response(answer: &Answer, schemas: &mut Schemas) -> utoipa::openapi::Response
             response = response.content(content_type, ContentBuilder::new().build());
         }
     }
-    if let Some((name, description)) = answer.header {
+    let every_response = [
+        ("X-Server-Id", "the instance that answered"),
+        (
+            "X-Request-Id",
+            "the request's id: the caller's `X-Request-Id` when it is 1-128 characters of \
+             A-Z a-z 0-9 - _ . :, else a generated one",
+        ),
+    ];
+    for (name, description) in answer.header.iter().chain(&every_response) {
         let string = utoipa::openapi::ObjectBuilder::new().schema_type(Type::String);
         response = response.header(
-            name,
+            *name,
             HeaderBuilder::new()
                 .schema(string)
-                .description(Some(description))
+                .description(Some(*description))
                 .build(),
         );
+    }
+    for (operation_id, id) in answer.links {
+        let link = LinkBuilder::new()
+            .operation_id(*operation_id)
+            .parameter("id", *id)
+            .build();
+        response = response.link(*operation_id, link);
     }
     response.build()
 }
@@ -183,7 +239,7 @@ mod tests {
 
     #[test]
     fn every_route_is_documented_under_its_method_and_path() {
-        let doc = serde_json::to_value(document()).unwrap();
+        let doc = document();
         let paths = doc["paths"].as_object().unwrap();
         let mut documented = 0;
         for (path, item) in paths {
@@ -205,6 +261,27 @@ mod tests {
                 route.path
             );
         }
+    }
+
+    #[test]
+    fn every_link_names_an_operation_of_the_document() {
+        let doc = document();
+        let ids: Vec<&str> = doc["paths"]
+            .as_object()
+            .unwrap()
+            .values()
+            .flat_map(|item| item.as_object().unwrap().values())
+            .map(|op| op["operationId"].as_str().unwrap())
+            .collect();
+        let text = serde_json::to_string(&doc).unwrap();
+        assert!(!text.contains("operation_id"), "links in snake case");
+        let mut linked = 0;
+        for reference in text.split("\"operationId\":\"").skip(1) {
+            let id = &reference[..reference.find('"').unwrap()];
+            assert!(ids.contains(&id), "a link to {id}, which is no operation");
+            linked += 1;
+        }
+        assert!(linked > ids.len(), "links were written");
     }
 
     #[test]

@@ -5,10 +5,9 @@
 
 use utoipa::openapi::path::HttpMethod;
 
-use crate::apidoc::{Answer, Doc, query, schema, uuid};
+use crate::apidoc::{Answer, Doc, schema, uuid};
 use crate::handlers::meta::{HealthBody, IndexBody, ServerInfoBody};
-use crate::handlers::stats::StatsParams;
-use crate::handlers::users::{ListParams, UserBody, UserInput, UserListBody};
+use crate::handlers::users::{UserBody, UserListBody};
 use crate::handlers::{Handler, meta, stats, users};
 use crate::stats::StatsBody;
 
@@ -125,13 +124,29 @@ pub static ROUTES: &[Route] = &[
     },
     Route {
         method: Verb::Get,
+        path: "/dashboard",
+        summary: "live dashboard (HTML): requests per server, latency, errors, who answered",
+        auth: Auth::Anyone,
+        needs_database: false,
+        handler: |call| Box::pin(meta::dashboard(call)),
+        doc: Doc {
+            answers: &[Answer::other(
+                200,
+                "a self-contained page that polls /api/stats and /server-info",
+                "text/html",
+            )],
+            ..NO_DOC
+        },
+    },
+    Route {
+        method: Verb::Get,
         path: "/api/users",
         summary: "list users, newest first (?limit=1..500&offset=)",
         auth: Auth::Anyone,
         needs_database: true,
         handler: |call| Box::pin(users::list(call)),
         doc: Doc {
-            query: Some(query::<ListParams>),
+            query: Some(users::list_query),
             answers: &[Answer::json(200, "a page of users", schema::<UserListBody>)],
             ..NO_DOC
         },
@@ -144,10 +159,15 @@ pub static ROUTES: &[Route] = &[
         needs_database: true,
         handler: |call| Box::pin(users::create(call)),
         doc: Doc {
-            body: Some(schema::<UserInput>),
+            body: Some(users::input_schema),
             answers: &[
                 Answer::json(201, "created", schema::<UserBody>)
-                    .with_header("Location", "the new user's URL"),
+                    .with_header("Location", "the new user's URL")
+                    .with_links(&[
+                        ("get_api_users_id", "$response.body#/user/id"),
+                        ("put_api_users_id", "$response.body#/user/id"),
+                        ("delete_api_users_id", "$response.body#/user/id"),
+                    ]),
                 Answer::error(409, "another user has this email"),
             ],
             ..NO_DOC
@@ -178,7 +198,7 @@ pub static ROUTES: &[Route] = &[
         handler: |call| Box::pin(users::replace(call)),
         doc: Doc {
             param: Some(uuid),
-            body: Some(schema::<UserInput>),
+            body: Some(users::input_schema),
             answers: &[
                 Answer::json(200, "the user as replaced", schema::<UserBody>),
                 Answer::error(404, "no such user"),
@@ -211,7 +231,7 @@ pub static ROUTES: &[Route] = &[
         needs_database: true,
         handler: |call| Box::pin(stats::get(call)),
         doc: Doc {
-            query: Some(query::<StatsParams>),
+            query: Some(stats::stats_query),
             answers: &[Answer::json(200, "the distribution", schema::<StatsBody>)],
             ..NO_DOC
         },

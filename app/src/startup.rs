@@ -9,6 +9,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 
 use crate::configuration::{Settings, env};
+use crate::dashboard::Dashboard;
 use crate::database::AvailabilityProbe;
 use crate::handlers::meta::{EndpointEntry, index_document};
 use crate::middleware::AppService;
@@ -141,6 +142,7 @@ impl Application {
                 &settings.application.server_id,
             ),
             openapi: openapi::document_json().into(),
+            dashboard: Dashboard::build(),
         };
         let state = AppState::new(
             &settings,

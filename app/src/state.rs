@@ -11,6 +11,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use sea_orm::DatabaseConnection;
 
 use crate::configuration::Settings;
+use crate::dashboard::Dashboard;
 use crate::database::Availability;
 use crate::input::auth::ApiKey;
 use crate::request_log::RequestLogHandle;
@@ -49,6 +50,8 @@ pub struct Documents {
     pub index: Bytes,
     /// `GET /openapi.json`.
     pub openapi: Bytes,
+    /// `GET /dashboard`.
+    pub dashboard: Dashboard,
 }
 
 impl AppState {

@@ -1,5 +1,8 @@
 //! Values the API accepts, parsed once at the edge: the service never sees an unchecked string.
 
+#[cfg(test)]
+mod agreement;
+mod chars;
 mod email;
 mod invalid;
 mod user_name;

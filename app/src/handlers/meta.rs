@@ -207,6 +207,18 @@ pub async fn metrics(call: Call) -> HandlerResult {
     Ok(response)
 }
 
+pub async fn dashboard(call: Call) -> HandlerResult {
+    let dashboard = &call.state.documents().dashboard;
+    let mut response = Response::new(dashboard.page.clone().into());
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    headers.insert(header::CONTENT_SECURITY_POLICY, dashboard.policy.clone());
+    Ok(response)
+}
+
 pub async fn openapi(call: Call) -> HandlerResult {
     Ok(json_bytes(
         StatusCode::OK,

@@ -3,10 +3,14 @@
 use chrono::{DateTime, Utc};
 use http::{HeaderValue, StatusCode, header};
 use serde::{Deserialize, Serialize};
-use utoipa::{IntoParams, ToSchema};
+use utoipa::ToSchema;
+use utoipa::openapi::RefOr;
+use utoipa::openapi::path::Parameter;
+use utoipa::openapi::schema::{AdditionalProperties, ObjectBuilder, Schema, Type};
 use uuid::Uuid;
 
 use super::{Call, HandlerResult};
+use crate::apidoc::{Schemas, named, query_param};
 use crate::domain::{Email, Invalid, NewUser, UserName};
 use crate::error::ApiError;
 use crate::input::query;
@@ -38,14 +42,44 @@ impl From<entity::users::Model> for UserDto {
     }
 }
 
-/// Body of `POST /api/users` and `PUT /api/users/:id`.
-#[derive(Deserialize, ToSchema)]
+/// Body of `POST /api/users` and `PUT /api/users/:id`. Both fields are required; they are
+/// optional here so that a missing one is named in the error.
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UserInput {
-    /// 1-100 characters.
     pub name: Option<String>,
-    /// A plausible address, at most 254 characters; unique regardless of letter case.
     pub email: Option<String>,
+}
+
+/// The schema of [`UserInput`] as the document gives it: exactly what the API accepts.
+pub fn input_schema(schemas: &mut Schemas) -> RefOr<Schema> {
+    let name = ObjectBuilder::new()
+        .schema_type(Type::String)
+        .max_length(Some(UserName::MAX_CHARS_AS_SENT))
+        .pattern(Some(UserName::pattern()))
+        .description(Some(
+            "1-100 characters once white space and invisible characters (zero-width spaces, \
+             other format characters, fillers) are trimmed from both ends, and at most 500 as \
+             sent; no control characters, no bidirectional controls (U+202A-U+202E, \
+             U+2066-U+2069)",
+        ));
+    let email = ObjectBuilder::new()
+        .schema_type(Type::String)
+        .max_length(Some(Email::MAX_CHARS))
+        .pattern(Some(Email::pattern()))
+        .description(Some(
+            "local@domain, at most 254 characters, trimmed of white space: a local part of \
+             1-64 visible characters, a domain of ASCII labels (internationalised domains in \
+             their xn-- form); unique regardless of letter case and Unicode normalisation",
+        ));
+    let input = ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .property("name", name)
+        .property("email", email)
+        .required("name")
+        .required("email")
+        .additional_properties(Some(AdditionalProperties::FreeForm(false)));
+    named(schemas, "UserInput", input)
 }
 
 impl TryFrom<UserInput> for NewUser {
@@ -78,19 +112,40 @@ pub struct UserListBody {
 }
 
 /// Query of `GET /api/users`.
-#[derive(Deserialize, IntoParams)]
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ListParams {
-    /// 1-500, default 50.
     pub limit: Option<String>,
-    /// Default 0.
     pub offset: Option<String>,
+}
+
+const LIMIT: query::Number = query::Number {
+    name: "limit",
+    description: "page size",
+    default: 50,
+    min: 1,
+    max: 500,
+};
+const OFFSET: query::Number = query::Number {
+    name: "offset",
+    description: "users to skip, newest first",
+    default: 0,
+    min: 0,
+    max: i64::MAX as u64,
+};
+
+/// The documented query parameters of `GET /api/users`.
+pub fn list_query() -> Vec<Parameter> {
+    [LIMIT, OFFSET]
+        .iter()
+        .map(|n| query_param(n.name, n.description, n.schema()))
+        .collect()
 }
 
 pub async fn list(call: Call) -> HandlerResult {
     let params: ListParams = query::parse(&call.query)?;
-    let limit = query::number("limit", params.limit.as_deref(), 50, 1, 500)?;
-    let offset = query::number("offset", params.offset.as_deref(), 0, 0, i64::MAX as u64)?;
+    let limit = LIMIT.parse(params.limit.as_deref())?;
+    let offset = OFFSET.parse(params.offset.as_deref())?;
     let state = &call.state;
     let (users, total) = Query::list_users(state.db(), limit, offset).await?;
     let body = UserListBody {
@@ -161,13 +216,21 @@ fn one_user(
     )
 }
 
-/// The `:id` of the path, which must be a UUID.
+/// The `:id` of the path, which must be a UUID in its hyphenated form (the one the API
+/// hands out, and the only one its document allows).
 fn user_id(call: &Call) -> Result<Uuid, ApiError> {
     let raw = call.param.as_deref().unwrap_or_default();
-    Uuid::parse_str(raw).map_err(|_| ApiError::BadRequest {
-        code: "invalid_id",
-        message: format!("{raw:?} is not a valid user id (a UUID)"),
-    })
+    let hyphenated = raw.len() == 36;
+    Uuid::parse_str(raw)
+        .ok()
+        .filter(|_| hyphenated)
+        .ok_or_else(|| ApiError::BadRequest {
+            code: "invalid_id",
+            message: format!(
+                "{raw:?} is not a valid user id (a UUID such as \
+                 0190c3a4-0000-7000-8000-000000000000)"
+            ),
+        })
 }
 
 fn not_found(id: Uuid) -> ApiError {

@@ -2,6 +2,11 @@
 
 use std::time::Duration;
 
+/// Units a window's length may be given in, with their length in seconds.
+const UNITS: [(char, u64); 4] = [('s', 1), ('m', 60), ('h', 3600), ('d', 86_400)];
+/// At most this many digits: 99999d (about 270 years) is long enough for any log.
+const MAX_DIGITS: usize = 5;
+
 /// A window as asked for, checked.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Window {
@@ -12,72 +17,84 @@ pub struct Window {
 }
 
 impl Window {
-    /// Parses the query value; empty means all time.
-    pub fn parse(raw: &str) -> Result<Self, String> {
-        let length = parse_length(raw)?;
-        let label = match length {
-            Some(_) => raw.trim().to_owned(),
-            None => "all".to_owned(),
-        };
-        Ok(Self { label, length })
+    /// All time: what an absent `window` means.
+    pub fn all() -> Self {
+        Self {
+            label: "all".to_owned(),
+            length: None,
+        }
     }
-}
 
-/// Parses a window such as `90s`, `15m`, `1h`, `7d`; `all` (or empty) means all time.
-fn parse_length(raw: &str) -> Result<Option<Duration>, String> {
-    let raw = raw.trim();
-    if raw.is_empty() || raw.eq_ignore_ascii_case("all") {
-        return Ok(None);
+    /// Parses the query value: `all`, or 1-5 digits without a leading zero followed by
+    /// `s`, `m`, `h` or `d` (exactly what [`Window::pattern`] matches).
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        if raw == "all" {
+            return Ok(Self::all());
+        }
+        let problem = || {
+            format!(
+                "window {raw:?} is not `all` or a number of 1-{MAX_DIGITS} digits followed by s, \
+                 m, h or d (e.g. 90s, 15m, 1h, 24h, 7d)"
+            )
+        };
+        let Some(unit) = raw.chars().last() else {
+            return Err(problem());
+        };
+        let digits = &raw[..raw.len() - unit.len_utf8()];
+        let plain = (1..=MAX_DIGITS).contains(&digits.len())
+            && digits.bytes().all(|b| b.is_ascii_digit())
+            && !digits.starts_with('0');
+        let seconds = UNITS
+            .iter()
+            .find(|(u, _)| *u == unit)
+            .map(|(_, seconds)| *seconds);
+        match (plain, seconds, digits.parse::<u64>()) {
+            (true, Some(seconds), Ok(n)) => Ok(Self {
+                label: raw.to_owned(),
+                length: Some(Duration::from_secs(n * seconds)),
+            }),
+            _ => Err(problem()),
+        }
     }
-    let problem = || {
-        format!(
-            "window {raw:?} is not a number followed by s, m, h or d (e.g. 15m, 1h, 24h, 7d), or `all`"
-        )
-    };
-    let Some(unit) = raw.chars().last() else {
-        return Err(problem());
-    };
-    let digits = &raw[..raw.len() - unit.len_utf8()];
-    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(problem());
+
+    /// The regular expression the OpenAPI document gives for `window`.
+    pub fn pattern() -> String {
+        let units: String = UNITS.iter().map(|(u, _)| *u).collect();
+        format!("^(?:all|[1-9][0-9]{{0,{}}}[{units}])$", MAX_DIGITS - 1)
     }
-    let n: u64 = digits.parse().map_err(|_| problem())?;
-    let secs = match unit {
-        's' => n,
-        'm' => n.saturating_mul(60),
-        'h' => n.saturating_mul(3600),
-        'd' => n.saturating_mul(86_400),
-        _ => return Err(problem()),
-    };
-    if n == 0 || secs > 3650 * 86_400 {
-        return Err(format!("window {raw:?} must be between 1s and 3650d"));
-    }
-    Ok(Some(Duration::from_secs(secs)))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn windows_parse_units_and_reject_nonsense() {
-        assert_eq!(parse_length("1h").unwrap(), Some(Duration::from_secs(3600)));
-        assert_eq!(parse_length("15m").unwrap(), Some(Duration::from_secs(900)));
-        assert_eq!(parse_length("all").unwrap(), None);
-        assert!(parse_length("1y").is_err());
-        assert!(parse_length("0h").is_err());
-        assert!(parse_length("h").is_err());
-        assert!(parse_length("+1h").is_err());
-        assert!(
-            parse_length("1µ").is_err(),
-            "a multi-byte unit is an error, not a panic"
-        );
-        assert!(parse_length("µ").is_err());
+    fn length(raw: &str) -> Result<Option<Duration>, String> {
+        Window::parse(raw).map(|w| w.length)
     }
 
     #[test]
-    fn windows_are_named_as_asked() {
-        assert_eq!(Window::parse("").unwrap().label, "all");
-        assert_eq!(Window::parse(" 1h ").unwrap().label, "1h");
+    fn windows_parse_units_and_reject_nonsense() {
+        assert_eq!(length("1h").unwrap(), Some(Duration::from_secs(3600)));
+        assert_eq!(length("15m").unwrap(), Some(Duration::from_secs(900)));
+        assert_eq!(
+            length("99999d").unwrap(),
+            Some(Duration::from_secs(99_999 * 86_400))
+        );
+        assert_eq!(length("all").unwrap(), None);
+        for bad in [
+            "", " 1h", "1h ", "ALL", "1y", "0h", "01h", "h", "+1h", "100000s", "1µ", "µ",
+        ] {
+            assert!(length(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn the_documented_pattern_agrees_with_parse() {
+        let pattern = regex::Regex::new(&Window::pattern()).unwrap();
+        for raw in [
+            "all", "1s", "99999d", "15m", "", "0s", "100000d", "1y", " 1h", "ALL", "1µ",
+        ] {
+            assert_eq!(pattern.is_match(raw), Window::parse(raw).is_ok(), "{raw:?}");
+        }
     }
 }

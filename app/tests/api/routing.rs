@@ -150,6 +150,102 @@ async fn openapi_describes_every_endpoint(backend: Backend) {
     }
 }
 
+async fn openapi_gives_queries_as_queries_and_bodies_with_their_real_limits(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let doc: Value = app.get("/openapi.json").await.json().await.unwrap();
+    let params = |path: &str| doc["paths"][path]["get"]["parameters"].clone();
+    let users = params("/api/users");
+    for (i, name, min, max) in [(0, "limit", 1, 500), (1, "offset", 0, i64::MAX)] {
+        let param = &users[i];
+        assert_eq!(param["name"], name);
+        assert_eq!(param["in"], "query", "{param}");
+        assert_eq!(param["required"], false, "{param}");
+        assert_eq!(param["schema"]["type"], "integer", "{param}");
+        assert_eq!(param["schema"]["minimum"], min, "{param}");
+        assert_eq!(param["schema"]["maximum"], max, "{param}");
+    }
+    let window = &params("/api/stats")[0];
+    assert_eq!(window["in"], "query", "{window}");
+    let pattern = regex::Regex::new(window["schema"]["pattern"].as_str().unwrap()).unwrap();
+    for (value, valid) in [("all", true), ("24h", true), ("", false), ("1y", false)] {
+        assert_eq!(pattern.is_match(value), valid, "window={value}");
+        let status = app
+            .get(&format!("/api/stats?window={value}"))
+            .await
+            .status();
+        assert_eq!(status.is_success(), valid, "window={value}: {status}");
+    }
+
+    let input = &doc["components"]["schemas"]["UserInput"];
+    assert_eq!(input["additionalProperties"], false, "{input}");
+    assert_eq!(input["required"], serde_json::json!(["name", "email"]));
+    for field in ["name", "email"] {
+        let schema = &input["properties"][field];
+        assert_eq!(schema["type"], "string", "{field}: no null");
+        assert!(schema["maxLength"].is_u64(), "{field}");
+        let pattern = regex::Regex::new(schema["pattern"].as_str().unwrap()).unwrap();
+        assert!(!pattern.is_match(""), "{field}: empty is not schema-valid");
+    }
+    let email =
+        regex::Regex::new(input["properties"]["email"]["pattern"].as_str().unwrap()).unwrap();
+    assert!(email.is_match("ann@example.com") && !email.is_match("not-an-email"));
+
+    for (path, method) in [("/api/users", "post"), ("/api/users/{id}", "get")] {
+        let unavailable = &doc["paths"][path][method]["responses"]["503"];
+        assert!(
+            unavailable["headers"]["Retry-After"].is_object(),
+            "{method} {path}: {unavailable}"
+        );
+    }
+}
+
+async fn the_dashboard_is_one_self_contained_page(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let response = app.get("/dashboard").await;
+    assert_eq!(response.status(), 200);
+    let headers = response.headers().clone();
+    assert!(
+        headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html"),
+        "{headers:?}"
+    );
+    assert_eq!(headers["x-server-id"], app.server_id.as_str());
+    let policy = headers["content-security-policy"].to_str().unwrap();
+    for directive in ["default-src 'none'", "connect-src 'self'"] {
+        assert!(policy.contains(directive), "{policy}");
+    }
+    let page = response.text().await.unwrap();
+    let external =
+        regex::Regex::new(r#"(?i)(src|href|action)\s*=\s*["']?\s*([a-z]+:)?//"#).unwrap();
+    assert!(!external.is_match(&page), "a reference to another host");
+    for absent in [
+        "http://", "https://", "@import", "url(", "<link", "<img", "<iframe",
+    ] {
+        assert!(!page.contains(absent), "the page holds {absent}");
+    }
+    for hook in [
+        "data-server-id",
+        "document.body.dataset.state",
+        "\"live\"",
+        "/api/stats",
+        "/server-info",
+        "name=\"viewport\"",
+    ] {
+        assert!(page.contains(hook), "the page lacks {hook}");
+    }
+    let index: Value = app.get("/").await.json().await.unwrap();
+    assert!(
+        index["endpoints"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["path"] == "/dashboard"),
+        "{index}"
+    );
+}
+
 async fn metrics_expose_requests_latency_pool_and_queue(backend: Backend) {
     let app = spawn_app(backend).await;
     app.get("/server-info").await;
@@ -252,5 +348,7 @@ on_both_databases!(
     head_answers_like_get_without_a_body,
     a_request_id_is_echoed_or_generated,
     openapi_describes_every_endpoint,
+    the_dashboard_is_one_self_contained_page,
+    openapi_gives_queries_as_queries_and_bodies_with_their_real_limits,
     metrics_expose_requests_latency_pool_and_queue,
 );

@@ -58,7 +58,17 @@ async fn users_are_listed_newest_first_in_pages_with_a_total(backend: Backend) {
 
 async fn bad_paging_parameters_are_rejected(backend: Backend) {
     let app = spawn_app(backend).await;
-    for query in ["limit=0", "limit=501", "limit=abc", "offset=-1", "limt=5"] {
+    for query in [
+        "limit=0",
+        "limit=501",
+        "limit=abc",
+        "offset=-1",
+        "limt=5",
+        "limit=",
+        "limit=+5",
+        "limit=05",
+        "limit=%205",
+    ] {
         let response = app.get(&format!("/api/users?{query}")).await;
         assert_eq!(response.status(), 400, "{query}");
         assert_eq!(
@@ -105,7 +115,13 @@ async fn unknown_and_malformed_ids_are_404_and_400(backend: Backend) {
         .put_json(&unknown, &json!({"name": "X", "email": "x@example.com"}))
         .await;
     assert_eq!(put.status(), 404);
-    for path in ["/api/users/42", "/api/users/not-a-uuid"] {
+    for path in [
+        "/api/users/42",
+        "/api/users/not-a-uuid",
+        // The same UUID without hyphens, or braced: not the form the API hands out.
+        "/api/users/0190c3a4000070008000000000000000",
+        "/api/users/%7B0190c3a4-0000-7000-8000-000000000000%7D",
+    ] {
         let response = app.get(path).await;
         assert_eq!(response.status(), 400, "{path}");
         assert_eq!(error_code(response, &app.server_id).await, "invalid_id");
@@ -179,6 +195,34 @@ async fn invalid_user_input_is_a_400_naming_the_problem(backend: Backend) {
     assert_eq!(error_code(broken, &app.server_id).await, "invalid_json");
     let count: Value = app.get("/api/users").await.json().await.unwrap();
     assert_eq!(count["total"], 0, "nothing was written");
+}
+
+async fn names_are_trimmed_of_invisible_characters_and_never_hold_bidi_controls(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let padded = app
+        .create_user(" \u{200B}Ann\u{FEFF}\u{200B} ", "ann@example.com")
+        .await;
+    assert_eq!(padded["name"], "Ann");
+    for name in [
+        "\u{200B}\u{200B}\u{200B}",
+        "\u{2060}\u{3164}",
+        "Ann\u{202E}gnp.exe",
+        "\u{2066}Bob",
+    ] {
+        let response = app
+            .post_json(
+                "/api/users",
+                &json!({"name": name, "email": "x@example.com"}),
+            )
+            .await;
+        assert_eq!(response.status(), 400, "{name:?}");
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "validation_error", "{name:?}");
+        assert!(
+            body["error"]["message"].as_str().unwrap().contains("name"),
+            "{body}"
+        );
+    }
 }
 
 async fn duplicate_emails_conflict_whatever_their_case(backend: Backend) {
@@ -315,6 +359,7 @@ on_both_databases!(
     a_user_can_be_replaced_and_deleted,
     unknown_and_malformed_ids_are_404_and_400,
     invalid_user_input_is_a_400_naming_the_problem,
+    names_are_trimmed_of_invisible_characters_and_never_hold_bidi_controls,
     duplicate_emails_conflict_whatever_their_case,
     oversized_and_non_json_bodies_are_413_and_415,
     two_hundred_concurrent_creates_make_exactly_two_hundred_users,
