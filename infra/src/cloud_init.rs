@@ -114,6 +114,7 @@ impl CloudInit<'_> {
             ca_file: self.database_ca_url.map(|_| CA_FILE.into()),
             drain_seconds: None,
             health_timeout_ms: None,
+            trusted_proxy_hops: None,
         };
         settings
             .to_env()

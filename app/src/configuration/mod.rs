@@ -44,6 +44,8 @@ pub struct ApplicationSettings {
     pub server_id: String,
     #[serde(deserialize_with = "optional_secret")]
     pub api_key: Option<SecretString>,
+    /// How many proxies append to `X-Forwarded-For` in front of the app.
+    pub trusted_proxy_hops: u32,
     pub body_limit_bytes: u64,
     /// After a stop signal: seconds of serving with `/health` at 503 and `Connection: close`.
     pub drain_seconds: u64,

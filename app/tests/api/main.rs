@@ -35,5 +35,6 @@ mod outage;
 mod request_log;
 mod routing;
 mod schema;
+mod secrets;
 mod stats;
 mod users;

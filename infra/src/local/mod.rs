@@ -265,6 +265,7 @@ fn instance_env(cfg: &StackConfig, server_id: &str, port: u16) -> Vec<(String, S
         ca_file: None,
         drain_seconds: None,
         health_timeout_ms: None,
+        trusted_proxy_hops: None,
     }
     .to_env()
 }
