@@ -16,7 +16,7 @@ use crate::database::Availability;
 use crate::input::auth::ApiKey;
 use crate::request_log::RequestLogHandle;
 use crate::schema::Schema;
-use crate::stats::StatsCache;
+use crate::stats::{Snapshot, StatsCache};
 
 /// Cheap to clone: one `Arc`.
 #[derive(Clone)]
@@ -40,7 +40,7 @@ struct Inner {
     drain: Duration,
     request_log: RequestLogHandle,
     schema: Schema,
-    stats_cache: StatsCache,
+    stats_cache: StatsCache<Arc<Snapshot>>,
     documents: Documents,
     metrics: PrometheusHandle,
 }
@@ -149,7 +149,7 @@ impl AppState {
     pub fn schema(&self) -> &Schema {
         &self.0.schema
     }
-    pub fn stats_cache(&self) -> &StatsCache {
+    pub fn stats_cache(&self) -> &StatsCache<Arc<Snapshot>> {
         &self.0.stats_cache
     }
     pub fn documents(&self) -> &Documents {
