@@ -17,6 +17,9 @@ const BASE: &str = include_str!("../../configuration/base.yaml");
 const LOCAL: &str = include_str!("../../configuration/local.yaml");
 const PRODUCTION: &str = include_str!("../../configuration/production.yaml");
 
+/// Shorter API keys can be guessed.
+const MIN_API_KEY_CHARS: usize = 16;
+
 /// A drain longer than this is a typo, not a plan: the process would linger for it.
 const MAX_DRAIN_SECONDS: u64 = 600;
 
@@ -195,6 +198,20 @@ impl Settings {
                 env::SERVER_ID,
                 format!("{sid:?} must be 1-64 characters of A-Z a-z 0-9 - _ . :"),
             ));
+        }
+        if let Some(key) = self.application.api_key.take() {
+            // A secret file's trailing newline is not part of the key.
+            let key = key.expose_secret().trim();
+            if key.chars().count() < MIN_API_KEY_CHARS {
+                return Err(invalid(
+                    env::API_KEY,
+                    format!(
+                        "must be at least {MIN_API_KEY_CHARS} characters (value not shown); \
+                         e.g. `openssl rand -hex 32`, or leave it empty for open writes"
+                    ),
+                ));
+            }
+            self.application.api_key = Some(SecretString::from(key.to_owned()));
         }
         if self.application.drain_seconds > MAX_DRAIN_SECONDS {
             return Err(invalid(

@@ -62,6 +62,51 @@ fn a_bad_setting_stops_the_app_with_a_message_naming_the_key() {
 }
 
 #[test]
+fn a_short_api_key_stops_the_app_naming_the_key_but_not_its_value() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = app_command(dir.path())
+        .env("APP__APPLICATION__API_KEY", "short-s3cret\n")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("application.api_key"), "{err}");
+    assert!(err.contains("16"), "{err}");
+    assert!(!err.contains("short-s3cret"), "the key leaked: {err}");
+}
+
+#[test]
+fn an_api_key_read_from_a_file_with_a_trailing_newline_still_works() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut child = app_command(dir.path())
+        .env("APP__APPLICATION__HOST", "127.0.0.1")
+        .env("APP__APPLICATION__PORT", port.to_string())
+        .env("APP__APPLICATION__API_KEY", "0123456789abcdef\n")
+        .spawn()
+        .unwrap();
+    let client = reqwest::blocking::Client::new();
+    let url = format!("http://127.0.0.1:{port}/api/users");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while client.get(&url).send().is_err() {
+        assert!(Instant::now() < deadline, "the app did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let created = client
+        .post(&url)
+        .bearer_auth("0123456789abcdef")
+        .json(&serde_json::json!({"name": "Key", "email": "key@example.com"}))
+        .send()
+        .unwrap()
+        .status();
+    assert_eq!(
+        terminate(&mut child, Duration::from_secs(20)).code(),
+        Some(0)
+    );
+    assert_eq!(created, 201, "the key without its newline is the key");
+}
+
+#[test]
 fn the_binary_serves_on_sqlite_keeps_secrets_out_of_logs_and_exits_0_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
