@@ -115,16 +115,23 @@ async fn stats_count_the_requests_this_server_answered(backend: Backend) {
     assert_eq!(stats["servers"][0]["percent"], 100.0);
 }
 
-async fn stats_answers_are_reused_for_the_cache_period(backend: Backend) {
+/// An app that caches stats answers for `cache_ms` and logs none of its own requests, with
+/// one request logged.
+async fn spawn_caching_app(backend: Backend, cache_ms: u64) -> crate::helpers::TestApp {
     let options = Options {
         request_log: false,
-        stats_cache_ms: 600,
+        stats_cache_ms: cache_ms,
         ..Options::default()
     };
     let app = spawn_app_with(backend, options).await;
     write_request_log(app.db(), "node-a", &[record(200, 500, 0)])
         .await
         .unwrap();
+    app
+}
+
+async fn stats_answers_are_reused_for_the_cache_period(backend: Backend) {
+    let app = spawn_caching_app(backend, 600).await;
     let first: Value = app.get("/api/stats").await.json().await.unwrap();
     assert_eq!(first["total_requests"], 1);
     write_request_log(app.db(), "node-a", &[record(200, 500, 0)])
@@ -144,15 +151,7 @@ async fn stats_answers_are_reused_for_the_cache_period(backend: Backend) {
 }
 
 async fn a_popular_window_stays_cached_however_many_others_are_asked_for(backend: Backend) {
-    let options = Options {
-        request_log: false,
-        stats_cache_ms: 600_000,
-        ..Options::default()
-    };
-    let app = spawn_app_with(backend, options).await;
-    write_request_log(app.db(), "node-a", &[record(200, 500, 0)])
-        .await
-        .unwrap();
+    let app = spawn_caching_app(backend, 600_000).await;
     let get = |query: String| {
         let app = &app;
         async move {
