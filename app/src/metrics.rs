@@ -70,6 +70,10 @@ fn describe() {
         "request_log_rows_written_total",
         "Request-log rows written to the database"
     );
+    metrics::describe_counter!(
+        "auth_rejected_total",
+        "Writes refused for their API key, by reason: missing or invalid"
+    );
 }
 
 /// Sets the gauges that are cheaper to read at scrape time than to track.
@@ -81,6 +85,9 @@ pub fn refresh_gauges(state: &AppState) {
     // Registers the counters so a scrape shows 0 rather than nothing before the first drop.
     for reason in DropReason::ALL {
         metrics::counter!("request_log_dropped_total", "reason" => reason.label()).increment(0);
+    }
+    for reason in ["missing", "invalid"] {
+        metrics::counter!("auth_rejected_total", "reason" => reason).increment(0);
     }
 }
 

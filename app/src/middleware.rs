@@ -54,7 +54,11 @@ where
         let request_id: Arc<str> = incoming_request_id(req.headers())
             .map(Arc::from)
             .unwrap_or_else(|| Arc::from(uuid::Uuid::now_v7().to_string()));
-        let client_ip = client_ip(req.headers()).unwrap_or(self.peer.ip());
+        let client_ip = client_ip(
+            req.headers(),
+            self.state.trusted_proxy_hops(),
+            self.peer.ip(),
+        );
         let method = method_name(req.method());
         // HEAD is GET without the body (RFC 9110 section 9.3.2): routed as GET; hyper knows
         // the request was HEAD and sends the head alone, Content-Length included.
@@ -118,10 +122,28 @@ fn incoming_request_id(headers: &HeaderMap) -> Option<&str> {
     ok.then_some(value)
 }
 
-/// The first hop of `X-Forwarded-For`: the client as the load balancer saw it.
-fn client_ip(headers: &HeaderMap) -> Option<IpAddr> {
-    let value = headers.get(&X_FORWARDED_FOR)?.to_str().ok()?;
-    value.split(',').next()?.trim().parse().ok()
+/// The client as the outermost trusted proxy saw it. Each proxy appends the address it got
+/// the request from to `X-Forwarded-For`, so with `hops` trusted proxies in front, the entry
+/// `hops` from the end is the first one nobody could forge; the entries before it are the
+/// client's own claims. Without such an entry (no header, too few entries, not an address,
+/// or `hops` 0), the TCP peer.
+fn client_ip(headers: &HeaderMap, hops: usize, peer: IpAddr) -> IpAddr {
+    if hops == 0 {
+        return peer;
+    }
+    // Byte-wise, so a client's own garbage in the list cannot hide the appended entries.
+    let entries: Vec<&[u8]> = headers
+        .get_all(&X_FORWARDED_FOR)
+        .iter()
+        .flat_map(|value| value.as_bytes().split(|b| *b == b','))
+        .map(<[u8]>::trim_ascii)
+        .filter(|entry| !entry.is_empty())
+        .collect();
+    entries
+        .len()
+        .checked_sub(hops)
+        .and_then(|at| std::str::from_utf8(entries[at]).ok()?.parse().ok())
+        .unwrap_or(peer)
 }
 
 fn method_name(method: &Method) -> &'static str {
@@ -155,5 +177,34 @@ fn status_label(status: u16) -> &'static str {
         s if s < 400 => "3xx",
         s if s < 500 => "4xx",
         _ => "5xx",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn forwarded(lines: &[&'static str]) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        for line in lines {
+            headers.append(&X_FORWARDED_FOR, HeaderValue::from_static(line));
+        }
+        headers
+    }
+
+    #[test]
+    fn the_client_is_the_entry_the_trusted_proxies_appended() {
+        let peer: IpAddr = "10.0.0.9".parse().unwrap();
+        let ip =
+            |lines: &[&'static str], hops| client_ip(&forwarded(lines), hops, peer).to_string();
+        assert_eq!(ip(&["6.6.6.6, 203.0.113.9"], 1), "203.0.113.9");
+        assert_eq!(ip(&["not-an-ip, 203.0.113.9"], 1), "203.0.113.9");
+        assert_eq!(ip(&["6.6.6.6", "203.0.113.9"], 1), "203.0.113.9");
+        assert_eq!(ip(&["203.0.113.9, garbage"], 1), "10.0.0.9");
+        assert_eq!(ip(&["a, 198.51.100.7, 10.0.0.2"], 2), "198.51.100.7");
+        assert_eq!(ip(&["198.51.100.7"], 2), "10.0.0.9");
+        assert_eq!(ip(&["2001:db8::1"], 1), "2001:db8::1");
+        assert_eq!(ip(&["6.6.6.6"], 0), "10.0.0.9");
+        assert_eq!(ip(&[], 1), "10.0.0.9");
     }
 }

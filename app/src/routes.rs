@@ -232,7 +232,11 @@ pub static ROUTES: &[Route] = &[
         handler: |call| Box::pin(stats::get(call)),
         doc: Doc {
             query: Some(stats::stats_query),
-            answers: &[Answer::json(200, "the distribution", schema::<StatsBody>)],
+            answers: &[Answer::json(
+                200,
+                "the distribution",
+                schema::<StatsBody<'static>>,
+            )],
             ..NO_DOC
         },
     },

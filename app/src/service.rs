@@ -2,7 +2,7 @@
 
 use chrono::Utc;
 use entity::prelude::*;
-use entity::users;
+use entity::users::{self, canonical_email};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, PaginatorTrait,
@@ -21,7 +21,8 @@ pub struct Mutation;
 /// Why a user write did not happen.
 #[derive(Debug)]
 pub enum WriteError {
-    /// Another user already has this email (compared case-insensitively).
+    /// Another user already has this email (compared in its canonical form: case and Unicode
+    /// normalisation aside).
     EmailTaken,
     NotFound,
     Db(DbErr),
@@ -73,17 +74,20 @@ impl Query {
 }
 
 impl Mutation {
-    /// Inserts a user; `EmailTaken` when the email is in use in any letter case.
+    /// Inserts a user; `EmailTaken` when the email is in use in any letter case or Unicode
+    /// normalisation.
     pub async fn create_user(
         db: &DatabaseConnection,
         user: NewUser,
         created_by: &str,
     ) -> Result<users::Model, WriteError> {
         let now = Utc::now();
+        let email_key = canonical_email(user.email.as_ref());
         let model = users::ActiveModel {
             id: Set(Uuid::now_v7()),
             name: Set(user.name.into()),
             email: Set(user.email.into()),
+            email_key: Set(email_key),
             created_at: Set(now),
             updated_at: Set(now),
             created_by: Set(created_by.to_owned()),
@@ -97,9 +101,11 @@ impl Mutation {
         id: Uuid,
         user: NewUser,
     ) -> Result<users::Model, WriteError> {
+        let email_key = canonical_email(user.email.as_ref());
         let result = Users::update_many()
             .col_expr(users::Column::Name, Expr::value(String::from(user.name)))
             .col_expr(users::Column::Email, Expr::value(String::from(user.email)))
+            .col_expr(users::Column::EmailKey, Expr::value(email_key))
             .col_expr(users::Column::UpdatedAt, Expr::value(Utc::now()))
             .filter(users::Column::Id.eq(id))
             .exec_with_returning(db)

@@ -16,7 +16,7 @@ use crate::database::Availability;
 use crate::input::auth::ApiKey;
 use crate::request_log::RequestLogHandle;
 use crate::schema::Schema;
-use crate::stats::StatsCache;
+use crate::stats::{Snapshot, StatsCache};
 
 /// Cheap to clone: one `Arc`.
 #[derive(Clone)]
@@ -29,6 +29,7 @@ struct Inner {
     server_id_header: HeaderValue,
     hostname: String,
     api_key: Option<ApiKey>,
+    trusted_proxy_hops: usize,
     body_limit: u64,
     health_timeout: Duration,
     started_at: DateTime<Utc>,
@@ -39,7 +40,7 @@ struct Inner {
     drain: Duration,
     request_log: RequestLogHandle,
     schema: Schema,
-    stats_cache: StatsCache,
+    stats_cache: StatsCache<Arc<Snapshot>>,
     documents: Documents,
     metrics: PrometheusHandle,
 }
@@ -78,6 +79,7 @@ impl AppState {
                 .and_then(|h| h.into_string().ok())
                 .unwrap_or_default(),
             api_key: settings.application.api_key.as_ref().map(ApiKey::new),
+            trusted_proxy_hops: settings.application.trusted_proxy_hops as usize,
             body_limit: settings.application.body_limit_bytes,
             health_timeout: settings.database.health_timeout(),
             started_at: Utc::now(),
@@ -112,6 +114,10 @@ impl AppState {
     pub fn api_key(&self) -> Option<&ApiKey> {
         self.0.api_key.as_ref()
     }
+    /// Proxies in front that append to `X-Forwarded-For`.
+    pub fn trusted_proxy_hops(&self) -> usize {
+        self.0.trusted_proxy_hops
+    }
     pub fn body_limit(&self) -> u64 {
         self.0.body_limit
     }
@@ -143,7 +149,7 @@ impl AppState {
     pub fn schema(&self) -> &Schema {
         &self.0.schema
     }
-    pub fn stats_cache(&self) -> &StatsCache {
+    pub fn stats_cache(&self) -> &StatsCache<Arc<Snapshot>> {
         &self.0.stats_cache
     }
     pub fn documents(&self) -> &Documents {

@@ -128,6 +128,8 @@ impl CloudInit<'_> {
             ca_file: self.database_ca_url.map(|_| CA_FILE.into()),
             drain_seconds: Some(self.drain_seconds),
             health_timeout_ms: Some(self.health_timeout_ms),
+            // DigitalOcean's load balancer appends the client's address: the last hop.
+            trusted_proxy_hops: Some(1),
         };
         settings
             .to_env()

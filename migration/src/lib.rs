@@ -6,6 +6,7 @@ mod m20261129_000001_create_users;
 mod m20261129_000002_create_requests_log;
 mod m20261129_000003_create_request_stats;
 mod m20261129_000004_drop_request_id_index;
+mod m20261202_000005_canonical_email_key;
 
 /// Every migration, in the order they apply.
 pub struct Migrator;
@@ -18,6 +19,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261129_000002_create_requests_log::Migration),
             Box::new(m20261129_000003_create_request_stats::Migration),
             Box::new(m20261129_000004_drop_request_id_index::Migration),
+            Box::new(m20261202_000005_canonical_email_key::Migration),
         ]
     }
 }

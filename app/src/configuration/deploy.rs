@@ -30,6 +30,9 @@ pub struct DeploySettings {
     /// How long `/health` waits for the database; keep it below the load balancer's check
     /// timeout so a slow database reads as a 503, not a timeout. `None`: the embedded default.
     pub health_timeout_ms: Option<u64>,
+    /// Proxies in front of the instance that append to `X-Forwarded-For` (the load balancer:
+    /// 1). `None`: the embedded default.
+    pub trusted_proxy_hops: Option<u32>,
 }
 
 impl DeploySettings {
@@ -65,6 +68,9 @@ impl DeploySettings {
         if let Some(ms) = self.health_timeout_ms {
             vars.push((env::HEALTH_TIMEOUT_MS.env(), ms.to_string()));
         }
+        if let Some(hops) = self.trusted_proxy_hops {
+            vars.push((env::TRUSTED_PROXY_HOPS.env(), hops.to_string()));
+        }
         vars
     }
 }
@@ -96,6 +102,7 @@ mod tests {
             ca_file: Some(ca.path().to_owned()),
             drain_seconds: Some(40),
             health_timeout_ms: Some(800),
+            trusted_proxy_hops: Some(2),
         };
         let settings = loaded(&deploy);
         assert_eq!(settings.environment, Environment::Production);
@@ -115,6 +122,7 @@ mod tests {
         assert_eq!(settings.database.ca_file.as_deref(), Some(ca.path()));
         assert_eq!(settings.application.drain_seconds, 40);
         assert_eq!(settings.database.health_timeout_ms, 800);
+        assert_eq!(settings.application.trusted_proxy_hops, 2);
     }
 
     #[test]
@@ -131,6 +139,7 @@ mod tests {
             ca_file: None,
             drain_seconds: None,
             health_timeout_ms: None,
+            trusted_proxy_hops: None,
         };
         let settings = loaded(&deploy);
         assert_eq!(settings.environment, Environment::Local);
@@ -140,6 +149,7 @@ mod tests {
         assert!(settings.database.ca_file.is_none());
         assert_eq!(settings.application.drain_seconds, 0);
         assert_eq!(settings.database.health_timeout_ms, 1000);
+        assert_eq!(settings.application.trusted_proxy_hops, 1);
         let names: Vec<String> = deploy.to_env().into_iter().map(|(k, _)| k).collect();
         let mut unique = names.clone();
         unique.sort();

@@ -45,6 +45,7 @@ pub const SERVER_ID: Key = Key("application.server_id");
 pub const API_KEY: Key = Key("application.api_key");
 pub const BODY_LIMIT_BYTES: Key = Key("application.body_limit_bytes");
 pub const DRAIN_SECONDS: Key = Key("application.drain_seconds");
+pub const TRUSTED_PROXY_HOPS: Key = Key("application.trusted_proxy_hops");
 pub const DATABASE_URL: Key = Key("database.url");
 pub const MAX_CONNECTIONS: Key = Key("database.max_connections");
 pub const MIN_CONNECTIONS: Key = Key("database.min_connections");

@@ -17,6 +17,9 @@ const BASE: &str = include_str!("../../configuration/base.yaml");
 const LOCAL: &str = include_str!("../../configuration/local.yaml");
 const PRODUCTION: &str = include_str!("../../configuration/production.yaml");
 
+/// Shorter API keys can be guessed.
+const MIN_API_KEY_CHARS: usize = 16;
+
 /// A drain longer than this is a typo, not a plan: the process would linger for it.
 const MAX_DRAIN_SECONDS: u64 = 600;
 
@@ -44,6 +47,8 @@ pub struct ApplicationSettings {
     pub server_id: String,
     #[serde(deserialize_with = "optional_secret")]
     pub api_key: Option<SecretString>,
+    /// How many proxies append to `X-Forwarded-For` in front of the app.
+    pub trusted_proxy_hops: u32,
     pub body_limit_bytes: u64,
     /// After a stop signal: seconds of serving with `/health` at 503 and `Connection: close`.
     pub drain_seconds: u64,
@@ -193,6 +198,20 @@ impl Settings {
                 env::SERVER_ID,
                 format!("{sid:?} must be 1-64 characters of A-Z a-z 0-9 - _ . :"),
             ));
+        }
+        if let Some(key) = self.application.api_key.take() {
+            // A secret file's trailing newline is not part of the key.
+            let key = key.expose_secret().trim();
+            if key.chars().count() < MIN_API_KEY_CHARS {
+                return Err(invalid(
+                    env::API_KEY,
+                    format!(
+                        "must be at least {MIN_API_KEY_CHARS} characters (value not shown); \
+                         e.g. `openssl rand -hex 32`, or leave it empty for open writes"
+                    ),
+                ));
+            }
+            self.application.api_key = Some(SecretString::from(key.to_owned()));
         }
         if self.application.drain_seconds > MAX_DRAIN_SECONDS {
             return Err(invalid(

@@ -16,7 +16,7 @@ use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 
 use super::pool::probe;
-use super::redact::describe;
+use super::url::describe;
 use crate::configuration::DatabaseSettings;
 
 /// A request running this long makes the probe look at the database.

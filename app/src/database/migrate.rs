@@ -8,7 +8,7 @@ use sea_orm::{
 };
 
 use super::pool::connect;
-use super::redact::{describe, redact_url};
+use super::url::{describe, redact_url};
 use crate::configuration::DatabaseSettings;
 
 /// Applies pending migrations.

@@ -4,7 +4,7 @@ mod availability;
 mod failure;
 mod migrate;
 mod pool;
-mod redact;
+mod url;
 
 pub use availability::{Availability, AvailabilityProbe, watch_availability};
 pub use failure::{Failure, classify};

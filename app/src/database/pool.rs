@@ -6,9 +6,9 @@ use sea_orm::sqlx::postgres::{PgConnectOptions, PgSslMode};
 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
 use sea_orm::sqlx::{ConnectOptions as _, Connection as _};
 use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbErr, RuntimeErr};
-use secrecy::ExposeSecret;
+use secrecy::{ExposeSecret, SecretString};
 
-use super::redact::{describe, redact_url};
+use super::url::{DatabaseUrl, describe, redact_url};
 use crate::configuration::DatabaseSettings;
 
 /// Connects with the configured pool sizes, timeouts and TLS settings.
@@ -17,7 +17,8 @@ pub async fn connect(settings: &DatabaseSettings) -> Result<DatabaseConnection, 
     if url.starts_with("sqlite:") {
         ensure_sqlite_folder(url);
     }
-    let mut options = ConnectOptions::new(url.to_owned());
+    let parsed = DatabaseUrl::parse(url);
+    let mut options = ConnectOptions::new(parsed.public().to_owned());
     options
         .max_connections(settings.max_connections)
         .min_connections(settings.min_connections)
@@ -34,14 +35,23 @@ pub async fn connect(settings: &DatabaseSettings) -> Result<DatabaseConnection, 
                 .foreign_keys(true)
         });
     let tuning = settings.clone();
-    options.map_sqlx_postgres_opts(move |opts| tune_postgres(opts, &tuning));
+    let password = parsed.password().map(|p| SecretString::from(p.to_owned()));
+    options.map_sqlx_postgres_opts(move |opts| tune_postgres(opts, &tuning, password.as_ref()));
     let db = Database::connect(options).await?;
-    tracing::info!(database = %redact_url(url), "connected to the database");
+    tracing::info!(database = %parsed.shown(), "connected to the database");
     Ok(db)
 }
 
-/// What the pool's PostgreSQL connections are opened with beyond the URL.
-fn tune_postgres(mut opts: PgConnectOptions, settings: &DatabaseSettings) -> PgConnectOptions {
+/// What the pool's PostgreSQL connections are opened with beyond the URL (which carries no
+/// password: see [`DatabaseUrl`]).
+fn tune_postgres(
+    mut opts: PgConnectOptions,
+    settings: &DatabaseSettings,
+    password: Option<&SecretString>,
+) -> PgConnectOptions {
+    if let Some(password) = password {
+        opts = opts.password(password.expose_secret());
+    }
     if !settings.statement_cache {
         // PgBouncer in transaction mode hands each transaction a different server
         // connection, so a statement prepared on one is unknown on the next.
@@ -70,7 +80,13 @@ pub async fn probe(settings: &DatabaseSettings, timeout: Duration) -> Result<(),
         return Ok(());
     }
     let conn_err = |err| DbErr::Conn(RuntimeErr::SqlxError(std::sync::Arc::new(err)));
-    let opts = tune_postgres(url.parse::<PgConnectOptions>().map_err(conn_err)?, settings);
+    let parsed = DatabaseUrl::parse(url);
+    let password = parsed.password().map(|p| SecretString::from(p.to_owned()));
+    let opts = parsed
+        .public()
+        .parse::<PgConnectOptions>()
+        .map_err(conn_err)?;
+    let opts = tune_postgres(opts, settings, password.as_ref());
     let attempt = async {
         let mut conn = opts.connect().await?;
         sea_orm::sqlx::Executor::execute(&mut conn, "SELECT 1").await?;

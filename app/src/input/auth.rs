@@ -23,24 +23,33 @@ impl ApiKey {
     }
 }
 
-/// Lets the request through when no key is configured or it presents the key.
+/// Lets the request through when no key is configured or it presents the key. Refusals are
+/// counted in `auth_rejected_total{reason}`: `missing` (no bearer credentials) or `invalid`.
 pub fn authorize(key: Option<&ApiKey>, headers: &HeaderMap) -> Result<(), ApiError> {
     let Some(key) = key else { return Ok(()) };
-    let presented = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        })
-        .ok_or(ApiError::Unauthorized(
+    let Some(presented) = bearer_token(headers) else {
+        metrics::counter!("auth_rejected_total", "reason" => "missing").increment(1);
+        return Err(ApiError::Unauthorized(
             "writes need `Authorization: Bearer <api key>`",
-        ))?;
-    if key.matches(presented.trim()) {
+        ));
+    };
+    if key.matches(presented) {
         Ok(())
     } else {
+        metrics::counter!("auth_rejected_total", "reason" => "invalid").increment(1);
         Err(ApiError::Unauthorized("the API key is not valid"))
     }
+}
+
+/// The token of `Authorization: Bearer <token>`; the scheme's case does not matter (RFC 9110
+/// section 11.1).
+fn bearer_token(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?.trim();
+    let (scheme, token) = value.split_once([' ', '\t'])?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|token| !token.is_empty())
 }
 
 #[cfg(test)]
@@ -56,12 +65,31 @@ mod tests {
     }
 
     #[test]
-    fn only_the_configured_key_passes() {
+    fn only_the_configured_key_passes_whatever_the_scheme_case() {
         let key = ApiKey::new(&"s3cret-key".into());
-        assert!(authorize(Some(&key), &with_auth("Bearer s3cret-key")).is_ok());
-        assert!(authorize(Some(&key), &with_auth("bearer s3cret-key ")).is_ok());
-        assert!(authorize(Some(&key), &with_auth("Bearer s3cret-kez")).is_err());
-        assert!(authorize(Some(&key), &with_auth("Basic s3cret-key")).is_err());
+        for accepted in [
+            "Bearer s3cret-key",
+            "bearer s3cret-key ",
+            "BEARER s3cret-key",
+            "bEaReR \ts3cret-key",
+        ] {
+            assert!(
+                authorize(Some(&key), &with_auth(accepted)).is_ok(),
+                "{accepted}"
+            );
+        }
+        for refused in [
+            "Bearer s3cret-kez",
+            "Basic s3cret-key",
+            "Bearers3cret-key",
+            "Bearer ",
+            "s3cret-key",
+        ] {
+            assert!(
+                authorize(Some(&key), &with_auth(refused)).is_err(),
+                "{refused}"
+            );
+        }
         assert!(authorize(Some(&key), &HeaderMap::new()).is_err());
         assert!(authorize(None, &HeaderMap::new()).is_ok());
     }

@@ -4,6 +4,8 @@ mod cache;
 mod summary;
 mod window;
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use sea_orm::{DatabaseConnection, DbErr};
@@ -19,9 +21,17 @@ pub use window::Window;
 
 /// `GET /api/stats`: the cluster's traffic, from the shared database.
 #[derive(Serialize, ToSchema)]
-pub struct StatsBody {
+pub struct StatsBody<'a> {
     /// The window asked for (`all` by default).
-    pub window: String,
+    pub window: &'a str,
+    #[serde(flatten)]
+    pub snapshot: &'a Snapshot,
+    pub server_id: &'a str,
+}
+
+/// What a window's answer says, whoever asks: cached per window.
+#[derive(Serialize, ToSchema)]
+pub struct Snapshot {
     /// Start of the window (rounded down to the minute); null for all time.
     pub since: Option<DateTime<Utc>>,
     /// When this answer was computed; answers are reused for up to `stats.cache_ms`.
@@ -30,18 +40,17 @@ pub struct StatsBody {
     pub total_users: u64,
     /// One entry per server that answered requests in the window, busiest first.
     pub servers: Vec<ServerStats>,
-    pub server_id: String,
 }
 
 /// The serialised answer for `window`: from `cache` while fresh, else summed from the rollup.
 pub async fn report(
     db: &DatabaseConnection,
-    cache: &StatsCache,
+    cache: &StatsCache<Arc<Snapshot>>,
     window: &Window,
     server_id: &str,
 ) -> Result<Bytes, DbErr> {
-    cache
-        .get_or_compute(&window.label, || async {
+    let snapshot = cache
+        .get_or_compute(window.length, || async {
             let now = Utc::now();
             let since = window
                 .length
@@ -50,17 +59,20 @@ pub async fn report(
             let (rows, total_users) =
                 tokio::try_join!(rollup::totals_since(db, since), Query::count_users(db))?;
             let (total_requests, servers) = summary::summarize(&rows);
-            let body = StatsBody {
-                window: window.label.clone(),
+            Ok::<_, DbErr>(Arc::new(Snapshot {
                 since,
                 generated_at: now,
                 total_requests,
                 total_users,
                 servers,
-                server_id: server_id.to_owned(),
-            };
-            // Serialising our own plain struct cannot fail.
-            Ok(Bytes::from(serde_json::to_vec(&body).unwrap_or_default()))
+            }))
         })
-        .await
+        .await?;
+    let body = StatsBody {
+        window: &window.label,
+        snapshot: &snapshot,
+        server_id,
+    };
+    // Serialising our own plain struct cannot fail.
+    Ok(Bytes::from(serde_json::to_vec(&body).unwrap_or_default()))
 }

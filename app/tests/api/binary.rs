@@ -30,6 +30,42 @@ pub(crate) fn app_command(dir: &std::path::Path) -> Command {
     command
 }
 
+/// What `command` printed and how it exited, if it exits by itself within 20 s (a run that
+/// does not, like an app that starts serving, is killed and fails the test).
+fn output_within_20s(command: &mut Command) -> std::process::Output {
+    let mut child = command.spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("still running after 20 s: {command:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
+/// The app serving on 127.0.0.1:`port`, run in `dir`.
+pub(crate) fn serving(dir: &std::path::Path, port: u16) -> Command {
+    let mut command = app_command(dir);
+    command
+        .env("APP__APPLICATION__HOST", "127.0.0.1")
+        .env("APP__APPLICATION__PORT", port.to_string());
+    command
+}
+
+/// The first answer to `GET url`, waiting (bounded) for the app to start.
+fn first_answer(client: &reqwest::blocking::Client, url: &str) -> reqwest::blocking::Response {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Ok(response) = client.get(url).send() {
+            return response;
+        }
+        assert!(Instant::now() < deadline, "the app did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 #[test]
 fn a_bad_setting_stops_the_app_with_a_message_naming_the_key() {
     let dir = tempfile::tempdir().unwrap();
@@ -47,27 +83,60 @@ fn a_bad_setting_stops_the_app_with_a_message_naming_the_key() {
             "database.url",
         ),
     ] {
-        let out = app_command(dir.path()).env(var, value).output().unwrap();
+        let out = output_within_20s(app_command(dir.path()).env(var, value));
         assert_eq!(out.status.code(), Some(2), "{var}={value}");
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains(key), "{var}={value}: {err}");
         assert!(!err.contains("hunter2"), "the password leaked: {err}");
     }
-    let out = app_command(dir.path())
-        .env("APP_ENVIRONMENT", "staging")
-        .output()
-        .unwrap();
+    let out = output_within_20s(app_command(dir.path()).env("APP_ENVIRONMENT", "staging"));
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("APP_ENVIRONMENT"));
+}
+
+#[test]
+fn a_short_api_key_stops_the_app_naming_the_key_but_not_its_value() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = output_within_20s(
+        app_command(dir.path()).env("APP__APPLICATION__API_KEY", "short-s3cret\n"),
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("application.api_key"), "{err}");
+    assert!(err.contains("16"), "{err}");
+    assert!(!err.contains("short-s3cret"), "the key leaked: {err}");
+}
+
+#[test]
+fn an_api_key_read_from_a_file_with_a_trailing_newline_still_works() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut child = serving(dir.path(), port)
+        .env("APP__APPLICATION__API_KEY", "0123456789abcdef\n")
+        .spawn()
+        .unwrap();
+    let client = reqwest::blocking::Client::new();
+    let url = format!("http://127.0.0.1:{port}/api/users");
+    first_answer(&client, &url);
+    let created = client
+        .post(&url)
+        .bearer_auth("0123456789abcdef")
+        .json(&serde_json::json!({"name": "Key", "email": "key@example.com"}))
+        .send()
+        .unwrap()
+        .status();
+    assert_eq!(
+        terminate(&mut child, Duration::from_secs(20)).code(),
+        Some(0)
+    );
+    assert_eq!(created, 201, "the key without its newline is the key");
 }
 
 #[test]
 fn the_binary_serves_on_sqlite_keeps_secrets_out_of_logs_and_exits_0_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let mut child = app_command(dir.path())
-        .env("APP__APPLICATION__HOST", "127.0.0.1")
-        .env("APP__APPLICATION__PORT", port.to_string())
+    let mut child = serving(dir.path(), port)
         .env("APP__APPLICATION__SERVER_ID", "bin-1")
         // All digits with leading zeros: must stay text, not become the number 12345678901234.
         .env("APP__APPLICATION__API_KEY", "0012345678901234")
@@ -76,14 +145,7 @@ fn the_binary_serves_on_sqlite_keeps_secrets_out_of_logs_and_exits_0_on_sigterm(
         .unwrap();
     let client = reqwest::blocking::Client::new();
     let url = format!("http://127.0.0.1:{port}");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let health = loop {
-        if let Ok(r) = client.get(format!("{url}/health")).send() {
-            break r;
-        }
-        assert!(Instant::now() < deadline, "the app did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let health = first_answer(&client, &format!("{url}/health"));
     assert_eq!(health.status(), 200);
     let created = client
         .post(format!("{url}/api/users"))
@@ -97,18 +159,7 @@ fn the_binary_serves_on_sqlite_keeps_secrets_out_of_logs_and_exits_0_on_sigterm(
         "the default SQLite file under data/"
     );
 
-    // SAFETY: plain kill(2) of our child.
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            Instant::now() < deadline + Duration::from_secs(10),
-            "no exit after SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status = terminate(&mut child, Duration::from_secs(10));
     assert_eq!(status.code(), Some(0));
     let mut logs = String::new();
     child

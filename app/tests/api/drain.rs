@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::binary::{Logs, app_command, free_port};
+use crate::binary::{Logs, free_port, serving};
 
 /// One HTTP/1.1 answer as read off a raw connection.
 struct Answer {
@@ -89,9 +89,7 @@ fn a_stopped_instance_drains_then_exits_without_failing_a_request() {
     const DRAIN: Duration = Duration::from_secs(2);
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let mut child = app_command(dir.path())
-        .env("APP__APPLICATION__HOST", "127.0.0.1")
-        .env("APP__APPLICATION__PORT", port.to_string())
+    let mut child = serving(dir.path(), port)
         .env(
             "APP__APPLICATION__DRAIN_SECONDS",
             DRAIN.as_secs().to_string(),

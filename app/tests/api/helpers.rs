@@ -56,6 +56,7 @@ pub struct Options {
     /// Off: the app starts on an empty database, as PostgreSQL instances do by default.
     pub run_migrations: bool,
     pub schema_check_interval_ms: u64,
+    pub trusted_proxy_hops: u32,
 }
 
 impl Default for Options {
@@ -73,6 +74,7 @@ impl Default for Options {
             server_id: format!("test-{}", &uuid::Uuid::now_v7().simple().to_string()[24..]),
             run_migrations: true,
             schema_check_interval_ms: 100,
+            trusted_proxy_hops: 1,
         }
     }
 }
@@ -108,6 +110,7 @@ pub async fn spawn_app_with(backend: Backend, options: Options) -> TestApp {
     settings.application.server_id = options.server_id.clone();
     settings.application.api_key = options.api_key.clone().map(SecretString::from);
     settings.application.body_limit_bytes = options.body_limit_bytes;
+    settings.application.trusted_proxy_hops = options.trusted_proxy_hops;
     settings.application.shutdown_grace_seconds = 5;
     settings.database.url = SecretString::from(database_url.clone());
     settings.database.run_migrations = if options.run_migrations {

@@ -34,5 +34,6 @@ mod outage;
 mod request_log;
 mod routing;
 mod schema;
+mod secrets;
 mod stats;
 mod users;

@@ -33,6 +33,15 @@ fn postgres_server() -> Option<String> {
     }
 }
 
+/// The app on a fresh PostgreSQL database with one user, and the server's URL; `None` when
+/// PostgreSQL tests are skipped.
+async fn app_with_a_user() -> Option<(TestApp, String)> {
+    let server = postgres_server()?;
+    let app = spawn_app_with(Backend::Postgres(server.clone()), Options::default()).await;
+    app.create_user("Before", "before@example.com").await;
+    Some((app, server))
+}
+
 /// The database name of a PostgreSQL URL.
 fn database_name(url: &str) -> String {
     let path = url.split('?').next().unwrap();
@@ -126,11 +135,9 @@ async fn time_to_recover(app: &TestApp) -> Duration {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn while_the_database_refuses_sessions_writes_get_fast_503s_and_recover_within_3s() {
-    let Some(server) = postgres_server() else {
+    let Some((app, server)) = app_with_a_user().await else {
         return;
     };
-    let app = spawn_app_with(Backend::Postgres(server.clone()), Options::default()).await;
-    app.create_user("Before", "before@example.com").await;
 
     refuse_sessions(&server, &app, true).await;
     let health_started = Instant::now();
@@ -263,11 +270,9 @@ async fn when_the_database_server_goes_away_requests_fail_fast_instead_of_waitin
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn request_log_rows_of_a_refusal_window_all_arrive_afterwards() {
-    let Some(server) = postgres_server() else {
+    let Some((app, server)) = app_with_a_user().await else {
         return;
     };
-    let app = spawn_app_with(Backend::Postgres(server.clone()), Options::default()).await;
-    app.create_user("Before", "before@example.com").await;
     assert_eq!(app.wait_for_rows("requests_log", 1).await, 1);
 
     refuse_sessions(&server, &app, true).await;

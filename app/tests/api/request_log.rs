@@ -2,7 +2,7 @@
 
 use sea_orm::{ConnectionTrait, DatabaseBackend, Statement, TransactionTrait};
 
-use crate::helpers::{Backend, Options, spawn_app, spawn_app_with};
+use crate::helpers::{Backend, Options, TestApp, spawn_app, spawn_app_with};
 
 async fn each_request_is_logged_with_server_route_status_and_duration(backend: Backend) {
     let app = spawn_app(backend).await;
@@ -11,7 +11,7 @@ async fn each_request_is_logged_with_server_route_status_and_duration(backend: B
     app.client
         .get(app.url(&format!("/api/users/{id}")))
         .header("x-request-id", "req-log-1")
-        .header("x-forwarded-for", "203.0.113.9, 10.0.0.2")
+        .header("x-forwarded-for", "198.51.100.1, 203.0.113.9")
         .send()
         .await
         .unwrap();
@@ -51,6 +51,94 @@ async fn each_request_is_logged_with_server_route_status_and_duration(backend: B
             .await,
         1
     );
+}
+
+/// The client IP each request was logged with, by request id.
+async fn logged_ips(app: &TestApp, sent: &[(&str, &[&str])]) -> Vec<String> {
+    for (id, forwarded) in sent {
+        let mut request = app
+            .client
+            .get(app.url("/server-info"))
+            .header("x-request-id", *id);
+        for line in *forwarded {
+            request = request.header("x-forwarded-for", *line);
+        }
+        assert_eq!(request.send().await.unwrap().status(), 200);
+    }
+    let rows = "requests_log WHERE request_id LIKE 'ip-%'";
+    assert_eq!(
+        app.wait_for_rows(rows, sent.len() as i64).await,
+        sent.len() as i64
+    );
+    let db = app.connect_db().await;
+    let mut ips = Vec::new();
+    for (id, _) in sent {
+        let row = db
+            .query_one_raw(Statement::from_string(
+                db.get_database_backend(),
+                format!("SELECT client_ip FROM requests_log WHERE request_id = '{id}'"),
+            ))
+            .await
+            .unwrap()
+            .unwrap();
+        ips.push(row.try_get::<String>("", "client_ip").unwrap());
+    }
+    ips
+}
+
+async fn the_client_ip_is_what_the_load_balancer_saw_not_what_the_client_claims(backend: Backend) {
+    let app = spawn_app(backend.clone()).await;
+    let ips = logged_ips(
+        &app,
+        &[
+            // The load balancer appends the address it got the request from.
+            ("ip-spoofed", &["6.6.6.6, 203.0.113.9"]),
+            ("ip-garbage-first", &["not-an-ip, 198.51.100.7"]),
+            ("ip-two-lines", &["6.6.6.6", "203.0.113.10"]),
+            ("ip-garbage-last", &["198.51.100.8, garbage"]),
+            ("ip-none", &[]),
+        ],
+    )
+    .await;
+    assert_eq!(
+        ips,
+        [
+            "203.0.113.9",
+            "198.51.100.7",
+            "203.0.113.10",
+            "127.0.0.1",
+            "127.0.0.1"
+        ]
+    );
+
+    let two_proxies = spawn_app_with(
+        backend.clone(),
+        Options {
+            trusted_proxy_hops: 2,
+            ..Options::default()
+        },
+    )
+    .await;
+    let ips = logged_ips(
+        &two_proxies,
+        &[
+            ("ip-two", &["6.6.6.6, 198.51.100.7, 10.0.0.2"]),
+            ("ip-short", &["10.0.0.2"]),
+        ],
+    )
+    .await;
+    assert_eq!(ips, ["198.51.100.7", "127.0.0.1"]);
+
+    let none_trusted = spawn_app_with(
+        backend,
+        Options {
+            trusted_proxy_hops: 0,
+            ..Options::default()
+        },
+    )
+    .await;
+    let ips = logged_ips(&none_trusted, &[("ip-peer", &["203.0.113.9"])]).await;
+    assert_eq!(ips, ["127.0.0.1"]);
 }
 
 async fn health_checks_are_logged_only_when_configured(backend: Backend) {
@@ -204,6 +292,7 @@ async fn a_row_the_database_refuses_is_dropped_alone_and_counted(backend: Backen
 
 on_both_databases!(
     a_row_the_database_refuses_is_dropped_alone_and_counted,
+    the_client_ip_is_what_the_load_balancer_saw_not_what_the_client_claims,
     a_full_queue_drops_and_counts_rows_instead_of_blocking_requests,
     each_request_is_logged_with_server_route_status_and_duration,
     health_checks_are_logged_only_when_configured,

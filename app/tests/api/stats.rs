@@ -115,16 +115,23 @@ async fn stats_count_the_requests_this_server_answered(backend: Backend) {
     assert_eq!(stats["servers"][0]["percent"], 100.0);
 }
 
-async fn stats_answers_are_reused_for_the_cache_period(backend: Backend) {
+/// An app that caches stats answers for `cache_ms` and logs none of its own requests, with
+/// one request logged.
+async fn spawn_caching_app(backend: Backend, cache_ms: u64) -> crate::helpers::TestApp {
     let options = Options {
         request_log: false,
-        stats_cache_ms: 600,
+        stats_cache_ms: cache_ms,
         ..Options::default()
     };
     let app = spawn_app_with(backend, options).await;
     write_request_log(app.db(), "node-a", &[record(200, 500, 0)])
         .await
         .unwrap();
+    app
+}
+
+async fn stats_answers_are_reused_for_the_cache_period(backend: Backend) {
+    let app = spawn_caching_app(backend, 600).await;
     let first: Value = app.get("/api/stats").await.json().await.unwrap();
     assert_eq!(first["total_requests"], 1);
     write_request_log(app.db(), "node-a", &[record(200, 500, 0)])
@@ -143,6 +150,37 @@ async fn stats_answers_are_reused_for_the_cache_period(backend: Backend) {
     assert_ne!(fresh["generated_at"], first["generated_at"]);
 }
 
+async fn a_popular_window_stays_cached_however_many_others_are_asked_for(backend: Backend) {
+    let app = spawn_caching_app(backend, 600_000).await;
+    let get = |query: String| {
+        let app = &app;
+        async move {
+            let response = app.get(&format!("/api/stats?{query}")).await;
+            assert_eq!(response.status(), 200, "{query}");
+            response.json::<Value>().await.unwrap()
+        }
+    };
+    // More distinct windows than the cache has room for, all before the popular one.
+    for minutes in 1..=70 {
+        get(format!("window={minutes}m")).await;
+    }
+    let first = get("window=24h".into()).await;
+    assert_eq!(first["total_requests"], 1);
+    write_request_log(app.db(), "node-a", &[record(200, 500, 0)])
+        .await
+        .unwrap();
+    for minutes in 71..=140 {
+        get(format!("window={minutes}m")).await;
+        let again = get("window=24h".into()).await;
+        assert_eq!(again, first, "24h recomputed after {minutes} other windows");
+    }
+    // The same window spelled otherwise is the same entry, named as asked.
+    let spelled = get("window=1440m".into()).await;
+    assert_eq!(spelled["window"], "1440m");
+    assert_eq!(spelled["generated_at"], first["generated_at"]);
+    assert_eq!(spelled["total_requests"], 1);
+}
+
 async fn a_backlog_of_5000_rows_is_written_as_one_batch(backend: Backend) {
     let app = spawn_unlogged_app(backend).await;
     let rows: Vec<_> = (0..5000)
@@ -158,6 +196,7 @@ async fn a_backlog_of_5000_rows_is_written_as_one_batch(backend: Backend) {
 
 on_both_databases!(
     a_backlog_of_5000_rows_is_written_as_one_batch,
+    a_popular_window_stays_cached_however_many_others_are_asked_for,
     stats_answers_are_reused_for_the_cache_period,
     stats_split_requests_per_server_with_percentages_adding_to_100,
     a_window_counts_only_recent_requests,

@@ -253,6 +253,35 @@ async fn duplicate_emails_conflict_whatever_their_case(backend: Backend) {
     );
 }
 
+async fn emails_that_look_the_same_are_one_address_on_both_databases(backend: Backend) {
+    let app = spawn_app(backend).await;
+    // Non-ASCII case, Unicode normalisation (composed é, then e + combining acute), both.
+    for (first, again) in [
+        ("Äx@example.com", "äx@example.com"),
+        ("café@example.com", "cafe\u{301}@example.com"),
+        ("ÉCOLE@example.com", "e\u{301}cole@example.com"),
+    ] {
+        let user = app.create_user("First", first).await;
+        assert_eq!(user["email"], first, "kept as given");
+        let response = app
+            .post_json("/api/users", &json!({"name": "Again", "email": again}))
+            .await;
+        assert_eq!(response.status(), 409, "{first} then {again}");
+        assert_eq!(error_code(response, &app.server_id).await, "email_taken");
+    }
+    let other = app.create_user("Other", "other@example.com").await;
+    let path = format!("/api/users/{}", other["id"].as_str().unwrap());
+    let clash = app
+        .put_json(
+            &path,
+            &json!({"name": "Other", "email": "CAFE\u{301}@example.com"}),
+        )
+        .await;
+    assert_eq!(clash.status(), 409);
+    let listed: Value = app.get("/api/users").await.json().await.unwrap();
+    assert_eq!(listed["total"], 4);
+}
+
 async fn oversized_and_non_json_bodies_are_413_and_415(backend: Backend) {
     let options = Options {
         body_limit_bytes: 1024,
@@ -361,6 +390,7 @@ on_both_databases!(
     invalid_user_input_is_a_400_naming_the_problem,
     names_are_trimmed_of_invisible_characters_and_never_hold_bidi_controls,
     duplicate_emails_conflict_whatever_their_case,
+    emails_that_look_the_same_are_one_address_on_both_databases,
     oversized_and_non_json_bodies_are_413_and_415,
     two_hundred_concurrent_creates_make_exactly_two_hundred_users,
     concurrent_duplicate_emails_give_one_201_and_the_rest_409,

@@ -29,6 +29,8 @@ pub fn instance_env(cfg: &StackConfig, server_id: &str, port: u16) -> Vec<(Strin
         ca_file: None,
         drain_seconds: Some(cfg.drain_seconds()),
         health_timeout_ms: Some(cfg.app_health_timeout_ms()),
+        // The local load balancer appends the client's address: the last hop.
+        trusted_proxy_hops: Some(1),
     }
     .to_env()
 }
