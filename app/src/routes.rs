@@ -95,11 +95,16 @@ pub static ROUTES: &[Route] = &[
         handler: |call| Box::pin(meta::health(call)),
         doc: Doc {
             answers: &[
-                Answer::json(200, "healthy", schema::<HealthBody>),
+                Answer::json(
+                    200,
+                    "healthy, or degraded (the database has been unreachable for less than \
+                     database.outage_grace_seconds)",
+                    schema::<HealthBody>,
+                ),
                 Answer::json(
                     503,
-                    "unhealthy (the database did not answer in time, or its schema is not \
-                     migrated) or draining (the instance is stopping)",
+                    "unhealthy (the database unreachable for longer than the grace, or its \
+                     schema is not migrated) or draining (the instance is stopping)",
                     schema::<HealthBody>,
                 ),
             ],

@@ -32,6 +32,7 @@ struct Inner {
     trusted_proxy_hops: usize,
     body_limit: u64,
     health_timeout: Duration,
+    outage_grace: Duration,
     started_at: DateTime<Utc>,
     started: Instant,
     /// Set once a stop signal arrived: `/health` fails and connections close after their
@@ -82,6 +83,7 @@ impl AppState {
             trusted_proxy_hops: settings.application.trusted_proxy_hops as usize,
             body_limit: settings.application.body_limit_bytes,
             health_timeout: settings.database.health_timeout(),
+            outage_grace: settings.database.outage_grace(),
             started_at: Utc::now(),
             started: Instant::now(),
             draining: AtomicBool::new(false),
@@ -120,6 +122,10 @@ impl AppState {
     }
     pub fn body_limit(&self) -> u64 {
         self.0.body_limit
+    }
+    /// How long `/health` reports an unreachable database as degraded rather than unhealthy.
+    pub fn outage_grace(&self) -> Duration {
+        self.0.outage_grace
     }
     pub fn health_timeout(&self) -> Duration {
         self.0.health_timeout

@@ -8,7 +8,7 @@
 //! [`RETRY_WHILE_DOWN`], gets through again.
 
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use sea_orm::{DatabaseBackend, DatabaseConnection, DbErr};
 use secrecy::ExposeSecret;
@@ -38,6 +38,8 @@ struct Inner {
     look: Notify,
     /// Why the last probe failed, without the password.
     reason: Mutex<String>,
+    /// When the database last turned unreachable, while it is.
+    down_since: Mutex<Option<Instant>>,
 }
 
 impl Availability {
@@ -46,6 +48,7 @@ impl Availability {
             up: watch::Sender::new(true),
             look: Notify::new(),
             reason: Mutex::new(String::new()),
+            down_since: Mutex::new(None),
         }))
     }
 
@@ -60,6 +63,15 @@ impl Availability {
         }
         let reason = self.0.reason.lock().unwrap_or_else(|e| e.into_inner());
         Some(format!("the database is unreachable ({reason})"))
+    }
+
+    /// How long the database has been unreachable, while it is.
+    pub fn down_for(&self) -> Option<Duration> {
+        self.0
+            .down_since
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .map(|since| since.elapsed())
     }
 
     /// Something failed in a way that may mean the database is away: probe it now.
@@ -89,11 +101,15 @@ impl Availability {
         if let Some(reason) = reason {
             *self.0.reason.lock().unwrap_or_else(|e| e.into_inner()) = reason;
         }
-        self.0.up.send_if_modified(|current| {
+        let changed = self.0.up.send_if_modified(|current| {
             let changed = *current != up;
             *current = up;
             changed
         });
+        if changed {
+            *self.0.down_since.lock().unwrap_or_else(|e| e.into_inner()) =
+                (!up).then(Instant::now);
+        }
     }
 }
 

@@ -1,5 +1,7 @@
 //! Handlers about the instance: the index, health, server info, metrics, the OpenAPI document.
 
+use std::time::Duration;
+
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use http::{HeaderValue, StatusCode, header};
@@ -66,7 +68,7 @@ pub struct DatabaseHealth {
 /// `GET /health`.
 #[derive(Serialize, ToSchema)]
 pub struct HealthBody {
-    /// `healthy` (200), or `unhealthy` or `draining` (503).
+    /// `healthy` or `degraded` (200), or `unhealthy` or `draining` (503).
     pub status: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
@@ -111,7 +113,8 @@ pub async fn health(call: Call) -> HandlerResult {
         // Known to be away: say so now rather than wait out the timeout, which a load
         // balancer would count as a failed check of its own rather than a 503.
         let (database, reason) = down(problem);
-        return Ok(health_answer(state, "unhealthy", reason, database));
+        let verdict = outage_verdict(state, availability.down_for().unwrap_or_default());
+        return Ok(health_answer(state, verdict, reason, database));
     }
     let timeout = state.health_timeout();
     let started = std::time::Instant::now();
@@ -129,13 +132,26 @@ pub async fn health(call: Call) -> HandlerResult {
         Ok(Err(err)) => {
             tracing::warn!(error = %err, "health check: database error");
             availability.suspect();
-            down("database error".to_owned())
+            let (database, reason) = down("database error".to_owned());
+            // Just noticed: the outage is young.
+            return Ok(health_answer(
+                state,
+                outage_verdict(state, Duration::ZERO),
+                reason,
+                database,
+            ));
         }
         Err(_) => {
             let msg = format!("database did not answer within {} ms", timeout.as_millis());
             tracing::warn!("health check: {msg}");
             availability.suspect();
-            down(msg)
+            let (database, reason) = down(msg);
+            return Ok(health_answer(
+                state,
+                outage_verdict(state, Duration::ZERO),
+                reason,
+                database,
+            ));
         }
     };
     let verdict = if problem.is_none() {
@@ -146,6 +162,19 @@ pub async fn health(call: Call) -> HandlerResult {
     Ok(health_answer(state, verdict, problem, database))
 }
 
+/// An unreachable database is shared by every instance: taking them all out of rotation would
+/// turn its outage into a total one (reads that need no database fail too) and hold service
+/// back after it returns until the load balancer's healthy threshold passes. So for
+/// `database.outage_grace_seconds` the instance stays in rotation, `degraded`; an instance
+/// that cannot reach the database for longer leaves it.
+fn outage_verdict(state: &AppState, down_for: Duration) -> &'static str {
+    if down_for < state.outage_grace() {
+        "degraded"
+    } else {
+        "unhealthy"
+    }
+}
+
 /// The `/health` answer: 200 when `verdict` is `healthy`, else 503.
 fn health_answer(
     state: &AppState,
@@ -153,7 +182,7 @@ fn health_answer(
     reason: Option<String>,
     database: DatabaseHealth,
 ) -> Response {
-    let status = if verdict == "healthy" {
+    let status = if matches!(verdict, "healthy" | "degraded") {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE

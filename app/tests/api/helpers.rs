@@ -52,6 +52,8 @@ pub struct Options {
     pub stats_cache_ms: u64,
     pub max_connections: u32,
     pub health_timeout_ms: u64,
+    /// How long `/health` calls an unreachable database `degraded` before `unhealthy`.
+    pub outage_grace_seconds: u64,
     pub server_id: String,
     /// Off: the app starts on an empty database, as PostgreSQL instances do by default.
     pub run_migrations: bool,
@@ -71,6 +73,7 @@ impl Default for Options {
             stats_cache_ms: 0,
             max_connections: 10,
             health_timeout_ms: 1000,
+            outage_grace_seconds: 30,
             server_id: format!("test-{}", &uuid::Uuid::now_v7().simple().to_string()[24..]),
             run_migrations: true,
             schema_check_interval_ms: 100,
@@ -123,6 +126,7 @@ pub async fn spawn_app_with(backend: Backend, options: Options) -> TestApp {
     settings.database.min_connections = 1;
     settings.database.acquire_timeout_seconds = 30;
     settings.database.health_timeout_ms = options.health_timeout_ms;
+    settings.database.outage_grace_seconds = options.outage_grace_seconds;
     settings.request_log.enabled = options.request_log;
     settings.request_log.log_health_checks = options.log_health_checks;
     settings.request_log.flush_interval_ms = options.flush_interval_ms;
