@@ -156,7 +156,42 @@ async fn a_backlog_of_5000_rows_is_written_as_one_batch(backend: Backend) {
     assert_eq!(stats["servers"][0]["errors"], 500);
 }
 
+async fn total_users_follows_concurrent_creates_and_deletes(backend: Backend) {
+    let app = spawn_unlogged_app(backend).await;
+    let creates = (0..40).map(|i| {
+        let app = &app;
+        async move {
+            app.create_user(&format!("User {i}"), &format!("u{i}@example.com"))
+                .await
+        }
+    });
+    let users = futures_util::future::join_all(creates).await;
+    let deletes = users.iter().take(15).map(|user| {
+        let app = &app;
+        async move {
+            let id = user["id"].as_str().unwrap();
+            let response = app.delete(&format!("/api/users/{id}")).await;
+            assert_eq!(response.status(), 204);
+        }
+    });
+    futures_util::future::join_all(deletes).await;
+    // A failed insert (duplicate email) must not count either.
+    let taken = app
+        .post_json(
+            "/api/users",
+            &serde_json::json!({"name": "Again", "email": "U20@example.com"}),
+        )
+        .await;
+    assert_eq!(taken.status(), 409);
+
+    let stats: Value = app.get("/api/stats").await.json().await.unwrap();
+    assert_eq!(stats["total_users"], 25);
+    let listed: Value = app.get("/api/users?limit=1").await.json().await.unwrap();
+    assert_eq!(listed["total"], 25, "the counter agrees with count(*)");
+}
+
 on_both_databases!(
+    total_users_follows_concurrent_creates_and_deletes,
     a_backlog_of_5000_rows_is_written_as_one_batch,
     stats_answers_are_reused_for_the_cache_period,
     stats_split_requests_per_server_with_percentages_adding_to_100,
