@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 use http::HeaderValue;
 use metrics_exporter_prometheus::PrometheusHandle;
 use sea_orm::DatabaseConnection;
@@ -32,6 +32,7 @@ struct Inner {
     request_log: RequestLogHandle,
     schema: Schema,
     stats_cache: StatsCache,
+    stats_minute_retention: TimeDelta,
     documents: Documents,
     metrics: PrometheusHandle,
 }
@@ -73,6 +74,7 @@ impl AppState {
             request_log,
             schema,
             stats_cache: StatsCache::new(Duration::from_millis(settings.stats.cache_ms)),
+            stats_minute_retention: settings.stats.minute_retention(),
             documents,
             metrics,
         }))
@@ -115,6 +117,10 @@ impl AppState {
     }
     pub fn stats_cache(&self) -> &StatsCache {
         &self.0.stats_cache
+    }
+    /// How far back `request_stats` keeps minute rows.
+    pub fn stats_minute_retention(&self) -> TimeDelta {
+        self.0.stats_minute_retention
     }
     pub fn documents(&self) -> &Documents {
         &self.0.documents

@@ -84,11 +84,20 @@ pub struct RequestLogSettings {
     pub flush_interval_ms: u64,
 }
 
-/// `/api/stats`.
+/// `/api/stats` and the `request_stats` rollup it reads.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StatsSettings {
     pub cache_ms: u64,
+    /// Hours of minute rows kept; windows starting earlier are read from hour rows.
+    pub minute_retention_hours: u32,
+}
+
+impl StatsSettings {
+    /// How far back minute rows reach.
+    pub fn minute_retention(&self) -> chrono::TimeDelta {
+        chrono::TimeDelta::hours(i64::from(self.minute_retention_hours))
+    }
 }
 
 /// Logs.
@@ -250,6 +259,13 @@ impl Settings {
                 "must be at most 5000".into(),
             ));
         }
+        let minute_hours = self.stats.minute_retention_hours;
+        if minute_hours == 0 || minute_hours > MAX_RETENTION_DAYS * 24 {
+            return Err(invalid(
+                env::STATS_MINUTE_RETENTION_HOURS,
+                format!("must be between 1 and {}", MAX_RETENTION_DAYS * 24),
+            ));
+        }
         if tracing_subscriber::EnvFilter::try_new(&self.telemetry.log_level).is_err() {
             return Err(invalid(
                 env::LOG_LEVEL,
@@ -267,6 +283,9 @@ impl Settings {
         self.database.url.expose_secret().starts_with("sqlite:")
     }
 }
+
+/// Ten years: past that a retention is a typo for "keep everything".
+const MAX_RETENTION_DAYS: u32 = 3650;
 
 impl ApplicationSettings {
     /// The bind address as `host:port`.

@@ -22,6 +22,13 @@ pub async fn get(call: Call) -> HandlerResult {
     let window =
         Window::parse(params.window.as_deref().unwrap_or_default()).map_err(query::invalid)?;
     let state = &call.state;
-    let body = stats::report(state.db(), state.stats_cache(), &window, state.server_id()).await?;
+    let body = stats::report(
+        state.db(),
+        state.stats_cache(),
+        &window,
+        state.stats_minute_retention(),
+        state.server_id(),
+    )
+    .await?;
     Ok(json_bytes(StatusCode::OK, body))
 }

@@ -8,6 +8,7 @@
 //! `request_log_dropped_total` and logged. Rows wait the same way while the database schema
 //! has migrations pending.
 
+pub mod histogram;
 mod postgres;
 mod record;
 pub mod rollup;

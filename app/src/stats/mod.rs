@@ -5,12 +5,12 @@ mod summary;
 mod window;
 
 use bytes::Bytes;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 use sea_orm::{DatabaseConnection, DbErr};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::request_log::rollup::{self, Span};
+use crate::request_log::rollup::{self, WindowStart};
 use crate::service::Query;
 
 pub use cache::StatsCache;
@@ -22,7 +22,9 @@ pub use window::Window;
 pub struct StatsBody {
     /// The window asked for (`all` by default).
     pub window: String,
-    /// Start of the window (rounded down to the minute); null for all time.
+    /// Start of the window: rounded down to the minute, or to the hour when the window reaches
+    /// further back than the minute rollups are kept (`stats.minute_retention_hours`); null for
+    /// all time.
     pub since: Option<DateTime<Utc>>,
     /// When this answer was computed; answers are reused for up to `stats.cache_ms`.
     pub generated_at: DateTime<Utc>,
@@ -33,22 +35,26 @@ pub struct StatsBody {
     pub server_id: String,
 }
 
-/// The serialised answer for `window`: from `cache` while fresh, else summed from the rollup.
+/// The serialised answer for `window`: from `cache` while fresh, else summed from the rollup,
+/// whose minute rows reach `minute_retention` back.
 pub async fn report(
     db: &DatabaseConnection,
     cache: &StatsCache,
     window: &Window,
+    minute_retention: TimeDelta,
     server_id: &str,
 ) -> Result<Bytes, DbErr> {
     cache
         .get_or_compute(&window.label, || async {
             let now = Utc::now();
-            let since = window
+            let horizon = rollup::minute_horizon(now, minute_retention);
+            let start = window
                 .length
-                .and_then(|length| chrono::Duration::from_std(length).ok())
-                .map(|length| Span::Minute.start(now - length));
+                .and_then(|length| TimeDelta::from_std(length).ok())
+                .map(|length| WindowStart::at(now - length, horizon));
+            let since = start.map(WindowStart::time);
             let (rows, total_users) =
-                tokio::try_join!(rollup::totals_since(db, since), Query::count_users(db))?;
+                tokio::try_join!(rollup::rows_since(db, start), Query::count_users(db))?;
             let (total_requests, servers) = summary::summarize(&rows);
             let body = StatsBody {
                 window: window.label.clone(),
