@@ -12,6 +12,7 @@ use crate::configuration::{Settings, env};
 use crate::handlers::meta::{EndpointEntry, index_document};
 use crate::middleware::AppService;
 use crate::request_log::{self, RequestLogWriter};
+use crate::retention::{self, MaintenanceTask};
 use crate::routes::ROUTES;
 use crate::schema::{self, SchemaWatcher};
 use crate::state::{AppState, Documents};
@@ -72,6 +73,7 @@ pub struct Application {
     state: AppState,
     writer: RequestLogWriter,
     schema_watcher: SchemaWatcher,
+    maintenance: MaintenanceTask,
     grace: Duration,
     keep_alive: Duration,
 }
@@ -123,6 +125,12 @@ impl Application {
             settings.application.server_id.clone(),
             &settings.request_log,
         );
+        let maintenance = retention::spawn(
+            db.clone(),
+            schema.clone(),
+            retention::Policy::from_settings(&settings.request_log, &settings.stats),
+            Duration::from_secs(settings.request_log.maintenance_interval_seconds),
+        );
         let documents = Documents {
             index: index_document(
                 ROUTES
@@ -165,6 +173,7 @@ impl Application {
             state,
             writer,
             schema_watcher,
+            maintenance,
             grace: Duration::from_secs(settings.application.shutdown_grace_seconds),
             keep_alive: Duration::from_secs(settings.application.keep_alive_timeout_seconds.max(1)),
         })
@@ -188,6 +197,7 @@ impl Application {
             state,
             writer,
             schema_watcher,
+            maintenance,
             grace,
             keep_alive,
             ..
@@ -232,6 +242,7 @@ impl Application {
                 "requests still running after the grace period were cut off"
             );
         }
+        maintenance.stop();
         writer.shutdown(grace).await;
         schema_watcher.stop();
         // Closing waits for every borrowed connection to come back; one whose query was

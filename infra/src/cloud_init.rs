@@ -112,6 +112,7 @@ impl CloudInit<'_> {
             // Every droplet may migrate at start: the app serialises them with an advisory lock.
             run_migrations: true,
             ca_file: self.database_ca_url.map(|_| CA_FILE.into()),
+            retention: app::LogRetention::default(),
         };
         settings
             .to_env()

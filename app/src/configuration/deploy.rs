@@ -24,6 +24,21 @@ pub struct DeploySettings {
     pub run_migrations: bool,
     /// CA certificate of the database server, for `sslmode=verify-full`.
     pub ca_file: Option<PathBuf>,
+    /// How long the request log and its rollup are kept; unset parts keep the app's defaults.
+    pub retention: LogRetention,
+}
+
+/// Retention of `requests_log` and `request_stats`, as a deployment may set it. `None` keeps
+/// the app's default.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LogRetention {
+    /// `request_log.retention_days`: whole UTC days of log rows kept before today's (0: all).
+    pub request_log_days: Option<u32>,
+    /// `stats.retention_days`: whole UTC days of hour rollups kept before today's (0: all).
+    pub stats_days: Option<u32>,
+    /// `request_log.maintenance_interval_seconds`: how often an instance runs the maintenance
+    /// that applies both (0: never this instance).
+    pub maintenance_interval_seconds: Option<u64>,
 }
 
 impl DeploySettings {
@@ -52,6 +67,25 @@ impl DeploySettings {
         ]);
         if let Some(ca) = &self.ca_file {
             vars.push((env::CA_FILE.env(), ca.to_string_lossy().into_owned()));
+        }
+        let retention = [
+            (
+                env::REQUEST_LOG_RETENTION_DAYS,
+                self.retention.request_log_days.map(u64::from),
+            ),
+            (
+                env::STATS_RETENTION_DAYS,
+                self.retention.stats_days.map(u64::from),
+            ),
+            (
+                env::MAINTENANCE_INTERVAL_SECONDS,
+                self.retention.maintenance_interval_seconds,
+            ),
+        ];
+        for (key, value) in retention {
+            if let Some(value) = value {
+                vars.push((key.env(), value.to_string()));
+            }
         }
         vars
     }
@@ -82,6 +116,11 @@ mod tests {
             statement_cache: false,
             run_migrations: true,
             ca_file: Some(ca.path().to_owned()),
+            retention: LogRetention {
+                request_log_days: Some(3),
+                stats_days: Some(90),
+                maintenance_interval_seconds: Some(60),
+            },
         };
         let settings = loaded(&deploy);
         assert_eq!(settings.environment, Environment::Production);
@@ -99,6 +138,9 @@ mod tests {
         assert!(!settings.database.statement_cache);
         assert_eq!(settings.database.run_migrations, MigrationsMode::Always);
         assert_eq!(settings.database.ca_file.as_deref(), Some(ca.path()));
+        assert_eq!(settings.request_log.retention_days, 3);
+        assert_eq!(settings.stats.retention_days, 90);
+        assert_eq!(settings.request_log.maintenance_interval_seconds, 60);
     }
 
     #[test]
@@ -113,6 +155,7 @@ mod tests {
             statement_cache: true,
             run_migrations: false,
             ca_file: None,
+            retention: LogRetention::default(),
         };
         let settings = loaded(&deploy);
         assert_eq!(settings.environment, Environment::Local);
@@ -120,6 +163,9 @@ mod tests {
         assert!(settings.database.statement_cache);
         assert_eq!(settings.database.run_migrations, MigrationsMode::Never);
         assert!(settings.database.ca_file.is_none());
+        assert_eq!(settings.request_log.retention_days, 7);
+        assert_eq!(settings.stats.retention_days, 400);
+        assert_eq!(settings.request_log.maintenance_interval_seconds, 300);
         let names: Vec<String> = deploy.to_env().into_iter().map(|(k, _)| k).collect();
         let mut unique = names.clone();
         unique.sort();

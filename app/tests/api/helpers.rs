@@ -56,6 +56,9 @@ pub struct Options {
     /// Off: the app starts on an empty database, as PostgreSQL instances do by default.
     pub run_migrations: bool,
     pub schema_check_interval_ms: u64,
+    /// 0 in tests unless a test is about the schedule: tests run maintenance themselves, as of
+    /// the times they need.
+    pub maintenance_interval_seconds: u64,
 }
 
 impl Default for Options {
@@ -73,6 +76,7 @@ impl Default for Options {
             server_id: format!("test-{}", &uuid::Uuid::now_v7().simple().to_string()[24..]),
             run_migrations: true,
             schema_check_interval_ms: 100,
+            maintenance_interval_seconds: 0,
         }
     }
 }
@@ -125,6 +129,7 @@ pub async fn spawn_app_with(backend: Backend, options: Options) -> TestApp {
     settings.request_log.flush_interval_ms = options.flush_interval_ms;
     settings.request_log.queue_capacity = options.queue_capacity;
     settings.stats.cache_ms = options.stats_cache_ms;
+    settings.request_log.maintenance_interval_seconds = options.maintenance_interval_seconds;
     settings.resolve().expect("test settings are valid");
 
     let app = Application::build(settings).await.expect("app builds");

@@ -30,6 +30,7 @@ mod health;
 mod helpers;
 mod migrations;
 mod request_log;
+mod retention;
 mod routing;
 mod schema;
 mod stats;

@@ -27,6 +27,7 @@ pub fn instance_env(cfg: &StackConfig, server_id: &str, port: u16) -> Vec<(Strin
         // Migrations ran once before the instances started; N racing migrators would collide.
         run_migrations: false,
         ca_file: None,
+        retention: app::LogRetention::default(),
     }
     .to_env()
 }
