@@ -5,8 +5,8 @@ use entity::prelude::*;
 use entity::users;
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, PaginatorTrait,
-    QueryFilter, QueryOrder, QuerySelect, SqlErr,
+    ActiveValue::Set, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, SqlErr,
 };
 use uuid::Uuid;
 
@@ -55,7 +55,7 @@ impl Query {
             .limit(limit)
             .offset(offset)
             .all(db);
-        let total = Users::find().count(db);
+        let total = Self::count_users(db);
         let (page, total) = tokio::try_join!(page, total)?;
         Ok((page, total))
     }

@@ -50,6 +50,19 @@ pub async fn run_maintenance(
     crate::retention::run_once(db, policy, now).await
 }
 
+/// `/api/stats?window=<window>` as the app would answer it at `now`, its minute rollups
+/// reaching `minute_retention` back.
+pub async fn stats_as_of(
+    db: &DatabaseConnection,
+    window: &str,
+    minute_retention: chrono::TimeDelta,
+    now: DateTime<Utc>,
+) -> Result<serde_json::Value, DbErr> {
+    let window = crate::stats::Window::parse(window).map_err(DbErr::Custom)?;
+    let body = crate::stats::answer(db, &window, minute_retention, "test", now).await?;
+    Ok(serde_json::to_value(body).unwrap_or_default())
+}
+
 /// The maintenance lock, held until the transaction ends, as an instance in the middle of a
 /// run holds it; `None` when someone else holds it.
 pub async fn hold_maintenance_lock(

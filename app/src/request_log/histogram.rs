@@ -62,6 +62,15 @@ impl Histogram {
         }
     }
 
+    /// Takes away the counts of a stored histogram (never below zero).
+    pub fn subtract_stored(&mut self, stored: &[u8]) {
+        for entry in stored.chunks_exact(ENTRY) {
+            let n = u32::from_be_bytes([entry[1], entry[2], entry[3], entry[4]]);
+            let count = &mut self.0[usize::from(entry[0])];
+            *count = count.saturating_sub(u64::from(n));
+        }
+    }
+
     /// The stored form. A count beyond `u32::MAX` (over a million requests a second in one
     /// bucket of one server for an hour) is capped there.
     pub fn to_stored(&self) -> Vec<u8> {

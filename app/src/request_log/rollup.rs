@@ -1,6 +1,6 @@
 //! The `request_stats` rollup: per-minute and per-hour counts and latency histograms of the log.
 //!
-//! A batch folds into rollup rows here, and windows are read back from here. Minute rows are
+//! A batch folds into rollup rows here, and the rows of a window are chosen here. Minute rows are
 //! kept for `stats.minute_retention_hours` only; a window that starts earlier is read from hour
 //! rows alone and starts on the hour.
 
@@ -10,7 +10,7 @@ use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use entity::prelude::*;
 use entity::request_stats::Column;
 use sea_orm::sea_query::{Expr, Query, SelectStatement, UnionType};
-use sea_orm::{ColumnTrait, DatabaseConnection, DbErr, EntityName, FromQueryResult, IdenStatic};
+use sea_orm::{ColumnTrait, EntityName, IdenStatic};
 
 use super::histogram::{Histogram, latency_bucket};
 use super::record::LogRecord;
@@ -118,47 +118,82 @@ impl WindowStart {
     }
 }
 
-/// One rollup row as a window reads it.
-#[derive(Debug, FromQueryResult)]
-pub struct RollupRow {
-    pub server_id: String,
-    pub requests: i64,
-    pub errors: i64,
-    pub duration_sum_us: i64,
-    pub latency_histogram: Vec<u8>,
+/// Which rows make up a window: hour rows from a time on, and the minute rows of the window's
+/// first hour, added or subtracted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WindowPlan {
+    /// Hour rows from here on (all of them when `None`).
+    pub hours_from: Option<DateTime<Utc>>,
+    /// Minute rows in `[from, to)`.
+    pub minutes: Option<MinuteRange>,
 }
 
-/// The rollup rows of a window (all time when `None`).
-///
-/// A day-long window reads at most 59 minute rows and 25 hour rows per server.
-pub async fn rows_since(
-    db: &DatabaseConnection,
-    start: Option<WindowStart>,
-) -> Result<Vec<RollupRow>, DbErr> {
-    let hours_from = match start {
-        None => None,
-        Some(WindowStart::Hour(at)) => Some(at),
-        Some(WindowStart::Minute(at)) => Some(ceil_hour(at)),
-    };
-    let mut query = select(Span::Hour);
-    if let Some(from) = hours_from {
-        query.and_where(Column::BucketStart.gte(from));
+/// Minute rows a window adds (its ragged start up to the next hour) or subtracts (the part of
+/// its first hour row before the window starts), whichever is fewer rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MinuteRange {
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+    pub subtract: bool,
+}
+
+impl WindowPlan {
+    /// The plan for a window from `start` (all time when `None`). At most 30 minute rows and 25
+    /// hour rows per server make a day: an hour row holds the same counts as its minute rows
+    /// (they are written in one transaction), so the first hour's row minus its minutes before
+    /// the start is the same sum as the minutes after it.
+    pub fn new(start: Option<WindowStart>) -> Self {
+        let (hours_from, minutes) = match start {
+            None => (None, None),
+            Some(WindowStart::Hour(at)) => (Some(at), None),
+            Some(WindowStart::Minute(at)) => {
+                let hour = Span::Hour.start(at);
+                let next = hour + TimeDelta::hours(1);
+                if at == hour {
+                    (Some(at), None)
+                } else if at - hour <= next - at {
+                    let before = MinuteRange {
+                        from: hour,
+                        to: at,
+                        subtract: true,
+                    };
+                    (Some(hour), Some(before))
+                } else {
+                    let after = MinuteRange {
+                        from: at,
+                        to: next,
+                        subtract: false,
+                    };
+                    (Some(next), Some(after))
+                }
+            }
+        };
+        Self {
+            hours_from,
+            minutes,
+        }
     }
-    if let Some(WindowStart::Minute(from)) = start
-        && from < ceil_hour(from)
-    {
-        let mut minutes = select(Span::Minute);
-        minutes
-            .and_where(Column::BucketStart.gte(from))
-            .and_where(Column::BucketStart.lt(ceil_hour(from)));
-        query.union(UnionType::All, minutes);
+
+    /// The plan as a query selecting `server_id`, `requests`, `errors`, `duration_sum_us`,
+    /// `latency_histogram` and `sign` (1 to add the row, -1 to subtract it).
+    pub fn rows(&self) -> SelectStatement {
+        let mut query = select(Span::Hour, 1);
+        if let Some(from) = self.hours_from {
+            query.and_where(Column::BucketStart.gte(from));
+        }
+        if let Some(range) = self.minutes {
+            let mut minutes = select(Span::Minute, if range.subtract { -1 } else { 1 });
+            minutes
+                .and_where(Column::BucketStart.gte(range.from))
+                .and_where(Column::BucketStart.lt(range.to));
+            query.union(UnionType::All, minutes);
+        }
+        query
     }
-    let statement = db.get_database_backend().build(&query);
-    RollupRow::find_by_statement(statement).all(db).await
 }
 
 /// The columns a window reads, from the rows of one span.
-fn select(span: Span) -> SelectStatement {
+fn select(span: Span, sign: i32) -> SelectStatement {
     let mut query = Query::select();
     // Named with `AS`: SQLite names the columns of a compound select after their source text
     // otherwise, sometimes quotes included.
@@ -172,19 +207,10 @@ fn select(span: Span) -> SelectStatement {
         query.expr_as(Expr::col(column), column.as_str());
     }
     query
+        .expr_as(Expr::val(sign), "sign")
         .from(RequestStats.table_ref())
         .and_where(Column::SpanSeconds.eq(span.seconds()))
         .to_owned()
-}
-
-/// The first full hour at or after `at`.
-fn ceil_hour(at: DateTime<Utc>) -> DateTime<Utc> {
-    let floor = Span::Hour.start(at);
-    if floor == at {
-        at
-    } else {
-        floor + TimeDelta::hours(1)
-    }
 }
 
 #[cfg(test)]
@@ -258,13 +284,53 @@ mod tests {
             WindowStart::at(at("2026-11-30T11:59:59Z"), horizon),
             WindowStart::Hour(at("2026-11-30T11:00:00Z"))
         );
+    }
+
+    #[test]
+    fn a_window_reads_its_first_hour_by_the_fewer_minute_rows() {
+        let plan = |start| WindowPlan::new(Some(WindowStart::Minute(at(start))));
         assert_eq!(
-            ceil_hour(at("2026-11-29T10:00:01Z")),
-            at("2026-11-29T11:00:00Z")
+            plan("2026-12-02T10:50:00Z"),
+            WindowPlan {
+                hours_from: Some(at("2026-12-02T11:00:00Z")),
+                minutes: Some(MinuteRange {
+                    from: at("2026-12-02T10:50:00Z"),
+                    to: at("2026-12-02T11:00:00Z"),
+                    subtract: false
+                }),
+            },
+            "ten minutes added"
         );
         assert_eq!(
-            ceil_hour(at("2026-11-29T10:00:00Z")),
-            at("2026-11-29T10:00:00Z")
+            plan("2026-12-02T10:20:00Z"),
+            WindowPlan {
+                hours_from: Some(at("2026-12-02T10:00:00Z")),
+                minutes: Some(MinuteRange {
+                    from: at("2026-12-02T10:00:00Z"),
+                    to: at("2026-12-02T10:20:00Z"),
+                    subtract: true
+                }),
+            },
+            "the hour, less its first twenty minutes"
+        );
+        assert!(plan("2026-12-02T10:30:00Z").minutes.unwrap().subtract);
+        assert_eq!(
+            plan("2026-12-02T10:00:00Z"),
+            WindowPlan {
+                hours_from: Some(at("2026-12-02T10:00:00Z")),
+                minutes: None
+            }
+        );
+        assert_eq!(
+            WindowPlan::new(Some(WindowStart::Hour(at("2026-12-02T10:00:00Z")))).minutes,
+            None
+        );
+        assert_eq!(
+            WindowPlan::new(None),
+            WindowPlan {
+                hours_from: None,
+                minutes: None
+            }
         );
     }
 }

@@ -1,6 +1,7 @@
 //! `/api/stats`: the cluster's traffic per server, read from the request log's rollup.
 
 mod cache;
+mod query;
 mod summary;
 mod window;
 
@@ -11,7 +12,6 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::request_log::rollup::{self, WindowStart};
-use crate::service::Query;
 
 pub use cache::StatsCache;
 pub use summary::ServerStats;
@@ -46,27 +46,35 @@ pub async fn report(
 ) -> Result<Bytes, DbErr> {
     cache
         .get_or_compute(&window.label, || async {
-            let now = Utc::now();
-            let horizon = rollup::minute_horizon(now, minute_retention);
-            let start = window
-                .length
-                .and_then(|length| TimeDelta::from_std(length).ok())
-                .map(|length| WindowStart::at(now - length, horizon));
-            let since = start.map(WindowStart::time);
-            let (rows, total_users) =
-                tokio::try_join!(rollup::rows_since(db, start), Query::count_users(db))?;
-            let (total_requests, servers) = summary::summarize(&rows);
-            let body = StatsBody {
-                window: window.label.clone(),
-                since,
-                generated_at: now,
-                total_requests,
-                total_users,
-                servers,
-                server_id: server_id.to_owned(),
-            };
+            let body = answer(db, window, minute_retention, server_id, Utc::now()).await?;
             // Serialising our own plain struct cannot fail.
             Ok(Bytes::from(serde_json::to_vec(&body).unwrap_or_default()))
         })
         .await
+}
+
+/// The answer for `window` as of `now`, summed from the rollup.
+pub async fn answer(
+    db: &DatabaseConnection,
+    window: &Window,
+    minute_retention: TimeDelta,
+    server_id: &str,
+    now: DateTime<Utc>,
+) -> Result<StatsBody, DbErr> {
+    let horizon = rollup::minute_horizon(now, minute_retention);
+    let start = window
+        .length
+        .and_then(|length| TimeDelta::from_std(length).ok())
+        .map(|length| WindowStart::at(now - length, horizon));
+    let window_rows = query::window_rows(db, start).await?;
+    let (total_requests, servers) = summary::summarize(&window_rows.servers);
+    Ok(StatsBody {
+        window: window.label.clone(),
+        since: start.map(WindowStart::time),
+        generated_at: now,
+        total_requests,
+        total_users: window_rows.total_users,
+        servers,
+        server_id: server_id.to_owned(),
+    })
 }

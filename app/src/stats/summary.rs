@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use super::query::ServerTotals;
 use crate::request_log::histogram::{Histogram, bucket_midpoint_us};
-use crate::request_log::rollup::RollupRow;
 
 /// One server's share of the traffic.
 #[derive(Debug, Serialize, ToSchema, PartialEq)]
@@ -24,14 +24,15 @@ pub struct ServerStats {
     pub error_rate: f64,
 }
 
-/// Folds rollup rows into per-server summaries, busiest first.
-pub fn summarize(rows: &[RollupRow]) -> (u64, Vec<ServerStats>) {
+/// Folds the servers' totals into summaries, busiest first.
+pub fn summarize(rows: &[ServerTotals]) -> (u64, Vec<ServerStats>) {
     #[derive(Default)]
     struct Acc {
         requests: u64,
         errors: u64,
         duration_sum_us: u64,
         latency: Histogram,
+        subtract: Vec<u8>,
     }
     let mut servers: BTreeMap<&str, Acc> = BTreeMap::new();
     for row in rows {
@@ -40,6 +41,10 @@ pub fn summarize(rows: &[RollupRow]) -> (u64, Vec<ServerStats>) {
         acc.errors += row.errors.max(0) as u64;
         acc.duration_sum_us += row.duration_sum_us.max(0) as u64;
         acc.latency.add_stored(&row.latency_histogram);
+        acc.subtract.extend_from_slice(&row.latency_subtract);
+    }
+    for acc in servers.values_mut() {
+        acc.latency.subtract_stored(&acc.subtract);
     }
     let total: u64 = servers.values().map(|a| a.requests).sum();
     let counts: Vec<u64> = servers.values().map(|a| a.requests).collect();
@@ -121,15 +126,16 @@ mod tests {
         errors: i64,
         duration_sum_us: i64,
         at_us: u64,
-    ) -> RollupRow {
+    ) -> ServerTotals {
         let mut latency = Histogram::default();
         latency.add(latency_bucket(at_us), requests as u64);
-        RollupRow {
+        ServerTotals {
             server_id: server_id.into(),
             requests,
             errors,
             duration_sum_us,
             latency_histogram: latency.to_stored(),
+            latency_subtract: Vec::new(),
         }
     }
 

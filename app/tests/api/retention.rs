@@ -7,7 +7,8 @@ use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
 use app::testing::{
-    LogRecord, RetentionPolicy, hold_maintenance_lock, run_maintenance, write_request_log,
+    LogRecord, RetentionPolicy, hold_maintenance_lock, run_maintenance, stats_as_of,
+    write_request_log,
 };
 use chrono::{DateTime, Duration, DurationRound, NaiveTime, TimeDelta, Utc};
 use sea_orm::{ConnectionTrait, DatabaseBackend, DatabaseConnection, Statement};
@@ -228,6 +229,72 @@ async fn windows_reaching_past_the_minute_rows_are_read_from_hour_rows(backend: 
     assert_eq!(stats(&app, "all").await["total_requests"], 6);
 }
 
+async fn a_window_starting_inside_an_hour_adds_or_subtracts_its_minutes(backend: Backend) {
+    let app = spawn_quiet_app(backend).await;
+    let db = app.connect_db().await;
+    let ten = midnight(Utc::now()) - Duration::hours(14);
+    let at = |minutes: i64, seconds: i64, ms: u64| LogRecord {
+        duration_us: ms * 1000,
+        ..row(
+            "r",
+            ten + Duration::minutes(minutes) + Duration::seconds(seconds),
+        )
+    };
+    write_request_log(
+        &db,
+        "node-a",
+        &[
+            at(0, 30, 1),
+            at(19, 30, 2),
+            at(20, 30, 3),
+            at(40, 30, 50),
+            at(65, 0, 1),
+            at(119, 0, 1),
+        ],
+    )
+    .await
+    .unwrap();
+    let now = ten + Duration::minutes(119) + Duration::seconds(59);
+    let total = |body: &Value| body["total_requests"].as_u64().unwrap();
+    // Starts at 10:19: the 10:00 hour row less its first 19 minutes.
+    let hundred = stats_as_of(&db, "100m", POLICY.minute_retention, now)
+        .await
+        .unwrap();
+    assert_eq!(total(&hundred), 5, "{hundred}");
+    assert_eq!(hundred["servers"][0]["avg_latency_ms"], 11.4, "{hundred}");
+    let p95 = hundred["servers"][0]["p95_latency_ms"].as_f64().unwrap();
+    assert!((p95 - 50.0).abs() < 3.0, "{hundred}");
+    // Starts at 10:39: its 21 minutes to 11:00 added to the 11:00 hour row.
+    let eighty = stats_as_of(&db, "80m", POLICY.minute_retention, now)
+        .await
+        .unwrap();
+    assert_eq!(total(&eighty), 3, "{eighty}");
+    // Starts at 09:59, a minute before the first row.
+    let two_hours = stats_as_of(&db, "2h", POLICY.minute_retention, now)
+        .await
+        .unwrap();
+    assert_eq!(total(&two_hours), 6, "{two_hours}");
+    // Exactly on the hour: hour rows only.
+    let on_the_hour = stats_as_of(
+        &db,
+        "60m",
+        POLICY.minute_retention,
+        now - Duration::seconds(59),
+    )
+    .await
+    .unwrap();
+    assert_eq!(total(&on_the_hour), 2, "{on_the_hour}");
+    // Without minute rows that far back the window starts on the hour: 10:00, all six.
+    let hours_only = stats_as_of(&db, "100m", TimeDelta::minutes(30), now)
+        .await
+        .unwrap();
+    assert_eq!(total(&hours_only), 6, "{hours_only}");
+    assert_eq!(
+        hours_only["since"].as_str().unwrap(),
+        ten.format("%Y-%m-%dT%H:%M:%SZ").to_string()
+    );
+}
+
 async fn two_instances_maintaining_at_once_do_not_collide(backend: Backend) {
     let app = spawn_quiet_app(backend).await;
     let setup = app.connect_db().await;
@@ -438,6 +505,7 @@ fn sql_time(db: &DatabaseConnection, at: DateTime<Utc>) -> String {
 
 on_both_databases!(
     rows_older_than_the_retention_are_gone_after_a_maintenance_run,
+    a_window_starting_inside_an_hour_adds_or_subtracts_its_minutes,
     windows_reaching_past_the_minute_rows_are_read_from_hour_rows,
     two_instances_maintaining_at_once_do_not_collide,
     inserts_succeed_across_a_day_boundary_without_a_partition,
