@@ -101,6 +101,18 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
     spawn_app_with(backend, Options::default()).await
 }
 
+/// An app that logs none of its own requests, so only the rows a test writes count.
+pub async fn spawn_unlogged_app(backend: Backend) -> TestApp {
+    spawn_app_with(
+        backend,
+        Options {
+            request_log: false,
+            ..Options::default()
+        },
+    )
+    .await
+}
+
 /// Starts the app on 127.0.0.1:0 with a database nobody else uses.
 pub async fn spawn_app_with(backend: Backend, options: Options) -> TestApp {
     init_logs();

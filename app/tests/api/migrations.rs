@@ -76,6 +76,22 @@ async fn number(db: &DatabaseConnection, sql: &str) -> i64 {
     row.try_get::<i64>("", "n").unwrap()
 }
 
+/// Log rows, rollup rows, and the rollup's requests, errors and latency.
+async fn totals(db: &DatabaseConnection) -> [i64; 5] {
+    let mut out = [0; 5];
+    let queries = [
+        "SELECT count(*) AS n FROM requests_log",
+        "SELECT count(*) AS n FROM request_stats",
+        "SELECT CAST(SUM(requests) AS BIGINT) AS n FROM request_stats",
+        "SELECT CAST(SUM(errors) AS BIGINT) AS n FROM request_stats",
+        "SELECT CAST(SUM(duration_sum_us) AS BIGINT) AS n FROM request_stats",
+    ];
+    for (slot, sql) in out.iter_mut().zip(queries) {
+        *slot = number(db, sql).await;
+    }
+    out
+}
+
 async fn the_retention_migrations_keep_every_row_both_ways(backend: Backend) {
     let (url, _dir) = fresh_database(&backend).await;
     let db = Database::connect(&url).await.unwrap();
@@ -156,29 +172,9 @@ async fn the_retention_migrations_keep_every_row_both_ways(backend: Backend) {
 
     let after_up = |db: DatabaseConnection| async move {
         assert_eq!(
-            number(&db, "SELECT count(*) AS n FROM requests_log").await,
-            3
-        );
-        assert_eq!(
-            number(&db, "SELECT count(*) AS n FROM request_stats").await,
-            2,
-            "one row per span now"
-        );
-        assert_eq!(
-            number(
-                &db,
-                "SELECT CAST(SUM(requests) AS BIGINT) AS n FROM request_stats"
-            )
-            .await,
-            8
-        );
-        assert_eq!(
-            number(
-                &db,
-                "SELECT CAST(SUM(errors) AS BIGINT) AS n FROM request_stats"
-            )
-            .await,
-            2
+            totals(&db).await,
+            [3, 2, 8, 2, 10_060],
+            "one rollup row per span now"
         );
         let histogram: Vec<u8> = db
             .query_one_raw(Statement::from_string(
@@ -220,28 +216,9 @@ async fn the_retention_migrations_keep_every_row_both_ways(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(
-        number(&db, "SELECT count(*) AS n FROM requests_log").await,
-        3
-    );
-    assert_eq!(
-        number(&db, "SELECT count(*) AS n FROM request_stats").await,
-        4
-    );
-    assert_eq!(
-        number(
-            &db,
-            "SELECT CAST(SUM(requests) AS BIGINT) AS n FROM request_stats"
-        )
-        .await,
-        8
-    );
-    assert_eq!(
-        number(
-            &db,
-            "SELECT CAST(SUM(duration_sum_us) AS BIGINT) AS n FROM request_stats"
-        )
-        .await,
-        10_060
+        totals(&db).await,
+        [3, 4, 8, 2, 10_060],
+        "a rollup row per bucket again"
     );
     assert_eq!(
         number(

@@ -14,19 +14,7 @@ use chrono::{DateTime, Duration, DurationRound, NaiveTime, TimeDelta, Utc};
 use sea_orm::{ConnectionTrait, DatabaseBackend, DatabaseConnection, Statement};
 use serde_json::Value;
 
-use crate::helpers::{Backend, Options, TestApp, spawn_app_with};
-
-/// An app that logs none of its own requests, so only the rows a test writes count.
-async fn spawn_quiet_app(backend: Backend) -> TestApp {
-    spawn_app_with(
-        backend,
-        Options {
-            request_log: false,
-            ..Options::default()
-        },
-    )
-    .await
-}
+use crate::helpers::{Backend, Options, TestApp, spawn_app_with, spawn_unlogged_app};
 
 const POLICY: RetentionPolicy = RetentionPolicy {
     log_days: 7,
@@ -92,7 +80,7 @@ async fn stats(app: &TestApp, window: &str) -> Value {
 }
 
 async fn rows_older_than_the_retention_are_gone_after_a_maintenance_run(backend: Backend) {
-    let app = spawn_quiet_app(backend).await;
+    let app = spawn_unlogged_app(backend).await;
     let db = app.connect_db().await;
     let now = Utc::now();
     let first_kept = midnight(now) - Duration::days(7);
@@ -160,7 +148,7 @@ async fn rows_older_than_the_retention_are_gone_after_a_maintenance_run(backend:
 }
 
 async fn windows_reaching_past_the_minute_rows_are_read_from_hour_rows(backend: Backend) {
-    let app = spawn_quiet_app(backend).await;
+    let app = spawn_unlogged_app(backend).await;
     let db = app.connect_db().await;
     let now = Utc::now();
     let at = |ago: Duration, id: &str| row(id, now - ago);
@@ -230,7 +218,7 @@ async fn windows_reaching_past_the_minute_rows_are_read_from_hour_rows(backend: 
 }
 
 async fn a_window_starting_inside_an_hour_adds_or_subtracts_its_minutes(backend: Backend) {
-    let app = spawn_quiet_app(backend).await;
+    let app = spawn_unlogged_app(backend).await;
     let db = app.connect_db().await;
     let ten = midnight(Utc::now()) - Duration::hours(14);
     let at = |minutes: i64, seconds: i64, ms: u64| LogRecord {
@@ -296,7 +284,7 @@ async fn a_window_starting_inside_an_hour_adds_or_subtracts_its_minutes(backend:
 }
 
 async fn two_instances_maintaining_at_once_do_not_collide(backend: Backend) {
-    let app = spawn_quiet_app(backend).await;
+    let app = spawn_unlogged_app(backend).await;
     let setup = app.connect_db().await;
     let now = Utc::now();
     write_request_log(
@@ -356,7 +344,7 @@ async fn two_instances_maintaining_at_once_do_not_collide(backend: Backend) {
 }
 
 async fn inserts_succeed_across_a_day_boundary_without_a_partition(backend: Backend) {
-    let app = spawn_quiet_app(backend).await;
+    let app = spawn_unlogged_app(backend).await;
     let db = app.connect_db().await;
     // A month ahead: no partition covers either day yet.
     let midnight = midnight(Utc::now()) + Duration::days(30);

@@ -6,19 +6,7 @@ use app::testing::{LogRecord, write_request_log};
 use chrono::{Duration, Utc};
 use serde_json::Value;
 
-use crate::helpers::{Backend, Options, error_code, spawn_app, spawn_app_with};
-
-/// An app that logs none of its own requests, so only the rows a test writes count.
-async fn spawn_unlogged_app(backend: Backend) -> crate::helpers::TestApp {
-    spawn_app_with(
-        backend,
-        Options {
-            request_log: false,
-            ..Options::default()
-        },
-    )
-    .await
-}
+use crate::helpers::{Backend, Options, error_code, spawn_app, spawn_app_with, spawn_unlogged_app};
 
 fn record(status: u16, duration_us: u64, minutes_ago: i64) -> LogRecord {
     LogRecord {
