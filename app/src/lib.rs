@@ -20,6 +20,7 @@ mod middleware;
 mod openapi;
 mod reply;
 mod request_log;
+mod retention;
 mod router;
 mod routes;
 mod schema;
@@ -33,7 +34,7 @@ pub mod testing;
 
 pub use configuration::env::Environment;
 pub use configuration::{
-    ApplicationSettings, DatabaseSettings, DeploySettings, LogFormat, MigrationsMode,
+    ApplicationSettings, DatabaseSettings, DeploySettings, LogFormat, LogRetention, MigrationsMode,
     RequestLogSettings, Settings, SettingsError, StatsSettings, TelemetrySettings,
 };
 pub use database::{MigrateError, migrate_database};

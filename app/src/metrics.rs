@@ -74,6 +74,53 @@ fn describe() {
         "auth_rejected_total",
         "Writes refused for their API key, by reason: missing or invalid"
     );
+    metrics::describe_gauge!(
+        "request_log_table_rows",
+        "Rows of requests_log and request_stats (PostgreSQL: the planner's estimate)"
+    );
+    metrics::describe_gauge!(
+        "request_log_table_bytes",
+        metrics::Unit::Bytes,
+        "Disk used by requests_log (all partitions) and request_stats, indexes included"
+    );
+    metrics::describe_gauge!(
+        "request_log_partitions",
+        "Day partitions of requests_log (PostgreSQL), the default partition not counted"
+    );
+    metrics::describe_gauge!(
+        "database_size_bytes",
+        metrics::Unit::Bytes,
+        "Size of the whole database"
+    );
+    metrics::describe_counter!(
+        "request_log_maintenance_runs_total",
+        "Maintenance runs of this instance, by outcome (done, skipped: another instance held the lock, failed)"
+    );
+    metrics::describe_gauge!(
+        "request_log_maintenance_last_run_timestamp_seconds",
+        "When this instance last finished a maintenance run (Unix time)"
+    );
+    metrics::describe_gauge!(
+        "request_log_maintenance_last_duration_seconds",
+        metrics::Unit::Seconds,
+        "How long this instance's last maintenance run took"
+    );
+    metrics::describe_counter!(
+        "request_log_rows_removed_total",
+        "Rows removed by retention, by table (dropped partitions count their estimated rows)"
+    );
+    metrics::describe_counter!(
+        "request_log_partitions_dropped_total",
+        "Day partitions of requests_log dropped by retention"
+    );
+    metrics::describe_counter!(
+        "request_log_partitions_created_total",
+        "Day partitions of requests_log created by maintenance"
+    );
+    metrics::describe_counter!(
+        "request_log_rows_moved_total",
+        "Rows moved out of requests_log's default partition into their day's partition"
+    );
 }
 
 /// Sets the gauges that are cheaper to read at scrape time than to track.
@@ -88,6 +135,11 @@ pub fn refresh_gauges(state: &AppState) {
     }
     for reason in ["missing", "invalid"] {
         metrics::counter!("auth_rejected_total", "reason" => reason).increment(0);
+    }
+    // Registers the counters so a scrape shows 0 rather than nothing before the first event.
+    metrics::counter!("request_log_partitions_dropped_total").increment(0);
+    for table in ["requests_log", "request_stats"] {
+        metrics::counter!("request_log_rows_removed_total", "table" => table).increment(0);
     }
 }
 

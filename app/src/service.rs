@@ -5,8 +5,8 @@ use entity::prelude::*;
 use entity::users::{self, canonical_email};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, PaginatorTrait,
-    QueryFilter, QueryOrder, QuerySelect, SqlErr,
+    ActiveValue::Set, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, SqlErr,
 };
 use uuid::Uuid;
 
@@ -56,7 +56,7 @@ impl Query {
             .limit(limit)
             .offset(offset)
             .all(db);
-        let total = Users::find().count(db);
+        let total = Self::count_users(db);
         let (page, total) = tokio::try_join!(page, total)?;
         Ok((page, total))
     }
@@ -68,8 +68,20 @@ impl Query {
         Users::find_by_id(id).one(db).await
     }
 
+    /// The users there are, from the count triggers keep in `user_counts` (summing its few
+    /// rows instead of reading every user).
     pub async fn count_users(db: &DatabaseConnection) -> Result<u64, DbErr> {
-        Users::find().count(db).await
+        let total: Option<i64> = UserCounts::find()
+            .select_only()
+            // PostgreSQL sums BIGINT into NUMERIC; the cast keeps both databases on i64.
+            .column_as(
+                Expr::cust("CAST(COALESCE(SUM(users), 0) AS BIGINT)"),
+                "total",
+            )
+            .into_tuple()
+            .one(db)
+            .await?;
+        Ok(total.unwrap_or(0).max(0) as u64)
     }
 }
 

@@ -14,6 +14,7 @@ use crate::database::AvailabilityProbe;
 use crate::handlers::meta::{EndpointEntry, index_document};
 use crate::middleware::AppService;
 use crate::request_log::{self, RequestLogWriter};
+use crate::retention::{self, MaintenanceTask};
 use crate::routes::ROUTES;
 use crate::schema::{self, SchemaWatcher};
 use crate::state::{AppState, Documents};
@@ -75,6 +76,7 @@ pub struct Application {
     writer: RequestLogWriter,
     schema_watcher: SchemaWatcher,
     availability_probe: AvailabilityProbe,
+    maintenance: MaintenanceTask,
     grace: Duration,
     keep_alive: Duration,
 }
@@ -129,6 +131,12 @@ impl Application {
             settings.application.server_id.clone(),
             &settings.request_log,
         );
+        let maintenance = retention::spawn(
+            db.clone(),
+            schema.clone(),
+            retention::Policy::from_settings(&settings.request_log, &settings.stats),
+            Duration::from_secs(settings.request_log.maintenance_interval_seconds),
+        );
         let documents = Documents {
             index: index_document(
                 ROUTES
@@ -174,6 +182,7 @@ impl Application {
             writer,
             schema_watcher,
             availability_probe,
+            maintenance,
             grace: Duration::from_secs(settings.application.shutdown_grace_seconds),
             keep_alive: Duration::from_secs(settings.application.keep_alive_timeout_seconds.max(1)),
         })
@@ -200,6 +209,7 @@ impl Application {
             writer,
             schema_watcher,
             availability_probe,
+            maintenance,
             grace,
             keep_alive,
             ..
@@ -240,6 +250,7 @@ impl Application {
                 "requests still running after the grace period were cut off"
             );
         }
+        maintenance.stop();
         writer.shutdown(grace).await;
         schema_watcher.stop();
         availability_probe.stop();

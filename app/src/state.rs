@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 use http::HeaderValue;
 use metrics_exporter_prometheus::PrometheusHandle;
 use sea_orm::DatabaseConnection;
@@ -42,6 +42,7 @@ struct Inner {
     request_log: RequestLogHandle,
     schema: Schema,
     stats_cache: StatsCache<Arc<Snapshot>>,
+    stats_minute_retention: TimeDelta,
     documents: Documents,
     metrics: PrometheusHandle,
 }
@@ -91,6 +92,7 @@ impl AppState {
             request_log,
             schema,
             stats_cache: StatsCache::new(Duration::from_millis(settings.stats.cache_ms)),
+            stats_minute_retention: settings.stats.minute_retention(),
             documents,
             metrics,
         }))
@@ -157,6 +159,10 @@ impl AppState {
     }
     pub fn stats_cache(&self) -> &StatsCache<Arc<Snapshot>> {
         &self.0.stats_cache
+    }
+    /// How far back `request_stats` keeps minute rows.
+    pub fn stats_minute_retention(&self) -> TimeDelta {
+        self.0.stats_minute_retention
     }
     pub fn documents(&self) -> &Documents {
         &self.0.documents

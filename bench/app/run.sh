@@ -1,68 +1,32 @@
 #!/usr/bin/env bash
 # Benchmarks one app instance on PostgreSQL with wrk, beside a bare hyper hello-world, on
-# loopback only. Prints a Markdown table; docs/benchmarks.md records a run.
+# loopback only. Prints Markdown tables; docs/benchmarks.md records a run.
 #
-#   bash bench/app/run.sh            # all runs (about 10 minutes, a third of it seeding 1M rows)
-#   DURATION=5s bash bench/app/run.sh
+#   bash bench/app/run.sh            # all runs (about 15 minutes, 2 of them seeding 10M rows)
+#   DURATION=5s SEED_ROWS=1000000 bash bench/app/run.sh
 #
 # Needs PostgreSQL on 127.0.0.1:5432 (user postgres, trust auth), as on our machines.
 # PG_PARAMS (default ?sslmode=disable) is appended to the database URL the app gets.
-set -euo pipefail
-cd "$(dirname "$0")/../.."
-ROOT=$PWD
-DURATION=${DURATION:-10s}
-CONNS=${CONNS:-32}   # anchors.md measured the Node.js app with 32 connections
-PG=${PG:-postgres://postgres@127.0.0.1:5432}
-# Plain TCP, as the Node.js app's `pg` client connects unless told otherwise: TLS on loopback
-# protects nothing and costs both sides CPU (production URLs say sslmode=require).
-PG_PARAMS=${PG_PARAMS:-?sslmode=disable}
-DB=rustlb_bench
-APP_PORT=${APP_PORT:-3901}
+source "$(dirname "$0")/common.sh"
 HELLO_PORT=${HELLO_PORT:-3902}
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/lbinfra-target}
+SEED_ROWS=${SEED_ROWS:-10000000}
 
-command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
-command -v psql >/dev/null || { echo "psql is needed" >&2; exit 1; }
-
-cargo build --release -q -p app
+APP_BIN=$(build_app)
 cargo build --release -q -p lb --example hello_backend
-APP_BIN=$CARGO_TARGET_DIR/release/app
 HELLO_BIN=$CARGO_TARGET_DIR/release/examples/hello_backend
 
-PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
-trap cleanup EXIT
-
-psql -q "$PG/postgres" -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" -c "CREATE DATABASE $DB" >/dev/null
-
-wait_port() { for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$1/${2:-}" >/dev/null 2>&1 && return 0; sleep 0.1; done; echo "port $1 did not answer" >&2; exit 1; }
-
-start_app() { # $1 = request log on/off
-  APP_ENVIRONMENT=production APP__APPLICATION__HOST=127.0.0.1 APP__APPLICATION__PORT=$APP_PORT \
-  APP__APPLICATION__SERVER_ID=bench-1 APP__DATABASE__URL="$PG/$DB$PG_PARAMS" APP__DATABASE__RUN_MIGRATIONS=true \
-  APP__REQUEST_LOG__ENABLED=$1 APP__STATS__CACHE_MS=${2:-1000} RUST_LOG=warn \
-    "$APP_BIN" >/tmp/rustlb-bench-app.log 2>&1 &
-  APP_PID=$!
-  PIDS+=("$APP_PID")
-  wait_port "$APP_PORT" health
-}
-stop_app() { kill -TERM "$APP_PID"; wait "$APP_PID" 2>/dev/null || true; }
-
-# wrk's summary as "req/s | p50 | p99"
-run_wrk() { # $1 url, rest: extra wrk args
-  local url=$1; shift
-  local threads=2
-  [ "$CONNS" -lt 2 ] && threads=1
-  wrk -t"$threads" -c"$CONNS" -d"$DURATION" --latency "$@" "$url" > /tmp/rustlb-wrk.txt
-  local rps p50 p99 errors
-  rps=$(awk '/Requests\/sec/ {printf "%d", $2}' /tmp/rustlb-wrk.txt)
-  p50=$(awk '$1=="50%" {print $2}' /tmp/rustlb-wrk.txt)
-  p99=$(awk '$1=="99%" {print $2}' /tmp/rustlb-wrk.txt)
-  errors=$(awk '/Non-2xx|Socket errors/ {sub(/^ +/, ""); printf "%s; ", $0}' /tmp/rustlb-wrk.txt)
-  echo "$rps | $p50 | $p99 | ${errors:-none}"
-}
+fresh_db
 
 rss_kb() { awk '/VmHWM/ {print $2}' "/proc/$1/status"; }
+
+# requests_log's rows and disk, heap (with TOAST) and indexes apart, summed over partitions.
+log_footprint() {
+  psql -qtA -F ' ' "$PG/$DB" -c "SELECT count(*) FROM requests_log" \
+    -c "SELECT sum(pg_total_relation_size(relid) - pg_indexes_size(relid)), sum(pg_indexes_size(relid))
+        FROM pg_partition_tree('requests_log') WHERE isleaf" |
+    paste -sd' ' | awk '{printf "%d rows: heap %.1f MB, indexes %.1f MB; per million rows %.1f MB (heap %.1f + indexes %.1f)\n",
+      $1, $2 / 1e6, $3 / 1e6, ($2 + $3) / $1, $2 / $1, $3 / $1}'
+}
 
 echo "| request | req/s | p50 | p99 | errors |"
 echo "|---|---|---|---|---|"
@@ -72,7 +36,7 @@ PIDS+=("$!")
 wait_port "$HELLO_PORT"
 echo "| bare hyper hello-world | $(run_wrk "http://127.0.0.1:$HELLO_PORT/") |"
 
-start_app true
+start_app
 USER_ID=$(curl -sf -XPOST "http://127.0.0.1:$APP_PORT/api/users" -H 'content-type: application/json' \
   -d '{"name":"Bench","email":"bench-fixed@example.com"}' | sed 's/.*"id":"\([^"]*\)".*/\1/')
 echo "| GET /health | $(run_wrk "http://127.0.0.1:$APP_PORT/health") |"
@@ -81,11 +45,12 @@ echo "| GET /api/users/:id | $(run_wrk "http://127.0.0.1:$APP_PORT/api/users/$US
 echo "| POST /api/users | $(run_wrk "http://127.0.0.1:$APP_PORT/api/users" -s bench/app/post_users.lua) |"
 sleep 1
 LOGGED=$(psql -qtA "$PG/$DB" -c "SELECT count(*) FROM requests_log")
+WRITTEN_FOOTPRINT=$(log_footprint)
 DROPPED=$(curl -sf "http://127.0.0.1:$APP_PORT/metrics" | awk '/^request_log_dropped_total/ {print $2}')
 APP_RSS=$(rss_kb "$APP_PID")
 stop_app
 
-start_app false
+start_app APP__REQUEST_LOG__ENABLED=false
 echo "| GET /server-info (request log off) | $(run_wrk "http://127.0.0.1:$APP_PORT/server-info") |"
 stop_app
 
@@ -96,10 +61,10 @@ PAIR_ROWS=""
 for path in /server-info "/api/users/$USER_ID"; do
   ons=() offs=() ratios=()
   for _ in $(seq 1 "$PAIRS"); do
-    start_app true
+    start_app
     on=$(run_wrk "http://127.0.0.1:$APP_PORT$path" | cut -d'|' -f1 | tr -d ' ')
     stop_app
-    start_app false
+    start_app APP__REQUEST_LOG__ENABLED=false
     off=$(run_wrk "http://127.0.0.1:$APP_PORT$path" | cut -d'|' -f1 | tr -d ' ')
     stop_app
     ons+=("$on"); offs+=("$off"); ratios+=("$(awk -v a="$on" -v b="$off" 'BEGIN {printf "%.2f", a / b}')")
@@ -109,31 +74,45 @@ for path in /server-info "/api/users/$USER_ID"; do
   PAIR_ROWS+="| GET $label | ${ons[*]} | ${offs[*]} | ${ratios[*]} | $median |"$'\n'
 done
 
-# 1M log rows over a day for three servers, and the matching minute and hour rollups (same
-# bucket formula as app/src/stats.rs: floor(8 * log2(duration_us))).
-psql -q -v ON_ERROR_STOP=1 "$PG/$DB" <<'SQL'
-TRUNCATE requests_log, request_stats;
-INSERT INTO requests_log (server_id, method, path, status, duration_us, client_ip, request_id, created_at)
-SELECT 'node-' || (g % 3 + 1), 'GET', '/server-info', CASE WHEN g % 97 = 0 THEN 500 ELSE 200 END,
-       200 + (g::bigint * 7919) % 20000, '127.0.0.1', 'seed-' || g,
-       now() - ((g % 86400) || ' seconds')::interval
-FROM generate_series(1, 1000000) AS g;
-INSERT INTO request_stats (server_id, span_seconds, bucket_start, latency_bucket, requests, errors, duration_sum_us)
-SELECT server_id, span, date_trunc(CASE span WHEN 60 THEN 'minute' ELSE 'hour' END, created_at),
-       floor(8 * log(2, duration_us))::int, count(*), count(*) FILTER (WHERE status >= 500), sum(duration_us)
-FROM requests_log CROSS JOIN (VALUES (60), (3600)) AS spans(span) GROUP BY 1, 2, 3, 4;
-ANALYZE;
-SQL
-start_app true
-echo "| GET /api/stats, 1M log rows, all time | $(run_wrk "http://127.0.0.1:$APP_PORT/api/stats") |"
-echo "| GET /api/stats?window=1h, 1M log rows | $(run_wrk "http://127.0.0.1:$APP_PORT/api/stats?window=1h") |"
+# SEED_ROWS log rows over a week for three servers in day partitions, their rollups and 30 days
+# of hour rollups (bench/app/seed_log.sql). The app runs with its schema in place first.
+psql -q -v ON_ERROR_STOP=1 -v rows="$SEED_ROWS" -f bench/app/seed_log.sql "$PG/$DB"
+SEEDED_FOOTPRINT=$(log_footprint)
+ROLLUP=$(psql -qtA -F ' ' "$PG/$DB" -c "SELECT count(*), pg_total_relation_size('request_stats') FROM request_stats")
+start_app
+echo "| GET /api/stats, all time (cache 1 s, the default) | $(run_wrk "http://127.0.0.1:$APP_PORT/api/stats") |"
+echo "| GET /api/stats?window=24h (cache 1 s) | $(run_wrk "http://127.0.0.1:$APP_PORT/api/stats?window=24h") |"
 stop_app
-start_app true 0
-echo "| GET /api/stats, 1M log rows, all time, cache off | $(run_wrk "http://127.0.0.1:$APP_PORT/api/stats") |"
-echo "| GET /api/stats?window=1h, 1M log rows, cache off | $(run_wrk "http://127.0.0.1:$APP_PORT/api/stats?window=1h") |"
-echo "| GET /api/stats, 1M log rows, cache off, one client (-c1) | $(CONNS=1 run_wrk "http://127.0.0.1:$APP_PORT/api/stats" ) |"
+start_app APP__STATS__CACHE_MS=0
+echo "| GET /api/stats?window=24h, cache off | $(run_wrk "http://127.0.0.1:$APP_PORT/api/stats?window=24h") |"
+echo "| GET /api/stats?window=24h, cache off, one client (-c1) | $(CONNS=1 run_wrk "http://127.0.0.1:$APP_PORT/api/stats?window=24h") |"
+echo "| GET /api/stats?window=1h, cache off | $(run_wrk "http://127.0.0.1:$APP_PORT/api/stats?window=1h") |"
+echo "| GET /api/stats, all time (30 days of hour rows), cache off | $(run_wrk "http://127.0.0.1:$APP_PORT/api/stats") |"
 STATS_RSS=$(rss_kb "$APP_PID")
 stop_app
+
+# Retention of 5 days: the first maintenance run (5 s after start) drops the oldest two days'
+# partitions, the oldest a part day. Then, for contrast, one whole day deleted row by row from
+# a plain table holding that day.
+RUST_LOG=info start_app APP__REQUEST_LOG__RETENTION_DAYS=5
+for _ in $(seq 1 100); do grep -q '"request log maintenance"' "$APP_LOG" && break; sleep 0.2; done
+MAINTENANCE=$( (grep '"request log maintenance"' "$APP_LOG" || echo '{}') | head -1 |
+  jq -r '"\(.partitions_dropped) partitions (\(.log_rows_removed) rows, estimated) dropped in a run of \(.took_ms) ms (\(.partitions_created) created, \(.rollup_rows_removed) rollup rows removed)"')
+stop_app
+DAY=$(psql -qtA "$PG/$DB" -c "SELECT min(c.relname) FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+  WHERE i.inhparent = 'requests_log'::regclass AND c.relname ~ '^requests_log_p[0-9]{8}$'")
+DELETE_DAY=$(psql -qtA "$PG/$DB" <<SQL | tr '\n' ' '
+CREATE TABLE bench_plain_day AS SELECT * FROM $DAY;
+CREATE INDEX ON bench_plain_day (created_at);
+SELECT count(*) || ' rows, ' || pg_size_pretty(pg_total_relation_size('bench_plain_day')) || ' before;'
+FROM bench_plain_day;
+\\timing on
+DELETE FROM bench_plain_day;
+\\timing off
+SELECT pg_size_pretty(pg_total_relation_size('bench_plain_day')) || ' after the DELETE';
+DROP TABLE bench_plain_day;
+SQL
+)
 
 echo
 echo "Request log on vs off, $PAIRS alternating pairs (req/s):"
@@ -144,3 +123,9 @@ printf '%s' "$PAIR_ROWS"
 echo
 echo "requests_log rows written during the first log-on runs: $LOGGED; dropped: ${DROPPED:-0}"
 echo "app peak resident memory (VmHWM): first run ${APP_RSS} kB, stats run ${STATS_RSS} kB"
+echo
+echo "requests_log as the app wrote it: $WRITTEN_FOOTPRINT"
+echo "requests_log as seeded: $SEEDED_FOOTPRINT"
+echo "request_stats (rows, bytes): $ROLLUP"
+echo "maintenance with a retention of 5 days: $MAINTENANCE"
+echo "one day deleted row by row from a plain table instead: $DELETE_DAY"

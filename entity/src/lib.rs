@@ -2,11 +2,13 @@
 
 pub mod request_stats;
 pub mod requests_log;
+pub mod user_counts;
 pub mod users;
 
 /// The entities, re-exported under their conventional names.
 pub mod prelude {
     pub use super::request_stats::Entity as RequestStats;
     pub use super::requests_log::Entity as RequestsLog;
+    pub use super::user_counts::Entity as UserCounts;
     pub use super::users::Entity as Users;
 }

@@ -4,6 +4,9 @@ use sea_orm::entity::prelude::*;
 use serde::{Deserialize, Serialize};
 
 /// One answered request, written in batches off the request path.
+///
+/// On PostgreSQL the table is partitioned by UTC day of `created_at` and its primary key is
+/// `(created_at, id)`; `id` alone is unique all the same (one sequence numbers every row).
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, Serialize, Deserialize)]
 #[sea_orm(table_name = "requests_log")]
 pub struct Model {

@@ -29,6 +29,8 @@ pub struct CloudInit<'a> {
     pub drain_seconds: u64,
     /// How long the app's `/health` waits for the database.
     pub health_timeout_ms: u64,
+    /// How long the app keeps its request log and stats rollups.
+    pub retention: app::LogRetention,
 }
 
 /// What systemd allows beyond the drain for a stop: in-flight requests (the app's grace,
@@ -130,6 +132,7 @@ impl CloudInit<'_> {
             health_timeout_ms: Some(self.health_timeout_ms),
             // DigitalOcean's load balancer appends the client's address: the last hop.
             trusted_proxy_hops: Some(1),
+            retention: self.retention,
         };
         settings
             .to_env()
@@ -203,6 +206,7 @@ mod tests {
             database_ca_url: None,
             drain_seconds: 95,
             health_timeout_ms: 1000,
+            retention: app::LogRetention::default(),
         };
         let env = ci.environment();
         assert!(

@@ -36,6 +36,8 @@ pub const KNOWN_KEYS: &[&str] = &[
     "domain",
     "loadBalancerSizeUnit",
     "httpIdleTimeoutSeconds",
+    "requestLogRetentionDays",
+    "statsRetentionDays",
     "healthCheck",
     "stickySessions",
     "database",
@@ -69,6 +71,10 @@ pub mod defaults {
     pub const LB_SIZE_UNIT: u32 = 1;
     /// `rustlb:httpIdleTimeoutSeconds`.
     pub const HTTP_IDLE_TIMEOUT_SECONDS: u32 = 60;
+    /// `rustlb:requestLogRetentionDays`: whole UTC days of `requests_log` rows kept (0: all).
+    pub const REQUEST_LOG_RETENTION_DAYS: u32 = 7;
+    /// `rustlb:statsRetentionDays`: whole UTC days of hourly `/api/stats` rollups kept (0: all).
+    pub const STATS_RETENTION_DAYS: u32 = 400;
     /// `rustlb:lbAddress` (local stack).
     pub const LB_ADDRESS: &str = "127.0.0.1:8080";
     /// `rustlb:firstBackendPort` (local stack).
@@ -115,6 +121,9 @@ impl StackKind {
 
 /// Set by the offline preview: keys (without namespace) whose values are encrypted in the stack file.
 pub const ENCRYPTED_KEYS_ENV: &str = "RUSTLB_PREVIEW_ENCRYPTED_KEYS";
+
+/// Retention a stack may ask of the app, in days: ten years at most.
+const RETENTION_DAYS: std::ops::RangeInclusive<u32> = 0..=3650;
 
 /// A local instance's drain: the supervisor has already taken it out of rotation, so this only
 /// covers requests the load balancer sent just before.
@@ -372,6 +381,10 @@ pub struct StackConfig {
     pub database: DatabaseSettings,
     /// The API key the app requires on write endpoints.
     pub api_key: SecretValue<SecretString>,
+    /// Days of request-log rows the app keeps.
+    pub request_log_retention_days: u32,
+    /// Days of hourly stats rollups the app keeps.
+    pub stats_retention_days: u32,
     /// Local stack: the load balancer's listen address.
     pub lb_address: SocketAddr,
     /// Local stack: backend N listens on this port + N - 1.
@@ -689,6 +702,20 @@ impl StackConfig {
             );
         }
 
+        let request_log_retention_days = r.uint(
+            "requestLogRetentionDays",
+            defaults::REQUEST_LOG_RETENTION_DAYS,
+        );
+        let stats_retention_days = r.uint("statsRetentionDays", defaults::STATS_RETENTION_DAYS);
+        for (key, days) in [
+            ("requestLogRetentionDays", request_log_retention_days),
+            ("statsRetentionDays", stats_retention_days),
+        ] {
+            if let Some(problem) = limits::range_problem(days, &RETENTION_DAYS) {
+                r.err(key, format!("{problem} (0 keeps everything)"));
+            }
+        }
+
         let lb_address = r
             .string("lbAddress", Some(defaults::LB_ADDRESS))
             .unwrap_or_default();
@@ -751,6 +778,8 @@ impl StackConfig {
             sticky_sessions,
             database,
             api_key,
+            request_log_retention_days,
+            stats_retention_days,
             lb_address,
             first_backend_port,
             database_url,
@@ -781,6 +810,15 @@ impl StackConfig {
             let h = &self.health_check;
             u64::from(h.unhealthy_threshold) * u64::from(h.check_interval_seconds)
                 + u64::from(h.response_timeout_seconds)
+        }
+    }
+
+    /// How long the app keeps its request log and its stats rollups.
+    pub fn log_retention(&self) -> app::LogRetention {
+        app::LogRetention {
+            request_log_days: Some(self.request_log_retention_days),
+            stats_days: Some(self.stats_retention_days),
+            maintenance_interval_seconds: None,
         }
     }
 

@@ -354,6 +354,14 @@ fn pulumi_yaml_documents_the_defaults_the_code_uses() {
         n(defaults::FIRST_BACKEND_PORT.into())
     );
     assert_eq!(default("databaseUrl"), s(defaults::DATABASE_URL));
+    assert_eq!(
+        default("requestLogRetentionDays"),
+        n(defaults::REQUEST_LOG_RETENTION_DAYS.into())
+    );
+    assert_eq!(
+        default("statsRetentionDays"),
+        n(defaults::STATS_RETENTION_DAYS.into())
+    );
 }
 
 #[test]
@@ -569,4 +577,53 @@ fn instances_drain_as_long_as_the_load_balancer_needs_and_health_answers_before_
     .unwrap();
     assert_eq!(short.app_health_timeout_ms(), 1000);
     assert_eq!(short.drain_seconds(), 3 * 3 + 3);
+}
+
+#[test]
+fn retention_is_stack_config_with_the_apps_defaults() {
+    let cfg = load("dev", "  rustlb:region: nyc1\n").unwrap();
+    assert_eq!(
+        cfg.request_log_retention_days,
+        defaults::REQUEST_LOG_RETENTION_DAYS
+    );
+    assert_eq!(cfg.stats_retention_days, defaults::STATS_RETENTION_DAYS);
+    let short = load(
+        "dev",
+        "  rustlb:requestLogRetentionDays: 2\n  rustlb:statsRetentionDays: 0\n",
+    )
+    .unwrap();
+    let env: Vec<(String, String)> = app::DeploySettings {
+        environment: app::Environment::Production,
+        host: std::net::Ipv4Addr::LOCALHOST.into(),
+        port: 3000,
+        server_id: "x".into(),
+        api_key: None,
+        database_url: "sqlite::memory:".into(),
+        statement_cache: true,
+        run_migrations: false,
+        ca_file: None,
+        drain_seconds: None,
+        health_timeout_ms: None,
+        trusted_proxy_hops: None,
+        retention: short.log_retention(),
+    }
+    .to_env();
+    assert!(
+        env.contains(&("APP__REQUEST_LOG__RETENTION_DAYS".into(), "2".into())),
+        "{env:?}"
+    );
+    assert!(
+        env.contains(&("APP__STATS__RETENTION_DAYS".into(), "0".into())),
+        "{env:?}"
+    );
+    refused(
+        "dev",
+        "  rustlb:requestLogRetentionDays: 4000\n",
+        "requestLogRetentionDays",
+    );
+    refused(
+        "dev",
+        "  rustlb:statsRetentionDays: -1\n",
+        "statsRetentionDays",
+    );
 }

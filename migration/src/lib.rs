@@ -7,6 +7,10 @@ mod m20261129_000002_create_requests_log;
 mod m20261129_000003_create_request_stats;
 mod m20261129_000004_drop_request_id_index;
 mod m20261202_000005_canonical_email_key;
+mod m20261202_000006_partition_requests_log;
+mod m20261202_000007_request_stats_latency_histograms;
+mod m20261202_000008_create_user_counts;
+pub mod requests_log_days;
 
 /// Every migration, in the order they apply.
 pub struct Migrator;
@@ -20,6 +24,9 @@ impl MigratorTrait for Migrator {
             Box::new(m20261129_000003_create_request_stats::Migration),
             Box::new(m20261129_000004_drop_request_id_index::Migration),
             Box::new(m20261202_000005_canonical_email_key::Migration),
+            Box::new(m20261202_000006_partition_requests_log::Migration),
+            Box::new(m20261202_000007_request_stats_latency_histograms::Migration),
+            Box::new(m20261202_000008_create_user_counts::Migration),
         ]
     }
 }

@@ -33,6 +33,21 @@ pub struct DeploySettings {
     /// Proxies in front of the instance that append to `X-Forwarded-For` (the load balancer:
     /// 1). `None`: the embedded default.
     pub trusted_proxy_hops: Option<u32>,
+    /// How long the request log and its rollup are kept; unset parts keep the app's defaults.
+    pub retention: LogRetention,
+}
+
+/// Retention of `requests_log` and `request_stats`, as a deployment may set it. `None` keeps
+/// the app's default.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LogRetention {
+    /// `request_log.retention_days`: whole UTC days of log rows kept before today's (0: all).
+    pub request_log_days: Option<u32>,
+    /// `stats.retention_days`: whole UTC days of hour rollups kept before today's (0: all).
+    pub stats_days: Option<u32>,
+    /// `request_log.maintenance_interval_seconds`: how often an instance runs the maintenance
+    /// that applies both (0: never this instance).
+    pub maintenance_interval_seconds: Option<u64>,
 }
 
 impl DeploySettings {
@@ -71,6 +86,25 @@ impl DeploySettings {
         if let Some(hops) = self.trusted_proxy_hops {
             vars.push((env::TRUSTED_PROXY_HOPS.env(), hops.to_string()));
         }
+        let retention = [
+            (
+                env::REQUEST_LOG_RETENTION_DAYS,
+                self.retention.request_log_days.map(u64::from),
+            ),
+            (
+                env::STATS_RETENTION_DAYS,
+                self.retention.stats_days.map(u64::from),
+            ),
+            (
+                env::MAINTENANCE_INTERVAL_SECONDS,
+                self.retention.maintenance_interval_seconds,
+            ),
+        ];
+        for (key, value) in retention {
+            if let Some(value) = value {
+                vars.push((key.env(), value.to_string()));
+            }
+        }
         vars
     }
 }
@@ -103,6 +137,11 @@ mod tests {
             drain_seconds: Some(40),
             health_timeout_ms: Some(800),
             trusted_proxy_hops: Some(2),
+            retention: LogRetention {
+                request_log_days: Some(3),
+                stats_days: Some(90),
+                maintenance_interval_seconds: Some(60),
+            },
         };
         let settings = loaded(&deploy);
         assert_eq!(settings.environment, Environment::Production);
@@ -123,6 +162,9 @@ mod tests {
         assert_eq!(settings.application.drain_seconds, 40);
         assert_eq!(settings.database.health_timeout_ms, 800);
         assert_eq!(settings.application.trusted_proxy_hops, 2);
+        assert_eq!(settings.request_log.retention_days, 3);
+        assert_eq!(settings.stats.retention_days, 90);
+        assert_eq!(settings.request_log.maintenance_interval_seconds, 60);
     }
 
     #[test]
@@ -140,6 +182,7 @@ mod tests {
             drain_seconds: None,
             health_timeout_ms: None,
             trusted_proxy_hops: None,
+            retention: LogRetention::default(),
         };
         let settings = loaded(&deploy);
         assert_eq!(settings.environment, Environment::Local);
@@ -150,6 +193,9 @@ mod tests {
         assert_eq!(settings.application.drain_seconds, 0);
         assert_eq!(settings.database.health_timeout_ms, 1000);
         assert_eq!(settings.application.trusted_proxy_hops, 1);
+        assert_eq!(settings.request_log.retention_days, 7);
+        assert_eq!(settings.stats.retention_days, 400);
+        assert_eq!(settings.request_log.maintenance_interval_seconds, 300);
         let names: Vec<String> = deploy.to_env().into_iter().map(|(k, _)| k).collect();
         let mut unique = names.clone();
         unique.sort();

@@ -56,6 +56,10 @@ pub const STATEMENT_CACHE: Key = Key("database.statement_cache");
 pub const CA_FILE: Key = Key("database.ca_file");
 pub const REQUEST_LOG: Key = Key("request_log");
 pub const REQUEST_LOG_BATCH_SIZE: Key = Key("request_log.batch_size");
+pub const REQUEST_LOG_RETENTION_DAYS: Key = Key("request_log.retention_days");
+pub const MAINTENANCE_INTERVAL_SECONDS: Key = Key("request_log.maintenance_interval_seconds");
+pub const STATS_RETENTION_DAYS: Key = Key("stats.retention_days");
+pub const STATS_MINUTE_RETENTION_HOURS: Key = Key("stats.minute_retention_hours");
 pub const LOG_LEVEL: Key = Key("telemetry.log_level");
 
 /// Which embedded environment file applies on top of the base file.

@@ -10,7 +10,7 @@ use std::time::Duration;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Deserializer};
 
-pub use deploy::DeploySettings;
+pub use deploy::{DeploySettings, LogRetention};
 use env::{Environment, Key};
 
 const BASE: &str = include_str!("../../configuration/base.yaml");
@@ -84,7 +84,7 @@ pub enum MigrationsMode {
     Never,
 }
 
-/// The batched writer behind `requests_log`.
+/// The batched writer behind `requests_log`, and how long its rows are kept.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RequestLogSettings {
@@ -93,13 +93,29 @@ pub struct RequestLogSettings {
     pub queue_capacity: usize,
     pub batch_size: usize,
     pub flush_interval_ms: u64,
+    /// Whole UTC days of rows kept before today's; 0 keeps every row.
+    pub retention_days: u32,
+    /// How often this instance runs the retention maintenance (one instance at a time does);
+    /// 0 leaves it to the others.
+    pub maintenance_interval_seconds: u64,
 }
 
-/// `/api/stats`.
+/// `/api/stats` and the `request_stats` rollup it reads.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StatsSettings {
     pub cache_ms: u64,
+    /// Whole UTC days of hour rows kept before today's; 0 keeps them all.
+    pub retention_days: u32,
+    /// Hours of minute rows kept; windows starting earlier are read from hour rows.
+    pub minute_retention_hours: u32,
+}
+
+impl StatsSettings {
+    /// How far back minute rows reach.
+    pub fn minute_retention(&self) -> chrono::TimeDelta {
+        chrono::TimeDelta::hours(i64::from(self.minute_retention_hours))
+    }
 }
 
 /// Logs.
@@ -281,6 +297,24 @@ impl Settings {
                 "must be at most 5000".into(),
             ));
         }
+        for (key, days) in [
+            (env::REQUEST_LOG_RETENTION_DAYS, log.retention_days),
+            (env::STATS_RETENTION_DAYS, self.stats.retention_days),
+        ] {
+            if days > MAX_RETENTION_DAYS {
+                return Err(invalid(
+                    key,
+                    format!("must be at most {MAX_RETENTION_DAYS} (0 keeps everything)"),
+                ));
+            }
+        }
+        let minute_hours = self.stats.minute_retention_hours;
+        if minute_hours == 0 || minute_hours > MAX_RETENTION_DAYS * 24 {
+            return Err(invalid(
+                env::STATS_MINUTE_RETENTION_HOURS,
+                format!("must be between 1 and {}", MAX_RETENTION_DAYS * 24),
+            ));
+        }
         if tracing_subscriber::EnvFilter::try_new(&self.telemetry.log_level).is_err() {
             return Err(invalid(
                 env::LOG_LEVEL,
@@ -298,6 +332,9 @@ impl Settings {
         self.database.url.expose_secret().starts_with("sqlite:")
     }
 }
+
+/// Ten years: past that a retention is a typo for "keep everything" (0).
+const MAX_RETENTION_DAYS: u32 = 3650;
 
 impl ApplicationSettings {
     /// The bind address as `host:port`.
@@ -381,5 +418,57 @@ impl<'de> Deserialize<'de> for MigrationsMode {
                 ))),
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(vars: &[(&str, &str)]) -> Result<Settings, SettingsError> {
+        Settings::from_vars(vars.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())))
+    }
+
+    #[test]
+    fn retention_settings_have_defaults_and_are_checked() {
+        let defaults = load(&[]).unwrap();
+        assert_eq!(defaults.request_log.retention_days, 7);
+        assert_eq!(defaults.request_log.maintenance_interval_seconds, 300);
+        assert_eq!(defaults.stats.retention_days, 400);
+        assert_eq!(defaults.stats.minute_retention_hours, 48);
+
+        let set = load(&[
+            ("APP__REQUEST_LOG__RETENTION_DAYS", "0"),
+            ("APP__STATS__RETENTION_DAYS", "30"),
+            ("APP__STATS__MINUTE_RETENTION_HOURS", "6"),
+            ("APP__REQUEST_LOG__MAINTENANCE_INTERVAL_SECONDS", "0"),
+        ])
+        .unwrap();
+        assert_eq!(set.request_log.retention_days, 0, "0 keeps every row");
+        assert_eq!(set.stats.retention_days, 30);
+        assert_eq!(set.stats.minute_retention(), chrono::TimeDelta::hours(6));
+        assert_eq!(set.request_log.maintenance_interval_seconds, 0);
+
+        for (var, value, key) in [
+            (
+                "APP__STATS__MINUTE_RETENTION_HOURS",
+                "0",
+                "stats.minute_retention_hours",
+            ),
+            (
+                "APP__REQUEST_LOG__RETENTION_DAYS",
+                "3651",
+                "request_log.retention_days",
+            ),
+            (
+                "APP__STATS__RETENTION_DAYS",
+                "99999",
+                "stats.retention_days",
+            ),
+        ] {
+            let err = load(&[(var, value)]).unwrap_err().to_string();
+            assert!(err.contains(key) && err.contains(var), "{err}");
+        }
+        assert!(load(&[("APP__STATS__RETENTION_DAYS", "-1")]).is_err());
     }
 }

@@ -107,8 +107,7 @@ impl Availability {
             changed
         });
         if changed {
-            *self.0.down_since.lock().unwrap_or_else(|e| e.into_inner()) =
-                (!up).then(Instant::now);
+            *self.0.down_since.lock().unwrap_or_else(|e| e.into_inner()) = (!up).then(Instant::now);
         }
     }
 }

@@ -38,6 +38,13 @@ pub async fn get(call: Call) -> HandlerResult {
         Some(raw) => Window::parse(raw).map_err(query::invalid)?,
     };
     let state = &call.state;
-    let body = stats::report(state.db(), state.stats_cache(), &window, state.server_id()).await?;
+    let body = stats::report(
+        state.db(),
+        state.stats_cache(),
+        &window,
+        state.stats_minute_retention(),
+        state.server_id(),
+    )
+    .await?;
     Ok(json_bytes(StatusCode::OK, body))
 }

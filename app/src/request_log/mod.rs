@@ -11,6 +11,7 @@
 //! migrations pending.
 
 mod dropped;
+pub mod histogram;
 mod postgres;
 mod record;
 pub mod rollup;

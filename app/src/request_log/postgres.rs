@@ -1,14 +1,16 @@
-//! PostgreSQL: log rows in with `COPY`, the rollup with one `UNNEST` upsert, one transaction.
+//! PostgreSQL: log rows in with `COPY`, the rollup with `UNNEST` statements, one transaction.
 
 use std::borrow::Cow;
 use std::io::Write;
 
+use chrono::{DateTime, Utc};
+use sea_orm::sqlx::{Postgres, Transaction};
 use sea_orm::{DatabaseConnection, DbErr, RuntimeErr};
 
 use super::record::LogRecord;
-use super::rollup::{Rollup, RollupCounts, RollupKey};
+use super::rollup::Rollup;
 
-/// Two statements whatever the batch size: far cheaper than multi-row `VALUES` lists with
+/// Three statements whatever the batch size: far cheaper than multi-row `VALUES` lists with
 /// thousands of parameters.
 pub async fn write(
     db: &DatabaseConnection,
@@ -37,28 +39,75 @@ pub async fn write(
         .await
         .map_err(db_err)?;
     copy.finish().await.map_err(db_err)?;
-    let (keys, counts): (Vec<&RollupKey>, Vec<&RollupCounts>) = rollup.iter().unzip();
-    sea_orm::sqlx::query(
+    write_rollup(&mut txn, server_id, rollup).await?;
+    txn.commit().await.map_err(db_err)
+}
+
+/// Adds the batch's counts to its rollup rows, then its histograms.
+///
+/// The upsert adds the counts and locks the rows; only then are the stored histograms read and
+/// merged here, so writers of the same rows (an instance and its replacement during a restart
+/// share a server id) wait for each other instead of losing counts.
+async fn write_rollup(
+    txn: &mut Transaction<'_, Postgres>,
+    server_id: &str,
+    rollup: &Rollup,
+) -> Result<(), DbErr> {
+    let spans: Vec<i32> = rollup.iter().map(|(k, _)| k.span.seconds()).collect();
+    let starts: Vec<DateTime<Utc>> = rollup.iter().map(|(k, _)| k.start).collect();
+    let stored: Vec<(i32, DateTime<Utc>, Vec<u8>)> = sea_orm::sqlx::query_as(
         "INSERT INTO request_stats \
-         (server_id, span_seconds, bucket_start, latency_bucket, requests, errors, duration_sum_us) \
-         SELECT $1, * FROM UNNEST($2::int4[], $3::timestamptz[], $4::int4[], $5::int8[], \
-         $6::int8[], $7::int8[]) \
-         ON CONFLICT (server_id, span_seconds, bucket_start, latency_bucket) DO UPDATE SET \
+         (server_id, span_seconds, bucket_start, requests, errors, duration_sum_us, \
+          latency_histogram) \
+         SELECT $1, span, start, requests, errors, duration_sum_us, '\\x'::bytea \
+         FROM UNNEST($2::int4[], $3::timestamptz[], $4::int8[], $5::int8[], $6::int8[]) \
+              AS t(span, start, requests, errors, duration_sum_us) \
+         ON CONFLICT (span_seconds, bucket_start, server_id) DO UPDATE SET \
          requests = request_stats.requests + excluded.requests, \
          errors = request_stats.errors + excluded.errors, \
-         duration_sum_us = request_stats.duration_sum_us + excluded.duration_sum_us",
+         duration_sum_us = request_stats.duration_sum_us + excluded.duration_sum_us \
+         RETURNING span_seconds, bucket_start, latency_histogram",
     )
     .bind(server_id)
-    .bind(keys.iter().map(|k| k.span.seconds()).collect::<Vec<_>>())
-    .bind(keys.iter().map(|k| k.start).collect::<Vec<_>>())
-    .bind(keys.iter().map(|k| k.latency_bucket).collect::<Vec<_>>())
-    .bind(counts.iter().map(|c| c.requests).collect::<Vec<_>>())
-    .bind(counts.iter().map(|c| c.errors).collect::<Vec<_>>())
-    .bind(counts.iter().map(|c| c.duration_sum_us).collect::<Vec<_>>())
-    .execute(&mut *txn)
+    .bind(&spans)
+    .bind(&starts)
+    .bind(rollup.iter().map(|(_, c)| c.requests).collect::<Vec<_>>())
+    .bind(rollup.iter().map(|(_, c)| c.errors).collect::<Vec<_>>())
+    .bind(
+        rollup
+            .iter()
+            .map(|(_, c)| c.duration_sum_us)
+            .collect::<Vec<_>>(),
+    )
+    .fetch_all(&mut **txn)
     .await
     .map_err(db_err)?;
-    txn.commit().await.map_err(db_err)
+    let merged: Vec<Vec<u8>> = rollup
+        .iter()
+        .map(|(key, counts)| {
+            let mut latency = counts.latency.clone();
+            if let Some((_, _, before)) = stored
+                .iter()
+                .find(|(span, start, _)| *span == key.span.seconds() && *start == key.start)
+            {
+                latency.add_stored(before);
+            }
+            latency.to_stored()
+        })
+        .collect();
+    sea_orm::sqlx::query(
+        "UPDATE request_stats AS s SET latency_histogram = t.histogram \
+         FROM UNNEST($2::int4[], $3::timestamptz[], $4::bytea[]) AS t(span, start, histogram) \
+         WHERE s.server_id = $1 AND s.span_seconds = t.span AND s.bucket_start = t.start",
+    )
+    .bind(server_id)
+    .bind(&spans)
+    .bind(&starts)
+    .bind(&merged)
+    .execute(&mut **txn)
+    .await
+    .map_err(db_err)?;
+    Ok(())
 }
 
 /// sqlx's error as sea-orm's: [`crate::database::classify`] then reads the driver error (its

@@ -3,12 +3,15 @@
 use entity::prelude::*;
 use entity::{request_stats, requests_log};
 use sea_orm::sea_query::{Expr, OnConflict};
-use sea_orm::{ActiveValue::Set, DatabaseConnection, DbErr, EntityTrait, TransactionTrait};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, DatabaseConnection, DatabaseTransaction, DbErr, EntityTrait,
+    QueryFilter, TransactionTrait,
+};
 
 use super::record::LogRecord;
 use super::rollup::Rollup;
 
-/// SQLite allows 32,766 bound values per statement: 8 per log row, 7 per rollup row.
+/// SQLite allows 32,766 bound values per statement: 8 per log row.
 const ROWS_PER_INSERT: usize = 2000;
 
 pub async fn write(
@@ -31,40 +34,66 @@ pub async fn write(
             ..Default::default()
         })
         .collect();
-    let stats: Vec<_> = rollup
+    let txn = db.begin().await?;
+    for chunk in rows.chunks(ROWS_PER_INSERT) {
+        RequestsLog::insert_many(chunk.to_vec()).exec(&txn).await?;
+    }
+    write_rollup(&txn, server_id, rollup).await?;
+    txn.commit().await
+}
+
+/// Adds the batch's counts to its rollup rows, then merges its histograms into theirs. The
+/// transaction holds SQLite's write lock from the first insert, so nobody writes the rows
+/// between the read and the update.
+async fn write_rollup(
+    txn: &DatabaseTransaction,
+    server_id: &str,
+    rollup: &Rollup,
+) -> Result<(), DbErr> {
+    let counts = rollup
         .iter()
         .map(|(key, counts)| request_stats::ActiveModel {
             server_id: Set(server_id.to_owned()),
             span_seconds: Set(key.span.seconds()),
             bucket_start: Set(key.start),
-            latency_bucket: Set(key.latency_bucket),
             requests: Set(counts.requests),
             errors: Set(counts.errors),
             duration_sum_us: Set(counts.duration_sum_us),
-        })
-        .collect();
-    let txn = db.begin().await?;
-    for chunk in rows.chunks(ROWS_PER_INSERT) {
-        RequestsLog::insert_many(chunk.to_vec()).exec(&txn).await?;
-    }
-    let accumulate = accumulate();
-    for chunk in stats.chunks(ROWS_PER_INSERT) {
-        RequestStats::insert_many(chunk.to_vec())
-            .on_conflict(accumulate.clone())
-            .exec(&txn)
+            latency_histogram: Set(Vec::new()),
+        });
+    let stored = RequestStats::insert_many(counts)
+        .on_conflict(accumulate())
+        .exec_with_returning(txn)
+        .await?;
+    for (key, counts) in rollup {
+        let mut latency = counts.latency.clone();
+        if let Some(row) = stored
+            .iter()
+            .find(|row| row.span_seconds == key.span.seconds() && row.bucket_start == key.start)
+        {
+            latency.add_stored(&row.latency_histogram);
+        }
+        RequestStats::update_many()
+            .col_expr(
+                request_stats::Column::LatencyHistogram,
+                Expr::value(latency.to_stored()),
+            )
+            .filter(request_stats::Column::ServerId.eq(server_id))
+            .filter(request_stats::Column::SpanSeconds.eq(key.span.seconds()))
+            .filter(request_stats::Column::BucketStart.eq(key.start))
+            .exec(txn)
             .await?;
     }
-    txn.commit().await
+    Ok(())
 }
 
-/// A rollup row that already exists gets the new counts added. `excluded` is the row that
-/// failed to insert: SQLite and PostgreSQL both name it so.
+/// A rollup row that already exists gets the new counts added; its histogram is merged after.
+/// `excluded` is the row that failed to insert: SQLite and PostgreSQL both name it so.
 fn accumulate() -> OnConflict {
     OnConflict::columns([
-        request_stats::Column::ServerId,
         request_stats::Column::SpanSeconds,
         request_stats::Column::BucketStart,
-        request_stats::Column::LatencyBucket,
+        request_stats::Column::ServerId,
     ])
     .value(
         request_stats::Column::Requests,

@@ -5,7 +5,8 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::request_log::rollup::{BucketTotal, bucket_midpoint_us};
+use super::query::ServerTotals;
+use crate::request_log::histogram::{Histogram, bucket_midpoint_us};
 
 /// One server's share of the traffic.
 #[derive(Debug, Serialize, ToSchema, PartialEq)]
@@ -23,27 +24,27 @@ pub struct ServerStats {
     pub error_rate: f64,
 }
 
-/// Folds rollup rows into per-server summaries, busiest first.
-pub fn summarize(rows: &[BucketTotal]) -> (u64, Vec<ServerStats>) {
+/// Folds the servers' totals into summaries, busiest first.
+pub fn summarize(rows: &[ServerTotals]) -> (u64, Vec<ServerStats>) {
+    #[derive(Default)]
     struct Acc {
         requests: u64,
         errors: u64,
         duration_sum_us: u64,
-        histogram: BTreeMap<i32, u64>,
+        latency: Histogram,
+        subtract: Vec<u8>,
     }
     let mut servers: BTreeMap<&str, Acc> = BTreeMap::new();
     for row in rows {
-        let acc = servers.entry(&row.server_id).or_insert_with(|| Acc {
-            requests: 0,
-            errors: 0,
-            duration_sum_us: 0,
-            histogram: BTreeMap::new(),
-        });
-        let n = row.requests.max(0) as u64;
-        acc.requests += n;
+        let acc = servers.entry(&row.server_id).or_default();
+        acc.requests += row.requests.max(0) as u64;
         acc.errors += row.errors.max(0) as u64;
         acc.duration_sum_us += row.duration_sum_us.max(0) as u64;
-        *acc.histogram.entry(row.latency_bucket).or_default() += n;
+        acc.latency.add_stored(&row.latency_histogram);
+        acc.subtract.extend_from_slice(&row.latency_subtract);
+    }
+    for acc in servers.values_mut() {
+        acc.latency.subtract_stored(&acc.subtract);
     }
     let total: u64 = servers.values().map(|a| a.requests).sum();
     let counts: Vec<u64> = servers.values().map(|a| a.requests).collect();
@@ -52,27 +53,16 @@ pub fn summarize(rows: &[BucketTotal]) -> (u64, Vec<ServerStats>) {
         .into_iter()
         .zip(percents)
         .map(|((server_id, acc), percent)| {
-            let p95_rank = (acc.requests * 95).div_ceil(100);
-            let mut seen = 0;
-            let mut p95_bucket = 0;
-            for (bucket, n) in &acc.histogram {
-                seen += n;
-                p95_bucket = *bucket;
-                if seen >= p95_rank {
-                    break;
-                }
-            }
             let requests = acc.requests.max(1) as f64;
             ServerStats {
                 server_id: server_id.to_owned(),
                 requests: acc.requests,
                 percent,
                 avg_latency_ms: round3(acc.duration_sum_us as f64 / requests / 1000.0),
-                p95_latency_ms: if acc.requests == 0 {
-                    0.0
-                } else {
-                    round3(bucket_midpoint_us(p95_bucket) / 1000.0)
-                },
+                p95_latency_ms: acc
+                    .latency
+                    .percentile_bucket(95)
+                    .map_or(0.0, |bucket| round3(bucket_midpoint_us(bucket) / 1000.0)),
                 errors: acc.errors,
                 error_rate: round4(acc.errors as f64 / requests),
             }
@@ -117,7 +107,7 @@ fn round4(x: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::request_log::rollup::latency_bucket;
+    use crate::request_log::histogram::latency_bucket;
 
     #[test]
     fn thirds_add_up_to_one_hundred() {
@@ -130,22 +120,31 @@ mod tests {
         assert!(p.contains(&33.34) && p.contains(&33.33));
     }
 
+    fn row(
+        server_id: &str,
+        requests: i64,
+        errors: i64,
+        duration_sum_us: i64,
+        at_us: u64,
+    ) -> ServerTotals {
+        let mut latency = Histogram::default();
+        latency.add(latency_bucket(at_us), requests as u64);
+        ServerTotals {
+            server_id: server_id.into(),
+            requests,
+            errors,
+            duration_sum_us,
+            latency_histogram: latency.to_stored(),
+            latency_subtract: Vec::new(),
+        }
+    }
+
     #[test]
     fn p95_comes_from_the_slow_tail() {
-        let mut rows = vec![BucketTotal {
-            server_id: "a".into(),
-            latency_bucket: latency_bucket(1_000),
-            requests: 90,
-            errors: 0,
-            duration_sum_us: 90_000,
-        }];
-        rows.push(BucketTotal {
-            server_id: "a".into(),
-            latency_bucket: latency_bucket(50_000),
-            requests: 10,
-            errors: 2,
-            duration_sum_us: 500_000,
-        });
+        let rows = [
+            row("a", 90, 0, 90_000, 1_000),
+            row("a", 10, 2, 500_000, 50_000),
+        ];
         let (total, servers) = summarize(&rows);
         assert_eq!(total, 100);
         let a = &servers[0];

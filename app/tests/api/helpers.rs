@@ -59,6 +59,9 @@ pub struct Options {
     pub run_migrations: bool,
     pub schema_check_interval_ms: u64,
     pub trusted_proxy_hops: u32,
+    /// 0 in tests unless a test is about the schedule: tests run maintenance themselves, as of
+    /// the times they need.
+    pub maintenance_interval_seconds: u64,
 }
 
 impl Default for Options {
@@ -78,6 +81,7 @@ impl Default for Options {
             run_migrations: true,
             schema_check_interval_ms: 100,
             trusted_proxy_hops: 1,
+            maintenance_interval_seconds: 0,
         }
     }
 }
@@ -100,6 +104,18 @@ pub struct TestApp {
 /// Starts the app with default options.
 pub async fn spawn_app(backend: Backend) -> TestApp {
     spawn_app_with(backend, Options::default()).await
+}
+
+/// An app that logs none of its own requests, so only the rows a test writes count.
+pub async fn spawn_unlogged_app(backend: Backend) -> TestApp {
+    spawn_app_with(
+        backend,
+        Options {
+            request_log: false,
+            ..Options::default()
+        },
+    )
+    .await
 }
 
 /// Starts the app on 127.0.0.1:0 with a database nobody else uses.
@@ -132,6 +148,7 @@ pub async fn spawn_app_with(backend: Backend, options: Options) -> TestApp {
     settings.request_log.flush_interval_ms = options.flush_interval_ms;
     settings.request_log.queue_capacity = options.queue_capacity;
     settings.stats.cache_ms = options.stats_cache_ms;
+    settings.request_log.maintenance_interval_seconds = options.maintenance_interval_seconds;
     settings.resolve().expect("test settings are valid");
 
     let app = Application::build(settings).await.expect("app builds");

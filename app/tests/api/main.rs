@@ -32,6 +32,7 @@ mod helpers;
 mod migrations;
 mod outage;
 mod request_log;
+mod retention;
 mod routing;
 mod schema;
 mod secrets;

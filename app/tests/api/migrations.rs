@@ -1,7 +1,8 @@
 //! Migrations: idempotent, and safe when every droplet starts at once.
 
-use migration::{Migrator, MigratorTrait};
-use sea_orm::{ConnectionTrait, Database, Statement};
+use chrono::{Duration, DurationRound, TimeDelta, Utc};
+use migration::{Alias, Migrator, MigratorTrait, Query};
+use sea_orm::{ConnectionTrait, Database, DatabaseBackend, DatabaseConnection, Statement};
 
 use crate::helpers::{Backend, fresh_database};
 
@@ -111,8 +112,8 @@ async fn existing_addresses_get_their_canonical_key_and_collisions_stop_the_migr
     }
     assert_eq!(
         Migrator::get_pending_migrations(&db).await.unwrap().len(),
-        1,
-        "nothing applied"
+        Migrator::migrations().len() - 4,
+        "nothing applied past the four before it"
     );
     assert!(
         db.execute_unprepared("SELECT email_key FROM users")
@@ -149,8 +150,200 @@ async fn existing_addresses_get_their_canonical_key_and_collisions_stop_the_migr
     assert!(duplicate.is_err(), "the key is unique");
 }
 
+/// One number from `SELECT ... AS n`.
+async fn number(db: &DatabaseConnection, sql: &str) -> i64 {
+    let row = db
+        .query_one_raw(Statement::from_string(db.get_database_backend(), sql))
+        .await
+        .unwrap()
+        .unwrap();
+    row.try_get::<i64>("", "n").unwrap()
+}
+
+/// Log rows, rollup rows, and the rollup's requests, errors and latency.
+async fn totals(db: &DatabaseConnection) -> [i64; 5] {
+    let mut out = [0; 5];
+    let queries = [
+        "SELECT count(*) AS n FROM requests_log",
+        "SELECT count(*) AS n FROM request_stats",
+        "SELECT CAST(SUM(requests) AS BIGINT) AS n FROM request_stats",
+        "SELECT CAST(SUM(errors) AS BIGINT) AS n FROM request_stats",
+        "SELECT CAST(SUM(duration_sum_us) AS BIGINT) AS n FROM request_stats",
+    ];
+    for (slot, sql) in out.iter_mut().zip(queries) {
+        *slot = number(db, sql).await;
+    }
+    out
+}
+
+async fn the_retention_migrations_keep_every_row_both_ways(backend: Backend) {
+    let (url, _dir) = fresh_database(&backend).await;
+    let db = Database::connect(&url).await.unwrap();
+    // The migrations before the partitioned log, whatever came between.
+    let before = Migrator::migrations()
+        .iter()
+        .position(|m| m.name() == "m20261202_000006_partition_requests_log")
+        .expect("the partitioning migration is listed") as u32;
+    Migrator::up(&db, Some(before)).await.unwrap();
+    let backend = db.get_database_backend();
+    let now = Utc::now();
+    let mut log = Query::insert();
+    log.into_table(Alias::new("requests_log")).columns(
+        [
+            "server_id",
+            "method",
+            "path",
+            "status",
+            "duration_us",
+            "request_id",
+            "created_at",
+        ]
+        .map(Alias::new),
+    );
+    for (i, days) in [3i64, 1, 0].into_iter().enumerate() {
+        log.values_panic([
+            "node-a".into(),
+            "GET".into(),
+            "/server-info".into(),
+            200.into(),
+            1000.into(),
+            format!("r{i}").into(),
+            (now - Duration::days(days)).into(),
+        ]);
+    }
+    db.execute(&log).await.unwrap();
+    let minute = now.duration_trunc(TimeDelta::minutes(1)).unwrap();
+    let hour = now.duration_trunc(TimeDelta::hours(1)).unwrap();
+    let mut stats = Query::insert();
+    stats.into_table(Alias::new("request_stats")).columns(
+        [
+            "server_id",
+            "span_seconds",
+            "bucket_start",
+            "latency_bucket",
+            "requests",
+            "errors",
+            "duration_sum_us",
+        ]
+        .map(Alias::new),
+    );
+    for (span, start) in [(60, minute), (3600, hour)] {
+        stats.values_panic([
+            "node-a".into(),
+            span.into(),
+            start.into(),
+            10.into(),
+            3.into(),
+            0.into(),
+            30.into(),
+        ]);
+        stats.values_panic([
+            "node-a".into(),
+            span.into(),
+            start.into(),
+            200.into(),
+            1.into(),
+            1.into(),
+            5000.into(),
+        ]);
+    }
+    db.execute(&stats).await.unwrap();
+    for i in 0..3 {
+        db.execute_unprepared(&format!(
+            "INSERT INTO users (id, name, email, email_key, created_at, updated_at, created_by) \
+             VALUES ('0190c0de-0000-7000-8000-00000000000{i}', 'U', 'u{i}@x.io', 'u{i}@x.io', \
+             '2026-01-01T00:00:00+00:00', '2026-01-01T00:00:00+00:00', 'node-a')"
+        ))
+        .await
+        .unwrap();
+    }
+
+    let after_up = |db: DatabaseConnection| async move {
+        assert_eq!(
+            totals(&db).await,
+            [3, 2, 8, 2, 10_060],
+            "one rollup row per span now"
+        );
+        let histogram: Vec<u8> = db
+            .query_one_raw(Statement::from_string(
+                db.get_database_backend(),
+                "SELECT latency_histogram FROM request_stats WHERE span_seconds = 60",
+            ))
+            .await
+            .unwrap()
+            .unwrap()
+            .try_get("", "latency_histogram")
+            .unwrap();
+        assert_eq!(histogram, [10, 0, 0, 0, 3, 200, 0, 0, 0, 1]);
+        assert_eq!(
+            number(
+                &db,
+                "SELECT CAST(SUM(users) AS BIGINT) AS n FROM user_counts"
+            )
+            .await,
+            3
+        );
+        if db.get_database_backend() == DatabaseBackend::Postgres {
+            assert_eq!(
+                number(
+                    &db,
+                    "SELECT count(*) AS n FROM requests_log \
+                     WHERE tableoid = 'requests_log_default'::regclass"
+                )
+                .await,
+                0,
+                "every old row has its day's partition"
+            );
+        }
+        db
+    };
+    app::migrate_database(&url).await.unwrap();
+    let db = after_up(db).await;
+
+    Migrator::down(&db, Some(Migrator::migrations().len() as u32 - before))
+        .await
+        .unwrap();
+    assert_eq!(
+        totals(&db).await,
+        [3, 4, 8, 2, 10_060],
+        "a rollup row per bucket again"
+    );
+    assert_eq!(
+        number(
+            &db,
+            "SELECT CAST(SUM(requests) AS BIGINT) AS n FROM request_stats WHERE latency_bucket = 10"
+        )
+        .await,
+        6
+    );
+    assert!(
+        db.execute_unprepared("SELECT count(*) FROM user_counts")
+            .await
+            .is_err()
+    );
+    if backend == DatabaseBackend::Postgres {
+        // The plain table numbers new rows after the old ones.
+        assert_eq!(
+            number(
+                &db,
+                "WITH r AS (INSERT INTO requests_log (server_id, method, path, status, duration_us, \
+                 request_id, created_at) VALUES ('a', 'GET', '/', 200, 1, 'x', now()) RETURNING id) \
+                 SELECT id AS n FROM r"
+            )
+            .await,
+            4
+        );
+        db.execute_unprepared("DELETE FROM requests_log WHERE request_id = 'x'")
+            .await
+            .unwrap();
+    }
+    app::migrate_database(&url).await.unwrap();
+    after_up(db).await;
+}
+
 on_both_databases!(
     existing_addresses_get_their_canonical_key_and_collisions_stop_the_migration,
     migrations_apply_once_when_instances_start_together,
     every_migration_rolls_back_and_applies_again,
+    the_retention_migrations_keep_every_row_both_ways,
 );

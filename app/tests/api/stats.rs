@@ -6,19 +6,7 @@ use app::testing::{LogRecord, write_request_log};
 use chrono::{Duration, Utc};
 use serde_json::Value;
 
-use crate::helpers::{Backend, Options, error_code, spawn_app, spawn_app_with};
-
-/// An app that logs none of its own requests, so only the rows a test writes count.
-async fn spawn_unlogged_app(backend: Backend) -> crate::helpers::TestApp {
-    spawn_app_with(
-        backend,
-        Options {
-            request_log: false,
-            ..Options::default()
-        },
-    )
-    .await
-}
+use crate::helpers::{Backend, Options, error_code, spawn_app, spawn_app_with, spawn_unlogged_app};
 
 fn record(status: u16, duration_us: u64, minutes_ago: i64) -> LogRecord {
     LogRecord {
@@ -194,7 +182,42 @@ async fn a_backlog_of_5000_rows_is_written_as_one_batch(backend: Backend) {
     assert_eq!(stats["servers"][0]["errors"], 500);
 }
 
+async fn total_users_follows_concurrent_creates_and_deletes(backend: Backend) {
+    let app = spawn_unlogged_app(backend).await;
+    let creates = (0..40).map(|i| {
+        let app = &app;
+        async move {
+            app.create_user(&format!("User {i}"), &format!("u{i}@example.com"))
+                .await
+        }
+    });
+    let users = futures_util::future::join_all(creates).await;
+    let deletes = users.iter().take(15).map(|user| {
+        let app = &app;
+        async move {
+            let id = user["id"].as_str().unwrap();
+            let response = app.delete(&format!("/api/users/{id}")).await;
+            assert_eq!(response.status(), 204);
+        }
+    });
+    futures_util::future::join_all(deletes).await;
+    // A failed insert (duplicate email) must not count either.
+    let taken = app
+        .post_json(
+            "/api/users",
+            &serde_json::json!({"name": "Again", "email": "U20@example.com"}),
+        )
+        .await;
+    assert_eq!(taken.status(), 409);
+
+    let stats: Value = app.get("/api/stats").await.json().await.unwrap();
+    assert_eq!(stats["total_users"], 25);
+    let listed: Value = app.get("/api/users?limit=1").await.json().await.unwrap();
+    assert_eq!(listed["total"], 25, "the counter agrees with count(*)");
+}
+
 on_both_databases!(
+    total_users_follows_concurrent_creates_and_deletes,
     a_backlog_of_5000_rows_is_written_as_one_batch,
     a_popular_window_stays_cached_however_many_others_are_asked_for,
     stats_answers_are_reused_for_the_cache_period,

@@ -31,6 +31,7 @@ pub fn instance_env(cfg: &StackConfig, server_id: &str, port: u16) -> Vec<(Strin
         health_timeout_ms: Some(cfg.app_health_timeout_ms()),
         // The local load balancer appends the client's address: the last hop.
         trusted_proxy_hops: Some(1),
+        retention: cfg.log_retention(),
     }
     .to_env()
 }

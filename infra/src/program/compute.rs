@@ -45,6 +45,7 @@ pub fn create(
         None => Output::new(None),
     };
     let (drain_seconds, health_timeout_ms) = (cfg.drain_seconds(), cfg.app_health_timeout_ms());
+    let retention = cfg.log_retention();
     let mut droplets = Vec::new();
     for color in Color::ALL {
         let sha = pool_sha(cfg, inputs, color);
@@ -69,6 +70,7 @@ pub fn create(
                     database_ca_url: ca_url.as_deref(),
                     drain_seconds,
                     health_timeout_ms,
+                    retention,
                 }
                 .render()
             })
