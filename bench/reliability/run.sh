@@ -93,6 +93,13 @@ answered (every answer's `X-Request-Id` is the key of the row its instance must 
 | rolling restart, writes | the same under alternating GET /server-info and POST /api/users | 0 failed requests, 0 lost rows |
 | database outage | the database refuses every connection for 5 s (`ALTER DATABASE ... ALLOW_CONNECTIONS false` and its sessions terminated) under reads and writes | only fast (< 100 ms) 503 `database_unavailable`, 0 lost rows, writes back within 3 s |
 
+During the outage every instance stays in rotation: `/health` answers 200 `degraded` for
+`database.outage_grace_seconds` (30 s) before it answers 503, because the database is shared
+and failing every instance's check would take the whole service out (reads that need no
+database too) and keep it out until `healthyThreshold` checks pass after the database returns.
+Requests that need the database get 503 `database_unavailable` with `Retry-After` at once;
+their log rows wait in each instance's queue and are written when the database is back.
+
 ## Results
 
 | drill | load | requests | failed | lost log rows | slowest 503 | recovery | goal | result |
