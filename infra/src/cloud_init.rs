@@ -86,6 +86,18 @@ WantedBy=multi-user.target
     )
 }
 
+/// The content of the file a cloud-config writes to `path`, read back from the document (for
+/// checks of what a droplet will get).
+pub fn written_file(cloud_config: &str, path: &str) -> Option<String> {
+    let doc: serde_yaml::Value = serde_yaml::from_str(cloud_config).ok()?;
+    doc["write_files"]
+        .as_sequence()?
+        .iter()
+        .find(|f| f["path"] == path)?["content"]
+        .as_str()
+        .map(str::to_owned)
+}
+
 /// systemd EnvironmentFile value: double-quoted, with `\` and `"` escaped.
 fn env_value(v: &str) -> String {
     let escaped: String = v

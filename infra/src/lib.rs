@@ -3,6 +3,7 @@
 pub mod build;
 pub mod cloud_init;
 pub mod config;
+pub mod db_url;
 pub mod limits;
 pub mod local;
 pub mod mock_engine;

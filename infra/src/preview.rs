@@ -178,23 +178,12 @@ fn shown_inputs(inputs: &Value) -> Value {
         let text = text.as_str().unwrap_or_default();
         // The placeholder password is percent-encoded inside the database URL.
         let readable = text.replace(
-            &percent_encode(crate::wire::SECRET_PLACEHOLDER),
+            &crate::db_url::percent_encode(crate::wire::SECRET_PLACEHOLDER),
             crate::wire::SECRET_PLACEHOLDER,
         );
         fields.insert("userData".into(), Value::String(readable));
     }
     shown
-}
-
-fn percent_encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                (b as char).to_string()
-            }
-            other => format!("%{other:02X}"),
-        })
-        .collect()
 }
 
 fn sort_key(r: &Registration) -> (usize, String, u64) {

@@ -98,16 +98,11 @@ fn the_service_unit_passes_systemd_analyze_verify() {
         return;
     }
     let (_, text) = user_data("prod").remove(0);
-    let doc: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
-    let unit = doc["write_files"]
-        .as_sequence()
-        .unwrap()
-        .iter()
-        .find(|f| f["path"] == "/etc/systemd/system/rustlb-app.service")
-        .unwrap()["content"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let unit = infra::cloud_init::written_file(
+        &text,
+        &format!("/etc/systemd/system/{}", infra::cloud_init::SERVICE_NAME),
+    )
+    .expect("the unit is written");
     let dir = tempfile::tempdir().unwrap();
     // The binary only exists on a droplet; verify checks that ExecStart is executable.
     let path = dir.path().join("rustlb-app.service");

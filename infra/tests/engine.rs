@@ -887,16 +887,11 @@ fn every_replacement_gets_a_new_name_so_create_before_delete_cannot_collide() {
 fn the_service_unit_never_gives_up_restarting() {
     let fx = Fixture::new();
     let text = user_data(one(&fx.run("dev", false), DROPLET, "rustlb-dev-blue-1"));
-    let doc: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
-    let unit = doc["write_files"]
-        .as_sequence()
-        .unwrap()
-        .iter()
-        .find(|f| f["path"] == "/etc/systemd/system/rustlb-app.service")
-        .unwrap()["content"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let unit = infra::cloud_init::written_file(
+        &text,
+        &format!("/etc/systemd/system/{}", infra::cloud_init::SERVICE_NAME),
+    )
+    .expect("the unit is written");
     let section = |name: &str| -> String {
         unit.split(&format!("[{name}]\n"))
             .nth(1)

@@ -2,6 +2,7 @@
 
 use super::network::Network;
 use crate::config::StackConfig;
+use crate::db_url::percent_encode;
 use crate::digitalocean::functions::get_database_ca;
 use crate::digitalocean::types::DatabaseFirewallRule;
 use crate::digitalocean::{
@@ -127,8 +128,8 @@ pub fn create(ctx: &Context, cfg: &StackConfig, net: &Network, dry_run: bool) ->
     .map(move |(user, password, host, port, pool)| {
         format!(
             "postgresql://{}:{}@{host}:{port}/{pool}?sslmode={ssl_mode}",
-            userinfo(&user),
-            userinfo(&password)
+            percent_encode(&user),
+            percent_encode(&password)
         )
     })
     .secret();
@@ -139,16 +140,4 @@ pub fn create(ctx: &Context, cfg: &StackConfig, net: &Network, dry_run: bool) ->
         app_url,
         ca_certificate,
     }
-}
-
-/// Percent-encodes a URL userinfo part so any generated password survives.
-fn userinfo(part: &str) -> String {
-    part.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                (b as char).to_string()
-            }
-            other => format!("%{other:02X}"),
-        })
-        .collect()
 }

@@ -78,16 +78,49 @@ pub async fn run_all(
     Ok(results)
 }
 
-fn load(opts: &Options, mix: Mix, duration: Duration, stop: Arc<AtomicBool>) -> Load {
-    Load {
-        url: opts.url.clone(),
-        api_key: opts.api_key.clone(),
-        clients: CLIENTS,
-        mix,
-        duration,
-        max_requests: MAX_REQUESTS,
-        pace: Duration::from_millis(2),
-        stop,
+/// Load running in the background, and what the drill needs to judge it afterwards.
+struct Running {
+    /// When it started, by the clock `requests_log.created_at` uses.
+    since: chrono::DateTime<chrono::Utc>,
+    /// When it started, by the clock outcome times count from.
+    started: Instant,
+    stop: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<anyhow::Result<Vec<Outcome>>>,
+}
+
+impl Running {
+    /// Starts `mix` from every instance being in rotation, for at most `duration`.
+    async fn start(
+        root: &Path,
+        cfg: &StackConfig,
+        opts: &Options,
+        mix: Mix,
+        duration: Duration,
+    ) -> anyhow::Result<Running> {
+        wait_all_up(root, cfg).await?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let load = Load {
+            url: opts.url.clone(),
+            api_key: opts.api_key.clone(),
+            clients: CLIENTS,
+            mix,
+            duration,
+            max_requests: MAX_REQUESTS,
+            pace: Duration::from_millis(2),
+            stop: stop.clone(),
+        };
+        Ok(Running {
+            since: chrono::Utc::now(),
+            started: Instant::now(),
+            stop,
+            task: tokio::spawn(load::run(load)),
+        })
+    }
+
+    /// Ends the load now and returns every outcome.
+    async fn finish(self) -> anyhow::Result<Vec<Outcome>> {
+        self.stop.store(true, Ordering::Relaxed);
+        self.task.await?
     }
 }
 
@@ -105,15 +138,8 @@ async fn kill_9(
     opts: &Options,
     log: &LogStore,
 ) -> anyhow::Result<DrillResult> {
-    wait_all_up(root, cfg).await?;
-    let since = chrono::Utc::now();
-    let stop = Arc::new(AtomicBool::new(false));
-    let running = tokio::spawn(load::run(load(
-        opts,
-        Mix::Reads,
-        Duration::from_secs(6),
-        stop,
-    )));
+    let running = Running::start(root, cfg, opts, Mix::Reads, Duration::from_secs(6)).await?;
+    let since = running.since;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let victim = local::fetch_report(root, cfg)?
         .backends
@@ -123,7 +149,8 @@ async fn kill_9(
         .context("no running second instance to kill")?;
     // SAFETY: kill(2) has no memory-safety preconditions.
     unsafe { libc::kill(victim.1 as libc::pid_t, libc::SIGKILL) };
-    let outcomes = running.await??;
+    // The load runs its course: the rest of its 6 s.
+    let outcomes = running.task.await??;
     wait_all_up(root, cfg).await?;
     let lost = log.missing(&outcomes, since).await?;
     let mut r = tally(
@@ -150,15 +177,8 @@ async fn rolling_restart(
     log: &LogStore,
     mix: Mix,
 ) -> anyhow::Result<DrillResult> {
-    wait_all_up(root, cfg).await?;
-    let since = chrono::Utc::now();
-    let stop = Arc::new(AtomicBool::new(false));
-    let running = tokio::spawn(load::run(load(
-        opts,
-        mix,
-        Duration::from_secs(120),
-        stop.clone(),
-    )));
+    let running = Running::start(root, cfg, opts, mix, Duration::from_secs(120)).await?;
+    let since = running.since;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let control = local::control_address(root, cfg)?;
     let restarted = tokio::task::spawn_blocking(move || {
@@ -170,8 +190,7 @@ async fn rolling_restart(
     })
     .await?;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    stop.store(true, Ordering::Relaxed);
-    let outcomes = running.await??;
+    let outcomes = running.finish().await?;
     restarted.context("the rolling restart failed")?;
     let lost = log.missing(&outcomes, since).await?;
     let name = match mix {
@@ -192,24 +211,23 @@ async fn database_outage(
     opts: &Options,
     log: &LogStore,
 ) -> anyhow::Result<DrillResult> {
-    wait_all_up(root, cfg).await?;
     let outage = Outage::prepare(cfg.database_url()).await?;
-    let since = chrono::Utc::now();
-    let started = Instant::now();
-    let stop = Arc::new(AtomicBool::new(false));
-    let running = tokio::spawn(load::run(load(
+    let running = Running::start(
+        root,
+        cfg,
         opts,
         Mix::ReadsAndWrites,
         OUTAGE + Duration::from_secs(8),
-        stop,
-    )));
+    )
+    .await?;
+    let (since, started) = (running.since, running.started);
     tokio::time::sleep(Duration::from_secs(2)).await;
     let began = started.elapsed();
     outage.begin().await?;
     tokio::time::sleep(OUTAGE).await;
     outage.end().await?;
     let ended = started.elapsed();
-    let outcomes = running.await??;
+    let outcomes = running.task.await??;
     let lost = log.missing(&outcomes, since).await?;
     let mut r = tally(
         "database outage",
@@ -326,7 +344,7 @@ impl LogStore {
         let db = Database::connect(url.as_str()).await.map_err(|e| {
             anyhow::anyhow!(
                 "connecting to the stack's database: {}",
-                crate::config::redact_db_error(&e.to_string(), &url)
+                crate::db_url::redact_db_error(&e.to_string(), &url)
             )
         })?;
         Ok(LogStore { db })
@@ -384,7 +402,7 @@ impl Outage {
         let admin = Database::connect(admin_url.as_str()).await.map_err(|e| {
             anyhow::anyhow!(
                 "connecting to the server's postgres database: {}",
-                crate::config::redact_db_error(&e.to_string(), &admin_url)
+                crate::db_url::redact_db_error(&e.to_string(), &admin_url)
             )
         })?;
         Ok(Outage { admin, database })
