@@ -161,49 +161,19 @@ const PROSE: &[&str] = &["description", "language"];
 
 /// A resource: its outputs and inputs; state-lookup inputs are not used by the program.
 fn strip_resource(r: &Value) -> Value {
-    let Value::Object(m) = r else {
-        return r.clone();
-    };
-    let mut out = Map::new();
-    for (k, v) in m {
-        match k.as_str() {
-            "properties" | "inputProperties" => {
-                out.insert(k.clone(), strip_property_map(v));
-            }
-            "stateInputs" => {}
-            "deprecationMessage" => {
-                out.insert(k.clone(), json!("deprecated"));
-            }
-            key if PROSE.contains(&key) => {}
-            _ => {
-                out.insert(k.clone(), v.clone());
-            }
-        }
-    }
-    Value::Object(out)
+    strip_object(r, |key, v| match key {
+        "properties" | "inputProperties" => Keep::As(strip_property_map(v)),
+        "stateInputs" => Keep::Nothing,
+        _ => Keep::Facts,
+    })
 }
 
 /// A function: its `inputs` and `outputs` object specs.
 fn strip_function(f: &Value) -> Value {
-    let Value::Object(m) = f else {
-        return f.clone();
-    };
-    let mut out = Map::new();
-    for (k, v) in m {
-        match k.as_str() {
-            "inputs" | "outputs" => {
-                out.insert(k.clone(), strip_spec(v));
-            }
-            "deprecationMessage" => {
-                out.insert(k.clone(), json!("deprecated"));
-            }
-            key if PROSE.contains(&key) => {}
-            _ => {
-                out.insert(k.clone(), v.clone());
-            }
-        }
-    }
-    Value::Object(out)
+    strip_object(f, |key, v| match key {
+        "inputs" | "outputs" => Keep::As(strip_spec(v)),
+        _ => Keep::Facts,
+    })
 }
 
 /// An object or enum type; enum entries that repeat a value or a name are dropped, since code
@@ -244,40 +214,41 @@ fn strip_property_map(v: &Value) -> Value {
 /// A type or property spec. Keys of `properties` are property names, never keywords, so the
 /// walk follows the schema's structure instead of dropping every key called `description`.
 fn strip_spec(v: &Value) -> Value {
+    strip_object(v, |key, v| match (key, v) {
+        ("properties", _) => Keep::As(strip_property_map(v)),
+        ("items" | "additionalProperties", _) => Keep::As(strip_spec(v)),
+        ("oneOf" | "enum", Value::Array(a)) => {
+            Keep::As(Value::Array(a.iter().map(strip_spec).collect()))
+        }
+        _ => Keep::Facts,
+    })
+}
+
+/// What becomes of one key of a schema object.
+enum Keep {
+    /// This value instead of the original.
+    As(Value),
+    /// Dropped.
+    Nothing,
+    /// Kept as is, unless it is prose: [`PROSE`] is dropped, a deprecation message shortened.
+    Facts,
+}
+
+/// `v`'s keys, each kept as `rule` says; anything but an object is kept whole.
+fn strip_object(v: &Value, rule: impl Fn(&str, &Value) -> Keep) -> Value {
     let Value::Object(m) = v else {
         return v.clone();
     };
     let mut out = Map::new();
     for (k, v) in m {
-        match k.as_str() {
-            "properties" => {
-                out.insert(k.clone(), strip_property_map(v));
-            }
-            "items" | "additionalProperties" => {
-                out.insert(k.clone(), strip_spec(v));
-            }
-            "oneOf" => {
-                let alts = v.as_array().map(|a| a.iter().map(strip_spec).collect());
-                out.insert(
-                    k.clone(),
-                    alts.map(Value::Array).unwrap_or_else(|| v.clone()),
-                );
-            }
-            "enum" => {
-                let entries = v.as_array().map(|a| a.iter().map(strip_spec).collect());
-                out.insert(
-                    k.clone(),
-                    entries.map(Value::Array).unwrap_or_else(|| v.clone()),
-                );
-            }
-            "deprecationMessage" => {
-                out.insert(k.clone(), json!("deprecated"));
-            }
-            key if PROSE.contains(&key) => {}
-            _ => {
-                out.insert(k.clone(), v.clone());
-            }
-        }
+        let kept = match rule(k, v) {
+            Keep::As(kept) => kept,
+            Keep::Nothing => continue,
+            Keep::Facts if k == "deprecationMessage" => json!("deprecated"),
+            Keep::Facts if PROSE.contains(&k.as_str()) => continue,
+            Keep::Facts => v.clone(),
+        };
+        out.insert(k.clone(), kept);
     }
     Value::Object(out)
 }
