@@ -3,8 +3,8 @@
 //! The database is SQLite or PostgreSQL.
 //!
 //! Other crates see only what they use: [`run`] (the binary, and infra's `serve-app`),
-//! [`DeploySettings`] (how infra configures an instance), [`migrate_database`] and
-//! [`shutdown_signal`] (infra's local stack), and [`Application`] with [`Settings`] (tests
+//! [`DeploySettings`] (how infra configures an instance), [`migrate_database`],
+//! [`connect_database`] and [`shutdown_signal`] (infra's local stack and drills), and [`Application`] with [`Settings`] (tests
 //! that start the app on a free port).
 
 mod apidoc;
@@ -37,5 +37,5 @@ pub use configuration::{
     ApplicationSettings, DatabaseSettings, DeploySettings, LogFormat, LogRetention, MigrationsMode,
     RequestLogSettings, Settings, SettingsError, StatsSettings, TelemetrySettings,
 };
-pub use database::{MigrateError, migrate_database};
+pub use database::{ConnectError, MigrateError, connect_database, migrate_database};
 pub use startup::{Application, run, shutdown_signal};

@@ -7,9 +7,8 @@ use sea_orm::{
     ConnectionTrait, DatabaseBackend, DatabaseConnection, DbErr, Statement, TransactionTrait,
 };
 
-use super::pool::connect;
+use super::pool::{ConnectError, connect_database};
 use super::url::{describe, redact_url};
-use crate::configuration::DatabaseSettings;
 
 /// Applies pending migrations.
 ///
@@ -76,8 +75,8 @@ const MIGRATION_LOCK_KEY: i64 = 0x7275_7374_6c62_6d67;
 /// without the password.
 #[derive(Debug, thiserror::Error)]
 pub enum MigrateError {
-    #[error("cannot connect to {url}: {reason}")]
-    Connect { url: String, reason: String },
+    #[error(transparent)]
+    Connect(#[from] ConnectError),
     #[error("applying migrations to {url}: {reason}")]
     Migrate { url: String, reason: String },
 }
@@ -86,13 +85,7 @@ pub enum MigrateError {
 /// app does at start, and closes the connection: for a deployer that migrates once before
 /// starting instances that do not.
 pub async fn migrate_database(url: &str) -> Result<(), MigrateError> {
-    let settings = DatabaseSettings::for_url(url);
-    let db = connect(&settings)
-        .await
-        .map_err(|err| MigrateError::Connect {
-            url: redact_url(url),
-            reason: describe(&err, url),
-        })?;
+    let db = connect_database(url).await?;
     let result = migrate(&db).await;
     let _ = db.close().await;
     result.map_err(|err| MigrateError::Migrate {

@@ -9,4 +9,4 @@ mod url;
 pub use availability::{Availability, AvailabilityProbe, watch_availability};
 pub use failure::{Failure, classify};
 pub use migrate::{MigrateError, migrate, migrate_database, pending_migrations};
-pub use pool::connect_with_retry;
+pub use pool::{ConnectError, connect_database, connect_with_retry};

@@ -11,6 +11,26 @@ use secrecy::{ExposeSecret, SecretString};
 use super::url::{DatabaseUrl, describe, redact_url};
 use crate::configuration::DatabaseSettings;
 
+/// Why [`connect_database`] failed: the database and the cause, both without the password.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot connect to {url}: {reason}")]
+pub struct ConnectError {
+    url: String,
+    reason: String,
+}
+
+/// Connects to `url` with the embedded pool defaults, the way an instance does (the password
+/// never reaches a library, a log or the error): for tools beside the app that only know the
+/// URL.
+pub async fn connect_database(url: &str) -> Result<DatabaseConnection, ConnectError> {
+    connect(&DatabaseSettings::for_url(url))
+        .await
+        .map_err(|err| ConnectError {
+            url: redact_url(url),
+            reason: describe(&err, url),
+        })
+}
+
 /// Connects with the configured pool sizes, timeouts and TLS settings.
 pub async fn connect(settings: &DatabaseSettings) -> Result<DatabaseConnection, DbErr> {
     let url = settings.url.expose_secret();

@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, Database, DatabaseConnection, EntityTrait, QueryFilter,
-    QuerySelect, Statement,
+    ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, QuerySelect,
+    Statement,
 };
 use serde::Serialize;
 
@@ -341,12 +341,9 @@ impl LogStore {
             }
             _ => url.to_owned(),
         };
-        let db = Database::connect(url.as_str()).await.map_err(|e| {
-            anyhow::anyhow!(
-                "connecting to the stack's database: {}",
-                crate::db_url::redact_db_error(&e.to_string(), &url)
-            )
-        })?;
+        let db = app::connect_database(&url)
+            .await
+            .context("connecting to the stack's database")?;
         Ok(LogStore { db })
     }
 
@@ -399,12 +396,9 @@ struct Outage {
 impl Outage {
     async fn prepare(url: &str) -> anyhow::Result<Outage> {
         let (admin_url, database) = admin_url(url).context("reading the stack's database URL")?;
-        let admin = Database::connect(admin_url.as_str()).await.map_err(|e| {
-            anyhow::anyhow!(
-                "connecting to the server's postgres database: {}",
-                crate::db_url::redact_db_error(&e.to_string(), &admin_url)
-            )
-        })?;
+        let admin = app::connect_database(&admin_url)
+            .await
+            .context("connecting to the server's postgres database")?;
         Ok(Outage { admin, database })
     }
 
