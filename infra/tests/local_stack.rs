@@ -55,6 +55,17 @@ impl Sandbox {
             .expect("infra runs")
     }
 
+    /// `infra up --stack local --detach`, which must succeed; what it printed.
+    fn up_detached(&self) -> String {
+        let up = self.infra(&["up", "--stack", "local", "--detach"]);
+        assert!(
+            up.status.success(),
+            "up --detach failed: {}",
+            String::from_utf8_lossy(&up.stderr)
+        );
+        String::from_utf8_lossy(&up.stdout).into_owned()
+    }
+
     fn spawn_foreground(&self) -> Child {
         Command::new(INFRA)
             .args(["up", "--stack", "local"])
@@ -190,13 +201,7 @@ fn client() -> reqwest::blocking::Client {
 #[test]
 fn a_detached_stack_rotates_survives_a_killed_instance_and_destroys_cleanly() {
     let sandbox = Sandbox::new("");
-    let up = sandbox.infra(&["up", "--stack", "local", "--detach"]);
-    assert!(
-        up.status.success(),
-        "up --detach failed: {}",
-        String::from_utf8_lossy(&up.stderr)
-    );
-    let printed = String::from_utf8_lossy(&up.stdout);
+    let printed = sandbox.up_detached();
     assert!(
         printed.contains(&sandbox.url("")),
         "up prints the URL: {printed}"
@@ -418,12 +423,7 @@ fn pulumi_up_on_the_local_stack_points_to_infra_up() {
 #[test]
 fn verify_passes_on_a_balanced_stack_and_fails_on_a_single_server() {
     let sandbox = Sandbox::new("");
-    let up = sandbox.infra(&["up", "--stack", "local", "--detach"]);
-    assert!(
-        up.status.success(),
-        "{}",
-        String::from_utf8_lossy(&up.stderr)
-    );
+    sandbox.up_detached();
     let status = sandbox.wait_status("all instances up", all_up);
 
     let out = sandbox.infra(&["verify", "--stack", "local", "--json"]);
@@ -463,12 +463,7 @@ fn verify_passes_on_a_balanced_stack_and_fails_on_a_single_server() {
 #[test]
 fn drills_under_load_lose_no_request_and_no_log_row() {
     let sandbox = Sandbox::new("");
-    let up = sandbox.infra(&["up", "--stack", "local", "--detach"]);
-    assert!(
-        up.status.success(),
-        "{}",
-        String::from_utf8_lossy(&up.stderr)
-    );
+    sandbox.up_detached();
     sandbox.wait_status("all instances up", all_up);
     let before = pids(&sandbox.status().unwrap());
 
@@ -518,12 +513,7 @@ fn drills_under_load_lose_no_request_and_no_log_row() {
 #[test]
 fn restart_brings_each_instance_back_before_the_next() {
     let sandbox = Sandbox::new("");
-    assert!(
-        sandbox
-            .infra(&["up", "--stack", "local", "--detach"])
-            .status
-            .success()
-    );
+    sandbox.up_detached();
     let before = pids(&sandbox.wait_status("all instances up", all_up));
     let out = sandbox.infra(&["restart", "--stack", "local", "--server-id", "local-2"]);
     assert!(
@@ -684,12 +674,7 @@ fn status_shows_the_size_of_a_postgresql_database() {
         .unwrap()
         .replace("sqlite://data/local.sqlite?mode=rwc", &db.url());
     std::fs::write(&stack, text).unwrap();
-    let up = sandbox.infra(&["up", "--stack", "local", "--detach"]);
-    assert!(
-        up.status.success(),
-        "{}",
-        String::from_utf8_lossy(&up.stderr)
-    );
+    sandbox.up_detached();
     let status = sandbox.wait_status("all instances up", all_up);
     let bytes = status["database_bytes"]
         .as_u64()
@@ -769,12 +754,7 @@ fn the_dashboard_shows_every_server_live_in_a_real_browser() {
         return;
     }
     let sandbox = Sandbox::new("");
-    assert!(
-        sandbox
-            .infra(&["up", "--stack", "local", "--detach"])
-            .status
-            .success()
-    );
+    sandbox.up_detached();
     sandbox.wait_status("all instances up", all_up);
     let client = client();
     for _ in 0..30 {
