@@ -56,18 +56,16 @@ impl Histogram {
     /// Adds the counts of a stored histogram. A trailing partial entry (never written by this
     /// code) is ignored rather than failing a whole answer.
     pub fn add_stored(&mut self, stored: &[u8]) {
-        for entry in stored.chunks_exact(ENTRY) {
-            let n = u32::from_be_bytes([entry[1], entry[2], entry[3], entry[4]]);
-            self.add(entry[0], u64::from(n));
+        for (bucket, n) in stored_entries(stored) {
+            self.add(bucket, n);
         }
     }
 
     /// Takes away the counts of a stored histogram (never below zero).
     pub fn subtract_stored(&mut self, stored: &[u8]) {
-        for entry in stored.chunks_exact(ENTRY) {
-            let n = u32::from_be_bytes([entry[1], entry[2], entry[3], entry[4]]);
-            let count = &mut self.0[usize::from(entry[0])];
-            *count = count.saturating_sub(u64::from(n));
+        for (bucket, n) in stored_entries(stored) {
+            let count = &mut self.0[usize::from(bucket)];
+            *count = count.saturating_sub(n);
         }
     }
 
@@ -102,6 +100,14 @@ impl Histogram {
         }
         None
     }
+}
+
+/// The (bucket, count) entries of a stored histogram; a trailing partial entry is skipped.
+fn stored_entries(stored: &[u8]) -> impl Iterator<Item = (u8, u64)> + '_ {
+    stored.chunks_exact(ENTRY).map(|entry| {
+        let n = u32::from_be_bytes([entry[1], entry[2], entry[3], entry[4]]);
+        (entry[0], u64::from(n))
+    })
 }
 
 #[cfg(test)]

@@ -85,14 +85,10 @@ async fn write_rollup(
     let merged: Vec<Vec<u8>> = rollup
         .iter()
         .map(|(key, counts)| {
-            let mut latency = counts.latency.clone();
-            if let Some((_, _, before)) = stored
+            let before = stored
                 .iter()
-                .find(|(span, start, _)| *span == key.span.seconds() && *start == key.start)
-            {
-                latency.add_stored(before);
-            }
-            latency.to_stored()
+                .find(|(span, start, _)| *span == key.span.seconds() && *start == key.start);
+            counts.histogram_after(before.map(|(_, _, h)| h.as_slice()))
         })
         .collect();
     sea_orm::sqlx::query(

@@ -57,6 +57,18 @@ pub struct RollupCounts {
     pub latency: Histogram,
 }
 
+impl RollupCounts {
+    /// The stored histogram of a rollup row after this batch: the batch's latencies added to
+    /// what the row held (`None` for a new row).
+    pub fn histogram_after(&self, stored: Option<&[u8]>) -> Vec<u8> {
+        let mut latency = self.latency.clone();
+        if let Some(before) = stored {
+            latency.add_stored(before);
+        }
+        latency.to_stored()
+    }
+}
+
 /// The minute and hour rows one batch adds to `request_stats`, in key order (minutes first,
 /// then by time), the order every writer locks them in.
 pub type Rollup = Vec<(RollupKey, RollupCounts)>;

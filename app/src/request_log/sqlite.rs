@@ -66,17 +66,13 @@ async fn write_rollup(
         .exec_with_returning(txn)
         .await?;
     for (key, counts) in rollup {
-        let mut latency = counts.latency.clone();
-        if let Some(row) = stored
+        let before = stored
             .iter()
-            .find(|row| row.span_seconds == key.span.seconds() && row.bucket_start == key.start)
-        {
-            latency.add_stored(&row.latency_histogram);
-        }
+            .find(|row| row.span_seconds == key.span.seconds() && row.bucket_start == key.start);
         RequestStats::update_many()
             .col_expr(
                 request_stats::Column::LatencyHistogram,
-                Expr::value(latency.to_stored()),
+                Expr::value(counts.histogram_after(before.map(|r| r.latency_histogram.as_slice()))),
             )
             .filter(request_stats::Column::ServerId.eq(server_id))
             .filter(request_stats::Column::SpanSeconds.eq(key.span.seconds()))
