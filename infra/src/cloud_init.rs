@@ -37,6 +37,19 @@ pub struct CloudInit<'a> {
 /// 10 s by default) and the request-log flush, with room to spare. Past it, SIGKILL.
 const STOP_MARGIN_SECONDS: u64 = 40;
 
+/// What the droplet's own shutdown takes beyond the app's stop (other units, the power-off)
+/// and the provider's polling for the droplet's "off" state.
+const SHUTDOWN_MARGIN_SECONDS: u64 = 120;
+
+/// The provider's `customTimeouts.delete` for a droplet. With `gracefulShutdown` it shuts the
+/// droplet down and waits for it to be off within the delete timeout, 60 s by default
+/// (terraform-provider-digitalocean v2.96.0 `resource_droplet.go`): shorter than a drain, so
+/// every delete would time out. Whole minutes, as a Go duration.
+pub fn droplet_delete_timeout(drain_seconds: u64) -> String {
+    let seconds = drain_seconds + STOP_MARGIN_SECONDS + SHUTDOWN_MARGIN_SECONDS;
+    format!("{}m", seconds.div_ceil(60))
+}
+
 /// The unit file: its own user, no new privileges, read-only system, restarted for ever, and
 /// a stop that waits for the drain.
 pub fn service_unit(drain_seconds: u64) -> String {

@@ -1489,6 +1489,21 @@ impl SshPublicKey {
         }
     }
 
+    /// The MD5 fingerprint DigitalOcean shows and accepts in a droplet's `sshKeys` (`aa:bb:...`).
+    pub fn fingerprint(&self) -> String {
+        use base64::Engine as _;
+        use md5::{Digest, Md5};
+        // `parse` checked that the blob decodes.
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(&self.blob)
+            .unwrap_or_default();
+        Md5::digest(&bytes)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<Vec<_>>()
+            .join(":")
+    }
+
     /// A short stable id of the key material (not of the comment), for resource names.
     pub fn short_id(&self) -> String {
         use sha2::{Digest, Sha256};

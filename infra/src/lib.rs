@@ -4,13 +4,16 @@ pub mod build;
 pub mod cloud_init;
 pub mod config;
 pub mod db_url;
+pub mod graph;
 pub mod limits;
 pub mod local;
 pub mod mock_engine;
 pub mod preview;
 pub mod program;
 pub mod provider_schema;
+pub mod pulumi_cli;
 pub mod root;
+pub mod transform;
 pub mod verify;
 pub mod wire;
 

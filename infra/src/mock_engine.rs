@@ -1,27 +1,30 @@
 //! An in-process stand-in for the Pulumi engine: runs the program binary and records what it registers.
 
 use prost_types::value::Kind;
-use prost_types::{ListValue, Struct};
+use pulumi_gestalt_proto::pulumi::pulumirpc::callbacks_client::CallbacksClient;
 use pulumi_gestalt_proto::pulumi::pulumirpc::engine_server::{Engine, EngineServer};
 use pulumi_gestalt_proto::pulumi::pulumirpc::resource_monitor_server::{
     ResourceMonitor, ResourceMonitorServer,
 };
 use pulumi_gestalt_proto::pulumi::pulumirpc::{
-    CallResponse, Callback, GetRootResourceRequest, GetRootResourceResponse, InvokeResponse,
-    LogRequest, ReadResourceRequest, ReadResourceResponse, RegisterErrorHookRequest,
-    RegisterPackageRequest, RegisterPackageResponse, RegisterResourceHookRequest,
-    RegisterResourceOutputsRequest, RegisterResourceRequest, RegisterResourceResponse,
-    RequirePulumiVersionRequest, RequirePulumiVersionResponse, ResourceCallRequest,
-    ResourceInvokeRequest, SetRootResourceRequest, SetRootResourceResponse, StartDebuggingRequest,
-    SupportsFeatureRequest, SupportsFeatureResponse,
+    CallResponse, Callback, CallbackInvokeRequest, GetRootResourceRequest, GetRootResourceResponse,
+    InvokeResponse, LogRequest, ReadResourceRequest, ReadResourceResponse,
+    RegisterErrorHookRequest, RegisterPackageRequest, RegisterPackageResponse,
+    RegisterResourceHookRequest, RegisterResourceOutputsRequest, RegisterResourceRequest,
+    RegisterResourceResponse, RequirePulumiVersionRequest, RequirePulumiVersionResponse,
+    ResourceCallRequest, ResourceInvokeRequest, SetRootResourceRequest, SetRootResourceResponse,
+    StartDebuggingRequest, SupportsFeatureRequest, SupportsFeatureResponse, TransformRequest,
+    TransformResourceOptions, TransformResponse,
 };
 use serde_json::{Map, Value, json};
 
-use crate::wire::SECRET_PLACEHOLDER;
+use crate::graph::Options;
+use crate::wire::{SECRET_PLACEHOLDER, downgrade_outputs, output_dependencies};
 pub use crate::wire::{
-    SECRET_SIG, SIG_KEY, UNKNOWN, is_secret, is_unknown, redact, reveal, secret, without_nulls,
+    SECRET_SIG, SIG_KEY, UNKNOWN, is_secret, is_unknown, redact, reveal, secret, struct_to_json,
+    to_json, to_prost, to_struct, without_nulls,
 };
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
@@ -39,8 +42,21 @@ pub struct Registration {
     pub custom: bool,
     /// Inputs as sent: secrets keep Pulumi's wrapper, unknowns the sentinel string.
     pub inputs: Value,
-    /// Dependencies the program declared (Gestalt sends none).
+    /// Its URN.
+    pub urn: String,
+    /// Every URN it depends on: the request's `dependencies` and those the output values of
+    /// its (transformed) inputs carry, as the engine records them in the state.
     pub dependencies: Vec<String>,
+    /// Input name -> URNs, from the output values of the transformed inputs.
+    pub property_dependencies: BTreeMap<String, Vec<String>>,
+    /// The options in effect after the stack transform.
+    pub options: Options,
+    /// True when it passed through a stack transform.
+    pub transformed: bool,
+    /// The id the engine answered (empty in a dry run without placeholders).
+    pub id: String,
+    /// Outputs the provider computed (those that are not echoes of inputs).
+    pub computed: Value,
 }
 
 /// What to run and with which Pulumi environment.
@@ -65,6 +81,45 @@ pub struct RunSpec {
     /// In a dry run, answer readable placeholders (`<id of NAME>`) instead of unknowns, so a
     /// preview shows every derived value; secrets among them read `[secret]`.
     pub placeholders: bool,
+    /// The DigitalOcean account `getAccount` and `getSshKeys` read.
+    pub account: MockAccount,
+}
+
+/// The account the stand-in provider answers for.
+#[derive(Debug, Clone)]
+pub struct MockAccount {
+    /// Its uuid.
+    pub uuid: String,
+    /// SSH keys already uploaded: (name, public key line).
+    pub ssh_keys: Vec<(String, String)>,
+}
+
+impl Default for MockAccount {
+    fn default() -> MockAccount {
+        MockAccount {
+            uuid: "a1b2c3d4-0000-4000-8000-00000000000a".into(),
+            ssh_keys: Vec::new(),
+        }
+    }
+}
+
+impl MockAccount {
+    /// The keys as `getSshKeys` lists them.
+    fn listed(&self) -> Vec<Value> {
+        self.ssh_keys
+            .iter()
+            .enumerate()
+            .filter_map(|(i, (name, line))| {
+                let key = crate::config::SshPublicKey::parse(line).ok()?;
+                Some(json!({
+                    "id": 41_000_000 + i as i64,
+                    "name": name,
+                    "fingerprint": key.fingerprint(),
+                    "publicKey": key.line(),
+                }))
+            })
+            .collect()
+    }
 }
 
 /// One Invoke call (a provider function such as getDatabaseCa).
@@ -132,6 +187,153 @@ impl Run {
     }
 }
 
+impl Run {
+    /// The custom resource with this URN.
+    pub fn by_urn(&self, urn: &str) -> Option<&Registration> {
+        self.resources.iter().find(|r| r.urn == urn)
+    }
+
+    /// Every URN `r` depends on, directly or through the resources it depends on.
+    pub fn transitive_dependencies(&self, r: &Registration) -> BTreeSet<String> {
+        let mut seen = BTreeSet::new();
+        let mut todo: Vec<String> = r.dependencies.clone();
+        while let Some(urn) = todo.pop() {
+            if seen.insert(urn.clone())
+                && let Some(dep) = self.by_urn(&urn)
+            {
+                todo.extend(dep.dependencies.iter().cloned());
+            }
+        }
+        seen
+    }
+
+    /// Each use of another resource's id, computed output or name that its declared
+    /// dependencies, followed transitively, do not cover. Without the declaration the engine
+    /// cannot order the two in `pulumi destroy` or in a replacement.
+    pub fn undeclared_uses(&self) -> Vec<String> {
+        let custom: Vec<&Registration> = self.resources.iter().filter(|r| r.custom).collect();
+        let mut problems = Vec::new();
+        for r in &custom {
+            let declared = self.transitive_dependencies(r);
+            let mut leaves = Vec::new();
+            string_leaves(&reveal(&r.inputs), "", &mut leaves);
+            for d in &custom {
+                if d.urn == r.urn || declared.contains(&d.urn) {
+                    continue;
+                }
+                let marks = marks_of(d);
+                if let Some((input, what)) = leaves.iter().find_map(|(path, text)| {
+                    marks
+                        .iter()
+                        .find(|(_, mark)| refers_to(text, mark))
+                        .map(|(what, _)| (path.clone(), what.clone()))
+                }) {
+                    problems.push(format!(
+                        "{} ({}) uses the {what} of {} in {input} without declaring a dependency on it",
+                        r.name,
+                        short_type(&r.type_),
+                        d.name
+                    ));
+                }
+            }
+        }
+        problems
+    }
+
+    /// The order in which `pulumi destroy` deletes the custom resources: a resource goes only
+    /// after every resource that depends on it. Ties (resources the engine would delete in
+    /// parallel) are listed by name.
+    pub fn destroy_order(&self) -> Vec<String> {
+        let custom: Vec<&Registration> = self.resources.iter().filter(|r| r.custom).collect();
+        let mut left: BTreeMap<&str, &Registration> =
+            custom.iter().map(|r| (r.urn.as_str(), *r)).collect();
+        let mut order = Vec::new();
+        while !left.is_empty() {
+            let ready: Vec<&str> = left
+                .keys()
+                .filter(|urn| {
+                    !left
+                        .values()
+                        .any(|other| other.dependencies.iter().any(|d| d == *urn))
+                })
+                .copied()
+                .collect();
+            // A cycle cannot come out of a creation order; stop rather than loop.
+            if ready.is_empty() {
+                order.extend(
+                    left.values()
+                        .map(|r| format!("{} (in a dependency cycle)", r.name)),
+                );
+                break;
+            }
+            let mut names: Vec<String> = ready.iter().map(|u| left[u].name.clone()).collect();
+            names.sort();
+            order.extend(names);
+            for urn in ready {
+                left.remove(urn);
+            }
+        }
+        order
+    }
+}
+
+/// The token's last part (`Droplet`).
+fn short_type(type_: &str) -> &str {
+    type_.rsplit(':').next().unwrap_or(type_)
+}
+
+/// Every string inside `v`, with its path (`forwardingRules[1].certificateName`).
+fn string_leaves(v: &Value, path: &str, out: &mut Vec<(String, String)>) {
+    match v {
+        Value::String(s) => out.push((path.to_string(), s.clone())),
+        Value::Array(a) => {
+            for (i, x) in a.iter().enumerate() {
+                string_leaves(x, &format!("{path}[{i}]"), out);
+            }
+        }
+        Value::Object(m) => {
+            for (k, x) in m {
+                let p = if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                };
+                string_leaves(x, &p, out);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// What identifies a resource to another: its id, the outputs the provider computed, and the
+/// name DigitalOcean knows it by. Secrets and values too short to be told apart are left out.
+fn marks_of(d: &Registration) -> Vec<(String, String)> {
+    let mut marks = Vec::new();
+    if !d.id.is_empty() {
+        marks.push(("id".to_string(), d.id.clone()));
+    }
+    if let Value::Object(m) = &d.computed {
+        for (k, v) in m {
+            if let Some(text) = v
+                .as_str()
+                .filter(|t| *t != SECRET_PLACEHOLDER && !is_unknown(v))
+            {
+                marks.push((k.clone(), text.to_string()));
+            }
+        }
+    }
+    if let Some(name) = d.inputs["name"].as_str() {
+        marks.push(("name".to_string(), name.to_string()));
+    }
+    marks.retain(|(_, text)| text.len() >= 6);
+    marks
+}
+
+/// `text` is the mark, or holds it whole (a URL holding a host, a key holding a name).
+fn refers_to(text: &str, mark: &str) -> bool {
+    text == mark || (mark.len() >= 12 && text.contains(mark))
+}
+
 #[derive(Default)]
 struct Recorder {
     resources: Vec<Registration>,
@@ -147,50 +349,56 @@ struct Monitor {
     dry_run: bool,
     placeholders: bool,
     next_id: AtomicU32,
+    account: MockAccount,
+    /// The registered stack transform: its client and token.
+    transform: Mutex<Option<(CallbacksClient<tonic::transport::Channel>, String)>>,
 }
 
-/// Converts a protobuf value to JSON, keeping secret wrappers as objects.
-pub fn to_json(v: &prost_types::Value) -> Value {
-    match &v.kind {
-        None | Some(Kind::NullValue(_)) => Value::Null,
-        Some(Kind::NumberValue(n)) => {
-            if n.fract() == 0.0 && n.abs() < 9.0e15 {
-                json!(*n as i64)
-            } else {
-                json!(n)
-            }
-        }
-        Some(Kind::StringValue(s)) => Value::String(s.clone()),
-        Some(Kind::BoolValue(b)) => Value::Bool(*b),
-        Some(Kind::StructValue(s)) => struct_to_json(s),
-        Some(Kind::ListValue(l)) => Value::Array(l.values.iter().map(to_json).collect()),
+/// A Go duration (`5m`, `1h30m`, `90s`), the only form the engine accepts in `customTimeouts`.
+fn go_duration_ok(text: &str) -> bool {
+    let mut rest = text;
+    if rest.is_empty() {
+        return false;
     }
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        if digits == 0 {
+            return false;
+        }
+        rest = &rest[digits..];
+        let Some(unit) = ["ns", "us", "µs", "ms", "s", "m", "h"]
+            .into_iter()
+            .filter(|u| rest.starts_with(u))
+            .max_by_key(|u| u.len())
+        else {
+            return false;
+        };
+        rest = &rest[unit.len()..];
+    }
+    true
 }
 
-fn struct_to_json(s: &Struct) -> Value {
-    Value::Object(
-        s.fields
-            .iter()
-            .map(|(k, v)| (k.clone(), to_json(v)))
-            .collect(),
-    )
-}
-
-/// Converts JSON back to protobuf.
-pub fn to_prost(v: &Value) -> prost_types::Value {
-    let kind = match v {
-        Value::Null => Kind::NullValue(0),
-        Value::Bool(b) => Kind::BoolValue(*b),
-        Value::Number(n) => Kind::NumberValue(n.as_f64().unwrap_or(0.0)),
-        Value::String(s) => Kind::StringValue(s.clone()),
-        Value::Array(a) => Kind::ListValue(ListValue {
-            values: a.iter().map(to_prost).collect(),
-        }),
-        Value::Object(m) => Kind::StructValue(Struct {
-            fields: m.iter().map(|(k, v)| (k.clone(), to_prost(v))).collect(),
-        }),
-    };
-    prost_types::Value { kind: Some(kind) }
+/// The options the engine keeps from a transform's answer.
+fn options_of(o: &TransformResourceOptions) -> Result<Options, Status> {
+    let delete_timeout = o
+        .custom_timeouts
+        .as_ref()
+        .map(|t| t.delete.clone())
+        .filter(|d| !d.is_empty());
+    if let Some(d) = &delete_timeout
+        && !go_duration_ok(d)
+    {
+        return Err(Status::invalid_argument(format!(
+            "invalid customTimeouts.delete {d:?}: not a duration"
+        )));
+    }
+    Ok(Options {
+        protect: o.protect == Some(true),
+        delete_before_replace: o.delete_before_replace == Some(true),
+        delete_timeout,
+    })
 }
 
 fn contains_unknown(v: &Value) -> bool {
@@ -308,6 +516,76 @@ fn typed_value(spec: &Value, text: &str) -> Option<Value> {
     }
 }
 
+impl Monitor {
+    /// Runs the registered stack transform, if any, the way the engine does: the request's
+    /// inputs and options go in; returned inputs replace them, returned options replace all of
+    /// them (a returned `dependsOn` is ignored, since the request named no transforms of its own).
+    async fn transformed(
+        &self,
+        req: &RegisterResourceRequest,
+    ) -> Result<(Value, Options, bool), Status> {
+        let props = req.object.as_ref().map(struct_to_json).unwrap_or(json!({}));
+        let transform = self.transform.lock().expect("transform lock").clone();
+        let Some((mut client, token)) = transform else {
+            return Ok((props, Options::default(), false));
+        };
+        let options = TransformResourceOptions {
+            version: req.version.clone(),
+            provider: req.provider.clone(),
+            protect: req.protect,
+            delete_before_replace: Some(req.delete_before_replace),
+            custom_timeouts: req.custom_timeouts.clone(),
+            depends_on: req.dependencies.clone(),
+            ..Default::default()
+        };
+        let request = TransformRequest {
+            r#type: req.r#type.clone(),
+            name: req.name.clone(),
+            custom: req.custom,
+            parent: req.parent.clone(),
+            properties: req.object.clone(),
+            options: Some(options.clone()),
+        };
+        let answer = client
+            .invoke(CallbackInvokeRequest {
+                token,
+                request: prost::Message::encode_to_vec(&request),
+            })
+            .await
+            .map_err(|e| Status::internal(format!("invoke transform: {}", e.message())))?
+            .into_inner();
+        let response: TransformResponse = prost::Message::decode(answer.response.as_slice())
+            .map_err(|e| Status::internal(format!("unmarshaling transform response: {e}")))?;
+        let props = response
+            .properties
+            .as_ref()
+            .map(struct_to_json)
+            .unwrap_or(props);
+        let kept = response.options.unwrap_or(options);
+        Ok((props, options_of(&kept)?, true))
+    }
+
+    /// DigitalOcean answers 422 to a public key the account already has under another name.
+    fn refuse_uploaded_key(&self, inputs: &Value) -> Result<(), Status> {
+        let line = reveal(&inputs["publicKey"]);
+        let Some(key) = line
+            .as_str()
+            .and_then(|l| crate::config::SshPublicKey::parse(l).ok())
+        else {
+            return Ok(());
+        };
+        let taken = self.account.listed().into_iter().find(|k| {
+            k["fingerprint"].as_str() == Some(&key.fingerprint()) && k["name"] != inputs["name"]
+        });
+        match taken {
+            Some(_) => Err(Status::failed_precondition(
+                "POST https://api.digitalocean.com/v2/account/keys: 422 SSH Key is already in use on your account",
+            )),
+            None => Ok(()),
+        }
+    }
+}
+
 #[tonic::async_trait]
 impl ResourceMonitor for Monitor {
     async fn supports_feature(
@@ -316,7 +594,7 @@ impl ResourceMonitor for Monitor {
     ) -> Result<Response<SupportsFeatureResponse>, Status> {
         let id = request.into_inner().id;
         Ok(Response::new(SupportsFeatureResponse {
-            has_support: id == "secrets",
+            has_support: id == "secrets" || id == "transforms",
         }))
     }
 
@@ -349,6 +627,26 @@ impl ResourceMonitor for Monitor {
                     "id": id,
                 })
             }
+            crate::program::account::GET_ACCOUNT => json!({
+                "uuid": self.account.uuid,
+                "id": self.account.uuid,
+                "email": "owner@account.test",
+                "emailVerified": true,
+                "status": "active",
+                "statusMessage": "",
+                "dropletLimit": 25,
+                "floatingIpLimit": 3,
+            }),
+            crate::program::account::GET_SSH_KEYS => {
+                // The provider's filter: keep keys whose `key` field equals one of `values`.
+                let mut keys = self.account.listed();
+                for filter in args["filters"].as_array().into_iter().flatten() {
+                    let field = filter["key"].as_str().unwrap_or_default();
+                    let values = filter["values"].as_array().cloned().unwrap_or_default();
+                    keys.retain(|k| values.contains(&k[field]));
+                }
+                json!({ "sshKeys": keys, "id": "ssh-keys", "filters": args["filters"] })
+            }
             other => return Err(Status::unimplemented(format!("no function {other}"))),
         };
         Ok(Response::new(InvokeResponse {
@@ -379,24 +677,30 @@ impl ResourceMonitor for Monitor {
         request: Request<RegisterResourceRequest>,
     ) -> Result<Response<RegisterResourceResponse>, Status> {
         let req = request.into_inner();
-        // Unset optional fields arrive as nulls, which providers skip; record what they see.
-        let inputs = without_nulls(req.object.as_ref().map(struct_to_json).unwrap_or(json!({})));
         let n = self.next_id.fetch_add(1, Ordering::SeqCst);
-        let urn = format!(
-            "urn:pulumi:{}::{}::{}::{}",
-            self.stack, self.project, req.r#type, req.name
-        );
-        self.state
-            .lock()
-            .expect("recorder lock")
-            .resources
-            .push(Registration {
-                type_: req.r#type.clone(),
-                name: req.name.clone(),
-                custom: req.custom,
-                inputs: inputs.clone(),
-                dependencies: req.dependencies.clone(),
-            });
+        let urn = crate::graph::urn(&self.stack, &self.project, &req.r#type, &req.name);
+        let (props, options, transformed) = self.transformed(&req).await?;
+        // As the engine does: output values in the transformed inputs become property
+        // dependencies, and are downgraded to plain values before the provider sees them.
+        let mut dependencies: Vec<String> = req.dependencies.clone();
+        let mut property_dependencies = BTreeMap::new();
+        if let Value::Object(m) = &props {
+            for (k, v) in m {
+                let mut deps = Vec::new();
+                output_dependencies(v, &mut deps);
+                if !deps.is_empty() {
+                    dependencies.extend(deps.iter().cloned());
+                    property_dependencies.insert(k.clone(), deps);
+                }
+            }
+        }
+        dependencies.sort();
+        dependencies.dedup();
+        // Unset optional fields arrive as nulls, which providers skip; record what they see.
+        let inputs = without_nulls(downgrade_outputs(&props));
+        if req.r#type == crate::graph::token::SSH_KEY && !self.dry_run {
+            self.refuse_uploaded_key(&inputs)?;
+        }
         let mut object = Map::new();
         if let Value::Object(m) = &inputs {
             for (k, v) in m {
@@ -406,28 +710,43 @@ impl ResourceMonitor for Monitor {
                 }
             }
         }
+        let mut computed = Map::new();
         let id = if !req.custom {
             String::new()
         } else if self.dry_run && self.placeholders {
-            for (k, v) in placeholder_outputs(&req.r#type, &req.name) {
-                object.entry(k).or_insert(v);
-            }
+            computed = placeholder_outputs(&req.r#type, &req.name);
             format!("<id of {}>", req.name)
         } else if self.dry_run {
             String::new()
         } else {
-            for (k, v) in computed_outputs(&req.r#type, &req.name, n, &inputs) {
-                object.entry(k).or_insert(v);
-            }
+            computed = computed_outputs(&req.r#type, &req.name, n, &inputs);
             format!("{}-id", req.name)
         };
+        computed.retain(|k, _| !object.contains_key(k));
+        for (k, v) in &computed {
+            object.insert(k.clone(), v.clone());
+        }
+        self.state
+            .lock()
+            .expect("recorder lock")
+            .resources
+            .push(Registration {
+                type_: req.r#type.clone(),
+                name: req.name.clone(),
+                custom: req.custom,
+                inputs,
+                urn: urn.clone(),
+                dependencies,
+                property_dependencies,
+                options,
+                transformed,
+                id: id.clone(),
+                computed: Value::Object(computed),
+            });
         Ok(Response::new(RegisterResourceResponse {
             urn,
             id,
-            object: Some(match to_prost(&Value::Object(object)).kind {
-                Some(Kind::StructValue(s)) => s,
-                _ => Struct::default(),
-            }),
+            object: Some(to_struct(&Value::Object(object))),
             ..Default::default()
         }))
     }
@@ -446,8 +765,26 @@ impl ResourceMonitor for Monitor {
         Ok(Response::new(()))
     }
 
-    async fn register_stack_transform(&self, _: Request<Callback>) -> Result<Response<()>, Status> {
-        Err(Status::unimplemented("transforms"))
+    async fn register_stack_transform(
+        &self,
+        request: Request<Callback>,
+    ) -> Result<Response<()>, Status> {
+        let cb = request.into_inner();
+        if cb.target.is_empty() {
+            return Err(Status::invalid_argument("target must be specified"));
+        }
+        // The engine dials the target with grpc-go: `host:port`, no scheme.
+        if cb.target.contains("://") {
+            return Err(Status::invalid_argument(format!(
+                "cannot dial callback target {:?}: give host:port",
+                cb.target
+            )));
+        }
+        let client = CallbacksClient::connect(format!("http://{}", cb.target))
+            .await
+            .map_err(|e| Status::unavailable(format!("dialing {}: {e}", cb.target)))?;
+        *self.transform.lock().expect("transform lock") = Some((client, cb.token));
+        Ok(Response::new(()))
     }
 
     async fn register_stack_invoke_transform(
@@ -554,6 +891,8 @@ async fn run_async(spec: &RunSpec) -> anyhow::Result<Run> {
         dry_run: spec.dry_run,
         placeholders: spec.placeholders,
         next_id: AtomicU32::new(1),
+        account: spec.account.clone(),
+        transform: Mutex::new(None),
     };
     let engine_state = state.clone();
     let servers = tokio::spawn(async move {

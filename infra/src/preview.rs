@@ -2,6 +2,7 @@
 
 use crate::build::AppBuild;
 use crate::config::{self, PROJECT, StackConfig};
+use crate::graph::Options;
 use crate::limits as config_limits;
 use crate::mock_engine::{self, Registration, RunSpec};
 use anyhow::Context as _;
@@ -28,13 +29,30 @@ const TYPE_ORDER: &[&str] = &[
     "Project",
 ];
 
+/// One resource as the engine would register it.
+#[derive(Debug, Clone)]
+pub struct PreviewResource {
+    /// Type token.
+    pub type_: String,
+    /// Logical name.
+    pub name: String,
+    /// Redacted inputs.
+    pub inputs: Value,
+    /// Names of the resources it declares it depends on (from the stack transform).
+    pub depends_on: Vec<String>,
+    /// Its resource options.
+    pub options: Options,
+}
+
 /// The preview of one stack.
 #[derive(Debug, Clone)]
 pub struct Preview {
     /// Stack name.
     pub stack: String,
-    /// Resources in deploy order: (type, name, redacted inputs).
-    pub resources: Vec<(String, String, Value)>,
+    /// Resources in deploy order.
+    pub resources: Vec<PreviewResource>,
+    /// The order `pulumi destroy` would delete them in.
+    pub destroy_order: Vec<String>,
     /// Redacted stack outputs.
     pub outputs: Value,
     /// Placeholders the preview used.
@@ -75,6 +93,7 @@ pub fn engine_config(
 /// Runs the program against the mock engine in preview mode.
 pub fn run(root: &Path, stack: &str, program: &Path) -> anyhow::Result<Preview> {
     config::StackKind::Cloud.require(stack)?;
+    cli_accepts(root, stack)?;
     let cfg = StackConfig::load(root, stack)?;
     let (config, encrypted) = engine_config(root, stack)?;
     let build = AppBuild::inspect(root, &cfg.app_binary)?;
@@ -143,10 +162,20 @@ pub fn run(root: &Path, stack: &str, program: &Path) -> anyhow::Result<Preview> 
         )],
         dry_run: true,
         placeholders: true,
+        account: mock_engine::MockAccount::default(),
     })?;
     if !run.success() {
         anyhow::bail!("the program failed:\n{}", run.stderr.trim_end());
     }
+    let undeclared = run.undeclared_uses();
+    if !undeclared.is_empty() {
+        anyhow::bail!(
+            "`pulumi destroy` and replacements could not order these resources, since the \
+             program uses them without declaring it:\n  {}",
+            undeclared.join("\n  ")
+        );
+    }
+    notes.extend(run.logs.iter().cloned());
     let problems = run.provider_problems();
     if !problems.is_empty() {
         anyhow::bail!(
@@ -157,15 +186,42 @@ pub fn run(root: &Path, stack: &str, program: &Path) -> anyhow::Result<Preview> 
     }
     let mut resources: Vec<&Registration> = run.resources.iter().filter(|r| r.custom).collect();
     resources.sort_by_key(|r| sort_key(r));
+    let name_of = |urn: &String| run.by_urn(urn).map_or(urn.clone(), |d| d.name.clone());
     Ok(Preview {
         stack: stack.into(),
         resources: resources
             .into_iter()
-            .map(|r| (r.type_.clone(), r.name.clone(), shown_inputs(&r.inputs)))
+            .map(|r| PreviewResource {
+                type_: r.type_.clone(),
+                name: r.name.clone(),
+                inputs: shown_inputs(&r.inputs),
+                depends_on: r.dependencies.iter().map(name_of).collect(),
+                options: r.options.clone(),
+            })
             .collect(),
+        destroy_order: run.destroy_order(),
         outputs: mock_engine::redact(&run.outputs.unwrap_or(json!({}))),
         notes,
     })
+}
+
+/// The Pulumi CLI's config check of the stack file against Pulumi.yaml, which runs before the
+/// program does: a stack it refuses never reaches the program.
+pub fn cli_accepts(root: &Path, stack: &str) -> anyhow::Result<()> {
+    let read = |path: &Path| {
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
+    };
+    let project = crate::pulumi_cli::Project::parse(&read(&root.join("Pulumi.yaml"))?)
+        .map_err(|m| anyhow::anyhow!("the Pulumi CLI would refuse Pulumi.yaml: {m}"))?;
+    let path = config::stack_file(root, stack);
+    let values = crate::pulumi_cli::stack_values(&read(&path)?)
+        .map_err(|m| anyhow::anyhow!("{}: {m}", path.display()))?;
+    project.apply(stack, &values).map_err(|m| {
+        anyhow::anyhow!(
+            "the Pulumi CLI would refuse this stack before the program runs: {m} (Pulumi.yaml, stacks/Pulumi.{stack}.yaml)"
+        )
+    })?;
+    Ok(())
 }
 
 /// Inputs as a reviewer reads them: secrets as `[secret]`, except the droplets' user data,
@@ -214,11 +270,19 @@ fn sort_key(r: &Registration) -> (usize, String, u64) {
 }
 
 impl Preview {
-    /// `{"stack", "resources": [{type, name, inputs}], "outputs", "notes"}`.
+    /// `{"stack", "resources": [{type, name, inputs, dependsOn, options}], "destroyOrder",
+    /// "outputs", "notes"}`.
     pub fn to_json(&self) -> Value {
         json!({
             "stack": self.stack,
-            "resources": self.resources.iter().map(|(t, n, i)| json!({"type": t, "name": n, "inputs": i})).collect::<Vec<_>>(),
+            "resources": self.resources.iter().map(|r| json!({
+                "type": r.type_,
+                "name": r.name,
+                "inputs": r.inputs,
+                "dependsOn": r.depends_on,
+                "options": r.options,
+            })).collect::<Vec<_>>(),
+            "destroyOrder": self.destroy_order,
             "outputs": self.outputs,
             "notes": self.notes,
         })
@@ -231,9 +295,10 @@ impl Preview {
             self.stack,
             self.resources.len()
         );
-        for (t, n, inputs) in &self.resources {
+        for r in &self.resources {
+            let (t, n) = (&r.type_, &r.name);
             let empty = serde_json::Map::new();
-            let fields = inputs.as_object().unwrap_or(&empty);
+            let fields = r.inputs.as_object().unwrap_or(&empty);
             // Documents (the droplets' user data) are shown whole under their resource line.
             let is_document = |v: &Value| v.as_str().is_some_and(|s| s.contains('\n'));
             let line = fields
@@ -243,12 +308,25 @@ impl Preview {
                 .collect::<Vec<_>>()
                 .join(" ");
             out.push_str(&format!("  + {t:<66} {n:<30} {line}\n"));
+            if !r.depends_on.is_empty() {
+                out.push_str(&format!("      depends on: {}\n", r.depends_on.join(", ")));
+            }
+            let options = options_text(&r.options);
+            if !options.is_empty() {
+                out.push_str(&format!("      options: {options}\n"));
+            }
             for (k, v) in fields.iter().filter(|(_, v)| is_document(v)) {
                 out.push_str(&format!("      {k}: |\n"));
                 for doc_line in v.as_str().unwrap_or_default().lines() {
                     out.push_str(&format!("        {doc_line}\n"));
                 }
             }
+        }
+        out.push_str(
+            "\nDestroy order (`pulumi destroy` deletes each only after those before it):\n",
+        );
+        for (i, n) in self.destroy_order.iter().enumerate() {
+            out.push_str(&format!("  {:>2}. {n}\n", i + 1));
         }
         out.push_str("\nOutputs:\n");
         if let Value::Object(m) = &self.outputs {
@@ -262,6 +340,20 @@ impl Preview {
         }
         out
     }
+}
+
+fn options_text(o: &Options) -> String {
+    let mut parts = Vec::new();
+    if o.protect {
+        parts.push("protect".to_string());
+    }
+    if o.delete_before_replace {
+        parts.push("deleteBeforeReplace".to_string());
+    }
+    if let Some(d) = &o.delete_timeout {
+        parts.push(format!("customTimeouts.delete={d}"));
+    }
+    parts.join(", ")
 }
 
 fn short(v: &Value) -> String {

@@ -1,5 +1,7 @@
 //! Pulumi's wire values: the secret wrapper, the unknown sentinel, and how a person may see them.
 
+use prost_types::value::Kind;
+use prost_types::{ListValue, Struct};
 use serde_json::{Value, json};
 
 /// Stand-in for a secret that cannot be read (offline preview, `pulumi preview` without it).
@@ -80,5 +82,127 @@ pub fn without_nulls(v: Value) -> Value {
         ),
         Value::Array(a) => Value::Array(a.into_iter().map(without_nulls).collect()),
         other => other,
+    }
+}
+
+/// Signature value of an output value: a value with the URNs of the resources it came from.
+pub const OUTPUT_SIG: &str = "d0e6a833031e9bbcd3f4e8bde6ca49a4";
+
+/// `v` as an output value that depends on `urns`: an unknown stays unknown and a secret stays
+/// secret, the way the engine reads output values back from a transform.
+pub fn output_value(v: &Value, urns: &[String]) -> Value {
+    let mut out = serde_json::Map::new();
+    out.insert(SIG_KEY.into(), json!(OUTPUT_SIG));
+    let inner = if is_secret(v) {
+        out.insert("secret".into(), json!(true));
+        v.get("value").unwrap_or(&Value::Null)
+    } else {
+        v
+    };
+    if !is_unknown(inner) {
+        out.insert("value".into(), inner.clone());
+    }
+    out.insert("dependencies".into(), json!(urns));
+    Value::Object(out)
+}
+
+/// True when `v` is an output value.
+pub fn is_output(v: &Value) -> bool {
+    v.get(SIG_KEY).and_then(Value::as_str) == Some(OUTPUT_SIG)
+}
+
+/// Every URN that the output values inside `v` carry (the engine's `addOutputDependencies`).
+pub fn output_dependencies(v: &Value, into: &mut Vec<String>) {
+    if is_output(v) {
+        if let Some(deps) = v["dependencies"].as_array() {
+            into.extend(deps.iter().filter_map(|d| d.as_str().map(str::to_string)));
+        }
+        if let Some(inner) = v.get("value") {
+            output_dependencies(inner, into);
+        }
+        return;
+    }
+    match v {
+        Value::Array(a) => a.iter().for_each(|x| output_dependencies(x, into)),
+        Value::Object(m) => m.values().for_each(|x| output_dependencies(x, into)),
+        _ => {}
+    }
+}
+
+/// The value with output values turned back into plain, secret or unknown values, as the engine
+/// does before a custom resource's inputs reach its provider (`downgradeOutputValues`).
+pub fn downgrade_outputs(v: &Value) -> Value {
+    if is_output(v) {
+        let inner = match v.get("value") {
+            Some(inner) => downgrade_outputs(inner),
+            None => Value::String(UNKNOWN.into()),
+        };
+        return if v["secret"] == true {
+            secret(inner)
+        } else {
+            inner
+        };
+    }
+    match v {
+        Value::Array(a) => Value::Array(a.iter().map(downgrade_outputs).collect()),
+        Value::Object(m) => Value::Object(
+            m.iter()
+                .map(|(k, v)| (k.clone(), downgrade_outputs(v)))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
+/// Converts a protobuf value to JSON, keeping secret wrappers as objects.
+pub fn to_json(v: &prost_types::Value) -> Value {
+    match &v.kind {
+        None | Some(Kind::NullValue(_)) => Value::Null,
+        Some(Kind::NumberValue(n)) => {
+            if n.fract() == 0.0 && n.abs() < 9.0e15 {
+                json!(*n as i64)
+            } else {
+                json!(n)
+            }
+        }
+        Some(Kind::StringValue(s)) => Value::String(s.clone()),
+        Some(Kind::BoolValue(b)) => Value::Bool(*b),
+        Some(Kind::StructValue(s)) => struct_to_json(s),
+        Some(Kind::ListValue(l)) => Value::Array(l.values.iter().map(to_json).collect()),
+    }
+}
+
+/// Converts a protobuf struct to a JSON object.
+pub fn struct_to_json(s: &Struct) -> Value {
+    Value::Object(
+        s.fields
+            .iter()
+            .map(|(k, v)| (k.clone(), to_json(v)))
+            .collect(),
+    )
+}
+
+/// Converts JSON back to protobuf.
+pub fn to_prost(v: &Value) -> prost_types::Value {
+    let kind = match v {
+        Value::Null => Kind::NullValue(0),
+        Value::Bool(b) => Kind::BoolValue(*b),
+        Value::Number(n) => Kind::NumberValue(n.as_f64().unwrap_or(0.0)),
+        Value::String(s) => Kind::StringValue(s.clone()),
+        Value::Array(a) => Kind::ListValue(ListValue {
+            values: a.iter().map(to_prost).collect(),
+        }),
+        Value::Object(m) => Kind::StructValue(Struct {
+            fields: m.iter().map(|(k, v)| (k.clone(), to_prost(v))).collect(),
+        }),
+    };
+    prost_types::Value { kind: Some(kind) }
+}
+
+/// Converts a JSON object to a protobuf struct (anything else becomes an empty struct).
+pub fn to_struct(v: &Value) -> Struct {
+    match to_prost(v).kind {
+        Some(Kind::StructValue(s)) => s,
+        _ => Struct::default(),
     }
 }

@@ -115,6 +115,7 @@ impl Fixture {
             env: vec![],
             dry_run,
             placeholders: false,
+            account: Default::default(),
         })
         .unwrap()
     }
@@ -622,6 +623,7 @@ fn refuses_to_deploy_without_an_api_key_before_registering_anything() {
         env: vec![],
         dry_run: false,
         placeholders: false,
+        account: Default::default(),
     })
     .unwrap();
     assert!(!run.success());
@@ -646,6 +648,7 @@ fn the_local_stack_is_refused_under_pulumi() {
         env: vec![],
         dry_run: true,
         placeholders: false,
+        account: Default::default(),
     })
     .unwrap();
     assert!(!run.success());
@@ -759,6 +762,7 @@ fn prod_without_any_ssh_key_is_refused_by_pulumi_up() {
         env: vec![],
         dry_run,
         placeholders: false,
+        account: Default::default(),
     };
     let up = mock_engine::run(&spec(false)).unwrap();
     assert!(!up.success());

@@ -1,12 +1,15 @@
 //! App droplets in two colour pools, each booting its build through cloud-init.
 
+use super::access::Access;
 use super::artifacts::{Artifacts, pool_sha};
 use super::database::Database;
+use super::firewall::Firewall;
 use super::inputs::Inputs;
 use super::network::Network;
-use crate::cloud_init::CloudInit;
+use crate::cloud_init::{CloudInit, droplet_delete_timeout};
 use crate::config::{Color, StackConfig};
 use crate::digitalocean::droplet;
+use crate::graph::{Graph, Options, Ref, token};
 use crate::wire::SECRET_PLACEHOLDER;
 use pulumi_gestalt_rust::{Context, Output, pulumi_combine};
 use secrecy::ExposeSecret;
@@ -23,16 +26,21 @@ pub struct AppDroplet {
     pub private_ip: Output<String>,
     /// DigitalOcean URN (for the project).
     pub droplet_urn: Output<String>,
+    /// The droplet, for the graph.
+    pub declared: Ref,
 }
 
 /// Creates both pools' droplets.
+#[allow(clippy::too_many_arguments)]
 pub fn create(
     ctx: &Context,
     cfg: &StackConfig,
+    graph: &Graph,
     net: &Network,
     db: &Database,
     store: &Artifacts,
-    ssh_keys: &Option<Output<Vec<String>>>,
+    access: &Access,
+    wall: &Firewall,
     inputs: &Inputs,
 ) -> Vec<AppDroplet> {
     let api_key = ctx.new_secret(
@@ -46,6 +54,15 @@ pub fn create(
     };
     let (drain_seconds, health_timeout_ms) = (cfg.drain_seconds(), cfg.app_health_timeout_ms());
     let retention = cfg.log_retention();
+    // A graceful delete waits for the drain, so the provider must wait longer than it does.
+    let options = Options {
+        delete_timeout: Some(droplet_delete_timeout(drain_seconds)),
+        ..Options::default()
+    };
+    // What the user data names: the database URL (pool, user), the downloads (bucket, objects).
+    let mut boot: Vec<&Ref> = vec![&db.pool, &db.user, &store.bucket];
+    boot.extend(store.objects.iter());
+    let uploaded_keys: Vec<&Ref> = access.uploaded.iter().collect();
     let mut droplets = Vec::new();
     for color in Color::ALL {
         let sha = pool_sha(cfg, inputs, color);
@@ -75,8 +92,26 @@ pub fn create(
                 .render()
             })
             .secret();
-            let tags = pulumi_combine!(net.app_tag.clone(), net.color_tag(color).clone())
-                .map(|(a, b)| vec![a, b]);
+            // Waiting for the firewall's id orders the droplet after it: none boots unprotected.
+            let tags = pulumi_combine!(
+                net.app_tag.clone(),
+                net.color_tag(color).clone(),
+                wall.id.clone()
+            )
+            .map(|(a, b, _)| vec![a, b]);
+            let mut node = graph
+                .node(token::DROPLET, &name)
+                .uses("vpcUuid", &[&net.vpc])
+                .uses("userData", &boot)
+                .uses(
+                    "tags",
+                    &[&net.app_tag_ref, net.color_tag_ref(color), &wall.declared],
+                )
+                .options(options.clone());
+            if !uploaded_keys.is_empty() {
+                node = node.uses("sshKeys", &uploaded_keys);
+            }
+            let declared = node.declare();
             let mut args = droplet::DropletArgs::builder()
                 .name(name.clone())
                 .image(cfg.droplet_image.clone())
@@ -89,7 +124,7 @@ pub fn create(
                 .ipv6(false)
                 .graceful_shutdown(true)
                 .build_struct();
-            if let Some(keys) = ssh_keys {
+            if let Some(keys) = &access.keys {
                 args.ssh_keys = keys.clone().into();
             }
             let d = droplet::create(ctx, &name, args);
@@ -99,6 +134,7 @@ pub fn create(
                 public_ip: d.ipv4_address,
                 private_ip: d.ipv4_address_private,
                 droplet_urn: d.droplet_urn,
+                declared,
             });
         }
     }

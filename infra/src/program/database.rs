@@ -1,13 +1,14 @@
 //! Managed PostgreSQL: cluster, database, app user, PgBouncer pool, the firewall trusting the app tag, and the cluster CA.
 
 use super::network::Network;
-use crate::config::StackConfig;
+use crate::config::{Environment, StackConfig};
 use crate::db_url::percent_encode;
 use crate::digitalocean::functions::get_database_ca;
 use crate::digitalocean::types::DatabaseFirewallRule;
 use crate::digitalocean::{
     database_cluster, database_connection_pool, database_db, database_firewall, database_user,
 };
+use crate::graph::{Graph, Options, Ref, token};
 use pulumi_gestalt_rust::{Context, Output, pulumi_combine};
 
 /// The engine every cluster runs.
@@ -27,14 +28,36 @@ pub struct Database {
     pub app_url: Output<String>,
     /// PEM of the CA that signed the cluster's certificate.
     pub ca_certificate: Output<String>,
+    /// The cluster, for the graph.
+    pub cluster: Ref,
+    /// The connection pool (its host, port and name are in the app's URL).
+    pub pool: Ref,
+    /// The app's user (its name and password are in the app's URL).
+    pub user: Ref,
 }
 
 /// Creates the database resources.
-pub fn create(ctx: &Context, cfg: &StackConfig, net: &Network, dry_run: bool) -> Database {
+pub fn create(
+    ctx: &Context,
+    cfg: &StackConfig,
+    graph: &Graph,
+    net: &Network,
+    dry_run: bool,
+) -> Database {
     let d = &cfg.database;
+    // Production data is deleted only on purpose: `pulumi state unprotect` first (README).
+    let data = Options {
+        protect: cfg.environment == Environment::Production,
+        ..Options::default()
+    };
     // Cluster names are unique per account; engine, name and privateNetworkUuid (the VPC)
     // replace the cluster.
     let cluster_name = cfg.replaceable_name("db", &[ENGINE, &net.vpc_name]);
+    let cluster_ref = graph
+        .node(token::DATABASE_CLUSTER, &cfg.name("db"))
+        .uses("privateNetworkUuid", &[&net.vpc])
+        .options(data.clone())
+        .declare();
     let cluster = database_cluster::create(
         ctx,
         &cfg.name("db"),
@@ -49,6 +72,11 @@ pub fn create(ctx: &Context, cfg: &StackConfig, net: &Network, dry_run: bool) ->
             .tags(vec![cfg.name("db")])
             .build_struct(),
     );
+    let db_ref = graph
+        .node(token::DATABASE_DB, &cfg.name("db-app"))
+        .uses("clusterId", &[&cluster_ref])
+        .options(data)
+        .declare();
     let db = database_db::create(
         ctx,
         &cfg.name("db-app"),
@@ -57,6 +85,10 @@ pub fn create(ctx: &Context, cfg: &StackConfig, net: &Network, dry_run: bool) ->
             .name(d.name.clone())
             .build_struct(),
     );
+    let user_ref = graph
+        .node(token::DATABASE_USER, &cfg.name("db-user"))
+        .uses("clusterId", &[&cluster_ref])
+        .declare();
     let user = database_user::create(
         ctx,
         &cfg.name("db-user"),
@@ -72,6 +104,12 @@ pub fn create(ctx: &Context, cfg: &StackConfig, net: &Network, dry_run: bool) ->
         "pool",
         &[&pool_size, POOL_MODE, &d.user, &d.name, &cluster_name],
     );
+    let pool_ref = graph
+        .node(token::DATABASE_POOL, &cfg.name("db-pool"))
+        .uses("clusterId", &[&cluster_ref])
+        .uses("dbName", &[&db_ref])
+        .uses("user", &[&user_ref])
+        .declare();
     let pool = database_connection_pool::create(
         ctx,
         &cfg.name("db-pool"),
@@ -93,6 +131,11 @@ pub fn create(ctx: &Context, cfg: &StackConfig, net: &Network, dry_run: bool) ->
                 .build_struct(),
         ]
     });
+    graph
+        .node(token::DATABASE_FIREWALL, &cfg.name("db-firewall"))
+        .uses("clusterId", &[&cluster_ref])
+        .uses("rules", &[&net.app_tag_ref])
+        .declare();
     database_firewall::create(
         ctx,
         &cfg.name("db-firewall"),
@@ -139,5 +182,8 @@ pub fn create(ctx: &Context, cfg: &StackConfig, net: &Network, dry_run: bool) ->
         private_host: cluster.private_host,
         app_url,
         ca_certificate,
+        cluster: cluster_ref,
+        pool: pool_ref,
+        user: user_ref,
     }
 }

@@ -5,7 +5,8 @@ use super::network::Network;
 use crate::config::{APP_PORT, StackConfig};
 use crate::digitalocean::firewall;
 use crate::digitalocean::types::{FirewallInboundRule, FirewallOutboundRule};
-use pulumi_gestalt_rust::Context;
+use crate::graph::{Graph, Ref, token};
+use pulumi_gestalt_rust::{Context, Output};
 
 const ANYWHERE: [&str; 2] = ["0.0.0.0/0", "::/0"];
 
@@ -31,8 +32,22 @@ pub fn outbound_rules(cfg: &StackConfig) -> Vec<FirewallOutboundRule> {
     ]
 }
 
+/// The droplets' firewall: droplets wait for it, so none boots unprotected.
+pub struct Firewall {
+    /// Its id, which droplets' inputs wait for.
+    pub id: Output<String>,
+    /// The firewall, for the graph.
+    pub declared: Ref,
+}
+
 /// Creates the firewall on every app droplet (by tag, so new droplets are covered at birth).
-pub fn create(ctx: &Context, cfg: &StackConfig, net: &Network, lb: &LoadBalancer) {
+pub fn create(
+    ctx: &Context,
+    cfg: &StackConfig,
+    graph: &Graph,
+    net: &Network,
+    lb: &LoadBalancer,
+) -> Firewall {
     let admin: Vec<String> = cfg.admin_cidrs.iter().map(|n| n.to_string()).collect();
     let inbound = lb.id.map(move |lb_id| {
         let mut rules = vec![
@@ -53,7 +68,12 @@ pub fn create(ctx: &Context, cfg: &StackConfig, net: &Network, lb: &LoadBalancer
         }
         rules
     });
-    firewall::create(
+    let declared = graph
+        .node(token::FIREWALL, &cfg.name("firewall"))
+        .uses("tags", &[&net.app_tag_ref])
+        .uses("inboundRules", &[&lb.declared])
+        .declare();
+    let wall = firewall::create(
         ctx,
         &cfg.name("firewall"),
         firewall::FirewallArgs::builder()
@@ -63,4 +83,8 @@ pub fn create(ctx: &Context, cfg: &StackConfig, net: &Network, lb: &LoadBalancer
             .outbound_rules(outbound_rules(cfg))
             .build_struct(),
     );
+    Firewall {
+        id: wall.id,
+        declared,
+    }
 }

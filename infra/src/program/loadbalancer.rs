@@ -6,6 +6,7 @@ use crate::digitalocean::types::{
     LoadBalancerForwardingRule, LoadBalancerHealthcheck, LoadBalancerStickySessions,
 };
 use crate::digitalocean::{certificate, load_balancer};
+use crate::graph::{Graph, Ref, token};
 use pulumi_gestalt_rust::{Context, Output};
 
 /// Let's Encrypt, validated through the domain's DNS on DigitalOcean.
@@ -19,6 +20,8 @@ pub struct LoadBalancer {
     pub ip: Output<String>,
     /// DigitalOcean URN (for the project).
     pub urn: Output<String>,
+    /// The load balancer, for the graph.
+    pub declared: Ref,
 }
 
 fn rule(entry_port: i32, entry_protocol: &str) -> LoadBalancerForwardingRule {
@@ -32,10 +35,12 @@ fn rule(entry_port: i32, entry_protocol: &str) -> LoadBalancerForwardingRule {
 }
 
 /// Creates the load balancer (and certificate when the stack has a domain).
-pub fn create(ctx: &Context, cfg: &StackConfig, net: &Network) -> LoadBalancer {
+pub fn create(ctx: &Context, cfg: &StackConfig, graph: &Graph, net: &Network) -> LoadBalancer {
+    let mut cert_ref = None;
     let rules: Output<Vec<LoadBalancerForwardingRule>> = match &cfg.domain {
         None => Output::new(vec![rule(80, "http")]),
         Some(domain) => {
+            cert_ref = Some(graph.node(token::CERTIFICATE, &cfg.name("cert")).declare());
             // Certificate names are unique per account and its type and domains replace it.
             let cert = certificate::create(
                 ctx,
@@ -76,6 +81,14 @@ pub fn create(ctx: &Context, cfg: &StackConfig, net: &Network) -> LoadBalancer {
             .type_("none")
             .build_struct()
     };
+    let mut node = graph
+        .node(token::LOAD_BALANCER, &cfg.name("lb"))
+        .uses("vpcUuid", &[&net.vpc])
+        .uses("dropletTag", &[net.color_tag_ref(cfg.active_color)]);
+    if let Some(cert) = &cert_ref {
+        node = node.uses("forwardingRules", &[cert]);
+    }
+    let declared = node.declare();
     let lb = load_balancer::create(
         ctx,
         &cfg.name("lb"),
@@ -100,5 +113,6 @@ pub fn create(ctx: &Context, cfg: &StackConfig, net: &Network) -> LoadBalancer {
         id: lb.id,
         ip: lb.ip,
         urn: lb.load_balancer_urn,
+        declared,
     }
 }

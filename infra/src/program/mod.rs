@@ -1,6 +1,7 @@
 //! The Pulumi program: every DigitalOcean resource of one stack, wired by outputs.
 
 mod access;
+pub mod account;
 mod artifacts;
 mod compute;
 mod database;
@@ -12,9 +13,12 @@ mod network;
 mod outputs;
 mod project;
 
+pub use account::{Account, AccountKey};
+pub use artifacts::bucket_name;
 pub use inputs::Inputs;
 
 use crate::config::{Build, Color, Environment, PROJECT, StackConfig};
+use crate::graph::Graph;
 use crate::limits;
 use pulumi_gestalt_rust::Context;
 
@@ -56,6 +60,17 @@ pub fn check_deployable(cfg: &StackConfig, inputs: &Inputs) -> anyhow::Result<()
     }
 }
 
+/// What the engine's log says about keys the account already has.
+pub fn ssh_key_notes(cfg: &StackConfig, account: &Account) -> Vec<String> {
+    access::plan(cfg, account)
+        .into_iter()
+        .filter_map(|step| match step {
+            access::KeyPlan::Reuse { note, .. } => Some(note),
+            access::KeyPlan::Upload { .. } => None,
+        })
+        .collect()
+}
+
 /// Why a production stack without SSH keys is refused, and how to add one.
 pub fn no_ssh_message(stack: &str) -> String {
     format!(
@@ -75,16 +90,24 @@ pub fn placeholder_domain_message(domain: &str, stack: &str) -> String {
     )
 }
 
-/// Registers the stack's resources and outputs.
-pub fn run(ctx: &Context, cfg: &StackConfig, inputs: &Inputs) -> anyhow::Result<()> {
-    let net = network::create(ctx, cfg);
-    let keys = access::create(ctx, cfg);
-    let db = database::create(ctx, cfg, &net, inputs.dry_run);
-    let store = artifacts::create(ctx, cfg, inputs, &db)?;
-    let pools = compute::create(ctx, cfg, &net, &db, &store, &keys, inputs);
-    let lb = loadbalancer::create(ctx, cfg, &net);
-    firewall::create(ctx, cfg, &net, &lb);
-    project::create(ctx, cfg, &db, &lb, &pools, &store);
+/// Registers the stack's resources and outputs, each with what it uses declared in `graph`.
+///
+/// The order is the creation order: the droplet firewall exists before any droplet boots.
+pub fn run(
+    ctx: &Context,
+    cfg: &StackConfig,
+    inputs: &Inputs,
+    graph: &Graph,
+    account: &Account,
+) -> anyhow::Result<()> {
+    let net = network::create(ctx, cfg, graph);
+    let keys = access::create(ctx, cfg, graph, account);
+    let db = database::create(ctx, cfg, graph, &net, inputs.dry_run);
+    let store = artifacts::create(ctx, cfg, graph, inputs, &db, account)?;
+    let lb = loadbalancer::create(ctx, cfg, graph, &net);
+    let wall = firewall::create(ctx, cfg, graph, &net, &lb);
+    let pools = compute::create(ctx, cfg, graph, &net, &db, &store, &keys, &wall, inputs);
+    project::create(ctx, cfg, graph, &db, &lb, &pools, &store);
     outputs::export(ctx, cfg, &db, &lb, &pools, &store);
     Ok(())
 }

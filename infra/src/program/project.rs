@@ -7,12 +7,14 @@ use super::gather::all;
 use super::loadbalancer::LoadBalancer;
 use crate::config::StackConfig;
 use crate::digitalocean::project;
+use crate::graph::{Graph, Ref, token};
 use pulumi_gestalt_rust::Context;
 
 /// Creates the project; it waits for every grouped resource's URN.
 pub fn create(
     ctx: &Context,
     cfg: &StackConfig,
+    graph: &Graph,
     db: &Database,
     lb: &LoadBalancer,
     droplets: &[AppDroplet],
@@ -24,6 +26,12 @@ pub fn create(
         store.bucket_urn.clone(),
     ];
     urns.extend(droplets.iter().map(|d| d.droplet_urn.clone()));
+    let mut grouped: Vec<&Ref> = vec![&lb.declared, &db.cluster, &store.bucket];
+    grouped.extend(droplets.iter().map(|d| &d.declared));
+    graph
+        .node(token::PROJECT, &cfg.name("project"))
+        .uses("resources", &grouped)
+        .declare();
     project::create(
         ctx,
         &cfg.name("project"),
