@@ -4,6 +4,7 @@ pub mod build;
 pub mod cloud_init;
 pub mod config;
 pub mod db_url;
+pub mod elf;
 pub mod graph;
 pub mod limits;
 pub mod local;

@@ -109,6 +109,11 @@ pub fn run(root: &Path, stack: &str, program: &Path) -> anyhow::Result<Preview> 
             cfg.app_binary.display(),
             build.sha256
         ));
+        if let Some(problem) = crate::program::build_problem(&cfg, &build.path) {
+            notes.push(format!(
+                "warning: `pulumi up` will refuse this stack: {problem}"
+            ));
+        }
     }
     for key in ["apiKey", "sshKeys"] {
         if encrypted.iter().any(|k| k == key) {

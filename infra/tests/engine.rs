@@ -1,6 +1,8 @@
 //! Runs the real program against the mock engine, per stack, and checks what a user would notice.
 
-use infra::mock_engine::{self, Registration, Run, RunSpec, is_secret, is_unknown, reveal};
+use infra::mock_engine::{
+    self, MockAccount, Registration, Run, RunSpec, is_secret, is_unknown, reveal,
+};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
@@ -53,7 +55,7 @@ impl Fixture {
             )
             .unwrap();
         }
-        let binary = b"\x7fELF pretend app build";
+        let binary = &minimal_elf(b"pretend app build");
         std::fs::create_dir_all(dir.path().join("target/release")).unwrap();
         std::fs::write(dir.path().join("target/release/app"), binary).unwrap();
         let sha256 = Sha256::digest(binary)
@@ -97,6 +99,11 @@ impl Fixture {
 
     /// Like `run`, without asserting that the program succeeded.
     fn try_run(&self, stack: &str, dry_run: bool) -> Run {
+        self.try_run_on(stack, dry_run, MockAccount::default())
+    }
+
+    /// Like `try_run`, on a given DigitalOcean account.
+    fn try_run_on(&self, stack: &str, dry_run: bool, account: MockAccount) -> Run {
         let (mut config, _) = infra::preview::engine_config(self.root(), stack).unwrap();
         config.insert("rustlb:apiKey".into(), API_KEY.into());
         config.insert("rustlb:sshKeys".into(), json!([SSH_KEY]).to_string());
@@ -115,10 +122,24 @@ impl Fixture {
             env: vec![],
             dry_run,
             placeholders: false,
-            account: Default::default(),
+            account,
         })
         .unwrap()
     }
+}
+
+/// The smallest x86-64 Linux executable header: static (no sections), so any droplet runs it.
+fn minimal_elf(tail: &[u8]) -> Vec<u8> {
+    let mut h = vec![0u8; 64];
+    h[..4].copy_from_slice(b"\x7fELF");
+    (h[4], h[5], h[6]) = (2, 1, 1); // 64-bit, little-endian, version 1
+    h[16..18].copy_from_slice(&2u16.to_le_bytes()); // executable
+    h[18..20].copy_from_slice(&62u16.to_le_bytes()); // x86-64
+    h[20..24].copy_from_slice(&1u32.to_le_bytes());
+    h[52..54].copy_from_slice(&64u16.to_le_bytes());
+    h[58..60].copy_from_slice(&64u16.to_le_bytes());
+    h.extend_from_slice(tail);
+    h
 }
 
 fn one<'a>(run: &'a Run, type_: &str, name: &str) -> &'a Registration {
@@ -176,8 +197,13 @@ fn dev_stack_registers_the_whole_deployment_once() {
         );
     }
     assert_eq!(run.resources.iter().filter(|r| r.custom).count(), 17);
-    // Gestalt 0.0.12 declares no dependencies: ordering rests on outputs (see Known limitations).
-    assert!(run.resources.iter().all(|r| r.dependencies.is_empty()));
+    // Gestalt sends no dependencies: every one comes from the stack transform.
+    assert!(
+        run.resources
+            .iter()
+            .filter(|r| !r.dependencies.is_empty())
+            .all(|r| r.transformed)
+    );
     let stack = run
         .find("pulumi:pulumi:Stack", "rustlb-dev")
         .expect("stack resource");
@@ -488,7 +514,7 @@ fn a_new_build_changes_every_droplets_user_data() {
     let before = user_data(one(&fx.run("dev", false), DROPLET, "rustlb-dev-blue-1"));
     std::fs::write(
         fx.root().join("target/release/app"),
-        b"\x7fELF the next build",
+        minimal_elf(b"the next build"),
     )
     .unwrap();
     let after = user_data(one(&fx.run("dev", false), DROPLET, "rustlb-dev-blue-1"));
@@ -698,7 +724,7 @@ fn droplets_verify_the_database_with_the_ca_read_from_digitalocean() {
     // The CA is not in userData, so a preview that cannot read it yet replaces no droplet.
     let preview = fx.run("dev", true);
     assert!(
-        preview.invokes.is_empty(),
+        preview.invokes.iter().all(|i| i.token != GET_DATABASE_CA),
         "no CA lookup with an unknown cluster id"
     );
     assert!(
@@ -931,4 +957,341 @@ fn a_stopping_droplet_drains_until_the_load_balancer_has_taken_it_out() {
         text.contains("APP__DATABASE__HEALTH_TIMEOUT_MS=\"1000\""),
         "{text}"
     );
+}
+
+/// The stack files with a domain and an uploaded SSH key, so every kind of resource is there.
+fn with_everything(fx: &Fixture, stack: &str) {
+    let text =
+        std::fs::read_to_string(fx.root().join(format!("stacks/Pulumi.{stack}.yaml"))).unwrap();
+    fx.write_stack(
+        stack,
+        &format!(
+            "{text}  rustlb:domain: api.rustlb-{stack}.dev\n  rustlb:sshPublicKeys:\n    - {ED25519}\n"
+        ),
+    );
+}
+
+fn position(order: &[String], name: &str) -> usize {
+    order
+        .iter()
+        .position(|n| n == name)
+        .unwrap_or_else(|| panic!("{name} is not in the destroy order {order:?}"))
+}
+
+#[test]
+fn every_registration_declares_what_it_uses_so_destroy_deletes_children_first() {
+    for stack in ["dev", "staging", "prod"] {
+        let fx = Fixture::new();
+        with_everything(&fx, stack);
+        for dry_run in [false, true] {
+            let run = fx.run(stack, dry_run);
+            let custom: Vec<&Registration> = run.resources.iter().filter(|r| r.custom).collect();
+            assert!(custom.len() >= 18, "{stack}: {}", custom.len());
+            for r in &custom {
+                assert!(
+                    r.transformed,
+                    "{}: registered before the stack transform",
+                    r.name
+                );
+            }
+            let undeclared = run.undeclared_uses();
+            assert!(undeclared.is_empty(), "{stack}: {undeclared:#?}");
+            let order = run.destroy_order();
+            let n = |role: &str| format!("rustlb-{stack}-{role}");
+            let before = |child: &str, parent: &str| {
+                assert!(
+                    position(&order, child) < position(&order, parent),
+                    "{stack}: {child} must be deleted before {parent}: {order:?}"
+                );
+            };
+            for child in ["db-pool", "db-app", "db-user", "db-firewall", "db-ca"] {
+                before(&n(child), &n("db"));
+            }
+            before(&n("db-pool"), &n("db-app"));
+            before(&n("db-pool"), &n("db-user"));
+            before(&n("db"), &n("vpc"));
+            before(&n("lb"), &n("vpc"));
+            before(&n("lb"), &n("cert"));
+            before(&n("firewall"), &n("lb"));
+            before(&n("project"), &n("lb"));
+            for d in run.of_type(DROPLET) {
+                before(&d.name, &n("vpc"));
+                before(&d.name, &n("firewall"));
+                before(&d.name, &n("db-pool"));
+                before(&d.name, &n("db-ca"));
+                before(&d.name, &n("tag-app"));
+                before(&n("project"), &d.name);
+            }
+            for key in run.of_type(SSH_KEY_RESOURCE) {
+                for d in run.of_type(DROPLET) {
+                    before(&d.name, &key.name);
+                }
+            }
+            for object in run.of_type(OBJECT) {
+                before(&object.name, &n("artifacts"));
+            }
+        }
+    }
+}
+
+#[test]
+fn droplets_are_created_after_the_firewall_that_covers_them() {
+    let fx = Fixture::new();
+    let run = fx.run("dev", false);
+    let at = |name: &str| run.resources.iter().position(|r| r.name == name).unwrap();
+    for d in run.of_type(DROPLET) {
+        assert!(
+            at("rustlb-dev-firewall") < at(&d.name),
+            "{} registered before the firewall",
+            d.name
+        );
+    }
+}
+
+#[test]
+fn a_use_without_a_declared_dependency_is_reported() {
+    let registration = |name: &str, inputs: Value, deps: Vec<String>| Registration {
+        type_: DROPLET.into(),
+        name: name.into(),
+        custom: true,
+        inputs,
+        urn: format!("urn:pulumi:dev::rustlb::{DROPLET}::{name}"),
+        dependencies: deps,
+        property_dependencies: Default::default(),
+        options: Default::default(),
+        transformed: true,
+        id: format!("{name}-id"),
+        computed: json!({ "ipv4Address": format!("<ipv4Address of {name}>") }),
+    };
+    let parent = registration("parent-thing", json!({"name": "parent-thing-name"}), vec![]);
+    let by_id = registration("child-a", json!({"vpcUuid": "parent-thing-id"}), vec![]);
+    let by_name = registration("child-b", json!({"tags": ["parent-thing-name"]}), vec![]);
+    let by_output = registration(
+        "child-c",
+        json!({"userData": "connect to <ipv4Address of parent-thing> at boot"}),
+        vec![],
+    );
+    let declared = registration(
+        "child-d",
+        json!({"vpcUuid": "parent-thing-id"}),
+        vec![parent.urn.clone()],
+    );
+    let transitive = registration(
+        "child-e",
+        json!({"vpcUuid": "parent-thing-id"}),
+        vec![declared.urn.clone()],
+    );
+    let run = Run {
+        resources: vec![parent, by_id, by_name, by_output, declared, transitive],
+        outputs: None,
+        invokes: vec![],
+        logs: vec![],
+        exit_code: Some(0),
+        stdout: String::new(),
+        stderr: String::new(),
+    };
+    let problems = run.undeclared_uses().join("\n");
+    for child in ["child-a", "child-b", "child-c"] {
+        assert!(problems.contains(child), "{child} not reported: {problems}");
+    }
+    for fine in ["child-d", "child-e"] {
+        assert!(!problems.contains(fine), "{fine} reported: {problems}");
+    }
+    let order = run.destroy_order();
+    assert!(position(&order, "child-e") < position(&order, "child-d"));
+    assert!(position(&order, "child-d") < position(&order, "parent-thing"));
+}
+
+#[test]
+fn production_data_is_protected_and_droplet_deletes_outlast_the_drain() {
+    let fx = Fixture::new();
+    let prod = fx.run("prod", false);
+    for (type_, name) in [(CLUSTER, "rustlb-prod-db"), (DB, "rustlb-prod-db-app")] {
+        assert!(
+            one(&prod, type_, name).options.protect,
+            "{name} must be protected"
+        );
+    }
+    let unprotected: Vec<&str> = prod
+        .resources
+        .iter()
+        .filter(|r| r.options.protect && r.type_ != CLUSTER && r.type_ != DB)
+        .map(|r| r.name.as_str())
+        .collect();
+    assert!(
+        unprotected.is_empty(),
+        "only the data is protected: {unprotected:?}"
+    );
+    let dev = fx.run("dev", false);
+    assert!(
+        !one(&dev, CLUSTER, "rustlb-dev-db").options.protect,
+        "dev can be destroyed freely"
+    );
+    for run in [&prod, &dev] {
+        for d in run.of_type(DROPLET) {
+            let unit = user_data(d);
+            let stop: u64 = unit
+                .lines()
+                .find_map(|l| l.trim().strip_prefix("TimeoutStopSec="))
+                .and_then(|v| v.parse().ok())
+                .expect("the unit has a TimeoutStopSec");
+            let timeout = d.options.delete_timeout.clone().expect("a delete timeout");
+            let minutes: u64 = timeout.strip_suffix('m').unwrap().parse().unwrap();
+            // The provider's default is 60 s; the app alone may take TimeoutStopSec to stop.
+            assert!(
+                minutes * 60 > stop + 60,
+                "{}: delete {timeout} vs stop {stop} s",
+                d.name
+            );
+        }
+    }
+}
+
+#[test]
+fn a_key_already_on_the_account_is_reused_by_fingerprint_not_uploaded_again() {
+    let fx = Fixture::new();
+    let dev = std::fs::read_to_string(fx.root().join("stacks/Pulumi.dev.yaml")).unwrap();
+    fx.write_stack(
+        "dev",
+        &format!("{dev}  rustlb:sshPublicKeys:\n    - {ED25519}\n"),
+    );
+    let fingerprint = infra::config::SshPublicKey::parse(ED25519)
+        .unwrap()
+        .fingerprint();
+    // Uploaded by hand, or by another stack: DigitalOcean refuses the same key twice.
+    for holder in ["laptop", "rustlb-staging-ssh-0a1b2c3d"] {
+        let account = MockAccount {
+            ssh_keys: vec![(holder.to_string(), ED25519.to_string())],
+            ..MockAccount::default()
+        };
+        let run = fx.try_run_on("dev", false, account);
+        assert!(run.success(), "{}", run.stderr);
+        assert!(run.of_type(SSH_KEY_RESOURCE).is_empty(), "uploaded again");
+        for d in run.of_type(DROPLET) {
+            let keys = reveal(input(d, "sshKeys"));
+            assert!(
+                keys.as_array().unwrap().contains(&json!(fingerprint)),
+                "{keys}"
+            );
+        }
+        let log = run.logs.join("\n");
+        assert!(log.contains(holder) && log.contains(&fingerprint), "{log}");
+        let owner = if holder == "laptop" {
+            "outside this project"
+        } else {
+            "stack \"staging\""
+        };
+        assert!(log.contains(owner), "{log}");
+    }
+    // A key this stack uploaded earlier keeps its resource, or `pulumi up` would delete it.
+    let name = one(&fx.run("dev", false), SSH_KEY_RESOURCE, &ssh_key_name(&fx))
+        .name
+        .clone();
+    let account = MockAccount {
+        ssh_keys: vec![(name.clone(), ED25519.to_string())],
+        ..MockAccount::default()
+    };
+    let run = fx.try_run_on("dev", false, account);
+    assert!(run.success(), "{}", run.stderr);
+    assert_eq!(run.of_type(SSH_KEY_RESOURCE).len(), 1);
+}
+
+fn ssh_key_name(fx: &Fixture) -> String {
+    let run = fx.run("dev", false);
+    run.of_type(SSH_KEY_RESOURCE)[0].name.clone()
+}
+
+#[test]
+fn bucket_names_are_unique_per_account_and_per_stack() {
+    let fx = Fixture::new();
+    let bucket = |stack: &str, uuid: &str| {
+        let run = fx.try_run_on(
+            stack,
+            false,
+            MockAccount {
+                uuid: uuid.into(),
+                ..MockAccount::default()
+            },
+        );
+        assert!(run.success(), "{}", run.stderr);
+        let b = one(&run, BUCKET, &format!("rustlb-{stack}-artifacts"));
+        input(b, "name").as_str().unwrap().to_string()
+    };
+    let mine = bucket("dev", "11111111-1111-4111-8111-111111111111");
+    let theirs = bucket("dev", "22222222-2222-4222-8222-222222222222");
+    let staging = bucket("staging", "11111111-1111-4111-8111-111111111111");
+    assert_ne!(mine, theirs, "two accounts deploying dev would collide");
+    assert_ne!(mine, staging);
+    assert_eq!(
+        mine,
+        bucket("dev", "11111111-1111-4111-8111-111111111111"),
+        "stable"
+    );
+    assert!(mine.len() <= 63, "{mine}");
+}
+
+#[test]
+fn pulumi_up_refuses_a_build_the_droplets_cannot_run_before_registering_anything() {
+    let real = std::fs::read(env!("CARGO_BIN_EXE_infra")).unwrap();
+    let newest = glibc_versions(&real)
+        .into_iter()
+        .max()
+        .expect("a dynamically linked test binary");
+    let mut too_new = real.clone();
+    replace_all(
+        &mut too_new,
+        format!("GLIBC_{newest}\0").as_bytes(),
+        b"GLIBC_2.99\0",
+    );
+    let mut arm = minimal_elf(b"arm build");
+    arm[18..20].copy_from_slice(&183u16.to_le_bytes());
+    let macho = [0xcfu8, 0xfa, 0xed, 0xfe, 7, 0, 0, 1].to_vec();
+    for (bytes, why) in [
+        (too_new, "needs glibc 2.99"),
+        (arm, "ARM64"),
+        (macho, "macOS"),
+    ] {
+        let fx = Fixture::new();
+        std::fs::write(fx.root().join("target/release/app"), &bytes).unwrap();
+        let run = fx.try_run("dev", false);
+        assert!(!run.success(), "{why}: accepted");
+        assert!(run.stderr.contains(why), "{why}: {}", run.stderr);
+        assert!(
+            run.stderr.contains("x86_64-unknown-linux-musl"),
+            "names the fix: {}",
+            run.stderr
+        );
+        assert!(run.resources.is_empty(), "{why}: something was registered");
+    }
+    // The test binary itself was built here, for x86-64 Linux with this machine's glibc.
+    assert_eq!(infra::elf::check_runs_on(&real, "ubuntu-24-04-x64"), Ok(()));
+}
+
+/// `GLIBC_2.N` versions named in a binary (its dynamic string table holds them).
+fn glibc_versions(bytes: &[u8]) -> Vec<String> {
+    let mut found = Vec::new();
+    for (i, w) in bytes.windows(8).enumerate() {
+        if w == b"GLIBC_2." {
+            let digits: Vec<u8> = bytes[i + 8..]
+                .iter()
+                .take_while(|b| b.is_ascii_digit())
+                .copied()
+                .collect();
+            if bytes.get(i + 8 + digits.len()) == Some(&0) && digits.len() == 2 {
+                found.push(format!("2.{}", String::from_utf8(digits).unwrap()));
+            }
+        }
+    }
+    found
+}
+
+fn replace_all(bytes: &mut [u8], from: &[u8], to: &[u8]) {
+    assert_eq!(from.len(), to.len());
+    let mut i = 0;
+    while i + from.len() <= bytes.len() {
+        if &bytes[i..i + from.len()] == from {
+            bytes[i..i + from.len()].copy_from_slice(to);
+        }
+        i += 1;
+    }
 }

@@ -43,6 +43,12 @@ pub fn check_deployable(cfg: &StackConfig, inputs: &Inputs) -> anyhow::Result<()
             inputs.build.path.display()
         ));
     }
+    if uses_local
+        && inputs.build.exists
+        && let Some(problem) = build_problem(cfg, &inputs.build.path)
+    {
+        problems.push(problem);
+    }
     if cfg.environment == Environment::Production && !cfg.has_ssh_access() {
         problems.push(no_ssh_message(stack));
     }
@@ -58,6 +64,20 @@ pub fn check_deployable(cfg: &StackConfig, inputs: &Inputs) -> anyhow::Result<()
     } else {
         anyhow::bail!("{}", problems.join("\n"))
     }
+}
+
+/// Why the local app build cannot start on the stack's droplets, if it cannot.
+pub fn build_problem(cfg: &StackConfig, path: &std::path::Path) -> Option<String> {
+    let checked = std::fs::read(path)
+        .map_err(|e| format!("cannot be read: {e}"))
+        .and_then(|bytes| crate::elf::check_runs_on(&bytes, &cfg.droplet_image));
+    checked.err().map(|why| {
+        format!(
+            "the app build {} cannot run on the droplets: {why}. Fix: {}",
+            path.display(),
+            crate::elf::FIX
+        )
+    })
 }
 
 /// What the engine's log says about keys the account already has.
