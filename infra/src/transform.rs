@@ -205,3 +205,81 @@ pub fn apply(request: &TransformRequest, declared: &Declared) -> Result<Transfor
         options: Some(options),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::graph::Options;
+    use crate::wire::{OUTPUT_SIG, SIG_KEY, UNKNOWN, secret};
+    use pulumi_gestalt_proto::pulumi::pulumirpc::TransformResourceOptions;
+    use serde_json::json;
+
+    #[test]
+    fn declared_inputs_become_output_values_and_options_keep_the_version() {
+        let mut declared = Declared {
+            options: Options {
+                protect: true,
+                delete_timeout: Some("5m".into()),
+                ..Options::default()
+            },
+            ..Declared::default()
+        };
+        for (prop, urn) in [
+            ("vpcUuid", "urn:a"),
+            ("userData", "urn:b"),
+            ("tags", "urn:c"),
+        ] {
+            declared
+                .uses
+                .entry(prop.into())
+                .or_default()
+                .insert(urn.into());
+        }
+        let request = TransformRequest {
+            r#type: "t".into(),
+            name: "n".into(),
+            custom: true,
+            parent: String::new(),
+            properties: Some(to_struct(&json!({
+                "vpcUuid": UNKNOWN,
+                "userData": secret(json!("#cloud-config")),
+                "tags": ["a", "b"],
+                "size": "s-1vcpu-1gb",
+            }))),
+            options: Some(TransformResourceOptions {
+                version: "4.76.0".into(),
+                ..Default::default()
+            }),
+        };
+        let response = apply(&request, &declared).unwrap();
+        let props = struct_to_json(response.properties.as_ref().unwrap());
+        assert_eq!(props["vpcUuid"][SIG_KEY], OUTPUT_SIG);
+        assert!(
+            props["vpcUuid"].get("value").is_none(),
+            "unknown stays unknown"
+        );
+        assert_eq!(props["userData"]["secret"], true);
+        assert_eq!(props["userData"]["value"], "#cloud-config");
+        assert_eq!(props["tags"]["dependencies"], json!(["urn:c"]));
+        assert_eq!(props["size"], "s-1vcpu-1gb");
+        let options = response.options.unwrap();
+        assert_eq!(options.version, "4.76.0");
+        assert_eq!(options.protect, Some(true));
+        assert_eq!(options.custom_timeouts.unwrap().delete, "5m");
+    }
+
+    #[test]
+    fn a_declared_input_that_is_not_set_is_an_error() {
+        let mut declared = Declared::default();
+        declared
+            .uses
+            .entry("sshKeys".into())
+            .or_default()
+            .insert("urn:k".into());
+        let request = TransformRequest {
+            properties: Some(to_struct(&json!({ "name": "x" }))),
+            ..Default::default()
+        };
+        assert!(apply(&request, &declared).unwrap_err().contains("sshKeys"));
+    }
+}

@@ -1295,3 +1295,11 @@ fn replace_all(bytes: &mut [u8], from: &[u8], to: &[u8]) {
         i += 1;
     }
 }
+
+#[test]
+fn every_type_the_graph_names_is_a_resource_of_the_schema_cut() {
+    let schema = infra::provider_schema::digitalocean();
+    for token in infra::graph::token::ALL {
+        assert!(schema.resource(token).is_some(), "{token}");
+    }
+}
