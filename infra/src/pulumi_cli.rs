@@ -262,7 +262,7 @@ enum Step {
 
 fn split_path(key: &str) -> (String, Vec<Step>) {
     // `ns:key.a[0].b`: the namespace's colon belongs to the root name.
-    let cut = key.find(|c| c == '.' || c == '[').unwrap_or(key.len());
+    let cut = key.find(['.', '[']).unwrap_or(key.len());
     let (root, mut rest) = key.split_at(cut);
     let mut steps = Vec::new();
     while !rest.is_empty() {
@@ -272,7 +272,7 @@ fn split_path(key: &str) -> (String, Vec<Step>) {
             rest = r.get(end + 1..).unwrap_or("");
         } else {
             let r = rest.trim_start_matches('.');
-            let end = r.find(|c| c == '.' || c == '[').unwrap_or(r.len());
+            let end = r.find(['.', '[']).unwrap_or(r.len());
             steps.push(Step::Field(r[..end].to_string()));
             rest = &r[end..];
         }
