@@ -3,9 +3,11 @@
 //! The database is SQLite or PostgreSQL.
 //!
 //! Other crates see only what they use: [`run`] (the binary, and infra's `serve-app`),
-//! [`DeploySettings`] (how infra configures an instance), [`migrate_database`],
-//! [`connect_database`] and [`shutdown_signal`] (infra's local stack and drills), and [`Application`] with [`Settings`] (tests
-//! that start the app on a free port).
+//! [`DeploySettings`] with [`Environment`] and [`LogRetention`] (how infra configures an
+//! instance), [`migrate_database`], [`connect_database`] and [`shutdown_signal`] (infra's local
+//! stack and drills), and [`Application`] with [`Settings`] and [`MigrationsMode`] (tests that
+//! start the app on a free port). Types reached only through these (the settings sections, the
+//! error types) stay unnamed outside, so that no other crate comes to depend on them.
 
 mod apidoc;
 mod configuration;
@@ -33,9 +35,6 @@ mod telemetry;
 pub mod testing;
 
 pub use configuration::env::Environment;
-pub use configuration::{
-    ApplicationSettings, DatabaseSettings, DeploySettings, LogFormat, LogRetention, MigrationsMode,
-    RequestLogSettings, Settings, SettingsError, StatsSettings, TelemetrySettings,
-};
-pub use database::{ConnectError, MigrateError, connect_database, migrate_database};
+pub use configuration::{DeploySettings, LogRetention, MigrationsMode, Settings};
+pub use database::{connect_database, migrate_database};
 pub use startup::{Application, run, shutdown_signal};

@@ -14,7 +14,7 @@ PG_PARAMS=${PG_PARAMS:-?sslmode=disable}
 DB=${DB:-rustlb_bench}
 APP_PORT=${APP_PORT:-3901}
 APP_LOG=/tmp/rustlb-bench-app.log
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/lbinfra-target}
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/rustlb-target}
 
 command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
 command -v psql >/dev/null || { echo "psql is needed" >&2; exit 1; }

@@ -16,7 +16,7 @@ PG=${PG:-postgres://postgres@127.0.0.1:5432}
 PG_PARAMS=${PG_PARAMS:-?sslmode=disable}
 DB=rustlb_cpu
 PORT=${APP_PORT:-3911}
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/lbinfra-target}
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/rustlb-target}
 command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
 cargo build --release -q -p app
 APP_BIN=$CARGO_TARGET_DIR/release/app

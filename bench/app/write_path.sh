@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # The write path before and after a change, in one run: the app built from BEFORE (a git
-# revision, default where this branch left main) and from this working tree take turns on a fresh database each, for
-# PAIRS rounds (default 3) of GET /server-info with the request log on (every request a
-# requests_log row) and POST /api/users (every request a users row). Prints a Markdown table.
+# revision; default `git merge-base HEAD main`) and from this working tree take turns on a
+# fresh database each, for PAIRS rounds (default 3) of GET /server-info with the request log on
+# (every request a requests_log row) and POST /api/users (every request a users row). Prints a
+# Markdown table.
 #
 #   bash bench/app/write_path.sh
-#   BEFORE=d98948a PAIRS=5 DURATION=10s bash bench/app/write_path.sh
+#   BEFORE=HEAD~3 PAIRS=5 DURATION=10s bash bench/app/write_path.sh
 #
 # The BEFORE tree is exported with git archive and built in a target dir of its own,
 # $CARGO_TARGET_DIR/before (cargo names the workspace's own crates alike in both trees, so one

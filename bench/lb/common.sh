@@ -5,7 +5,7 @@
 # stops them all on exit. Sets ROOT, B1, B2, LB_PORT, HA_PORT, BIN, TMP, PIDS, LB_PID,
 # HA_PID and HA_NAME.
 
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/lbinfra-target}
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/rustlb-target}
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 B1=$((BASE_PORT + 1))
 B2=$((BASE_PORT + 2))

@@ -1,7 +1,8 @@
 //! The droplets' boot documents checked by the tools that will read them: `cloud-init schema` and `systemd-analyze verify`.
 //!
-//! Both come from Debian (`.ci/run` installs cloud-init). Without them the tests say so and
-//! pass, except in CI, where a missing tool fails them.
+//! Both come from Debian (`.ci/run` installs cloud-init). The tests are `#[ignore]`d, so a plain
+//! `cargo test` lists them as not run, with the tool they need; `-- --include-ignored` runs them,
+//! and then a missing tool fails them rather than letting them pass unchecked.
 
 use serde_json::Value;
 use std::path::Path;
@@ -11,17 +12,18 @@ fn repo_root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap()
 }
 
-/// True when `tool` runs; in CI a missing tool is a failure, elsewhere a notice.
-fn have(tool: &str) -> bool {
+/// Fails the test when `tool` does not run: a test asked to run must not pass without checking.
+fn require(tool: &str, package: &str) {
     let found = Command::new(tool).arg("--version").output().is_ok();
-    if !found {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "{tool} is missing; .ci/run installs it"
-        );
-        eprintln!("skipped: {tool} is not installed (apt-get install {tool})");
-    }
-    found
+    let hint = if std::env::var_os("CI").is_some() {
+        ".ci/run installs it"
+    } else {
+        "leave out --ignored/--include-ignored to skip this test"
+    };
+    assert!(
+        found,
+        "{tool} is missing: apt-get install {package} ({hint})"
+    );
 }
 
 /// Every droplet's user data from `infra preview --stack <stack> --json`.
@@ -61,10 +63,9 @@ fn cloud_init_schema(path: &Path) -> std::process::Output {
 }
 
 #[test]
+#[ignore = "needs cloud-init: apt-get install cloud-init"]
 fn every_droplets_user_data_is_valid_cloud_config() {
-    if !have("cloud-init") {
-        return;
-    }
+    require("cloud-init", "cloud-init");
     let dir = tempfile::tempdir().unwrap();
     // The tool must be able to say no, or a pass means nothing.
     let broken = dir.path().join("broken.yaml");
@@ -93,10 +94,9 @@ fn every_droplets_user_data_is_valid_cloud_config() {
 const NEWER_THAN_252: &[&str] = &["RestartSteps", "RestartMaxDelaySec"];
 
 #[test]
+#[ignore = "needs systemd-analyze: apt-get install systemd"]
 fn the_service_unit_passes_systemd_analyze_verify() {
-    if !have("systemd-analyze") {
-        return;
-    }
+    require("systemd-analyze", "systemd");
     let (_, text) = user_data("prod").remove(0);
     let unit = infra::cloud_init::written_file(
         &text,

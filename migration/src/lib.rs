@@ -10,7 +10,6 @@ mod m20261202_000005_canonical_email_key;
 mod m20261202_000006_partition_requests_log;
 mod m20261202_000007_request_stats_latency_histograms;
 mod m20261202_000008_create_user_counts;
-pub mod requests_log_days;
 
 /// Every migration, in the order they apply.
 pub struct Migrator;

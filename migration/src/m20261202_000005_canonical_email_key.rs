@@ -3,16 +3,18 @@
 //! The old unique index on `lower(email)` disagreed between databases (SQLite's `lower()` is
 //! ASCII only, so `Äx@` and `äx@` were two users there and one on PostgreSQL) and ignored
 //! Unicode normalisation everywhere (a composed `é` and `e` + combining accent made two
-//! users). The key is computed here in Rust, with the function the app uses for new rows.
+//! users). The key is computed here in Rust, by a frozen copy of the rule the app applied to
+//! new rows when this migration was written (`entity::users::canonical_email`): a later change
+//! to the app's rule must not change what this migration does to a database that runs it.
 //!
 //! Existing addresses that become the same once canonical stop the migration before it
 //! changes anything; its error names them, to be changed or deleted by hand first.
 
 use std::collections::BTreeMap;
 
-use entity::users::canonical_email;
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::sea_orm::Statement;
+use unicode_normalization::UnicodeNormalization;
 
 #[derive(DeriveMigrationName)]
 pub struct Migration;
@@ -97,6 +99,12 @@ impl MigrationTrait for Migration {
     }
 }
 
+/// The canonical form of an address as of 2026-12-02: trimmed, Unicode NFC, then fully
+/// lower-cased. Frozen: the app's rule may change, this one stays what the migration did.
+fn canonical_email(email: &str) -> String {
+    email.trim().nfc().collect::<String>().to_lowercase()
+}
+
 /// Every user's canonical key and address (addresses are unique already: the old index saw
 /// to that), or an error naming the addresses that would collide.
 async fn canonical_keys(manager: &SchemaManager<'_>) -> Result<Vec<(String, String)>, DbErr> {
@@ -139,4 +147,22 @@ enum Users {
     Table,
     Email,
     EmailKey,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_frozen_rule_folds_case_and_normalisation_and_trims() {
+        assert_eq!(canonical_email(" Äx@Example.COM "), "äx@example.com");
+        assert_eq!(
+            canonical_email("cafe\u{301}@example.com"),
+            canonical_email("café@example.com")
+        );
+        assert_ne!(
+            canonical_email("ann@example.com"),
+            canonical_email("anne@example.com")
+        );
+    }
 }

@@ -8,12 +8,14 @@
 //!
 //! Copying the rows takes time on a big table (the whole table is locked meanwhile; instances
 //! keep their log rows queued). SQLite keeps one plain table: nothing changes there.
+//!
+//! The partition names and bounds are spelled by a frozen copy, as of this migration, of what
+//! the app's maintenance (`app::retention::partitions`) uses: a later change there must not
+//! change what this migration does.
 
 use chrono::{NaiveDate, TimeDelta, Utc};
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::sea_orm::{ConnectionTrait, DatabaseBackend, Statement};
-
-use crate::requests_log_days::{DEFAULT_PARTITION, partition_bounds, partition_name};
 
 #[derive(DeriveMigrationName)]
 pub struct Migration;
@@ -114,6 +116,21 @@ impl MigrationTrait for Migration {
     }
 }
 
+/// Where a row goes when no day partition covers it, so that an insert never fails. Frozen.
+const DEFAULT_PARTITION: &str = "requests_log_default";
+
+/// The partition holding `day` (UTC): `requests_log_p20261202`. Frozen.
+fn partition_name(day: NaiveDate) -> String {
+    format!("requests_log_p{}", day.format("%Y%m%d"))
+}
+
+/// `FOR VALUES FROM (<day>) TO (<next day>)`: one UTC day, its start included. Frozen.
+fn partition_bounds(day: NaiveDate) -> String {
+    let start = |day: NaiveDate| format!("'{} 00:00:00+00'", day.format("%Y-%m-%d"));
+    let next = day.succ_opt().unwrap_or(day);
+    format!("FOR VALUES FROM ({}) TO ({})", start(day), start(next))
+}
+
 /// The UTC days `table` has rows for.
 async fn days_with_rows(
     db: &SchemaManagerConnection<'_>,
@@ -135,4 +152,19 @@ async fn days_with_rows(
                 .map_err(|e| DbErr::Custom(format!("day {day:?} of {table}: {e}")))
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_frozen_names_and_bounds_are_those_this_migration_always_made() {
+        let day = NaiveDate::from_ymd_opt(2026, 12, 31).unwrap();
+        assert_eq!(partition_name(day), "requests_log_p20261231");
+        assert_eq!(
+            partition_bounds(day),
+            "FOR VALUES FROM ('2026-12-31 00:00:00+00') TO ('2027-01-01 00:00:00+00')"
+        );
+    }
 }

@@ -5,8 +5,10 @@
 //! A module is a source file (`a/b.rs` or `a/b/mod.rs` is `a::b`; `lib.rs` is the crate root).
 //! Module `m` refers to module `n` when it names a path into `n`: `crate::n::..`,
 //! `super::..`, `self::..`, or `c::..` for a child `c` it declares; a path names the deepest
-//! module it passes through. The trailing `#[cfg(test)]` part of a file is left out: unit tests
-//! may use whatever they test.
+//! module it passes through. The whole file is read, `#[cfg(test)]` modules included: a cycle
+//! through a unit test still ties the two modules together. An inline `mod name { .. }` belongs
+//! to its file's module, but `self` and `super` inside it count from the inline module, so a
+//! test's `use super::*` refers to the file it sits in, not to that file's parent.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -23,34 +25,35 @@ pub fn graph(src: &Path) -> Graph {
     for (module, file) in &files {
         let text = std::fs::read_to_string(file).expect("readable source");
         let code = strip(&text);
-        let code = match code.find("#[cfg(test)]") {
-            Some(at) => &code[..at],
-            None => &code[..],
-        };
-        let children = declared_children(code);
+        let children = declared_children(&code);
+        let inline = inline_modules(&code);
         let here = split(module);
         let mut refs = BTreeSet::new();
-        for path in paths(code) {
-            let (mut base, rest) = match path.first().map(String::as_str) {
+        for (at, path) in paths(&code) {
+            // Where `self` is: the file's module, then any inline modules around `at`.
+            let mut scope = here.clone();
+            scope.extend(innermost(&inline, at).iter().cloned());
+            let (mut base, mut rest) = match path.first().map(String::as_str) {
                 Some("crate") => (Vec::new(), &path[1..]),
-                Some("self") => (here.clone(), &path[1..]),
-                Some("super") => {
-                    let supers = path.iter().take_while(|s| *s == "super").count();
-                    let mut base = here.clone();
-                    base.truncate(base.len().saturating_sub(supers));
-                    (base, &path[supers..])
-                }
+                Some("self") => (scope, &path[1..]),
+                Some("super") => (scope, &path[..]),
                 Some(first) if children.contains(first) => (here.clone(), &path[..]),
                 _ => continue,
             };
-            for segment in rest {
-                base.push(segment.clone());
-                if !known.contains(&base.join("::")) {
-                    base.pop();
+            while rest.first().is_some_and(|s| s == "super") {
+                base.pop();
+                rest = &rest[1..];
+            }
+            // The deepest file module along the path; inline modules are not files.
+            let mut target = Vec::new();
+            for segment in base.iter().chain(rest) {
+                target.push(segment.clone());
+                if !known.contains(&target.join("::")) {
+                    target.pop();
                     break;
                 }
             }
-            let target = base.join("::");
+            let target = target.join("::");
             if target != *module {
                 refs.insert(target);
             }
@@ -179,9 +182,78 @@ fn declared_children(code: &str) -> BTreeSet<String> {
         .collect()
 }
 
-/// Every path in `code`, with `use` groups expanded: `crate::{a, b::c}` gives `crate::a` and
-/// `crate::b::c`.
-fn paths(code: &str) -> Vec<Vec<String>> {
+/// An inline `mod name { .. }` block: where its body starts and ends (char offsets into the
+/// stripped code) and its path below the file's module (`["tests", "helpers"]`).
+struct Inline {
+    start: usize,
+    end: usize,
+    path: Vec<String>,
+}
+
+/// Every inline module block of `code`, which must be stripped so that no brace in a comment
+/// or literal throws the nesting off.
+fn inline_modules(code: &str) -> Vec<Inline> {
+    let chars: Vec<char> = code.chars().collect();
+    let mut out: Vec<Inline> = Vec::new();
+    // (index into `out`, depth of its opening brace) of the blocks open at `i`.
+    let mut open: Vec<(usize, usize)> = Vec::new();
+    let mut depth = 0;
+    let mut i = 0;
+    while i < chars.len() {
+        match chars[i] {
+            '{' => depth += 1,
+            '}' => {
+                if open.last().is_some_and(|(_, d)| *d == depth) {
+                    let (block, _) = open.pop().expect("checked");
+                    out[block].end = i;
+                }
+                depth -= 1;
+            }
+            _ => {}
+        }
+        let starts_word = i == 0 || !is_path_char(chars[i - 1]);
+        if starts_word && chars[i..].starts_with(&['m', 'o', 'd']) {
+            let name_start = skip_space(&chars, i + 3);
+            let mut name_end = name_start;
+            while name_end < chars.len() && is_ident(chars[name_end]) {
+                name_end += 1;
+            }
+            let brace = skip_space(&chars, name_end);
+            if name_start > i + 3 && name_end > name_start && chars.get(brace) == Some(&'{') {
+                let mut path = open
+                    .last()
+                    .map(|(b, _)| out[*b].path.clone())
+                    .unwrap_or_default();
+                path.push(chars[name_start..name_end].iter().collect());
+                depth += 1;
+                open.push((out.len(), depth));
+                out.push(Inline {
+                    start: brace,
+                    end: chars.len(),
+                    path,
+                });
+                i = brace + 1;
+                continue;
+            }
+        }
+        i += 1;
+    }
+    out
+}
+
+/// The path of the innermost inline module around offset `at`; empty outside all of them.
+fn innermost(blocks: &[Inline], at: usize) -> &[String] {
+    blocks
+        .iter()
+        .filter(|b| b.start < at && at < b.end)
+        .max_by_key(|b| b.path.len())
+        .map(|b| b.path.as_slice())
+        .unwrap_or(&[])
+}
+
+/// Every path in `code` with the char offset where it starts, `use` groups expanded:
+/// `crate::{a, b::c}` gives `crate::a` and `crate::b::c`.
+fn paths(code: &str) -> Vec<(usize, Vec<String>)> {
     let chars: Vec<char> = code.chars().collect();
     let mut out = Vec::new();
     let mut i = 0;
@@ -190,7 +262,7 @@ fn paths(code: &str) -> Vec<Vec<String>> {
         if starts_word {
             let mut trees = Vec::new();
             let end = use_tree(&chars, i, Vec::new(), &mut trees);
-            out.extend(trees.into_iter().filter(|p| p.len() > 1));
+            out.extend(trees.into_iter().filter(|p| p.len() > 1).map(|p| (i, p)));
             i = end.max(i + 1);
         } else {
             i += 1;

@@ -70,3 +70,43 @@ fn a_cycle_is_found() {
     let graph = graph(src);
     assert_eq!(graph["b"], BTreeSet::from(["a".to_owned()]));
 }
+
+#[test]
+fn an_import_inside_a_test_module_is_seen() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path();
+    std::fs::write(src.join("lib.rs"), "mod a;\nmod x;\n").unwrap();
+    std::fs::write(
+        src.join("a.rs"),
+        "pub fn f() {}\n\n#[cfg(test)]\nmod tests {\n    use crate::x;\n}\n",
+    )
+    .unwrap();
+    std::fs::write(src.join("x.rs"), "").unwrap();
+    let graph = graph(src);
+    assert_eq!(graph["a"], BTreeSet::from(["x".to_owned()]), "{graph:#?}");
+}
+
+#[test]
+fn super_inside_an_inline_module_counts_from_that_module() {
+    // A test's `use super::*` is its own file; `super::super` leaves the file.
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path();
+    std::fs::create_dir(src.join("p")).unwrap();
+    std::fs::write(src.join("lib.rs"), "mod p;\nmod q;\n").unwrap();
+    std::fs::write(src.join("q.rs"), "").unwrap();
+    std::fs::write(src.join("p/mod.rs"), "mod c;\npub use c::f;\n").unwrap();
+    std::fs::write(
+        src.join("p/c.rs"),
+        "pub fn f() { let _ = '{'; }\n#[cfg(test)]\nmod tests {\n    use super::*;\n    \
+         mod deeper {\n        use super::super::f;\n        use self::super::super::super::super::q;\n    }\n}\n\
+         fn g() { self::f(); }\n",
+    )
+    .unwrap();
+    let graph = graph(src);
+    assert_eq!(
+        graph["p::c"],
+        BTreeSet::from(["q".to_owned()]),
+        "{graph:#?}"
+    );
+    assert!(cycles(src).is_empty(), "{:?}", cycles(src));
+}

@@ -471,4 +471,93 @@ mod tests {
         }
         assert!(load(&[("APP__STATS__RETENTION_DAYS", "-1")]).is_err());
     }
+
+    // DeploySettings renders what this module loads: the round trip is checked here, where
+    // both sides are in view, so that `deploy` does not refer back to the module above it.
+    fn loaded(deploy: &DeploySettings) -> Settings {
+        Settings::from_vars(deploy.to_env()).expect("rendered settings load")
+    }
+
+    #[test]
+    fn rendered_settings_load_back_to_the_same_values() {
+        let ca = tempfile::NamedTempFile::new().unwrap();
+        let deploy = DeploySettings {
+            environment: Environment::Production,
+            host: "10.0.0.7".parse().unwrap(),
+            port: 3123,
+            server_id: "rustlb-dev-blue-2".into(),
+            // Leading zeros: must stay text all the way through.
+            api_key: Some("0012345678901234".into()),
+            database_url: "postgres://app:p%40ss@db:25061/app?sslmode=verify-full".into(),
+            statement_cache: false,
+            run_migrations: true,
+            ca_file: Some(ca.path().to_owned()),
+            drain_seconds: Some(40),
+            health_timeout_ms: Some(800),
+            trusted_proxy_hops: Some(2),
+            retention: LogRetention {
+                request_log_days: Some(3),
+                stats_days: Some(90),
+                maintenance_interval_seconds: Some(60),
+            },
+        };
+        let settings = loaded(&deploy);
+        assert_eq!(settings.environment, Environment::Production);
+        assert_eq!(settings.application.host, "10.0.0.7");
+        assert_eq!(settings.application.port, 3123);
+        assert_eq!(settings.application.server_id, "rustlb-dev-blue-2");
+        assert_eq!(
+            settings.application.api_key.unwrap().expose_secret(),
+            "0012345678901234"
+        );
+        assert_eq!(
+            settings.database.url.expose_secret(),
+            deploy.database_url.expose_secret()
+        );
+        assert!(!settings.database.statement_cache);
+        assert_eq!(settings.database.run_migrations, MigrationsMode::Always);
+        assert_eq!(settings.database.ca_file.as_deref(), Some(ca.path()));
+        assert_eq!(settings.application.drain_seconds, 40);
+        assert_eq!(settings.database.health_timeout_ms, 800);
+        assert_eq!(settings.application.trusted_proxy_hops, 2);
+        assert_eq!(settings.request_log.retention_days, 3);
+        assert_eq!(settings.stats.retention_days, 90);
+        assert_eq!(settings.request_log.maintenance_interval_seconds, 60);
+    }
+
+    #[test]
+    fn what_a_deployer_leaves_out_keeps_its_default() {
+        let deploy = DeploySettings {
+            environment: Environment::Local,
+            host: "127.0.0.1".parse().unwrap(),
+            port: 3001,
+            server_id: "local-1".into(),
+            api_key: None,
+            database_url: "sqlite://data/local.sqlite?mode=rwc".into(),
+            statement_cache: true,
+            run_migrations: false,
+            ca_file: None,
+            drain_seconds: None,
+            health_timeout_ms: None,
+            trusted_proxy_hops: None,
+            retention: LogRetention::default(),
+        };
+        let settings = loaded(&deploy);
+        assert_eq!(settings.environment, Environment::Local);
+        assert!(settings.application.api_key.is_none());
+        assert!(settings.database.statement_cache);
+        assert_eq!(settings.database.run_migrations, MigrationsMode::Never);
+        assert!(settings.database.ca_file.is_none());
+        assert_eq!(settings.application.drain_seconds, 0);
+        assert_eq!(settings.database.health_timeout_ms, 1000);
+        assert_eq!(settings.application.trusted_proxy_hops, 1);
+        assert_eq!(settings.request_log.retention_days, 7);
+        assert_eq!(settings.stats.retention_days, 400);
+        assert_eq!(settings.request_log.maintenance_interval_seconds, 300);
+        let names: Vec<String> = deploy.to_env().into_iter().map(|(k, _)| k).collect();
+        let mut unique = names.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), names.len(), "{names:?}");
+    }
 }

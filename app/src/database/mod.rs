@@ -8,5 +8,5 @@ mod url;
 
 pub use availability::{Availability, AvailabilityProbe, watch_availability};
 pub use failure::{Failure, classify};
-pub use migrate::{MigrateError, migrate, migrate_database, pending_migrations};
-pub use pool::{ConnectError, connect_database, connect_with_retry};
+pub use migrate::{migrate, migrate_database, pending_migrations};
+pub use pool::{connect_database, connect_with_retry};

@@ -1,7 +1,8 @@
 //! How big the log tables are, as `/metrics` gauges: estimates from the catalog, never a scan.
 
-use migration::requests_log_days::{DEFAULT_PARTITION, PARENT};
 use sea_orm::{ConnectionTrait, DatabaseBackend, DatabaseConnection, DbErr, Statement};
+
+use super::partitions::{DEFAULT_PARTITION, PARENT};
 
 /// Sets `request_log_table_rows`, `request_log_table_bytes` (PostgreSQL), `request_log_partitions`
 /// (PostgreSQL) and `database_size_bytes` from the database's own bookkeeping.

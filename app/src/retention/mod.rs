@@ -19,6 +19,7 @@
 
 mod footprint;
 mod lock;
+mod partitions;
 mod policy;
 mod postgres;
 mod report;

@@ -5,14 +5,14 @@
 //! partition move into it first. Dropping a partition takes the parent for an instant.
 
 use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
-use migration::requests_log_days::{
-    DEFAULT_PARTITION, PARENT, day_start, partition_bounds, partition_day, partition_name,
-};
 use sea_orm::{
     ConnectionTrait, DatabaseBackend, DatabaseConnection, DatabaseTransaction, DbErr, Statement,
 };
 
 use super::lock;
+use super::partitions::{
+    DEFAULT_PARTITION, PARENT, day_start, partition_bounds, partition_day, partition_name,
+};
 use super::report::Report;
 
 /// Days after today that get their partition ahead of time: the maintenance may miss a few

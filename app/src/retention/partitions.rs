@@ -1,7 +1,8 @@
-//! `requests_log`'s day partitions on PostgreSQL: names and bounds, for the migration and the app.
+//! `requests_log`'s day partitions on PostgreSQL: names and bounds, as maintenance spells them.
 //!
-//! The migration that partitions the table and the app's maintenance, which creates and drops
-//! partitions as days come and go, both spell them from here.
+//! Migration `m20261202_000006_partition_requests_log` made the first partitions with its own
+//! frozen copy of these names, so a database it migrated and one this code maintains agree only
+//! while the two spell alike: a new scheme needs a new migration renaming what exists.
 
 use chrono::NaiveDate;
 
