@@ -5,7 +5,7 @@
 //! Other crates see only what they use: [`run`] (the binary, and infra's `serve-app`),
 //! [`DeploySettings`] with [`Environment`] and [`LogRetention`] (how infra configures an
 //! instance), [`migrate_database`], [`connect_database`] and [`shutdown_signal`] (infra's local
-//! stack and drills), and [`Application`] with [`Settings`] and [`MigrationsMode`] (tests that
+//! stack and drills), [`grant_schema_to_owner`] (`infra db-bootstrap`), and [`Application`] with [`Settings`] and [`MigrationsMode`] (tests that
 //! start the app on a free port). Types reached only through these (the settings sections, the
 //! error types) stay unnamed outside, so that no other crate comes to depend on them.
 
@@ -36,5 +36,5 @@ pub mod testing;
 
 pub use configuration::env::Environment;
 pub use configuration::{DeploySettings, LogRetention, MigrationsMode, Settings};
-pub use database::{connect_database, migrate_database};
+pub use database::{connect_database, grant_schema_to_owner, migrate_database};
 pub use startup::{Application, run, shutdown_signal};

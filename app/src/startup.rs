@@ -93,10 +93,43 @@ impl Application {
                     env::DATABASE_URL
                 )
             })?;
+        // With a separate schema owner, DDL (migrations, partition maintenance) runs as it and
+        // requests run as a role that may only read and write rows.
+        let owner_db =
+            match settings.database.owner() {
+                Some(owner) => Some(database::connect_with_retry(&owner).await.with_context(
+                    || {
+                        format!(
+                            "cannot connect to the database as its owner (check {})",
+                            env::OWNER_URL
+                        )
+                    },
+                )?),
+                None => None,
+            };
+        let ddl_db = owner_db.as_ref().unwrap_or(&db);
         if settings.database.migrate_at_start(settings.is_sqlite()) {
-            database::migrate(&db)
+            database::migrate(ddl_db).await.map_err(|err| {
+                anyhow::anyhow!(
+                    "applying migrations: {err}{}",
+                    if owner_db.is_some()
+                        && err.to_string().contains("permission denied for schema")
+                    {
+                        ". The owner role may not create tables in schema public yet: the \
+                         database's owner must grant it once (`infra db-bootstrap`, README)"
+                    } else {
+                        ""
+                    }
+                )
+            })?;
+        }
+        if let Some(owner) = &owner_db {
+            let runtime = database::current_role(&db)
                 .await
-                .context("applying migrations")?;
+                .context("reading the runtime role")?;
+            database::grant_rows_to(owner, &runtime)
+                .await
+                .with_context(|| format!("granting {runtime} the rows of the app's tables"))?;
         }
         let (availability, availability_probe) =
             database::watch_availability(&settings.database, db.clone());
@@ -132,7 +165,7 @@ impl Application {
             &settings.request_log,
         );
         let maintenance = retention::spawn(
-            db.clone(),
+            owner_db.clone().unwrap_or_else(|| db.clone()),
             schema.clone(),
             retention::Policy::from_settings(&settings.request_log, &settings.stats),
             Duration::from_secs(settings.request_log.maintenance_interval_seconds),

@@ -19,8 +19,10 @@ pub struct CloudInit<'a> {
     pub binary_url: &'a str,
     /// Expected sha256 of the binary; the download is refused on mismatch.
     pub binary_sha256: &'a str,
-    /// Database URL through the private PgBouncer pool (secret).
+    /// Database URL through the private PgBouncer pool, as the runtime role (secret).
     pub database_url: &'a str,
+    /// Direct URL of the schema owner's role, for migrations and maintenance (secret).
+    pub owner_url: &'a str,
     /// API key (secret).
     pub api_key: &'a str,
     /// HTTPS URL of the database CA certificate when the app verifies the database (`verify-full`).
@@ -148,6 +150,7 @@ impl CloudInit<'_> {
             server_id: self.server_id.to_owned(),
             api_key: Some(self.api_key.into()),
             database_url: self.database_url.into(),
+            owner_url: Some(self.owner_url.into()),
             // PgBouncer in transaction mode cannot keep prepared statements across transactions.
             statement_cache: false,
             // Every droplet may migrate at start: the app serialises them with an advisory lock.
@@ -227,6 +230,7 @@ mod tests {
             binary_url: "https://x/app",
             binary_sha256: "00",
             database_url: "postgresql://u:p@h:1/d?sslmode=require\nEVIL=1",
+            owner_url: "postgresql://o:p@h:2/d?sslmode=require",
             api_key: "k\\ey",
             database_ca_url: None,
             drain_seconds: 95,

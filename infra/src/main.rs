@@ -75,6 +75,17 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Once per new cluster, from an admin network: let the schema owner role create the app's
+    /// tables (PostgreSQL 15+ gives that right to the database owner only, DigitalOcean's admin).
+    DbBootstrap {
+        /// The admin's URL of the app database (`pulumi stack output databaseAdminUri
+        /// --show-secrets`); best passed in the environment, where `ps` does not show it.
+        #[arg(long, env = "RUSTLB_DB_ADMIN_URL", hide_env_values = true)]
+        admin_url: String,
+        /// The owner role (`pulumi stack output databaseOwnerRole`).
+        #[arg(long)]
+        owner: String,
+    },
     /// Stop the local stack.
     Destroy {
         /// Stack name.
@@ -139,6 +150,16 @@ fn run_command(command: Command) -> std::process::ExitCode {
             drills,
             json,
         } => verify_command(url, stack, api_key, requests, drills, json),
+        Command::DbBootstrap { admin_url, owner } => report((|| {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(app::grant_schema_to_owner(&admin_url, &owner))?;
+            println!(
+                "{owner} may now create the app's tables in schema public; the droplets migrate at their next start"
+            );
+            Ok(())
+        })()),
         Command::Destroy { stack } => {
             with_root(|root| local::destroy(root, local_config(root, &stack)?))
         }

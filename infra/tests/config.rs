@@ -599,6 +599,7 @@ fn retention_is_stack_config_with_the_apps_defaults() {
         server_id: "x".into(),
         api_key: None,
         database_url: "sqlite::memory:".into(),
+        owner_url: None,
         statement_cache: true,
         run_migrations: false,
         ca_file: None,

@@ -177,7 +177,7 @@ fn dev_stack_registers_the_whole_deployment_once() {
         (TAG, 3),
         (CLUSTER, 1),
         (DB, 1),
-        (USER, 1),
+        (USER, 2),
         (POOL, 1),
         (DB_FIREWALL, 1),
         (BUCKET, 1),
@@ -196,7 +196,7 @@ fn dev_stack_registers_the_whole_deployment_once() {
             names(&run)
         );
     }
-    assert_eq!(run.resources.iter().filter(|r| r.custom).count(), 17);
+    assert_eq!(run.resources.iter().filter(|r| r.custom).count(), 18);
     // Gestalt sends no dependencies: every one comes from the stack transform.
     assert!(
         run.resources
@@ -390,15 +390,67 @@ fn droplet_firewall_admits_the_app_port_from_the_load_balancer_and_ssh_from_admi
 }
 
 #[test]
-fn database_trusts_only_the_app_tag_and_the_app_uses_its_own_user_through_the_pool() {
+fn database_trusts_only_the_app_tag_and_the_admin_networks() {
     let fx = Fixture::new();
     let run = fx.run("dev", false);
     let fw = one(&run, DB_FIREWALL, "rustlb-dev-db-firewall");
     assert_eq!(
         input(fw, "rules"),
-        &json!([{"type": "tag", "value": "rustlb-dev-app"}])
+        &json!([
+            {"type": "tag", "value": "rustlb-dev-app"},
+            {"type": "ip_addr", "value": "203.0.113.0/24"},
+        ])
     );
     assert_eq!(input(fw, "clusterId"), "rustlb-dev-db-id");
+}
+
+#[test]
+fn requests_run_as_a_role_without_ddl_and_no_admin_credential_reaches_a_droplet() {
+    let fx = Fixture::new();
+    let run = fx.run("dev", false);
+    let owner = one(&run, USER, "rustlb-dev-db-owner");
+    assert_eq!(input(owner, "name"), "app_owner");
+    let text = user_data(one(&run, DROPLET, "rustlb-dev-blue-1"));
+    let env = |name: &str| {
+        text.lines()
+            .find_map(|l| l.trim().strip_prefix(&format!("{name}=")))
+            .unwrap_or_else(|| panic!("{name} missing: {text}"))
+            .trim_matches('"')
+            .to_string()
+    };
+    // Requests through the pool as `app`; migrations and maintenance straight to the cluster
+    // as the owner; the admin (`doadmin`) nowhere.
+    let runtime = env("APP__DATABASE__URL");
+    assert!(
+        runtime.starts_with("postgresql://app:mock-user-password@private-pool-host"),
+        "{runtime}"
+    );
+    let owner_url = env("APP__DATABASE__OWNER_URL");
+    assert!(
+        owner_url.starts_with("postgresql://app_owner:"),
+        "{owner_url}"
+    );
+    assert!(
+        owner_url.contains(":25060/app?sslmode=verify-full"),
+        "{owner_url}"
+    );
+    assert!(
+        !text.contains("doadmin") && !text.contains("mock-admin-password"),
+        "{text}"
+    );
+    // The admin's URL is only a secret stack output, for `infra db-bootstrap`.
+    let outputs = run.outputs.as_ref().unwrap();
+    assert!(is_secret(&outputs["databaseAdminUri"]));
+    let admin = reveal(&outputs["databaseAdminUri"]);
+    assert!(
+        admin.as_str().unwrap().starts_with("postgresql://doadmin:"),
+        "{admin}"
+    );
+    assert!(
+        admin.as_str().unwrap().ends_with("/app?sslmode=require"),
+        "{admin}"
+    );
+    assert_eq!(outputs["databaseOwnerRole"], "app_owner");
 }
 
 #[test]

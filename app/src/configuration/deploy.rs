@@ -18,6 +18,9 @@ pub struct DeploySettings {
     /// `None`: writes need no key.
     pub api_key: Option<SecretString>,
     pub database_url: SecretString,
+    /// The schema owner's URL (`database.owner_url`), when `database_url`'s role only reads
+    /// and writes rows.
+    pub owner_url: Option<SecretString>,
     /// Off behind PgBouncer in transaction mode.
     pub statement_cache: bool,
     /// Whether this instance applies pending migrations at start.
@@ -74,6 +77,9 @@ impl DeploySettings {
             (env::STATEMENT_CACHE.env(), self.statement_cache.to_string()),
             (env::RUN_MIGRATIONS.env(), self.run_migrations.to_string()),
         ]);
+        if let Some(owner) = &self.owner_url {
+            vars.push((env::OWNER_URL.env(), owner.expose_secret().to_owned()));
+        }
         if let Some(ca) = &self.ca_file {
             vars.push((env::CA_FILE.env(), ca.to_string_lossy().into_owned()));
         }

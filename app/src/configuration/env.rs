@@ -54,6 +54,7 @@ pub const RUN_MIGRATIONS: Key = Key("database.run_migrations");
 pub const SCHEMA_CHECK_INTERVAL_MS: Key = Key("database.schema_check_interval_ms");
 pub const STATEMENT_CACHE: Key = Key("database.statement_cache");
 pub const CA_FILE: Key = Key("database.ca_file");
+pub const OWNER_URL: Key = Key("database.owner_url");
 pub const REQUEST_LOG: Key = Key("request_log");
 pub const REQUEST_LOG_BATCH_SIZE: Key = Key("request_log.batch_size");
 pub const REQUEST_LOG_RETENTION_DAYS: Key = Key("request_log.retention_days");

@@ -73,6 +73,9 @@ pub struct DatabaseSettings {
     pub statement_cache: bool,
     #[serde(deserialize_with = "optional_path")]
     pub ca_file: Option<PathBuf>,
+    /// The schema owner's URL (secret like `url`); `None`: `url` migrates and maintains too.
+    #[serde(deserialize_with = "optional_secret")]
+    pub owner_url: Option<SecretString>,
 }
 
 /// When to apply pending migrations at start.
@@ -276,6 +279,12 @@ impl Settings {
         if self.database.health_timeout_ms == 0 {
             return Err(invalid(env::HEALTH_TIMEOUT_MS, "must be at least 1".into()));
         }
+        if self.database.owner_url.is_some() && self.is_sqlite() {
+            return Err(invalid(
+                env::OWNER_URL,
+                "applies to PostgreSQL only; leave it empty for SQLite".into(),
+            ));
+        }
         if let Some(ca) = &self.database.ca_file
             && !ca.is_file()
         {
@@ -354,6 +363,18 @@ impl DatabaseSettings {
             .expect("the embedded base.yaml has a valid database section");
         settings.url = SecretString::from(url.to_owned());
         settings
+    }
+
+    /// The settings of the schema owner's connection, when one is configured: one connection,
+    /// for migrations and maintenance.
+    pub fn owner(&self) -> Option<DatabaseSettings> {
+        self.owner_url.as_ref().map(|url| DatabaseSettings {
+            url: url.clone(),
+            owner_url: None,
+            max_connections: 1,
+            min_connections: 1,
+            ..self.clone()
+        })
     }
 
     /// Whether pending migrations run at start, given the database kind.
@@ -489,6 +510,7 @@ mod tests {
             // Leading zeros: must stay text all the way through.
             api_key: Some("0012345678901234".into()),
             database_url: "postgres://app:p%40ss@db:25061/app?sslmode=verify-full".into(),
+            owner_url: Some("postgres://app_owner:o%23wn@db:25060/app?sslmode=verify-full".into()),
             statement_cache: false,
             run_migrations: true,
             ca_file: Some(ca.path().to_owned()),
@@ -514,6 +536,10 @@ mod tests {
             settings.database.url.expose_secret(),
             deploy.database_url.expose_secret()
         );
+        assert_eq!(
+            settings.database.owner_url.unwrap().expose_secret(),
+            deploy.owner_url.unwrap().expose_secret()
+        );
         assert!(!settings.database.statement_cache);
         assert_eq!(settings.database.run_migrations, MigrationsMode::Always);
         assert_eq!(settings.database.ca_file.as_deref(), Some(ca.path()));
@@ -534,6 +560,7 @@ mod tests {
             server_id: "local-1".into(),
             api_key: None,
             database_url: "sqlite://data/local.sqlite?mode=rwc".into(),
+            owner_url: None,
             statement_cache: true,
             run_migrations: false,
             ca_file: None,

@@ -62,6 +62,10 @@ pub struct Options {
     /// 0 in tests unless a test is about the schedule: tests run maintenance themselves, as of
     /// the times they need.
     pub maintenance_interval_seconds: u64,
+    /// A database the test prepared (`database.url`), instead of a fresh one.
+    pub database_url: Option<String>,
+    /// `database.owner_url`: the schema owner, when `database_url`'s role reads and writes rows only.
+    pub owner_url: Option<String>,
 }
 
 impl Default for Options {
@@ -82,6 +86,8 @@ impl Default for Options {
             schema_check_interval_ms: 100,
             trusted_proxy_hops: 1,
             maintenance_interval_seconds: 0,
+            database_url: None,
+            owner_url: None,
         }
     }
 }
@@ -120,8 +126,19 @@ pub async fn spawn_unlogged_app(backend: Backend) -> TestApp {
 
 /// Starts the app on 127.0.0.1:0 with a database nobody else uses.
 pub async fn spawn_app_with(backend: Backend, options: Options) -> TestApp {
+    try_spawn_app_with(backend, options)
+        .await
+        .expect("app builds")
+}
+
+/// Like [`spawn_app_with`], for tests about an app that refuses to start.
+pub async fn try_spawn_app_with(backend: Backend, options: Options) -> anyhow::Result<TestApp> {
     init_logs();
-    let (database_url, dir) = fresh_database(&backend).await;
+    let (fresh_url, dir) = match &options.database_url {
+        Some(url) => (url.clone(), tempfile::tempdir().expect("temp dir")),
+        None => fresh_database(&backend).await,
+    };
+    let database_url = fresh_url;
     // Tests set no APP__ variables, so this is the embedded defaults.
     let mut settings = Settings::load().expect("embedded configuration loads");
     settings.application.host = "127.0.0.1".into();
@@ -149,16 +166,17 @@ pub async fn spawn_app_with(backend: Backend, options: Options) -> TestApp {
     settings.request_log.queue_capacity = options.queue_capacity;
     settings.stats.cache_ms = options.stats_cache_ms;
     settings.request_log.maintenance_interval_seconds = options.maintenance_interval_seconds;
+    settings.database.owner_url = options.owner_url.clone().map(SecretString::from);
     settings.resolve().expect("test settings are valid");
 
-    let app = Application::build(settings).await.expect("app builds");
+    let app = Application::build(settings).await?;
     let address = format!("http://127.0.0.1:{}", app.port());
     let probe = Probe::of(&app);
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
     let task = tokio::spawn(app.run_until(async {
         let _ = stop_rx.await;
     }));
-    TestApp {
+    Ok(TestApp {
         address,
         server_id: options.server_id,
         api_key: options.api_key,
@@ -171,7 +189,7 @@ pub async fn spawn_app_with(backend: Backend, options: Options) -> TestApp {
         stop: Some(stop_tx),
         task: Some(task),
         _dir: dir,
-    }
+    })
 }
 
 impl TestApp {

@@ -31,6 +31,7 @@ mod health;
 mod helpers;
 mod migrations;
 mod outage;
+mod privileges;
 mod request_log;
 mod retention;
 mod routing;

@@ -23,6 +23,7 @@ pub fn instance_env(cfg: &StackConfig, server_id: &str, port: u16) -> Vec<(Strin
         server_id: server_id.to_owned(),
         api_key: cfg.api_key().cloned(),
         database_url: cfg.database_url().into(),
+        owner_url: None,
         statement_cache: true,
         // Migrations ran once before the instances started; N racing migrators would collide.
         run_migrations: false,

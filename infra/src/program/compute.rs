@@ -60,7 +60,7 @@ pub fn create(
         ..Options::default()
     };
     // What the user data names: the database URL (pool, user), the downloads (bucket, objects).
-    let mut boot: Vec<&Ref> = vec![&db.pool, &db.user, &store.bucket];
+    let mut boot: Vec<&Ref> = vec![&db.pool, &db.user, &db.owner, &store.bucket];
     boot.extend(store.objects.iter());
     let uploaded_keys: Vec<&Ref> = access.uploaded.iter().collect();
     let mut droplets = Vec::new();
@@ -74,15 +74,17 @@ pub fn create(
             let user_data = pulumi_combine!(
                 url.clone(),
                 db.app_url.clone(),
+                db.owner_url.clone(),
                 api_key.clone(),
                 ca_url.clone()
             )
-            .map(move |(url, db_url, key, ca_url)| {
+            .map(move |(url, db_url, owner_url, key, ca_url)| {
                 CloudInit {
                     server_id: &server_id,
                     binary_url: &url,
                     binary_sha256: &sha,
                     database_url: &db_url,
+                    owner_url: &owner_url,
                     api_key: &key,
                     database_ca_url: ca_url.as_deref(),
                     drain_seconds,

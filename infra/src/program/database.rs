@@ -24,8 +24,15 @@ pub struct Database {
     pub cluster_urn: Output<String>,
     /// Private host of the cluster.
     pub private_host: Output<String>,
-    /// The app's connection URL through the private pool (secret).
+    /// The app's connection URL through the private pool, as the runtime role (secret).
     pub app_url: Output<String>,
+    /// The schema owner's direct URL on the private network, for migrations (secret).
+    pub owner_url: Output<String>,
+    /// The schema owner's role name.
+    pub owner_role: String,
+    /// The admin's URL of the app database on the public host, for `infra db-bootstrap` from an
+    /// admin network (secret).
+    pub admin_url: Output<String>,
     /// PEM of the CA that signed the cluster's certificate.
     pub ca_certificate: Output<String>,
     /// The cluster, for the graph.
@@ -34,6 +41,24 @@ pub struct Database {
     pub pool: Ref,
     /// The app's user (its name and password are in the app's URL).
     pub user: Ref,
+    /// The schema owner (its name and password are in the owner's URL).
+    pub owner: Ref,
+}
+
+/// A PostgreSQL URL; user and password percent-encoded, so any character survives.
+fn pg_url(
+    user: &str,
+    password: &str,
+    host: &str,
+    port: impl std::fmt::Display,
+    db: &str,
+    ssl_mode: &str,
+) -> String {
+    format!(
+        "postgresql://{}:{}@{host}:{port}/{db}?sslmode={ssl_mode}",
+        percent_encode(user),
+        percent_encode(password)
+    )
 }
 
 /// Creates the database resources.
@@ -97,6 +122,21 @@ pub fn create(
             .name(d.user.clone())
             .build_struct(),
     );
+    // Owns the schema: migrations and partition maintenance run as it, requests as `user`,
+    // which it grants rows only. Neither is the cluster's admin.
+    let owner_role = format!("{}_owner", d.user);
+    let owner_ref = graph
+        .node(token::DATABASE_USER, &cfg.name("db-owner"))
+        .uses("clusterId", &[&cluster_ref])
+        .declare();
+    let owner = database_user::create(
+        ctx,
+        &cfg.name("db-owner"),
+        database_user::DatabaseUserArgs::builder()
+            .cluster_id(cluster.id.clone())
+            .name(owner_role.clone())
+            .build_struct(),
+    );
     // Pool names are unique per cluster and size, mode, user and dbName replace the pool:
     // a resize must create the new pool under a new name before the old one goes.
     let pool_size = d.pool_size.to_string();
@@ -122,14 +162,23 @@ pub fn create(
             .user(user.name.clone())
             .build_struct(),
     );
-    // A tag rule keeps working when droplets are replaced; droplet-id rules would not.
-    let rules = net.app_tag.map(|tag| {
-        vec![
+    // A tag rule keeps working when droplets are replaced; droplet-id rules would not. The
+    // admin networks may reach the cluster too, for the one grant only its admin can make.
+    let admin: Vec<String> = cfg.admin_cidrs.iter().map(|n| n.to_string()).collect();
+    let rules = net.app_tag.map(move |tag| {
+        let mut rules = vec![
             DatabaseFirewallRule::builder()
                 .type_("tag")
                 .value(tag)
                 .build_struct(),
-        ]
+        ];
+        rules.extend(admin.iter().map(|cidr| {
+            DatabaseFirewallRule::builder()
+                .type_("ip_addr")
+                .value(cidr.clone())
+                .build_struct()
+        }));
+        rules
     });
     graph
         .node(token::DATABASE_FIREWALL, &cfg.name("db-firewall"))
@@ -161,6 +210,30 @@ pub fn create(
         .certificate
     };
     let ssl_mode = d.ssl_mode.clone();
+    let owner_url = pulumi_combine!(
+        owner.name.clone(),
+        owner.password.clone(),
+        cluster.private_host.clone(),
+        cluster.port.clone(),
+        db.name.clone()
+    )
+    .map({
+        let mode = ssl_mode.clone();
+        move |(user, password, host, port, db)| pg_url(&user, &password, &host, port, &db, &mode)
+    })
+    .secret();
+    // DigitalOcean's own connection strings use `require`; the admin connects from outside.
+    let admin_url = pulumi_combine!(
+        cluster.user.clone(),
+        cluster.password.clone(),
+        cluster.host.clone(),
+        cluster.port.clone(),
+        db.name.clone()
+    )
+    .map(move |(user, password, host, port, db)| {
+        pg_url(&user, &password, &host, port, &db, "require")
+    })
+    .secret();
     let app_url = pulumi_combine!(
         user.name.clone(),
         user.password.clone(),
@@ -169,11 +242,7 @@ pub fn create(
         pool.name.clone()
     )
     .map(move |(user, password, host, port, pool)| {
-        format!(
-            "postgresql://{}:{}@{host}:{port}/{pool}?sslmode={ssl_mode}",
-            percent_encode(&user),
-            percent_encode(&password)
-        )
+        pg_url(&user, &password, &host, port, &pool, &ssl_mode)
     })
     .secret();
     Database {
@@ -181,9 +250,13 @@ pub fn create(
         cluster_urn: cluster.cluster_urn,
         private_host: cluster.private_host,
         app_url,
+        owner_url,
+        owner_role,
+        admin_url,
         ca_certificate,
         cluster: cluster_ref,
         pool: pool_ref,
         user: user_ref,
+        owner: owner_ref,
     }
 }

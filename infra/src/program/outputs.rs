@@ -46,6 +46,8 @@ pub fn export(
     );
     ctx.add_export("databasePrivateHost", &db.private_host);
     ctx.add_export("databaseUri", &db.app_url.secret());
+    ctx.add_export("databaseAdminUri", &db.admin_url.secret());
+    ctx.add_export("databaseOwnerRole", &Output::new(db.owner_role.clone()));
     ctx.add_export(
         "appBuilds",
         &Output::new(store.urls.keys().cloned().collect::<Vec<_>>()),
