@@ -82,6 +82,9 @@ pub struct Options {
 pub struct Declared {
     /// Input name -> URNs of the resources whose outputs or names that input holds.
     pub uses: BTreeMap<String, BTreeSet<String>>,
+    /// Inputs that carry secrets: marked secret even while unknown (in a preview), which
+    /// Gestalt does not do.
+    pub secret: BTreeSet<String>,
     /// Its options.
     pub options: Options,
 }
@@ -152,6 +155,12 @@ impl Node<'_> {
             .entry(property.to_string())
             .or_default()
             .extend(deps.iter().map(|d| d.urn.clone()));
+        self
+    }
+
+    /// The input `property` carries secrets.
+    pub fn secret(mut self, property: &str) -> Self {
+        self.declared.secret.insert(property.to_string());
         self
     }
 

@@ -254,12 +254,13 @@ fn run_under_engine() -> anyhow::Result<()> {
     let env = |key: &str| std::env::var(key).unwrap_or_default();
     let mut link =
         infra::transform::EngineLink::connect(&env("PULUMI_MONITOR"), &env("PULUMI_ENGINE"))?;
-    let account = program::Account::lookup(&mut link, &cfg)?;
+    let account = program::Account::lookup(&link, &cfg)?;
     for note in program::ssh_key_notes(&cfg, &account) {
         link.log_info(&note)?;
     }
     // Before Gestalt's first registration, so that every resource passes through it.
     let graph = infra::graph::Graph::new(&cfg.project, &stack);
     link.register_transform(graph.clone())?;
-    pulumi_gestalt_rust::run(|ctx| program::run(ctx, &cfg, &inputs, &graph, &account))
+    let link = std::sync::Arc::new(link);
+    pulumi_gestalt_rust::run(|ctx| program::run(ctx, &cfg, &inputs, &graph, &account, &link))
 }

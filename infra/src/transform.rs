@@ -109,10 +109,21 @@ impl EngineLink {
     }
 
     /// Calls a provider function (e.g. `getSshKeys`) and returns its result.
-    pub fn invoke(&mut self, token: &str, args: Value) -> anyhow::Result<Value> {
+    ///
+    /// It may be called from inside an output's closure, where Gestalt's own runtime is
+    /// running: the call then runs on a thread of its own.
+    pub fn invoke(&self, token: &str, args: Value) -> anyhow::Result<Value> {
+        if tokio::runtime::Handle::try_current().is_ok() {
+            return std::thread::scope(|s| {
+                s.spawn(|| self.invoke(token, args))
+                    .join()
+                    .unwrap_or_else(|_| Err(anyhow::anyhow!("{token}: the call panicked")))
+            });
+        }
+        let mut monitor = self.monitor.clone();
         let response = self
             .runtime
-            .block_on(self.monitor.invoke(ResourceInvokeRequest {
+            .block_on(monitor.invoke(ResourceInvokeRequest {
                 tok: token.to_string(),
                 args: Some(to_struct(&args)),
                 version: self.provider_version.clone(),
@@ -174,12 +185,18 @@ pub fn apply(request: &TransformRequest, declared: &Declared) -> Result<Transfor
         .map(struct_to_json)
         .unwrap_or_else(|| Value::Object(Default::default()));
     let map = props.as_object_mut().expect("a struct is an object");
-    for (property, urns) in &declared.uses {
+    let properties: std::collections::BTreeSet<&String> =
+        declared.uses.keys().chain(declared.secret.iter()).collect();
+    for property in properties {
         let value = map.get(property).filter(|v| !v.is_null()).ok_or_else(|| {
-            format!("the program declared what input {property} uses, but the input is not set")
+            format!("the program declared input {property}, but the input is not set")
         })?;
-        let urns: Vec<String> = urns.iter().cloned().collect();
-        let wrapped = output_value(value, &urns);
+        let urns: Vec<String> = declared
+            .uses
+            .get(property)
+            .map(|u| u.iter().cloned().collect())
+            .unwrap_or_default();
+        let wrapped = output_value(value, &urns, declared.secret.contains(property));
         map.insert(property.clone(), wrapped);
     }
     // The request's options (its version and provider among them) stay; the declared ones are added.
@@ -266,6 +283,20 @@ mod tests {
         assert_eq!(options.version, "4.76.0");
         assert_eq!(options.protect, Some(true));
         assert_eq!(options.custom_timeouts.unwrap().delete, "5m");
+    }
+
+    #[test]
+    fn a_secret_input_stays_secret_while_unknown() {
+        let mut declared = Declared::default();
+        declared.secret.insert("userData".into());
+        let request = TransformRequest {
+            properties: Some(to_struct(&json!({ "userData": UNKNOWN, "name": "x" }))),
+            ..Default::default()
+        };
+        let props = struct_to_json(&apply(&request, &declared).unwrap().properties.unwrap());
+        assert_eq!(props["userData"]["secret"], true);
+        assert!(props["userData"].get("value").is_none());
+        assert_eq!(props["name"], "x");
     }
 
     #[test]

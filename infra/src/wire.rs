@@ -89,16 +89,19 @@ pub fn without_nulls(v: Value) -> Value {
 pub const OUTPUT_SIG: &str = "d0e6a833031e9bbcd3f4e8bde6ca49a4";
 
 /// `v` as an output value that depends on `urns`: an unknown stays unknown and a secret stays
-/// secret, the way the engine reads output values back from a transform.
-pub fn output_value(v: &Value, urns: &[String]) -> Value {
+/// secret (or becomes one, with `secret`), the way the engine reads output values back from a
+/// transform.
+pub fn output_value(v: &Value, urns: &[String], secret: bool) -> Value {
     let mut out = serde_json::Map::new();
     out.insert(SIG_KEY.into(), json!(OUTPUT_SIG));
     let inner = if is_secret(v) {
-        out.insert("secret".into(), json!(true));
         v.get("value").unwrap_or(&Value::Null)
     } else {
         v
     };
+    if secret || is_secret(v) {
+        out.insert("secret".into(), json!(true));
+    }
     if !is_unknown(inner) {
         out.insert("value".into(), inner.clone());
     }

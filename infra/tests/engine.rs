@@ -1355,3 +1355,33 @@ fn every_type_the_graph_names_is_a_resource_of_the_schema_cut() {
         assert!(schema.resource(token).is_some(), "{token}");
     }
 }
+
+#[test]
+fn user_data_is_secret_even_while_unknown_in_a_preview() {
+    let fx = Fixture::new();
+    let preview = fx.run("dev", true);
+    for d in preview.of_type(DROPLET) {
+        let user_data = input(d, "userData");
+        assert!(is_secret(user_data), "{}: {user_data}", d.name);
+        assert!(is_unknown(&user_data["value"]), "{}: {user_data}", d.name);
+    }
+}
+
+#[test]
+fn once_the_cluster_exists_previews_read_its_ca_instead_of_showing_a_change() {
+    // A preview whose ids are known, as for a stack already deployed: the CA object holds the
+    // certificate the provider reads, the same content `pulumi up` wrote.
+    let fx = Fixture::new();
+    let preview =
+        infra::preview::run(fx.root(), "dev", Path::new(env!("CARGO_BIN_EXE_infra"))).unwrap();
+    let ca = preview
+        .resources
+        .iter()
+        .find(|r| r.name == "rustlb-dev-db-ca")
+        .expect("the CA object");
+    let content = ca.inputs["content"].as_str().unwrap();
+    assert!(
+        content.starts_with("-----BEGIN CERTIFICATE-----"),
+        "{content}"
+    );
+}

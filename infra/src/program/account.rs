@@ -31,7 +31,7 @@ pub struct Account {
 
 impl Account {
     /// Reads the account through the engine's provider (the token is the provider's config).
-    pub fn lookup(link: &mut EngineLink, cfg: &StackConfig) -> anyhow::Result<Account> {
+    pub fn lookup(link: &EngineLink, cfg: &StackConfig) -> anyhow::Result<Account> {
         let account = link.invoke(GET_ACCOUNT, json!({}))?;
         let uuid = account["uuid"]
             .as_str()

@@ -105,6 +105,7 @@ pub fn create(
                 .node(token::DROPLET, &name)
                 .uses("vpcUuid", &[&net.vpc])
                 .uses("userData", &boot)
+                .secret("userData")
                 .uses(
                     "tags",
                     &[&net.app_tag_ref, net.color_tag_ref(color), &wall.declared],

@@ -3,13 +3,14 @@
 use super::network::Network;
 use crate::config::{Environment, StackConfig};
 use crate::db_url::percent_encode;
-use crate::digitalocean::functions::get_database_ca;
 use crate::digitalocean::types::DatabaseFirewallRule;
 use crate::digitalocean::{
     database_cluster, database_connection_pool, database_db, database_firewall, database_user,
 };
 use crate::graph::{Graph, Options, Ref, token};
+use crate::transform::EngineLink;
 use pulumi_gestalt_rust::{Context, Output, pulumi_combine};
+use std::sync::Arc;
 
 /// The engine every cluster runs.
 const ENGINE: &str = "pg";
@@ -45,6 +46,29 @@ pub struct Database {
     pub owner: Ref,
 }
 
+/// The provider function that reads a cluster's CA certificate.
+pub const GET_DATABASE_CA: &str = "digitalocean:index/getDatabaseCa:getDatabaseCa";
+
+/// The cluster's CA (PEM). Without it no droplet could verify the database, so a failed read
+/// ends the program the way a failed invoke does in Pulumi's own SDKs.
+fn read_ca(link: &EngineLink, cluster_id: &str) -> String {
+    let read = link
+        .invoke(
+            GET_DATABASE_CA,
+            serde_json::json!({ "clusterId": cluster_id }),
+        )
+        .and_then(|v| {
+            v["certificate"]
+                .as_str()
+                .map(str::to_owned)
+                .ok_or_else(|| anyhow::anyhow!("{GET_DATABASE_CA} returned no certificate"))
+        });
+    read.unwrap_or_else(|e| {
+        eprintln!("error: reading the CA of database cluster {cluster_id}: {e:#}");
+        std::process::exit(1)
+    })
+}
+
 /// A PostgreSQL URL; user and password percent-encoded, so any character survives.
 fn pg_url(
     user: &str,
@@ -67,7 +91,7 @@ pub fn create(
     cfg: &StackConfig,
     graph: &Graph,
     net: &Network,
-    dry_run: bool,
+    link: &Arc<EngineLink>,
 ) -> Database {
     let d = &cfg.database;
     // Production data is deleted only on purpose: `pulumi state unprotect` first (README).
@@ -193,22 +217,12 @@ pub fn create(
             .rules(rules)
             .build_struct(),
     );
-    // The provider reads the CA from the API by cluster id. In a dry run the id of a cluster
-    // that does not exist yet is unknown, and the provider would look it up anyway and fail, so
-    // previews show a placeholder; the droplets fetch the real CA from the artifacts bucket.
-    let ca_certificate = if dry_run {
-        Output::new(format!(
-            "<CA certificate of {cluster_name}, read from DigitalOcean at deploy time>"
-        ))
-    } else {
-        get_database_ca::invoke(
-            ctx,
-            get_database_ca::GetDatabaseCaArgs::builder()
-                .cluster_id(cluster.id.clone())
-                .build_struct(),
-        )
-        .certificate
-    };
+    // The provider reads the CA from the API by cluster id, once the id is known: in every run
+    // after the cluster exists (previews included, so its object shows no change), not in a
+    // preview before the first `pulumi up`, where Gestalt's own invoke would send the unknown id
+    // and the provider would fail on it.
+    let link = link.clone();
+    let ca_certificate = cluster.id.map(move |id| read_ca(&link, &id));
     let ssl_mode = d.ssl_mode.clone();
     let owner_url = pulumi_combine!(
         owner.name.clone(),

@@ -20,7 +20,9 @@ pub use inputs::Inputs;
 use crate::config::{Build, Color, Environment, PROJECT, StackConfig};
 use crate::graph::Graph;
 use crate::limits;
+use crate::transform::EngineLink;
 use pulumi_gestalt_rust::Context;
+use std::sync::Arc;
 
 /// Checks what only a real deployment needs; the binary runs it before the engine sees a resource.
 pub fn check_deployable(cfg: &StackConfig, inputs: &Inputs) -> anyhow::Result<()> {
@@ -119,10 +121,11 @@ pub fn run(
     inputs: &Inputs,
     graph: &Graph,
     account: &Account,
+    link: &Arc<EngineLink>,
 ) -> anyhow::Result<()> {
     let net = network::create(ctx, cfg, graph);
     let keys = access::create(ctx, cfg, graph, account);
-    let db = database::create(ctx, cfg, graph, &net, inputs.dry_run);
+    let db = database::create(ctx, cfg, graph, &net, link);
     let store = artifacts::create(ctx, cfg, graph, inputs, &db, account)?;
     let lb = loadbalancer::create(ctx, cfg, graph, &net);
     let wall = firewall::create(ctx, cfg, graph, &net, &lb);
