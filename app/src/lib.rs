@@ -38,3 +38,14 @@ pub use configuration::env::Environment;
 pub use configuration::{DeploySettings, LogRetention, MigrationsMode, Settings};
 pub use database::{connect_database, grant_schema_to_owner, migrate_database};
 pub use startup::{Application, run, shutdown_signal};
+
+/// Paths of the routes other crates call (deployment checks, health checks); each is the
+/// route table's own constant.
+pub mod paths {
+    pub use crate::routes::{HEALTH, SERVER_INFO, STATS, USER, USERS};
+
+    /// The path of one user.
+    pub fn user(id: &str) -> String {
+        USER.replace(":id", id)
+    }
+}

@@ -64,6 +64,14 @@ pub enum Auth {
 
 /// The load balancer's health check: logged only when `request_log.log_health_checks`.
 pub const HEALTH: &str = "/health";
+/// Which server answered.
+pub const SERVER_INFO: &str = "/server-info";
+/// The users collection.
+pub const USERS: &str = "/api/users";
+/// One user, by id.
+pub const USER: &str = "/api/users/:id";
+/// Requests per server.
+pub const STATS: &str = "/api/stats";
 
 const NO_DOC: Doc = Doc {
     param: None,
@@ -113,7 +121,7 @@ pub static ROUTES: &[Route] = &[
     },
     Route {
         method: Verb::Get,
-        path: "/server-info",
+        path: SERVER_INFO,
         summary: "which instance answered",
         auth: Auth::Anyone,
         needs_database: false,
@@ -145,7 +153,7 @@ pub static ROUTES: &[Route] = &[
     },
     Route {
         method: Verb::Get,
-        path: "/api/users",
+        path: USERS,
         summary: "list users, newest first (?limit=1..500&offset=)",
         auth: Auth::Anyone,
         needs_database: true,
@@ -158,7 +166,7 @@ pub static ROUTES: &[Route] = &[
     },
     Route {
         method: Verb::Post,
-        path: "/api/users",
+        path: USERS,
         summary: "create a user {name, email}",
         auth: Auth::ApiKey,
         needs_database: true,
@@ -180,7 +188,7 @@ pub static ROUTES: &[Route] = &[
     },
     Route {
         method: Verb::Get,
-        path: "/api/users/:id",
+        path: USER,
         summary: "one user",
         auth: Auth::Anyone,
         needs_database: true,
@@ -196,7 +204,7 @@ pub static ROUTES: &[Route] = &[
     },
     Route {
         method: Verb::Put,
-        path: "/api/users/:id",
+        path: USER,
         summary: "replace a user's name and email",
         auth: Auth::ApiKey,
         needs_database: true,
@@ -214,7 +222,7 @@ pub static ROUTES: &[Route] = &[
     },
     Route {
         method: Verb::Delete,
-        path: "/api/users/:id",
+        path: USER,
         summary: "delete a user",
         auth: Auth::ApiKey,
         needs_database: true,
@@ -230,7 +238,7 @@ pub static ROUTES: &[Route] = &[
     },
     Route {
         method: Verb::Get,
-        path: "/api/stats",
+        path: STATS,
         summary: "cluster-wide request distribution (?window=1h)",
         auth: Auth::Anyone,
         needs_database: true,

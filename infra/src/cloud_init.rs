@@ -1,7 +1,5 @@
 //! Renders the cloud-config that installs the app binary and runs it as a hardened systemd service.
 
-use crate::config::APP_PORT;
-
 /// The systemd unit name on every droplet.
 pub const SERVICE_NAME: &str = "rustlb-app.service";
 /// Where the binary is installed.
@@ -13,26 +11,14 @@ pub const CA_FILE: &str = "/etc/rustlb/db-ca.crt";
 
 /// Everything one droplet's cloud-config needs.
 pub struct CloudInit<'a> {
-    /// The droplet name; becomes the app's server_id.
-    pub server_id: &'a str,
+    /// The app's settings on this droplet (`crate::deploy`), secrets included.
+    pub settings: app::DeploySettings,
     /// HTTPS URL of the app binary.
     pub binary_url: &'a str,
     /// Expected sha256 of the binary; the download is refused on mismatch.
     pub binary_sha256: &'a str,
-    /// Database URL through the private PgBouncer pool, as the runtime role (secret).
-    pub database_url: &'a str,
-    /// Direct URL of the schema owner's role, for migrations and maintenance (secret).
-    pub owner_url: &'a str,
-    /// API key (secret).
-    pub api_key: &'a str,
     /// HTTPS URL of the database CA certificate when the app verifies the database (`verify-full`).
     pub database_ca_url: Option<&'a str>,
-    /// Seconds the app keeps serving after SIGTERM while the load balancer takes it out.
-    pub drain_seconds: u64,
-    /// How long the app's `/health` waits for the database.
-    pub health_timeout_ms: u64,
-    /// How long the app keeps its request log and stats rollups.
-    pub retention: app::LogRetention,
 }
 
 /// What systemd allows beyond the drain for a stop: in-flight requests (the app's grace,
@@ -143,26 +129,7 @@ fn indent(text: &str, spaces: usize) -> String {
 impl CloudInit<'_> {
     /// The `APP__*` environment of the service.
     pub fn environment(&self) -> String {
-        let settings = app::DeploySettings {
-            environment: app::Environment::Production,
-            host: std::net::Ipv4Addr::UNSPECIFIED.into(),
-            port: APP_PORT,
-            server_id: self.server_id.to_owned(),
-            api_key: Some(self.api_key.into()),
-            database_url: self.database_url.into(),
-            owner_url: Some(self.owner_url.into()),
-            // PgBouncer in transaction mode cannot keep prepared statements across transactions.
-            statement_cache: false,
-            // Every droplet may migrate at start: the app serialises them with an advisory lock.
-            run_migrations: true,
-            ca_file: self.database_ca_url.map(|_| CA_FILE.into()),
-            drain_seconds: Some(self.drain_seconds),
-            health_timeout_ms: Some(self.health_timeout_ms),
-            // DigitalOcean's load balancer appends the client's address: the last hop.
-            trusted_proxy_hops: Some(1),
-            retention: self.retention,
-        };
-        settings
+        self.settings
             .to_env()
             .into_iter()
             .map(|(name, value)| format!("{name}={}\n", env_value(&value)))
@@ -213,7 +180,7 @@ runcmd:
 ",
             sha = self.binary_sha256,
             env = indent(&self.environment(), 6),
-            unit = indent(&service_unit(self.drain_seconds), 6),
+            unit = indent(&service_unit(self.settings.drain_seconds.unwrap_or(0)), 6),
             install = serde_json::to_string(&install).expect("a string serialises"),
         )
     }
@@ -222,20 +189,30 @@ runcmd:
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::APP_PORT;
 
     #[test]
     fn environment_values_cannot_break_out_of_their_line() {
         let ci = CloudInit {
-            server_id: "a\"b",
+            settings: app::DeploySettings {
+                environment: app::Environment::Production,
+                host: std::net::Ipv4Addr::UNSPECIFIED.into(),
+                port: APP_PORT,
+                server_id: "a\"b".into(),
+                api_key: Some("k\\ey".into()),
+                database_url: "postgresql://u:p@h:1/d?sslmode=require\nEVIL=1".into(),
+                owner_url: Some("postgresql://o:p@h:2/d?sslmode=require".into()),
+                statement_cache: false,
+                run_migrations: true,
+                ca_file: None,
+                drain_seconds: Some(95),
+                health_timeout_ms: None,
+                trusted_proxy_hops: None,
+                retention: app::LogRetention::default(),
+            },
             binary_url: "https://x/app",
             binary_sha256: "00",
-            database_url: "postgresql://u:p@h:1/d?sslmode=require\nEVIL=1",
-            owner_url: "postgresql://o:p@h:2/d?sslmode=require",
-            api_key: "k\\ey",
             database_ca_url: None,
-            drain_seconds: 95,
-            health_timeout_ms: 1000,
-            retention: app::LogRetention::default(),
         };
         let env = ci.environment();
         assert!(

@@ -173,7 +173,7 @@ fn text_preview_has_one_line_per_resource_and_names_placeholders() {
         .lines()
         .filter(|l| l.trim_start().starts_with("+ "))
         .collect();
-    assert_eq!(lines.len(), 17, "{text}");
+    assert_eq!(lines.len(), 18, "{text}");
     let droplet = lines
         .iter()
         .find(|l| l.contains("rustlb-dev-blue-1"))

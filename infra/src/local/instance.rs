@@ -1,38 +1,47 @@
-//! One app instance of the local stack: its port and its environment.
+//! The local stack's app instances: their names, ports and settings.
 
 use anyhow::Context as _;
 
 use crate::config::StackConfig;
+use crate::deploy::{Deploy, Instance};
 
-/// The port of instance `index` (0-based): `firstBackendPort + index`.
-pub fn backend_port(cfg: &StackConfig, index: u32) -> anyhow::Result<u16> {
-    u16::try_from(u32::from(cfg.first_backend_port()) + index).with_context(|| {
-        format!(
-            "{}: rustlb:firstBackendPort + rustlb:dropletCount passes 65535",
-            cfg.source
-        )
-    })
+/// One app instance of the local stack.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalInstance {
+    /// `local-N`, its `server_id` and the load balancer's name for it.
+    pub server_id: String,
+    /// Its loopback port: `firstBackendPort + N - 1`.
+    pub port: u16,
 }
 
-/// The instance's environment: production config on loopback, the stack's database and key.
-pub fn instance_env(cfg: &StackConfig, server_id: &str, port: u16) -> Vec<(String, String)> {
-    app::DeploySettings {
-        environment: app::Environment::Production,
-        host: std::net::Ipv4Addr::LOCALHOST.into(),
-        port,
-        server_id: server_id.to_owned(),
-        api_key: cfg.api_key().cloned(),
-        database_url: cfg.database_url().into(),
-        owner_url: None,
-        statement_cache: true,
-        // Migrations ran once before the instances started; N racing migrators would collide.
-        run_migrations: false,
-        ca_file: None,
-        drain_seconds: Some(cfg.drain_seconds()),
-        health_timeout_ms: Some(cfg.app_health_timeout_ms()),
-        // The local load balancer appends the client's address: the last hop.
-        trusted_proxy_hops: Some(1),
-        retention: cfg.log_retention(),
+/// Every instance of the local stack, in order; the one list the supervisor, the load
+/// balancer and the port check all use.
+pub fn instances(cfg: &StackConfig) -> anyhow::Result<Vec<LocalInstance>> {
+    (0..cfg.droplet_count())
+        .map(|i| {
+            let port =
+                u16::try_from(u32::from(cfg.first_backend_port()) + i).with_context(|| {
+                    format!(
+                        "{}: rustlb:firstBackendPort + rustlb:dropletCount passes 65535",
+                        cfg.source
+                    )
+                })?;
+            Ok(LocalInstance {
+                server_id: format!("local-{}", i + 1),
+                port,
+            })
+        })
+        .collect()
+}
+
+impl LocalInstance {
+    /// The instance's environment: production config on loopback, the stack's database and key.
+    pub fn env(&self, deploy: &Deploy) -> Vec<(String, String)> {
+        deploy
+            .settings(Instance::Local {
+                server_id: self.server_id.clone(),
+                port: self.port,
+            })
+            .to_env()
     }
-    .to_env()
 }

@@ -20,7 +20,7 @@ use anyhow::{Context, bail};
 
 use crate::config::StackConfig;
 pub use control::{BackendReport, Command as ControlCommand, StackReport};
-use instance::backend_port;
+use instance::instances;
 use state::StateFile;
 
 /// How long `up` waits for every instance to pass its health checks before it reports anyway.
@@ -162,14 +162,13 @@ fn check_ports_free(cfg: &StackConfig) -> anyhow::Result<()> {
     if let Err(err) = TcpListener::bind(lb) {
         bail!("{}: rustlb:lbAddress {lb} is not free: {err}", cfg.source);
     }
-    for i in 0..cfg.droplet_count() {
-        let port = backend_port(cfg, i)?;
+    for (i, instance) in instances(cfg)?.iter().enumerate() {
+        let (port, name) = (instance.port, &instance.server_id);
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
         if let Err(err) = TcpListener::bind(addr) {
             bail!(
-                "{}: port {port} for instance local-{} (rustlb:firstBackendPort + {i}) is not free: {err}",
-                cfg.source,
-                i + 1
+                "{}: port {port} for instance {name} (rustlb:firstBackendPort + {i}) is not free: {err}",
+                cfg.source
             );
         }
     }

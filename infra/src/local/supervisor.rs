@@ -14,9 +14,10 @@ use tokio::task::JoinSet;
 
 use super::control::{self, BackendReport, Command as ControlCommand, StackReport};
 use super::database_size::DatabaseSize;
-use super::instance::{backend_port, instance_env};
+use super::instance::instances as local_instances;
 use super::state::StateFile;
 use crate::config::StackConfig;
+use crate::deploy::Deploy;
 
 /// First restart delay; doubles per quick crash up to [`MAX_BACKOFF`].
 const FIRST_BACKOFF: Duration = Duration::from_secs(1);
@@ -81,12 +82,12 @@ pub async fn run(
     let mut instances = Vec::new();
     let mut restarts = Vec::new();
     let mut tasks = JoinSet::new();
-    for i in 0..cfg.droplet_count() {
-        let server_id = format!("local-{}", i + 1);
-        let port = backend_port(cfg, i)?;
+    let deploy = Deploy::of(cfg);
+    for local in local_instances(cfg)? {
+        let server_id = local.server_id.clone();
         let instance = Arc::new(Instance {
             server_id: server_id.clone(),
-            port,
+            port: local.port,
             pid: AtomicU32::new(0),
             restarts: AtomicU32::new(0),
         });
@@ -94,7 +95,7 @@ pub async fn run(
             exe: exe.clone(),
             root: root.to_path_buf(),
             log_dir: log_dir.clone(),
-            env: instance_env(cfg, &server_id, port),
+            env: local.env(&deploy),
         };
         instances.push(instance.clone());
         let (restart_tx, restart_rx) = mpsc::channel(1);
@@ -199,14 +200,10 @@ async fn migrate_once(cfg: &StackConfig) -> anyhow::Result<()> {
 fn lb_config(cfg: &StackConfig) -> anyhow::Result<lb::Config> {
     let hc = cfg.health_check();
     let sticky = cfg.sticky_sessions();
-    let mut backends = Vec::new();
-    for i in 0..cfg.droplet_count() {
-        let port = backend_port(cfg, i)?;
-        backends.push(lb::BackendConfig::new(
-            format!("local-{}", i + 1),
-            SocketAddr::from(([127, 0, 0, 1], port)),
-        ));
-    }
+    let backends = local_instances(cfg)?
+        .into_iter()
+        .map(|i| lb::BackendConfig::new(i.server_id, SocketAddr::from(([127, 0, 0, 1], i.port))))
+        .collect();
     Ok(lb::Config {
         listen: cfg.lb_address(),
         backends,

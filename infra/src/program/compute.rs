@@ -8,6 +8,7 @@ use super::inputs::Inputs;
 use super::network::Network;
 use crate::cloud_init::{CloudInit, droplet_delete_timeout};
 use crate::config::{Color, StackConfig};
+use crate::deploy::{Deploy, Instance};
 use crate::digitalocean::droplet;
 use crate::graph::{Graph, Options, Ref, token};
 use crate::wire::SECRET_PLACEHOLDER;
@@ -52,11 +53,10 @@ pub fn create(
         Some(url) => url.map(Some),
         None => Output::new(None),
     };
-    let (drain_seconds, health_timeout_ms) = (cfg.drain_seconds(), cfg.app_health_timeout_ms());
-    let retention = cfg.log_retention();
+    let deploy = Deploy::of(cfg);
     // A graceful delete waits for the drain, so the provider must wait longer than it does.
     let options = Options {
-        delete_timeout: Some(droplet_delete_timeout(drain_seconds)),
+        delete_timeout: Some(droplet_delete_timeout(deploy.drain_seconds())),
         ..Options::default()
     };
     // What the user data names: the database URL (pool, user), the downloads (bucket, objects).
@@ -69,8 +69,9 @@ pub fn create(
         let url = store.urls[&sha].clone();
         for index in 1..=cfg.pool(color).count {
             let name = cfg.name(&format!("{}-{index}", color.as_str()));
-            let (server_id, sha) = (name.clone(), sha.clone());
             // userData carries the database URL and API key, so the whole document is secret.
+            let (deploy, server_id, sha) = (deploy.clone(), name.clone(), sha.clone());
+            // userData carries the database URLs and API key, so the whole document is secret.
             let user_data = pulumi_combine!(
                 url.clone(),
                 db.app_url.clone(),
@@ -78,18 +79,18 @@ pub fn create(
                 api_key.clone(),
                 ca_url.clone()
             )
-            .map(move |(url, db_url, owner_url, key, ca_url)| {
+            .map(move |(url, database_url, owner_url, api_key, ca_url)| {
                 CloudInit {
-                    server_id: &server_id,
+                    settings: deploy.settings(Instance::Droplet {
+                        server_id: server_id.clone(),
+                        database_url,
+                        owner_url,
+                        api_key,
+                        verify_ca: ca_url.is_some(),
+                    }),
                     binary_url: &url,
                     binary_sha256: &sha,
-                    database_url: &db_url,
-                    owner_url: &owner_url,
-                    api_key: &key,
                     database_ca_url: ca_url.as_deref(),
-                    drain_seconds,
-                    health_timeout_ms,
-                    retention,
                 }
                 .render()
             })

@@ -57,7 +57,7 @@ async fn distribution(probe: &mut Probe, n: u32) -> anyhow::Result<Distribution>
     let mut cookie: Option<String> = None;
     for _ in 0..n {
         match probe
-            .get_with_cookie("/server-info", cookie.as_deref())
+            .get_with_cookie(app::paths::SERVER_INFO, cookie.as_deref())
             .await
         {
             Ok(a) if a.status == 200 => {
@@ -151,7 +151,7 @@ async fn consistency(probe: &mut Probe, servers: &BTreeSet<String>) -> Check {
     const NAME: &str = "consistency";
     let email = format!("verify-{}@rustlb.invalid", uuid::Uuid::now_v7().simple());
     let body = json!({"name": "infra verify", "email": email});
-    let created = match probe.write("POST", "/api/users", Some(&body)).await {
+    let created = match probe.write("POST", app::paths::USERS, Some(&body)).await {
         Ok(a) if a.status == 201 => a,
         Ok(a) if a.status == 401 => {
             return Check::fail(NAME, "POST /api/users answered 401: pass --api-key");
@@ -166,7 +166,7 @@ async fn consistency(probe: &mut Probe, servers: &BTreeSet<String>) -> Check {
     else {
         return Check::fail(NAME, "POST /api/users answered 201 without user.id");
     };
-    let path = format!("/api/users/{id}");
+    let path = app::paths::user(&id);
     let mut seen = BTreeSet::new();
     let mut attempts = 0;
     // Round robin reaches every server in `servers.len()` requests; leave room for others' traffic.
@@ -238,7 +238,7 @@ async fn stats(probe: &mut Probe, servers: &BTreeSet<String>) -> Check {
     const NAME: &str = "stats";
     let deadline = Instant::now() + STATS_SETTLE;
     loop {
-        let answer = probe.get("/api/stats").await;
+        let answer = probe.get(app::paths::STATS).await;
         let verdict = match &answer {
             Ok(a) if a.status == 200 => {
                 judge_stats(a.json.as_ref().unwrap_or(&Value::Null), servers)
@@ -284,13 +284,14 @@ fn judge_stats(stats: &Value, servers: &BTreeSet<String>) -> Result<String, Stri
 /// Errors from the app and from the load balancer come as JSON with a `code`.
 async fn errors_are_json(probe: &mut Probe) -> Check {
     const NAME: &str = "errors";
-    let cases: [(&str, &str, Option<Value>, u16); 3] = [
-        ("GET", "/api/users/not-a-uuid", None, 400),
-        ("GET", "/no/such/path", None, 404),
-        ("DELETE", "/api/stats", None, 405),
+    let cases: [(&str, String, Option<Value>, u16); 3] = [
+        ("GET", app::paths::user("not-a-uuid"), None, 400),
+        ("GET", "/no/such/path".into(), None, 404),
+        ("DELETE", app::paths::STATS.into(), None, 405),
     ];
     let mut seen = Vec::new();
     for (method, path, body, want) in cases {
+        let path = path.as_str();
         let answer = if method == "GET" {
             probe.get(path).await
         } else {
