@@ -1,6 +1,8 @@
 //! Stack files: the committed ones validate, and every bad value is refused with its key and file named.
 
-use infra::config::{Build, Color, ConfigError, Environment, StackConfig, defaults};
+use infra::config::{
+    Build, Color, ConfigError, Environment, KEYS, KNOWN_KEYS, StackConfig, defaults,
+};
 use std::path::{Path, PathBuf};
 
 fn repo_root() -> PathBuf {
@@ -288,22 +290,14 @@ fn plain_text_api_key_is_refused_in_cloud_stacks_and_never_echoed() {
 }
 
 #[test]
-fn pulumi_yaml_documents_the_defaults_the_code_uses() {
+fn pulumi_yaml_declarations_have_shapes_the_cli_accepts() {
     let text = std::fs::read_to_string(repo_root().join("Pulumi.yaml")).unwrap();
     let doc: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
     assert_eq!(doc["name"].as_str(), Some("rustlb"));
     assert_eq!(doc["stackConfigDir"].as_str(), Some("stacks"));
     assert_eq!(doc["runtime"]["name"].as_str(), Some("rust"));
-    let config = doc["config"].as_mapping().unwrap();
-    for key in infra::config::KNOWN_KEYS {
-        let commented = text.contains(&format!("#   {key}:"));
-        assert!(
-            config.contains_key(*key) || commented,
-            "Pulumi.yaml does not document {key}"
-        );
-    }
     // The CLI accepts only these declaration shapes; anything else breaks every `pulumi` command.
-    for (key, decl) in config {
+    for (key, decl) in doc["config"].as_mapping().unwrap() {
         let t = decl["type"]
             .as_str()
             .unwrap_or_else(|| panic!("{key:?} needs a type"));
@@ -325,43 +319,93 @@ fn pulumi_yaml_documents_the_defaults_the_code_uses() {
             );
         }
     }
-    let default = |k: &str| doc["config"][k]["default"].clone();
-    let s = |v: &str| serde_yaml::Value::String(v.into());
-    let n = |v: u64| serde_yaml::Value::Number(v.into());
-    assert_eq!(default("region"), s(defaults::REGION));
-    assert_eq!(default("vpcCidr"), s(defaults::VPC_CIDR));
-    assert_eq!(default("dropletSize"), s(defaults::DROPLET_SIZE));
-    assert_eq!(default("dropletImage"), s(defaults::DROPLET_IMAGE));
-    assert_eq!(default("dropletCount"), n(defaults::DROPLET_COUNT.into()));
-    assert_eq!(default("activeColor"), s(defaults::ACTIVE_COLOR));
-    assert_eq!(default("appBinary"), s(defaults::APP_BINARY));
-    assert_eq!(default("artifactsRegion"), s(defaults::ARTIFACTS_REGION));
-    assert_eq!(
-        default("allowSshFromAnywhere"),
-        serde_yaml::Value::Bool(defaults::ALLOW_SSH_FROM_ANYWHERE)
-    );
-    assert_eq!(
-        default("loadBalancerSizeUnit"),
-        n(defaults::LB_SIZE_UNIT.into())
-    );
-    assert_eq!(
-        default("httpIdleTimeoutSeconds"),
-        n(defaults::HTTP_IDLE_TIMEOUT_SECONDS.into())
-    );
-    assert_eq!(default("lbAddress"), s(defaults::LB_ADDRESS));
-    assert_eq!(
-        default("firstBackendPort"),
-        n(defaults::FIRST_BACKEND_PORT.into())
-    );
-    assert_eq!(default("databaseUrl"), s(defaults::DATABASE_URL));
-    assert_eq!(
-        default("requestLogRetentionDays"),
-        n(defaults::REQUEST_LOG_RETENTION_DAYS.into())
-    );
-    assert_eq!(
-        default("statsRetentionDays"),
-        n(defaults::STATS_RETENTION_DAYS.into())
-    );
+}
+
+/// A YAML scalar as text, the way the Pulumi CLI hands a default to the program.
+fn scalar_text(v: &serde_yaml::Value) -> Option<String> {
+    match v {
+        serde_yaml::Value::String(s) => Some(s.clone()),
+        serde_yaml::Value::Number(n) => Some(n.to_string()),
+        serde_yaml::Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+/// What Pulumi.yaml says about the key table, one line per disagreement.
+fn key_table_disagreements(pulumi_yaml: &str) -> Vec<String> {
+    let doc: serde_yaml::Value = serde_yaml::from_str(pulumi_yaml).unwrap();
+    let config = doc["config"].as_mapping().unwrap();
+    let comment = &pulumi_yaml[..pulumi_yaml.find("\nconfig:").unwrap()];
+    let mut problems = Vec::new();
+    for key in KEYS {
+        let name = key.name;
+        match (key.default, config.get(name)) {
+            (Some(default), Some(decl)) => {
+                let declared = scalar_text(&decl["default"]);
+                if declared.as_deref() != Some(default.text().as_str()) {
+                    problems.push(format!(
+                        "{name}: Pulumi.yaml's default is {declared:?}, the key table's {:?}",
+                        default.text()
+                    ));
+                }
+                if decl["type"].as_str() != Some(default.yaml_type()) {
+                    problems.push(format!(
+                        "{name}: Pulumi.yaml's type is {:?}, the key table's default is a {}",
+                        decl["type"],
+                        default.yaml_type()
+                    ));
+                }
+            }
+            (Some(_), None) => problems.push(format!(
+                "{name}: has a default in the key table but is not declared in Pulumi.yaml's config block"
+            )),
+            (None, Some(_)) => problems.push(format!(
+                "{name}: declared in Pulumi.yaml but has no default in the key table \
+                 (the CLI would refuse every stack without it)"
+            )),
+            (None, None) if !comment.contains(&format!("#   {name}:")) => problems.push(format!(
+                "{name}: has no default, so Pulumi.yaml's leading comment must document it (`#   {name}:`)"
+            )),
+            (None, None) => {}
+        }
+    }
+    for name in config.keys() {
+        let name = name.as_str().unwrap_or_default();
+        if !KEYS.iter().any(|k| k.name == name) {
+            problems.push(format!(
+                "{name}: declared in Pulumi.yaml but not in the key table, so the program refuses it"
+            ));
+        }
+    }
+    problems
+}
+
+#[test]
+fn pulumi_yaml_and_the_key_table_agree_both_ways() {
+    let text = std::fs::read_to_string(repo_root().join("Pulumi.yaml")).unwrap();
+    let problems = key_table_disagreements(&text);
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+    assert_eq!(KNOWN_KEYS.len(), KEYS.len());
+
+    // The check itself catches each kind of drift.
+    let drifted = [
+        text.replace("default: nyc1", "default: nyc3"),
+        text.replace("default: 400", "default: 40"),
+        text.replace("type: boolean", "type: string"),
+        text.replace("  databaseUrl:", "  databaseUri:"),
+        text.replace("#   domain:", "#   domains:"),
+        text.replace(
+            "config:\n",
+            "config:\n  colour:\n    type: string\n    default: blue\n",
+        ),
+    ];
+    for (i, yaml) in drifted.iter().enumerate() {
+        assert_ne!(&text, yaml, "drift {i} changed nothing");
+        assert!(
+            !key_table_disagreements(yaml).is_empty(),
+            "drift {i} went unnoticed"
+        );
+    }
 }
 
 #[test]

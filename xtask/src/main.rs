@@ -6,13 +6,17 @@ use std::path::PathBuf;
 use xtask::{Source, cut, render, tokens_of_cut};
 
 const USAGE: &str = "usage:
+  cargo xtask sizes
   cargo xtask cut-schema --schema <schema.json> --tag <vX.Y.Z> --commit <sha>
                          [--cut infra/schema/digitalocean.json] [--add <token>]... [--remove <token>]...
 
 Cuts the provider schema down to the resources and functions the existing cut holds (plus --add,
 minus --remove) and every type they reach, and writes it over the cut. The schema file is
 provider/cmd/pulumi-resource-digitalocean/schema.json of github.com/pulumi/pulumi-digitalocean
-at the given tag.";
+at the given tag.
+
+sizes lists every .rs file under infra/src and lb/src over 600 lines and every non-test
+function over 80 lines, and fails when it finds any.";
 
 fn main() -> std::process::ExitCode {
     match run(std::env::args().skip(1).collect()) {
@@ -30,12 +34,47 @@ fn run(args: Vec<String>) -> anyhow::Result<()> {
     };
     match command.as_str() {
         "cut-schema" => cut_schema(rest),
+        "sizes" => sizes(),
         "-h" | "--help" | "help" => {
             println!("{USAGE}");
             Ok(())
         }
         other => bail!("unknown command {other:?}\n{USAGE}"),
     }
+}
+
+/// The folders the size report reads, relative to the workspace root.
+const SIZED: &[&str] = &["infra/src", "lb/src"];
+
+fn workspace() -> anyhow::Result<PathBuf> {
+    Ok(PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .context("xtask lives inside the workspace")?
+        .to_path_buf())
+}
+
+fn sizes() -> anyhow::Result<()> {
+    let limits = xtask::sizes::LIMITS;
+    let findings = xtask::sizes::report(&workspace()?, SIZED, limits)?;
+    for finding in &findings {
+        println!("{finding}");
+    }
+    if !findings.is_empty() {
+        bail!(
+            "{} over the limits (files {} lines, functions {} lines) in {}",
+            findings.len(),
+            limits.file_lines,
+            limits.fn_lines,
+            SIZED.join(", ")
+        );
+    }
+    println!(
+        "no file over {} lines and no function over {} lines in {}",
+        limits.file_lines,
+        limits.fn_lines,
+        SIZED.join(", ")
+    );
+    Ok(())
 }
 
 fn cut_schema(args: &[String]) -> anyhow::Result<()> {
