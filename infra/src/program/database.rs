@@ -85,6 +85,13 @@ fn pg_url(
     )
 }
 
+/// The cluster, for the resources inside it.
+struct Cluster {
+    outputs: database_cluster::DatabaseClusterResult,
+    declared: Ref,
+    name: String,
+}
+
 /// Creates the database resources.
 pub fn create(
     ctx: &Context,
@@ -99,19 +106,133 @@ pub fn create(
         protect: cfg.environment == Environment::Production,
         ..Options::default()
     };
+    let cluster = cluster(ctx, cfg, graph, net, &data);
+    let (db, db_ref) = app_database(ctx, cfg, graph, &cluster, data);
+    let (user, user_ref) = database_role(ctx, cfg, graph, &cluster, "db-user", &d.user);
+    // Owns the schema: migrations and partition maintenance run as it, requests as `user`,
+    // which it grants rows only. Neither is the cluster's admin.
+    let owner_role = format!("{}_owner", d.user);
+    let (owner, owner_ref) = database_role(ctx, cfg, graph, &cluster, "db-owner", &owner_role);
+    let (pool, pool_ref) = pool(
+        ctx,
+        cfg,
+        graph,
+        &cluster,
+        (&db, &db_ref),
+        (&user, &user_ref),
+    );
+    firewall(ctx, cfg, graph, net, &cluster);
+    // The provider reads the CA from the API by cluster id, once the id is known: in every run
+    // after the cluster exists (previews included, so its object shows no change), not in a
+    // preview before the first `pulumi up`, where Gestalt's own invoke would send the unknown id
+    // and the provider would fail on it.
+    let link = link.clone();
+    let ca_certificate = cluster.outputs.id.map(move |id| read_ca(&link, &id));
+    let c = &cluster.outputs;
+    let mode = d.ssl_mode.clone();
+    let owner_url = secret_url(
+        (&owner.name, &owner.password),
+        &c.private_host,
+        &c.port,
+        &db.name,
+        &mode,
+    );
+    // DigitalOcean's own connection strings use `require`; the admin connects from outside.
+    let admin_url = secret_url(
+        (&c.user, &c.password),
+        &c.host,
+        &c.port,
+        &db.name,
+        "require",
+    );
+    let app_url = secret_url(
+        (&user.name, &user.password),
+        &pool.private_host,
+        &pool.port,
+        &pool.name,
+        &mode,
+    );
+    Database {
+        cluster_name: cluster.name,
+        cluster_urn: c.cluster_urn.clone(),
+        private_host: c.private_host.clone(),
+        app_url,
+        owner_url,
+        owner_role,
+        admin_url,
+        ca_certificate,
+        cluster: cluster.declared,
+        pool: pool_ref,
+        user: user_ref,
+        owner: owner_ref,
+    }
+}
+
+/// The app's database in the cluster.
+fn app_database(
+    ctx: &Context,
+    cfg: &StackConfig,
+    graph: &Graph,
+    cluster: &Cluster,
+    data: Options,
+) -> (database_db::DatabaseDbResult, Ref) {
+    let declared = graph
+        .node(token::DATABASE_DB, &cfg.name("db-app"))
+        .uses("clusterId", &[&cluster.declared])
+        .options(data)
+        .declare();
+    let db = database_db::create(
+        ctx,
+        &cfg.name("db-app"),
+        database_db::DatabaseDbArgs::builder()
+            .cluster_id(cluster.outputs.id.clone())
+            .name(cfg.database.name.clone())
+            .build_struct(),
+    );
+    (db, declared)
+}
+
+/// A secret `postgresql://` URL from the outputs that make it.
+fn secret_url(
+    (user, password): (&Output<String>, &Output<String>),
+    host: &Output<String>,
+    port: &Output<i32>,
+    db: &Output<String>,
+    ssl_mode: &str,
+) -> Output<String> {
+    let mode = ssl_mode.to_owned();
+    pulumi_combine!(
+        user.clone(),
+        password.clone(),
+        host.clone(),
+        port.clone(),
+        db.clone()
+    )
+    .map(move |(user, password, host, port, db)| pg_url(&user, &password, &host, port, &db, &mode))
+    .secret()
+}
+
+fn cluster(
+    ctx: &Context,
+    cfg: &StackConfig,
+    graph: &Graph,
+    net: &Network,
+    data: &Options,
+) -> Cluster {
+    let d = &cfg.database;
     // Cluster names are unique per account; engine, name and privateNetworkUuid (the VPC)
     // replace the cluster.
-    let cluster_name = cfg.replaceable_name("db", &[ENGINE, &net.vpc_name]);
-    let cluster_ref = graph
+    let name = cfg.replaceable_name("db", &[ENGINE, &net.vpc_name]);
+    let declared = graph
         .node(token::DATABASE_CLUSTER, &cfg.name("db"))
         .uses("privateNetworkUuid", &[&net.vpc])
         .options(data.clone())
         .declare();
-    let cluster = database_cluster::create(
+    let outputs = database_cluster::create(
         ctx,
         &cfg.name("db"),
         database_cluster::DatabaseClusterArgs::builder()
-            .name(cluster_name.clone())
+            .name(name.clone())
             .engine(ENGINE)
             .version(d.version.clone())
             .size(d.size.clone())
@@ -121,64 +242,64 @@ pub fn create(
             .tags(vec![cfg.name("db")])
             .build_struct(),
     );
-    let db_ref = graph
-        .node(token::DATABASE_DB, &cfg.name("db-app"))
-        .uses("clusterId", &[&cluster_ref])
-        .options(data)
-        .declare();
-    let db = database_db::create(
-        ctx,
-        &cfg.name("db-app"),
-        database_db::DatabaseDbArgs::builder()
-            .cluster_id(cluster.id.clone())
-            .name(d.name.clone())
-            .build_struct(),
-    );
-    let user_ref = graph
-        .node(token::DATABASE_USER, &cfg.name("db-user"))
-        .uses("clusterId", &[&cluster_ref])
+    Cluster {
+        outputs,
+        declared,
+        name,
+    }
+}
+
+/// A database user of the cluster (`role` names the resource, `user_name` the PostgreSQL role).
+fn database_role(
+    ctx: &Context,
+    cfg: &StackConfig,
+    graph: &Graph,
+    cluster: &Cluster,
+    role: &str,
+    user_name: &str,
+) -> (database_user::DatabaseUserResult, Ref) {
+    let declared = graph
+        .node(token::DATABASE_USER, &cfg.name(role))
+        .uses("clusterId", &[&cluster.declared])
         .declare();
     let user = database_user::create(
         ctx,
-        &cfg.name("db-user"),
+        &cfg.name(role),
         database_user::DatabaseUserArgs::builder()
-            .cluster_id(cluster.id.clone())
-            .name(d.user.clone())
+            .cluster_id(cluster.outputs.id.clone())
+            .name(user_name.to_owned())
             .build_struct(),
     );
-    // Owns the schema: migrations and partition maintenance run as it, requests as `user`,
-    // which it grants rows only. Neither is the cluster's admin.
-    let owner_role = format!("{}_owner", d.user);
-    let owner_ref = graph
-        .node(token::DATABASE_USER, &cfg.name("db-owner"))
-        .uses("clusterId", &[&cluster_ref])
-        .declare();
-    let owner = database_user::create(
-        ctx,
-        &cfg.name("db-owner"),
-        database_user::DatabaseUserArgs::builder()
-            .cluster_id(cluster.id.clone())
-            .name(owner_role.clone())
-            .build_struct(),
-    );
+    (user, declared)
+}
+
+fn pool(
+    ctx: &Context,
+    cfg: &StackConfig,
+    graph: &Graph,
+    cluster: &Cluster,
+    (db, db_ref): (&database_db::DatabaseDbResult, &Ref),
+    (user, user_ref): (&database_user::DatabaseUserResult, &Ref),
+) -> (database_connection_pool::DatabaseConnectionPoolResult, Ref) {
+    let d = &cfg.database;
     // Pool names are unique per cluster and size, mode, user and dbName replace the pool:
     // a resize must create the new pool under a new name before the old one goes.
     let pool_size = d.pool_size.to_string();
     let pool_name = cfg.replaceable_name(
         "pool",
-        &[&pool_size, POOL_MODE, &d.user, &d.name, &cluster_name],
+        &[&pool_size, POOL_MODE, &d.user, &d.name, &cluster.name],
     );
-    let pool_ref = graph
+    let declared = graph
         .node(token::DATABASE_POOL, &cfg.name("db-pool"))
-        .uses("clusterId", &[&cluster_ref])
-        .uses("dbName", &[&db_ref])
-        .uses("user", &[&user_ref])
+        .uses("clusterId", &[&cluster.declared])
+        .uses("dbName", &[db_ref])
+        .uses("user", &[user_ref])
         .declare();
     let pool = database_connection_pool::create(
         ctx,
         &cfg.name("db-pool"),
         database_connection_pool::DatabaseConnectionPoolArgs::builder()
-            .cluster_id(cluster.id.clone())
+            .cluster_id(cluster.outputs.id.clone())
             .name(pool_name)
             .db_name(db.name.clone())
             .mode(POOL_MODE)
@@ -186,91 +307,36 @@ pub fn create(
             .user(user.name.clone())
             .build_struct(),
     );
-    // A tag rule keeps working when droplets are replaced; droplet-id rules would not. The
-    // admin networks may reach the cluster too, for the one grant only its admin can make.
+    (pool, declared)
+}
+
+/// Trusted sources: a tag rule keeps working when droplets are replaced (droplet-id rules
+/// would not); the admin networks may reach the cluster too, for the one grant only its admin
+/// can make.
+fn firewall(ctx: &Context, cfg: &StackConfig, graph: &Graph, net: &Network, cluster: &Cluster) {
     let admin: Vec<String> = cfg.admin_cidrs.iter().map(|n| n.to_string()).collect();
     let rules = net.app_tag.map(move |tag| {
-        let mut rules = vec![
+        let rule = |type_: &str, value: String| {
             DatabaseFirewallRule::builder()
-                .type_("tag")
-                .value(tag)
-                .build_struct(),
-        ];
-        rules.extend(admin.iter().map(|cidr| {
-            DatabaseFirewallRule::builder()
-                .type_("ip_addr")
-                .value(cidr.clone())
+                .type_(type_)
+                .value(value)
                 .build_struct()
-        }));
+        };
+        let mut rules = vec![rule("tag", tag)];
+        rules.extend(admin.iter().map(|cidr| rule("ip_addr", cidr.clone())));
         rules
     });
     graph
         .node(token::DATABASE_FIREWALL, &cfg.name("db-firewall"))
-        .uses("clusterId", &[&cluster_ref])
+        .uses("clusterId", &[&cluster.declared])
         .uses("rules", &[&net.app_tag_ref])
         .declare();
     database_firewall::create(
         ctx,
         &cfg.name("db-firewall"),
         database_firewall::DatabaseFirewallArgs::builder()
-            .cluster_id(cluster.id.clone())
+            .cluster_id(cluster.outputs.id.clone())
             .rules(rules)
             .build_struct(),
     );
-    // The provider reads the CA from the API by cluster id, once the id is known: in every run
-    // after the cluster exists (previews included, so its object shows no change), not in a
-    // preview before the first `pulumi up`, where Gestalt's own invoke would send the unknown id
-    // and the provider would fail on it.
-    let link = link.clone();
-    let ca_certificate = cluster.id.map(move |id| read_ca(&link, &id));
-    let ssl_mode = d.ssl_mode.clone();
-    let owner_url = pulumi_combine!(
-        owner.name.clone(),
-        owner.password.clone(),
-        cluster.private_host.clone(),
-        cluster.port.clone(),
-        db.name.clone()
-    )
-    .map({
-        let mode = ssl_mode.clone();
-        move |(user, password, host, port, db)| pg_url(&user, &password, &host, port, &db, &mode)
-    })
-    .secret();
-    // DigitalOcean's own connection strings use `require`; the admin connects from outside.
-    let admin_url = pulumi_combine!(
-        cluster.user.clone(),
-        cluster.password.clone(),
-        cluster.host.clone(),
-        cluster.port.clone(),
-        db.name.clone()
-    )
-    .map(move |(user, password, host, port, db)| {
-        pg_url(&user, &password, &host, port, &db, "require")
-    })
-    .secret();
-    let app_url = pulumi_combine!(
-        user.name.clone(),
-        user.password.clone(),
-        pool.private_host.clone(),
-        pool.port.clone(),
-        pool.name.clone()
-    )
-    .map(move |(user, password, host, port, pool)| {
-        pg_url(&user, &password, &host, port, &pool, &ssl_mode)
-    })
-    .secret();
-    Database {
-        cluster_name,
-        cluster_urn: cluster.cluster_urn,
-        private_host: cluster.private_host,
-        app_url,
-        owner_url,
-        owner_role,
-        admin_url,
-        ca_certificate,
-        cluster: cluster_ref,
-        pool: pool_ref,
-        user: user_ref,
-        owner: owner_ref,
-    }
 }

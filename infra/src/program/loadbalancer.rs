@@ -36,51 +36,8 @@ fn rule(entry_port: i32, entry_protocol: &str) -> LoadBalancerForwardingRule {
 
 /// Creates the load balancer (and certificate when the stack has a domain).
 pub fn create(ctx: &Context, cfg: &StackConfig, graph: &Graph, net: &Network) -> LoadBalancer {
-    let mut cert_ref = None;
-    let rules: Output<Vec<LoadBalancerForwardingRule>> = match &cfg.domain {
-        None => Output::new(vec![rule(80, "http")]),
-        Some(domain) => {
-            cert_ref = Some(graph.node(token::CERTIFICATE, &cfg.name("cert")).declare());
-            // Certificate names are unique per account and its type and domains replace it.
-            let cert = certificate::create(
-                ctx,
-                &cfg.name("cert"),
-                certificate::CertificateArgs::builder()
-                    .name(cfg.replaceable_name("cert", &[CERT_TYPE, domain]))
-                    .type_(CERT_TYPE)
-                    .domains(vec![domain.clone()])
-                    .build_struct(),
-            );
-            cert.name.map(|cert_name| {
-                let mut https = rule(443, "https");
-                https.certificate_name = Some(cert_name);
-                https.tls_passthrough = Some(false);
-                vec![rule(80, "http"), https]
-            })
-        }
-    };
-    let h = &cfg.health_check;
-    let healthcheck = LoadBalancerHealthcheck::builder()
-        .protocol(h.protocol.clone())
-        .port(i32::from(h.port))
-        .maybe_path((h.protocol != "tcp").then(|| h.path.clone()))
-        .check_interval_seconds(h.check_interval_seconds as i32)
-        .response_timeout_seconds(h.response_timeout_seconds as i32)
-        .unhealthy_threshold(h.unhealthy_threshold as i32)
-        .healthy_threshold(h.healthy_threshold as i32)
-        .build_struct();
-    let s = &cfg.sticky_sessions;
-    let sticky = if s.enabled() {
-        LoadBalancerStickySessions::builder()
-            .type_("cookies")
-            .maybe_cookie_name(s.cookie_name.clone())
-            .maybe_cookie_ttl_seconds(s.cookie_ttl_seconds.map(|t| t as i32))
-            .build_struct()
-    } else {
-        LoadBalancerStickySessions::builder()
-            .type_("none")
-            .build_struct()
-    };
+    let (rules, cert_ref) = forwarding_rules(ctx, cfg, graph);
+    let (healthcheck, sticky) = (healthcheck(cfg), sticky_sessions(cfg));
     let mut node = graph
         .node(token::LOAD_BALANCER, &cfg.name("lb"))
         .uses("vpcUuid", &[&net.vpc])
@@ -114,5 +71,66 @@ pub fn create(ctx: &Context, cfg: &StackConfig, graph: &Graph, net: &Network) ->
         ip: lb.ip,
         urn: lb.load_balancer_urn,
         declared,
+    }
+}
+
+/// HTTP 80 -> 3000, and with a domain a Let's Encrypt certificate and HTTPS 443 -> 3000.
+fn forwarding_rules(
+    ctx: &Context,
+    cfg: &StackConfig,
+    graph: &Graph,
+) -> (Output<Vec<LoadBalancerForwardingRule>>, Option<Ref>) {
+    let mut cert_ref = None;
+    let rules: Output<Vec<LoadBalancerForwardingRule>> = match &cfg.domain {
+        None => Output::new(vec![rule(80, "http")]),
+        Some(domain) => {
+            cert_ref = Some(graph.node(token::CERTIFICATE, &cfg.name("cert")).declare());
+            // Certificate names are unique per account and its type and domains replace it.
+            let cert = certificate::create(
+                ctx,
+                &cfg.name("cert"),
+                certificate::CertificateArgs::builder()
+                    .name(cfg.replaceable_name("cert", &[CERT_TYPE, domain]))
+                    .type_(CERT_TYPE)
+                    .domains(vec![domain.clone()])
+                    .build_struct(),
+            );
+            cert.name.map(|cert_name| {
+                let mut https = rule(443, "https");
+                https.certificate_name = Some(cert_name);
+                https.tls_passthrough = Some(false);
+                vec![rule(80, "http"), https]
+            })
+        }
+    };
+    (rules, cert_ref)
+}
+
+/// Every field set: the provider's defaults differ from the API's.
+fn healthcheck(cfg: &StackConfig) -> LoadBalancerHealthcheck {
+    let h = &cfg.health_check;
+    LoadBalancerHealthcheck::builder()
+        .protocol(h.protocol.clone())
+        .port(i32::from(h.port))
+        .maybe_path((h.protocol != "tcp").then(|| h.path.clone()))
+        .check_interval_seconds(h.check_interval_seconds as i32)
+        .response_timeout_seconds(h.response_timeout_seconds as i32)
+        .unhealthy_threshold(h.unhealthy_threshold as i32)
+        .healthy_threshold(h.healthy_threshold as i32)
+        .build_struct()
+}
+
+fn sticky_sessions(cfg: &StackConfig) -> LoadBalancerStickySessions {
+    let s = &cfg.sticky_sessions;
+    if s.enabled() {
+        LoadBalancerStickySessions::builder()
+            .type_("cookies")
+            .maybe_cookie_name(s.cookie_name.clone())
+            .maybe_cookie_ttl_seconds(s.cookie_ttl_seconds.map(|t| t as i32))
+            .build_struct()
+    } else {
+        LoadBalancerStickySessions::builder()
+            .type_("none")
+            .build_struct()
     }
 }

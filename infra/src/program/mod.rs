@@ -129,7 +129,14 @@ pub fn run(
     let store = artifacts::create(ctx, cfg, graph, inputs, &db, account)?;
     let lb = loadbalancer::create(ctx, cfg, graph, &net);
     let wall = firewall::create(ctx, cfg, graph, &net, &lb);
-    let pools = compute::create(ctx, cfg, graph, &net, &db, &store, &keys, &wall, inputs);
+    let sources = compute::Sources {
+        net: &net,
+        db: &db,
+        store: &store,
+        access: &keys,
+        wall: &wall,
+    };
+    let pools = compute::create(ctx, cfg, graph, &sources, inputs);
     project::create(ctx, cfg, graph, &db, &lb, &pools, &store);
     outputs::export(ctx, cfg, &db, &lb, &pools, &store);
     Ok(())
