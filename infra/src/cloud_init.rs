@@ -8,6 +8,54 @@ pub const BINARY_PATH: &str = "/usr/local/bin/rustlb-app";
 pub const ENV_FILE: &str = "/etc/rustlb/app.env";
 /// The CA file written for `sslmode=verify-full`.
 pub const CA_FILE: &str = "/etc/rustlb/db-ca.crt";
+/// The oneshot unit that reboots the droplet when an update asked for it.
+pub const REBOOT_SERVICE: &str = "rustlb-reboot.service";
+/// Its timer: the droplet's slot in the stack's maintenance window.
+pub const REBOOT_TIMER: &str = "rustlb-reboot.timer";
+
+/// unattended-upgrades' own settings: security pockets only, never a reboot of its own (a
+/// reboot waits for the maintenance window's timer). `#clear` drops the image's list first.
+const UNATTENDED_UPGRADES: &str = r#"// rustlb: security updates only; a reboot they need waits for the stack's maintenance window.
+#clear Unattended-Upgrade::Allowed-Origins;
+Unattended-Upgrade::Allowed-Origins {
+        "${distro_id}:${distro_codename}-security";
+        "${distro_id}ESMApps:${distro_codename}-apps-security";
+        "${distro_id}ESM:${distro_codename}-infra-security";
+};
+Unattended-Upgrade::Automatic-Reboot "false";
+"#;
+
+/// apt's daily timers: refresh the lists and run unattended-upgrades every day.
+const AUTO_UPGRADES: &str = r#"APT::Periodic::Update-Package-Lists "1";
+APT::Periodic::Unattended-Upgrade "1";
+"#;
+
+/// The reboot unit: only when an update left `/var/run/reboot-required`. Stopping the app on
+/// the way down is its SIGTERM, so it drains before the droplet goes.
+const REBOOT_UNIT: &str = "[Unit]
+Description=Reboot for an installed security update (rustlb maintenance window)
+ConditionPathExists=/var/run/reboot-required
+
+[Service]
+Type=oneshot
+ExecStart=/usr/bin/systemctl reboot
+";
+
+/// The timer of the reboot unit at `on_calendar` (systemd calendar syntax).
+pub fn reboot_timer(on_calendar: &str) -> String {
+    format!(
+        "[Unit]
+Description=rustlb maintenance window: reboot for a pending security update
+
+[Timer]
+OnCalendar={on_calendar}
+Unit={REBOOT_SERVICE}
+
+[Install]
+WantedBy=timers.target
+"
+    )
+}
 
 /// Everything one droplet's cloud-config needs.
 pub struct CloudInit<'a> {
@@ -19,6 +67,9 @@ pub struct CloudInit<'a> {
     pub binary_sha256: &'a str,
     /// HTTPS URL of the database CA certificate when the app verifies the database (`verify-full`).
     pub database_ca_url: Option<&'a str>,
+    /// This droplet's reboot slot (systemd `OnCalendar`) in the maintenance window; none: a
+    /// reboot an update needs waits for a person.
+    pub reboot_at: Option<String>,
 }
 
 /// What systemd allows beyond the drain for a stop: in-flight requests (the app's grace,
@@ -112,6 +163,14 @@ fn env_value(v: &str) -> String {
     format!("\"{escaped}\"")
 }
 
+/// One `write_files` entry, root's.
+fn write_file(path: &str, permissions: &str, content: &str) -> String {
+    format!(
+        "  - path: {path}\n    owner: root:root\n    permissions: '{permissions}'\n    content: |\n{}\n",
+        indent(content, 6)
+    )
+}
+
 fn indent(text: &str, spaces: usize) -> String {
     let pad = " ".repeat(spaces);
     text.lines()
@@ -152,10 +211,31 @@ install -o root -g root -m 0644 {CA_FILE}.download {CA_FILE}; rm -f {CA_FILE}.do
             "set -eu; {fetch_ca}curl -fsSL --retry 10 --retry-connrefused -o {BINARY_PATH}.download '{url}'; \
 echo '{sha}  {BINARY_PATH}.download' | sha256sum -c -; \
 install -o root -g root -m 0755 {BINARY_PATH}.download {BINARY_PATH}; rm -f {BINARY_PATH}.download; \
-systemctl daemon-reload; systemctl enable --now {SERVICE_NAME}",
+systemctl daemon-reload; systemctl enable --now {SERVICE_NAME}{timer}",
             url = self.binary_url,
             sha = self.binary_sha256,
+            timer = if self.reboot_at.is_some() {
+                format!("; systemctl enable --now {REBOOT_TIMER}")
+            } else {
+                String::new()
+            },
         );
+        let reboot_files = match &self.reboot_at {
+            Some(at) => format!(
+                "{}{}",
+                write_file(
+                    &format!("/etc/systemd/system/{REBOOT_SERVICE}"),
+                    "0644",
+                    REBOOT_UNIT
+                ),
+                write_file(
+                    &format!("/etc/systemd/system/{REBOOT_TIMER}"),
+                    "0644",
+                    &reboot_timer(at)
+                ),
+            ),
+            None => String::new(),
+        };
         format!(
             "#cloud-config
 # rustlb app {sha}
@@ -175,13 +255,22 @@ write_files:
     permissions: '0644'
     content: |
 {unit}
-runcmd:
+{updates}{reboot_files}runcmd:
   - [sh, -c, {install}]
 ",
             sha = self.binary_sha256,
             env = indent(&self.environment(), 6),
             unit = indent(&service_unit(self.settings.drain_seconds.unwrap_or(0)), 6),
             install = serde_json::to_string(&install).expect("a string serialises"),
+            updates = format!(
+                "{}{}",
+                write_file("/etc/apt/apt.conf.d/20auto-upgrades", "0644", AUTO_UPGRADES),
+                write_file(
+                    "/etc/apt/apt.conf.d/52rustlb-unattended-upgrades",
+                    "0644",
+                    UNATTENDED_UPGRADES
+                ),
+            ),
         )
     }
 }
@@ -213,6 +302,7 @@ mod tests {
             binary_url: "https://x/app",
             binary_sha256: "00",
             database_ca_url: None,
+            reboot_at: None,
         };
         let env = ci.environment();
         assert!(

@@ -42,6 +42,12 @@ pub mod token {
     pub const FIREWALL: &str = "digitalocean:index/firewall:Firewall";
     /// Project.
     pub const PROJECT: &str = "digitalocean:index/project:Project";
+    /// Monitoring alert policy.
+    pub const MONITOR_ALERT: &str = "digitalocean:index/monitorAlert:MonitorAlert";
+    /// Uptime check.
+    pub const UPTIME_CHECK: &str = "digitalocean:index/uptimeCheck:UptimeCheck";
+    /// Alert on an uptime check.
+    pub const UPTIME_ALERT: &str = "digitalocean:index/uptimeAlert:UptimeAlert";
     /// Every token above.
     pub const ALL: &[&str] = &[
         VPC,
@@ -59,6 +65,9 @@ pub mod token {
         CERTIFICATE,
         FIREWALL,
         PROJECT,
+        MONITOR_ALERT,
+        UPTIME_CHECK,
+        UPTIME_ALERT,
     ];
 }
 

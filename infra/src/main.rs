@@ -255,7 +255,10 @@ fn run_under_engine() -> anyhow::Result<()> {
     let mut link =
         infra::transform::EngineLink::connect(&env("PULUMI_MONITOR"), &env("PULUMI_ENGINE"))?;
     let account = program::Account::lookup(&link, &cfg)?;
-    for note in program::ssh_key_notes(&cfg, &account) {
+    for note in program::ssh_key_notes(&cfg, &account)
+        .into_iter()
+        .chain(program::notes(&cfg))
+    {
         link.log_info(&note)?;
     }
     // Before Gestalt's first registration, so that every resource passes through it.

@@ -150,3 +150,52 @@ fn the_service_unit_passes_systemd_analyze_verify() {
         "no warning for a bad value"
     );
 }
+
+#[test]
+#[ignore = "needs systemd-analyze: apt-get install systemd"]
+fn the_maintenance_reboot_timer_and_unit_pass_systemd_analyze_verify() {
+    require("systemd-analyze", "systemd");
+    // prod has a maintenance window, so its droplets carry the reboot timer.
+    let (_, text) = user_data("prod").remove(0);
+    let dir = tempfile::tempdir().unwrap();
+    let mut paths = Vec::new();
+    for name in [
+        infra::cloud_init::REBOOT_SERVICE,
+        infra::cloud_init::REBOOT_TIMER,
+    ] {
+        let content =
+            infra::cloud_init::written_file(&text, &format!("/etc/systemd/system/{name}"))
+                .unwrap_or_else(|| panic!("{name} is written"));
+        let path = dir.path().join(name);
+        std::fs::write(&path, content).unwrap();
+        paths.push(path);
+    }
+    let out = Command::new("systemd-analyze")
+        .args(["verify", "--man=no"])
+        .args(&paths)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let warnings: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert!(
+        warnings.is_empty(),
+        "systemd-analyze warns:\n{}",
+        warnings.join("\n")
+    );
+    // The calendar must be one systemd understands.
+    let timer = std::fs::read_to_string(&paths[1]).unwrap();
+    let calendar = timer
+        .lines()
+        .find_map(|l| l.strip_prefix("OnCalendar="))
+        .unwrap();
+    let check = Command::new("systemd-analyze")
+        .args(["calendar", calendar])
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "{calendar}: {}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+}

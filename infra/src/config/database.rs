@@ -28,7 +28,22 @@ pub struct DatabaseSettings {
     pub pool_size: u32,
     /// `verify-full` (certificate checked against the cluster CA) or `require` (encrypted only).
     pub ssl_mode: String,
+    /// Create the cluster from another cluster's backup (`backupRestore`).
+    pub restore_from: Option<RestoreFrom>,
 }
+
+/// `database.restoreFrom`: the cluster whose backup a new cluster starts from, and the moment.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RestoreFrom {
+    /// The name of the existing cluster (e.g. `rustlb-prod-db-1a2b3c4d`).
+    pub cluster: String,
+    /// The backup's time (ISO 8601, UTC); the newest backup when left out.
+    pub at: Option<String>,
+}
+
+/// How long DigitalOcean keeps a cluster's daily backups and point-in-time recovery.
+pub const BACKUP_RETENTION_DAYS: i64 = 7;
 
 impl Default for DatabaseSettings {
     fn default() -> Self {
@@ -40,6 +55,7 @@ impl Default for DatabaseSettings {
             user: "app".into(),
             pool_size: 10,
             ssl_mode: "verify-full".into(),
+            restore_from: None,
         }
     }
 }
@@ -97,6 +113,9 @@ fn check(r: &mut Reader, d: &DatabaseSettings, is_prod: bool) {
     if let Some(problem) = limits::range_problem(d.pool_size, &limits::POOL_SIZE) {
         r.err("database.poolSize", problem);
     }
+    if let Some(restore) = &d.restore_from {
+        check_restore(r, restore);
+    }
     if !SSL_MODES.contains(&d.ssl_mode.as_str()) {
         r.err(
             "database.sslMode",
@@ -105,6 +124,34 @@ fn check(r: &mut Reader, d: &DatabaseSettings, is_prod: bool) {
                 d.ssl_mode
             ),
         );
+    }
+}
+
+/// A backup exists for a cluster that exists, at a moment in the last week (the time is checked
+/// against this machine's clock).
+fn check_restore(r: &mut Reader, restore: &RestoreFrom) {
+    if restore.cluster.trim().is_empty() {
+        r.err("database.restoreFrom.cluster", "names no cluster");
+    }
+    let Some(at) = &restore.at else { return };
+    match chrono::DateTime::parse_from_rfc3339(at) {
+        Err(_) => r.err(
+            "database.restoreFrom.at",
+            format!("must be an ISO 8601 time like 2026-12-05T03:00:00Z (got {at:?})"),
+        ),
+        Ok(t) => {
+            let age = chrono::Utc::now().signed_duration_since(t);
+            if age < chrono::TimeDelta::zero() {
+                r.err("database.restoreFrom.at", format!("{at} is in the future"));
+            } else if age > chrono::TimeDelta::days(BACKUP_RETENTION_DAYS) {
+                r.err(
+                    "database.restoreFrom.at",
+                    format!(
+                        "{at} is more than {BACKUP_RETENTION_DAYS} days ago: DigitalOcean keeps backups that long"
+                    ),
+                );
+            }
+        }
     }
 }
 

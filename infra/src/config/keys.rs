@@ -33,6 +33,10 @@ pub enum Section {
     Retention,
     /// Keys only the local stack reads.
     Local,
+    /// Monitoring alerts and uptime checks.
+    Alerts,
+    /// Security updates and when droplets may reboot for them.
+    Updates,
 }
 
 /// A key's default as Pulumi.yaml declares it.
@@ -159,6 +163,8 @@ pub const KEYS: &[Key] = &[
         Section::Retention,
     ),
     key("statsRetentionDays", Some(Integer(400)), Section::Retention),
+    key("alerts", None, Section::Alerts),
+    key("maintenanceWindow", None, Section::Updates),
     key("lbAddress", Some(Text("127.0.0.1:8080")), Section::Local),
     key("firstBackendPort", Some(Integer(3001)), Section::Local),
     key(

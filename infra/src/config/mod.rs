@@ -4,6 +4,7 @@
 //! the table of `keys`); `StackConfig` puts the sections together.
 
 mod access;
+mod alerts;
 mod api_key;
 mod database;
 mod domain;
@@ -21,8 +22,10 @@ mod retention;
 mod ssh_key;
 mod stack;
 mod sticky;
+mod updates;
 
-pub use database::{DatabaseSettings, SSL_MODES};
+pub use alerts::{Alerts, Slack, UPTIME_REGIONS, WINDOWS};
+pub use database::{BACKUP_RETENTION_DAYS, DatabaseSettings, RestoreFrom, SSL_MODES};
 pub use environment::Environment;
 pub use error::{ConfigError, KeyError};
 pub use health::{APP_PORT, HealthCheck};
@@ -35,6 +38,7 @@ pub use raw::{
 pub use ssh_key::SshPublicKey;
 pub use stack::{LOCAL_STACK, StackKind, replaceable_name, resource_name, stack_file};
 pub use sticky::StickySessions;
+pub use updates::{MaintenanceWindow, STAGGER_MINUTES};
 
 use access::Access;
 use ipnet::IpNet;
@@ -109,6 +113,10 @@ pub struct StackConfig {
     pub first_backend_port: u16,
     /// Local stack: the database URL the app instances share.
     pub database_url: String,
+    /// Monitoring alerts and uptime checks, if the stack asks for them.
+    pub alerts: Option<Alerts>,
+    /// When droplets may reboot for security updates; none: never by themselves.
+    pub maintenance_window: Option<MaintenanceWindow>,
 }
 
 impl StackConfig {
@@ -181,6 +189,8 @@ impl StackConfig {
         let database = DatabaseSettings::parse(&mut r, is_prod);
         let api_key = api_key::parse(&mut r, is_local);
         let retention = Retention::parse(&mut r);
+        let alerts = alerts::parse(&mut r);
+        let maintenance_window = updates::parse(&mut r);
         let local = Local::parse(&mut r);
         r.finish(source)?;
         Ok(StackConfig {
@@ -213,6 +223,8 @@ impl StackConfig {
             lb_address: local.lb_address,
             first_backend_port: local.first_backend_port,
             database_url: local.database_url,
+            alerts,
+            maintenance_window,
         })
     }
 

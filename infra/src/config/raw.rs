@@ -74,15 +74,33 @@ pub fn raw_from_stack_file(text: &str) -> Result<RawConfig, String> {
         };
         let json: Value =
             serde_json::to_value(&value).map_err(|e| format!("{PROJECT}:{short}: {e}"))?;
-        // `pulumi config set --secret --path 'k[0]'` encrypts inside a structure.
-        let entry = if contains_secure(&json) {
-            RawValue::Encrypted
-        } else {
-            RawValue::Plain(json)
+        // `pulumi config set --secret --path 'k[0]'` encrypts inside a structure. An object
+        // with a secret field keeps its other fields readable (the secret reads `[secret]`);
+        // anything else that holds a secret is unreadable here as a whole.
+        let entry = match &json {
+            Value::Object(m) if !m.contains_key("secure") && contains_secure(&json) => {
+                RawValue::Secret(hide_secure(json))
+            }
+            _ if contains_secure(&json) => RawValue::Encrypted,
+            _ => RawValue::Plain(json),
         };
         raw.insert(short.to_string(), entry);
     }
     Ok(raw)
+}
+
+/// The value with every `{secure: ...}` replaced by the secret placeholder.
+fn hide_secure(v: Value) -> Value {
+    match v {
+        Value::Object(m) if m.contains_key("secure") => {
+            Value::String(crate::wire::SECRET_PLACEHOLDER.into())
+        }
+        Value::Object(m) => {
+            Value::Object(m.into_iter().map(|(k, v)| (k, hide_secure(v))).collect())
+        }
+        Value::Array(a) => Value::Array(a.into_iter().map(hide_secure).collect()),
+        other => other,
+    }
 }
 
 fn contains_secure(v: &Value) -> bool {

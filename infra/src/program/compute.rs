@@ -107,7 +107,12 @@ impl<'a> Fleet<'a> {
 
     /// The whole cloud-config of one droplet. It carries the database URLs and the API key, so
     /// the whole document is secret.
-    fn user_data(&self, server_id: &str, sha: &str) -> Output<String> {
+    fn user_data(&self, server_id: &str, index: u32, sha: &str) -> Output<String> {
+        let reboot_at = self
+            .cfg
+            .maintenance_window
+            .as_ref()
+            .map(|w| w.on_calendar(index));
         let (db, url) = (self.src.db, self.src.store.urls[sha].clone());
         let (deploy, server_id, sha) = (self.deploy.clone(), server_id.to_owned(), sha.to_owned());
         pulumi_combine!(
@@ -129,6 +134,7 @@ impl<'a> Fleet<'a> {
                 binary_url: &url,
                 binary_sha256: &sha,
                 database_ca_url: ca_url.as_deref(),
+                reboot_at: reboot_at.clone(),
             }
             .render()
         })
@@ -181,7 +187,7 @@ impl<'a> Fleet<'a> {
             .size(cfg.droplet_size.clone())
             .region(cfg.region.clone())
             .vpc_uuid(net.vpc_id.clone())
-            .user_data(self.user_data(&name, sha))
+            .user_data(self.user_data(&name, index, sha))
             .tags(tags)
             .monitoring(true)
             .ipv6(false)

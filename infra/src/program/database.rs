@@ -3,7 +3,7 @@
 use super::network::Network;
 use crate::config::{Environment, StackConfig};
 use crate::db_url::percent_encode;
-use crate::digitalocean::types::DatabaseFirewallRule;
+use crate::digitalocean::types::{DatabaseClusterBackupRestore, DatabaseFirewallRule};
 use crate::digitalocean::{
     database_cluster, database_connection_pool, database_db, database_firewall, database_user,
 };
@@ -23,6 +23,8 @@ pub struct Database {
     pub cluster_name: String,
     /// DigitalOcean URN of the cluster (for the project).
     pub cluster_urn: Output<String>,
+    /// The cluster's id (alert policies watch it).
+    pub cluster_id: Output<String>,
     /// Private host of the cluster.
     pub private_host: Output<String>,
     /// The app's connection URL through the private pool, as the runtime role (secret).
@@ -155,6 +157,7 @@ pub fn create(
     Database {
         cluster_name: cluster.name,
         cluster_urn: c.cluster_urn.clone(),
+        cluster_id: c.id.clone(),
         private_host: c.private_host.clone(),
         app_url,
         owner_url,
@@ -220,9 +223,21 @@ fn cluster(
     data: &Options,
 ) -> Cluster {
     let d = &cfg.database;
-    // Cluster names are unique per account; engine, name and privateNetworkUuid (the VPC)
-    // replace the cluster.
-    let name = cfg.replaceable_name("db", &[ENGINE, &net.vpc_name]);
+    // Cluster names are unique per account; engine, name, privateNetworkUuid (the VPC) and
+    // backupRestore replace the cluster. A restore therefore makes a new cluster beside the old
+    // one, which stays until it is retired on purpose (README, "Restore the database").
+    let restore = d.restore_from.as_ref();
+    let mut replaced_by: Vec<&str> = vec![ENGINE, &net.vpc_name];
+    if let Some(r) = restore {
+        replaced_by.extend([r.cluster.as_str(), r.at.as_deref().unwrap_or("newest")]);
+    }
+    let name = cfg.replaceable_name("db", &replaced_by);
+    let backup_restore = restore.map(|r| {
+        DatabaseClusterBackupRestore::builder()
+            .database_name(r.cluster.clone())
+            .maybe_backup_created_at(r.at.clone())
+            .build_struct()
+    });
     let declared = graph
         .node(token::DATABASE_CLUSTER, &cfg.name("db"))
         .uses("privateNetworkUuid", &[&net.vpc])
@@ -240,6 +255,7 @@ fn cluster(
             .node_count(d.node_count as i32)
             .private_network_uuid(net.vpc_id.clone())
             .tags(vec![cfg.name("db")])
+            .maybe_backup_restore(backup_restore)
             .build_struct(),
     );
     Cluster {

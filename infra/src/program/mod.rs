@@ -2,6 +2,7 @@
 
 mod access;
 pub mod account;
+mod alerts;
 mod artifacts;
 mod compute;
 mod database;
@@ -82,6 +83,24 @@ pub fn build_problem(cfg: &StackConfig, path: &std::path::Path) -> Option<String
     })
 }
 
+/// What the engine's log says about the stack's choices a reader may not expect.
+pub fn notes(cfg: &StackConfig) -> Vec<String> {
+    let mut notes = Vec::new();
+    if cfg.alerts.is_none() {
+        notes.push(format!(
+            "{PROJECT}:alerts is not set: no monitoring alerts and no uptime check; nobody is told \
+             when a droplet fills up or the site is down (README, \"Alerts\")"
+        ));
+    }
+    if cfg.maintenance_window.is_none() {
+        notes.push(format!(
+            "{PROJECT}:maintenanceWindow is not set: security updates install daily, and a reboot \
+             one needs waits for a person (README, \"Security updates\")"
+        ));
+    }
+    notes
+}
+
 /// What the engine's log says about keys the account already has.
 pub fn ssh_key_notes(cfg: &StackConfig, account: &Account) -> Vec<String> {
     access::plan(cfg, account)
@@ -138,6 +157,12 @@ pub fn run(
     };
     let pools = compute::create(ctx, cfg, graph, &sources, inputs);
     project::create(ctx, cfg, graph, &db, &lb, &pools, &store);
+    let watched = alerts::Watched {
+        net: &net,
+        db: &db,
+        lb: &lb,
+    };
+    alerts::create(ctx, cfg, graph, &watched);
     outputs::export(ctx, cfg, &db, &lb, &pools, &store);
     Ok(())
 }
