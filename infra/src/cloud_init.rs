@@ -220,6 +220,15 @@ systemctl daemon-reload; systemctl enable --now {SERVICE_NAME}{timer}",
                 String::new()
             },
         );
+        let updates = [
+            write_file("/etc/apt/apt.conf.d/20auto-upgrades", "0644", AUTO_UPGRADES),
+            write_file(
+                "/etc/apt/apt.conf.d/52rustlb-unattended-upgrades",
+                "0644",
+                UNATTENDED_UPGRADES,
+            ),
+        ]
+        .concat();
         let reboot_files = match &self.reboot_at {
             Some(at) => format!(
                 "{}{}",
@@ -262,15 +271,6 @@ write_files:
             env = indent(&self.environment(), 6),
             unit = indent(&service_unit(self.settings.drain_seconds.unwrap_or(0)), 6),
             install = serde_json::to_string(&install).expect("a string serialises"),
-            updates = format!(
-                "{}{}",
-                write_file("/etc/apt/apt.conf.d/20auto-upgrades", "0644", AUTO_UPGRADES),
-                write_file(
-                    "/etc/apt/apt.conf.d/52rustlb-unattended-upgrades",
-                    "0644",
-                    UNATTENDED_UPGRADES
-                ),
-            ),
         )
     }
 }
