@@ -87,6 +87,24 @@ fn pg_url(
     )
 }
 
+/// The logical name of a database resource. A restore (`database.restoreFrom`) starts a new
+/// generation of them beside the old one: new cluster, database, users, pool and firewall,
+/// which the droplets move to, while the old ones leave the program and Pulumi deletes them
+/// after the new ones exist (production's cluster and database are protected, so they stay
+/// until they are retired on purpose). Replacing them under the same names instead would be
+/// refused up front for protected resources.
+pub fn logical(cfg: &StackConfig, role: &str) -> String {
+    match &cfg.database.restore_from {
+        None => cfg.name(role),
+        Some(r) => {
+            let generation =
+                cfg.replaceable_name("r", &[&r.cluster, r.at.as_deref().unwrap_or("newest")]);
+            let hash = generation.rsplit('-').next().unwrap_or_default();
+            cfg.name(&format!("{role}-r{hash}"))
+        }
+    }
+}
+
 /// The cluster, for the resources inside it.
 struct Cluster {
     outputs: database_cluster::DatabaseClusterResult,
@@ -180,13 +198,13 @@ fn app_database(
     data: Options,
 ) -> (database_db::DatabaseDbResult, Ref) {
     let declared = graph
-        .node(token::DATABASE_DB, &cfg.name("db-app"))
+        .node(token::DATABASE_DB, &logical(cfg, "db-app"))
         .uses("clusterId", &[&cluster.declared])
         .options(data)
         .declare();
     let db = database_db::create(
         ctx,
-        &cfg.name("db-app"),
+        &logical(cfg, "db-app"),
         database_db::DatabaseDbArgs::builder()
             .cluster_id(cluster.outputs.id.clone())
             .name(cfg.database.name.clone())
@@ -239,13 +257,13 @@ fn cluster(
             .build_struct()
     });
     let declared = graph
-        .node(token::DATABASE_CLUSTER, &cfg.name("db"))
+        .node(token::DATABASE_CLUSTER, &logical(cfg, "db"))
         .uses("privateNetworkUuid", &[&net.vpc])
         .options(data.clone())
         .declare();
     let outputs = database_cluster::create(
         ctx,
-        &cfg.name("db"),
+        &logical(cfg, "db"),
         database_cluster::DatabaseClusterArgs::builder()
             .name(name.clone())
             .engine(ENGINE)
@@ -275,12 +293,12 @@ fn database_role(
     user_name: &str,
 ) -> (database_user::DatabaseUserResult, Ref) {
     let declared = graph
-        .node(token::DATABASE_USER, &cfg.name(role))
+        .node(token::DATABASE_USER, &logical(cfg, role))
         .uses("clusterId", &[&cluster.declared])
         .declare();
     let user = database_user::create(
         ctx,
-        &cfg.name(role),
+        &logical(cfg, role),
         database_user::DatabaseUserArgs::builder()
             .cluster_id(cluster.outputs.id.clone())
             .name(user_name.to_owned())
@@ -306,14 +324,14 @@ fn pool(
         &[&pool_size, POOL_MODE, &d.user, &d.name, &cluster.name],
     );
     let declared = graph
-        .node(token::DATABASE_POOL, &cfg.name("db-pool"))
+        .node(token::DATABASE_POOL, &logical(cfg, "db-pool"))
         .uses("clusterId", &[&cluster.declared])
         .uses("dbName", &[db_ref])
         .uses("user", &[user_ref])
         .declare();
     let pool = database_connection_pool::create(
         ctx,
-        &cfg.name("db-pool"),
+        &logical(cfg, "db-pool"),
         database_connection_pool::DatabaseConnectionPoolArgs::builder()
             .cluster_id(cluster.outputs.id.clone())
             .name(pool_name)
@@ -343,13 +361,13 @@ fn firewall(ctx: &Context, cfg: &StackConfig, graph: &Graph, net: &Network, clus
         rules
     });
     graph
-        .node(token::DATABASE_FIREWALL, &cfg.name("db-firewall"))
+        .node(token::DATABASE_FIREWALL, &logical(cfg, "db-firewall"))
         .uses("clusterId", &[&cluster.declared])
         .uses("rules", &[&net.app_tag_ref])
         .declare();
     database_firewall::create(
         ctx,
-        &cfg.name("db-firewall"),
+        &logical(cfg, "db-firewall"),
         database_firewall::DatabaseFirewallArgs::builder()
             .cluster_id(cluster.outputs.id.clone())
             .rules(rules)
