@@ -3,6 +3,8 @@
 //! `.ci/run` installs schemathesis from PyPI. The test is `#[ignore]`d, so a plain `cargo test`
 //! lists it as not run; `-- --include-ignored` runs it, and then a missing `st` fails it.
 
+mod tools;
+
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -52,17 +54,11 @@ fn start_app() -> App {
     App { child, port, dir }
 }
 
-/// Fails the test when `st` does not run: a test asked to run must not pass without checking.
 fn require_schemathesis() {
-    let found = Command::new("st").arg("--version").output().is_ok();
-    let hint = if std::env::var_os("CI").is_some() {
-        ".ci/run installs it"
-    } else {
-        "leave out --ignored/--include-ignored to skip this test"
-    };
-    assert!(
-        found,
-        "schemathesis (`st`) is missing: pip install schemathesis==4.32.5 ({hint})"
+    tools::require(
+        "schemathesis (`st`)",
+        tools::runs("st"),
+        "pip install schemathesis==4.32.5",
     );
 }
 

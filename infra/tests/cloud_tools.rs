@@ -4,6 +4,8 @@
 //! `cargo test` lists them as not run, with the tool they need; `-- --include-ignored` runs them,
 //! and then a missing tool fails them rather than letting them pass unchecked.
 
+mod tools;
+
 use serde_json::Value;
 use std::path::Path;
 use std::process::Command;
@@ -12,17 +14,11 @@ fn repo_root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap()
 }
 
-/// Fails the test when `tool` does not run: a test asked to run must not pass without checking.
 fn require(tool: &str, package: &str) {
-    let found = Command::new(tool).arg("--version").output().is_ok();
-    let hint = if std::env::var_os("CI").is_some() {
-        ".ci/run installs it"
-    } else {
-        "leave out --ignored/--include-ignored to skip this test"
-    };
-    assert!(
-        found,
-        "{tool} is missing: apt-get install {package} ({hint})"
+    tools::require(
+        tool,
+        tools::runs(tool),
+        &format!("apt-get install {package}"),
     );
 }
 

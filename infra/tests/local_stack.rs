@@ -1,6 +1,8 @@
 //! The local stack end to end: the real `infra` binary starts real app processes behind the
 //! embedded load balancer on loopback ports, and tears them down again.
 
+mod tools;
+
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -698,14 +700,10 @@ fn status_shows_the_size_of_a_postgresql_database() {
 /// fails it rather than letting it pass unchecked.
 fn chromium() -> &'static str {
     let path = "/usr/bin/chromium";
-    let hint = if std::env::var_os("CI").is_some() {
-        ".ci/run installs it"
-    } else {
-        "leave out --ignored/--include-ignored to skip this test"
-    };
-    assert!(
+    tools::require(
+        "chromium",
         Path::new(path).exists(),
-        "chromium is missing: apt-get install chromium ({hint})"
+        "apt-get install chromium",
     );
     path
 }
