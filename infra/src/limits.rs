@@ -11,6 +11,7 @@
 //!   2 GB of RAM or more".
 
 use ipnet::Ipv4Net;
+use serde_json::Value;
 use std::ops::RangeInclusive;
 
 /// `healthcheck.checkIntervalSeconds` and `responseTimeoutSeconds` (provider: IntBetween(3, 300)).
@@ -161,100 +162,143 @@ pub fn placeholder_domain(domain: &str) -> bool {
 
 /// The provider's rules that its schema cannot express, applied to the inputs the program
 /// registered for one resource (secrets revealed, unknowns skipped); empty when all hold.
-pub fn check_registration(type_: &str, inputs: &serde_json::Value) -> Vec<String> {
-    use serde_json::Value;
+pub fn check_registration(type_: &str, inputs: &Value) -> Vec<String> {
     let inputs = crate::wire::reveal(inputs);
-    let kind = type_.rsplit(':').next().unwrap_or_default();
-    let known = |v: &Value| !v.is_null() && !crate::wire::is_unknown(v);
-    let num = |v: &Value| v.as_u64().and_then(|n| u32::try_from(n).ok());
-    let mut problems = Vec::new();
-    let range = |field: &str, v: &Value, r: &RangeInclusive<u32>| -> Option<String> {
-        if !known(v) {
-            return None;
-        }
-        match num(v) {
-            Some(n) => range_problem(n, r).map(|p| format!("{kind}.{field} {p}")),
-            None => Some(format!("{kind}.{field} must be a whole number (got {v})")),
-        }
+    let check: fn(&Value) -> Vec<String> = match type_.rsplit(':').next().unwrap_or_default() {
+        "LoadBalancer" => load_balancer_problems,
+        "DatabaseConnectionPool" => connection_pool_problems,
+        "DatabaseCluster" => database_cluster_problems,
+        "Vpc" => vpc_problems,
+        "Tag" => tag_resource_problems,
+        "Droplet" => droplet_problems,
+        _ => return Vec::new(),
     };
-    match kind {
-        "LoadBalancer" => {
-            let h = &inputs["healthcheck"];
-            problems.extend(range(
-                "healthcheck.checkIntervalSeconds",
-                &h["checkIntervalSeconds"],
-                &HEALTH_CHECK_SECONDS,
-            ));
-            problems.extend(range(
-                "healthcheck.responseTimeoutSeconds",
-                &h["responseTimeoutSeconds"],
-                &HEALTH_CHECK_SECONDS,
-            ));
-            problems.extend(range(
-                "healthcheck.unhealthyThreshold",
-                &h["unhealthyThreshold"],
-                &HEALTH_CHECK_THRESHOLD,
-            ));
-            problems.extend(range(
-                "healthcheck.healthyThreshold",
-                &h["healthyThreshold"],
-                &HEALTH_CHECK_THRESHOLD,
-            ));
-            problems.extend(range("sizeUnit", &inputs["sizeUnit"], &LB_SIZE_UNIT));
-            problems.extend(range(
-                "httpIdleTimeoutSeconds",
-                &inputs["httpIdleTimeoutSeconds"],
-                &LB_IDLE_TIMEOUT_SECONDS,
-            ));
-            let sticky = &inputs["stickySessions"];
-            if sticky["type"] == "cookies" {
-                let name = sticky["cookieName"].as_str().unwrap_or_default();
-                if let Some(p) = range_problem(name.chars().count(), &COOKIE_NAME_CHARS) {
-                    problems.push(format!("LoadBalancer.stickySessions.cookieName length {p}"));
-                }
-            }
+    check(&inputs)
+}
+
+/// Whether an input has a value to judge: outputs of other resources are unknown in a preview.
+fn known(v: &Value) -> bool {
+    !v.is_null() && !crate::wire::is_unknown(v)
+}
+
+fn whole_number(v: &Value) -> Option<u32> {
+    v.as_u64().and_then(|n| u32::try_from(n).ok())
+}
+
+/// Why the number in `kind.field` is outside `range`, if it is known and is.
+fn field_range(kind: &str, field: &str, v: &Value, range: &RangeInclusive<u32>) -> Option<String> {
+    if !known(v) {
+        return None;
+    }
+    match whole_number(v) {
+        Some(n) => range_problem(n, range).map(|p| format!("{kind}.{field} {p}")),
+        None => Some(format!("{kind}.{field} must be a whole number (got {v})")),
+    }
+}
+
+fn load_balancer_problems(inputs: &Value) -> Vec<String> {
+    const KIND: &str = "LoadBalancer";
+    let h = &inputs["healthcheck"];
+    let mut problems: Vec<String> = [
+        ("checkIntervalSeconds", &HEALTH_CHECK_SECONDS),
+        ("responseTimeoutSeconds", &HEALTH_CHECK_SECONDS),
+        ("unhealthyThreshold", &HEALTH_CHECK_THRESHOLD),
+        ("healthyThreshold", &HEALTH_CHECK_THRESHOLD),
+    ]
+    .into_iter()
+    .filter_map(|(field, range)| {
+        field_range(KIND, &format!("healthcheck.{field}"), &h[field], range)
+    })
+    .collect();
+    problems.extend(field_range(
+        KIND,
+        "sizeUnit",
+        &inputs["sizeUnit"],
+        &LB_SIZE_UNIT,
+    ));
+    problems.extend(field_range(
+        KIND,
+        "httpIdleTimeoutSeconds",
+        &inputs["httpIdleTimeoutSeconds"],
+        &LB_IDLE_TIMEOUT_SECONDS,
+    ));
+    let sticky = &inputs["stickySessions"];
+    if sticky["type"] == "cookies" {
+        let name = sticky["cookieName"].as_str().unwrap_or_default();
+        if let Some(p) = range_problem(name.chars().count(), &COOKIE_NAME_CHARS) {
+            problems.push(format!("LoadBalancer.stickySessions.cookieName length {p}"));
         }
-        "DatabaseConnectionPool" => {
-            if let Some(name) = inputs["name"].as_str().filter(|_| known(&inputs["name"]))
-                && let Some(p) = range_problem(name.chars().count(), &POOL_NAME_CHARS)
-            {
-                problems.push(format!("DatabaseConnectionPool.name {name:?} length {p}"));
-            }
-            problems.extend(range("size", &inputs["size"], &POOL_SIZE));
-        }
-        "DatabaseCluster" => {
-            problems.extend(range("nodeCount", &inputs["nodeCount"], &DATABASE_NODES));
-            let nodes = num(&inputs["nodeCount"]).unwrap_or(1);
-            let size = inputs["size"].as_str().unwrap_or_default();
-            match database_ram_gb(size) {
-                Some(gb) if nodes > 1 && gb < STANDBY_MIN_RAM_GB => problems.push(format!(
-                    "DatabaseCluster: {nodes} nodes need a plan with {STANDBY_MIN_RAM_GB} GB of RAM or more ({size} has {gb} GB)"
-                )),
-                None if known(&inputs["size"]) => {
-                    problems.push(format!("DatabaseCluster.size {size:?} names no memory size"))
-                }
-                _ => {}
-            }
-        }
-        "Vpc" => {
-            let region = inputs["region"].as_str().unwrap_or_default();
-            match inputs["ipRange"].as_str().map(str::parse::<Ipv4Net>) {
-                Some(Ok(net)) => problems.extend(vpc_range_problem(region, net)),
-                Some(Err(_)) => problems.push(format!(
-                    "Vpc.ipRange {} is not an IPv4 CIDR",
-                    inputs["ipRange"]
-                )),
-                None => {}
-            }
-        }
-        "Tag" => problems.extend(inputs["name"].as_str().and_then(tag_problem)),
-        "Droplet" => {
-            problems.extend(inputs["name"].as_str().and_then(hostname_problem));
-            for tag in inputs["tags"].as_array().into_iter().flatten() {
-                problems.extend(tag.as_str().and_then(tag_problem));
-            }
+    }
+    problems
+}
+
+fn connection_pool_problems(inputs: &Value) -> Vec<String> {
+    let mut problems = Vec::new();
+    if let Some(name) = inputs["name"].as_str().filter(|_| known(&inputs["name"]))
+        && let Some(p) = range_problem(name.chars().count(), &POOL_NAME_CHARS)
+    {
+        problems.push(format!("DatabaseConnectionPool.name {name:?} length {p}"));
+    }
+    problems.extend(field_range(
+        "DatabaseConnectionPool",
+        "size",
+        &inputs["size"],
+        &POOL_SIZE,
+    ));
+    problems
+}
+
+fn database_cluster_problems(inputs: &Value) -> Vec<String> {
+    let mut problems: Vec<String> = field_range(
+        "DatabaseCluster",
+        "nodeCount",
+        &inputs["nodeCount"],
+        &DATABASE_NODES,
+    )
+    .into_iter()
+    .collect();
+    let nodes = whole_number(&inputs["nodeCount"]).unwrap_or(1);
+    let size = inputs["size"].as_str().unwrap_or_default();
+    match database_ram_gb(size) {
+        Some(gb) if nodes > 1 && gb < STANDBY_MIN_RAM_GB => problems.push(format!(
+            "DatabaseCluster: {nodes} nodes need a plan with {STANDBY_MIN_RAM_GB} GB of RAM or more ({size} has {gb} GB)"
+        )),
+        None if known(&inputs["size"]) => {
+            problems.push(format!("DatabaseCluster.size {size:?} names no memory size"))
         }
         _ => {}
+    }
+    problems
+}
+
+fn vpc_problems(inputs: &Value) -> Vec<String> {
+    let region = inputs["region"].as_str().unwrap_or_default();
+    match inputs["ipRange"].as_str().map(str::parse::<Ipv4Net>) {
+        Some(Ok(net)) => vpc_range_problem(region, net).into_iter().collect(),
+        Some(Err(_)) => vec![format!(
+            "Vpc.ipRange {} is not an IPv4 CIDR",
+            inputs["ipRange"]
+        )],
+        None => Vec::new(),
+    }
+}
+
+fn tag_resource_problems(inputs: &Value) -> Vec<String> {
+    inputs["name"]
+        .as_str()
+        .and_then(tag_problem)
+        .into_iter()
+        .collect()
+}
+
+fn droplet_problems(inputs: &Value) -> Vec<String> {
+    let mut problems: Vec<String> = inputs["name"]
+        .as_str()
+        .and_then(hostname_problem)
+        .into_iter()
+        .collect();
+    for tag in inputs["tags"].as_array().into_iter().flatten() {
+        problems.extend(tag.as_str().and_then(tag_problem));
     }
     problems
 }

@@ -97,24 +97,43 @@ pub fn run(root: &Path, stack: &str, program: &Path) -> anyhow::Result<Preview> 
     let cfg = StackConfig::load(root, stack)?;
     let (config, encrypted) = engine_config(root, stack)?;
     let build = AppBuild::inspect(root, &cfg.app_binary)?;
-    let mut notes = Vec::new();
+    let mut notes = build_notes(&cfg, &build);
+    notes.extend(config_notes(&cfg, stack, &config, &encrypted));
+    let run = run_checked(root, stack, program, config, &encrypted)?;
+    notes.extend(run.logs.iter().cloned());
+    Ok(preview_of(stack, run, notes))
+}
+
+/// What the preview can tell about the app build the droplets would get.
+fn build_notes(cfg: &StackConfig, build: &AppBuild) -> Vec<String> {
     if !build.exists {
-        notes.push(format!(
+        return vec![format!(
             "no app build at {}: the sha256 shown is a placeholder (run `cargo build --release -p app`)",
             cfg.app_binary.display()
-        ));
-    } else {
-        notes.push(format!(
-            "app build {} sha256 {}",
-            cfg.app_binary.display(),
-            build.sha256
-        ));
-        if let Some(problem) = crate::program::build_problem(&cfg, &build.path) {
-            notes.push(format!(
-                "warning: `pulumi up` will refuse this stack: {problem}"
-            ));
-        }
+        )];
     }
+    let mut notes = vec![format!(
+        "app build {} sha256 {}",
+        cfg.app_binary.display(),
+        build.sha256
+    )];
+    if let Some(problem) = crate::program::build_problem(cfg, &build.path) {
+        notes.push(format!(
+            "warning: `pulumi up` will refuse this stack: {problem}"
+        ));
+    }
+    notes
+}
+
+/// Secrets the preview cannot read or that are missing, and what `pulumi up` would refuse or
+/// regret about the stack's settings.
+fn config_notes(
+    cfg: &StackConfig,
+    stack: &str,
+    config: &BTreeMap<String, String>,
+    encrypted: &[String],
+) -> Vec<String> {
+    let mut notes = Vec::new();
     for key in ["apiKey", "sshKeys"] {
         if encrypted.iter().any(|k| k == key) {
             notes.push(format!(
@@ -154,6 +173,18 @@ pub fn run(root: &Path, stack: &str, program: &Path) -> anyhow::Result<Preview> 
     notes.push(
         "<... of NAME> values exist only after `pulumi up` (ids, IPs, hosts); [secret] marks secrets".into(),
     );
+    notes
+}
+
+/// Runs the program under the stand-in engine; fails where `pulumi up` or `pulumi destroy`
+/// would, so a preview that succeeds is one the real engine and provider accept.
+fn run_checked(
+    root: &Path,
+    stack: &str,
+    program: &Path,
+    config: BTreeMap<String, String>,
+    encrypted: &[String],
+) -> anyhow::Result<mock_engine::Run> {
     let run = mock_engine::run(&RunSpec {
         program: program.to_path_buf(),
         root: root.to_path_buf(),
@@ -163,7 +194,7 @@ pub fn run(root: &Path, stack: &str, program: &Path) -> anyhow::Result<Preview> 
         secret_keys: Vec::new(),
         env: vec![(
             config::ENCRYPTED_KEYS_ENV.into(),
-            serde_json::to_string(&encrypted)?,
+            serde_json::to_string(encrypted)?,
         )],
         dry_run: true,
         placeholders: true,
@@ -180,7 +211,6 @@ pub fn run(root: &Path, stack: &str, program: &Path) -> anyhow::Result<Preview> 
             undeclared.join("\n  ")
         );
     }
-    notes.extend(run.logs.iter().cloned());
     let problems = run.provider_problems();
     if !problems.is_empty() {
         anyhow::bail!(
@@ -189,10 +219,15 @@ pub fn run(root: &Path, stack: &str, program: &Path) -> anyhow::Result<Preview> 
             problems.join("\n  ")
         );
     }
+    Ok(run)
+}
+
+/// The resources the engine would create, in deploy order, named as a reviewer knows them.
+fn preview_of(stack: &str, run: mock_engine::Run, notes: Vec<String>) -> Preview {
     let mut resources: Vec<&Registration> = run.resources.iter().filter(|r| r.custom).collect();
     resources.sort_by_key(|r| sort_key(r));
     let name_of = |urn: &String| run.by_urn(urn).map_or(urn.clone(), |d| d.name.clone());
-    Ok(Preview {
+    Preview {
         stack: stack.into(),
         resources: resources
             .into_iter()
@@ -207,7 +242,7 @@ pub fn run(root: &Path, stack: &str, program: &Path) -> anyhow::Result<Preview> 
         destroy_order: run.destroy_order(),
         outputs: mock_engine::redact(&run.outputs.unwrap_or(json!({}))),
         notes,
-    })
+    }
 }
 
 /// The Pulumi CLI's config check of the stack file against Pulumi.yaml, which runs before the

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use tokio::process::{Child, Command};
 use tokio::sync::{mpsc, oneshot, watch};
-use tokio::task::JoinSet;
+use tokio::task::{JoinHandle, JoinSet};
 
 use super::control::{self, BackendReport, Command as ControlCommand, StackReport};
 use super::database_size::DatabaseSize;
@@ -53,6 +53,20 @@ struct Launch {
     env: Vec<(String, String)>,
 }
 
+/// The running instances and what the supervisor keeps to restart and stop them.
+struct Fleet {
+    instances: Vec<Arc<Instance>>,
+    restarts: Restarts,
+    tasks: JoinSet<()>,
+    stop: watch::Sender<bool>,
+}
+
+/// Each instance's server id and the channel its supervising task takes restarts from.
+type Restarts = Arc<Vec<(String, mpsc::Sender<RestartRequest>)>>;
+
+/// The stack's report as of now; shared by the control port and the ready message.
+type ReportFn = Arc<dyn Fn() -> StackReport + Send + Sync>;
+
 /// The whole foreground life of the stack; returns after a clean teardown.
 pub async fn run(
     root: &Path,
@@ -67,85 +81,18 @@ pub async fn run(
     std::fs::create_dir_all(&log_dir).with_context(|| format!("creating {}", log_dir.display()))?;
 
     migrate_once(cfg).await?;
-
-    let lb_config = lb_config(cfg)?;
-    let lb = lb::LoadBalancer::bind(lb_config).await.with_context(|| {
-        format!(
-            "{}: starting the load balancer on rustlb:lbAddress",
-            cfg.source
-        )
-    })?;
+    let lb = start_lb(cfg).await?;
     let url = format!("http://{}", lb.local_addr());
-
-    let exe = std::env::current_exe().context("locating the infra binary")?;
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let mut instances = Vec::new();
-    let mut restarts = Vec::new();
-    let mut tasks = JoinSet::new();
-    let deploy = Deploy::of(cfg);
-    for local in local_instances(cfg)? {
-        let server_id = local.server_id.clone();
-        let instance = Arc::new(Instance {
-            server_id: server_id.clone(),
-            port: local.port,
-            pid: AtomicU32::new(0),
-            restarts: AtomicU32::new(0),
-        });
-        let launch = Launch {
-            exe: exe.clone(),
-            root: root.to_path_buf(),
-            log_dir: log_dir.clone(),
-            env: local.env(&deploy),
-        };
-        instances.push(instance.clone());
-        let (restart_tx, restart_rx) = mpsc::channel(1);
-        restarts.push((server_id.clone(), restart_tx));
-        tasks.spawn(supervise(
-            instance,
-            launch,
-            lb.clone(),
-            stop_rx.clone(),
-            restart_rx,
-        ));
-    }
-    let restarts = Arc::new(restarts);
-
-    let report = {
+    let fleet = start_instances(root, cfg, &log_dir, &lb)?;
+    let report: ReportFn = {
         let lb = lb.clone();
-        let instances = instances.clone();
+        let instances = fleet.instances.clone();
         let url = url.clone();
         let stack = cfg.stack.clone();
         Arc::new(move || build_report(&stack, &url, &lb, &instances))
     };
-    let control_listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
-        .await
-        .context("binding the control port")?;
-    let control_addr = control_listener.local_addr()?;
-    let database_size = Arc::new(DatabaseSize::connect(cfg.database_url()).await);
-    let control_task = {
-        let (report, restarts) = (report.clone(), restarts.clone());
-        let database_size = database_size.clone();
-        tokio::spawn(control::serve(
-            control_listener,
-            Arc::new(move |command| {
-                let (report, restarts) = (report.clone(), restarts.clone());
-                let database_size = database_size.clone();
-                Box::pin(async move {
-                    match command {
-                        ControlCommand::Status => {
-                            let mut r = report();
-                            r.database_bytes = database_size.bytes().await;
-                            serde_json::to_value(r).map_err(|e| e.to_string())
-                        }
-                        ControlCommand::Restart(only) => {
-                            rolling_restart(&restarts, only.as_deref()).await?;
-                            serde_json::to_value(report()).map_err(|e| e.to_string())
-                        }
-                    }
-                })
-            }),
-        ))
-    };
+    let (control_addr, control_task) =
+        start_control(cfg, report.clone(), fleet.restarts.clone()).await?;
     let mut state = StateFile {
         supervisor_pid: std::process::id(),
         url: url.clone(),
@@ -164,29 +111,132 @@ pub async fn run(
     if !interrupted {
         state.ready = true;
         state.write(state_dir).context("writing the state file")?;
-        println!("{}", report().to_table());
-        println!("try:   curl -s {url}/server-info     (repeat: the server_id rotates)");
-        println!("       curl -s {url}/api/stats");
-        println!("logs:  {}", log_dir.display());
-        println!(
-            "stop:  Ctrl-C here (or `cargo run --release -p infra -- destroy --stack {}` when detached)",
-            cfg.stack
-        );
+        print_ready(cfg, &url, &report, &log_dir);
         signal.await;
     }
+    shut_down(cfg, &lb, grace, fleet, control_task, state_dir).await;
+    Ok(())
+}
 
+async fn start_lb(cfg: &StackConfig) -> anyhow::Result<lb::Running> {
+    lb::LoadBalancer::bind(lb_config(cfg)?)
+        .await
+        .with_context(|| {
+            format!(
+                "{}: starting the load balancer on rustlb:lbAddress",
+                cfg.source
+            )
+        })
+}
+
+/// Starts a supervising task per instance of the stack.
+fn start_instances(
+    root: &Path,
+    cfg: &StackConfig,
+    log_dir: &Path,
+    lb: &lb::Running,
+) -> anyhow::Result<Fleet> {
+    let exe = std::env::current_exe().context("locating the infra binary")?;
+    let (stop, stop_rx) = watch::channel(false);
+    let mut instances = Vec::new();
+    let mut restarts = Vec::new();
+    let mut tasks = JoinSet::new();
+    let deploy = Deploy::of(cfg);
+    for local in local_instances(cfg)? {
+        let server_id = local.server_id.clone();
+        let instance = Arc::new(Instance {
+            server_id: server_id.clone(),
+            port: local.port,
+            pid: AtomicU32::new(0),
+            restarts: AtomicU32::new(0),
+        });
+        let launch = Launch {
+            exe: exe.clone(),
+            root: root.to_path_buf(),
+            log_dir: log_dir.to_path_buf(),
+            env: local.env(&deploy),
+        };
+        instances.push(instance.clone());
+        let (restart_tx, restart_rx) = mpsc::channel(1);
+        restarts.push((server_id.clone(), restart_tx));
+        tasks.spawn(supervise(
+            instance,
+            launch,
+            lb.clone(),
+            stop_rx.clone(),
+            restart_rx,
+        ));
+    }
+    Ok(Fleet {
+        instances,
+        restarts: Arc::new(restarts),
+        tasks,
+        stop,
+    })
+}
+
+/// Serves `status` and `restart` on a loopback port; returns its address for the state file.
+async fn start_control(
+    cfg: &StackConfig,
+    report: ReportFn,
+    restarts: Restarts,
+) -> anyhow::Result<(SocketAddr, JoinHandle<()>)> {
+    let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+        .await
+        .context("binding the control port")?;
+    let addr = listener.local_addr()?;
+    let database_size = Arc::new(DatabaseSize::connect(cfg.database_url()).await);
+    let handler: control::Handler = Arc::new(move |command| {
+        let (report, restarts) = (report.clone(), restarts.clone());
+        let database_size = database_size.clone();
+        Box::pin(async move {
+            match command {
+                ControlCommand::Status => {
+                    let mut r = report();
+                    r.database_bytes = database_size.bytes().await;
+                    serde_json::to_value(r).map_err(|e| e.to_string())
+                }
+                ControlCommand::Restart(only) => {
+                    rolling_restart(&restarts, only.as_deref()).await?;
+                    serde_json::to_value(report()).map_err(|e| e.to_string())
+                }
+            }
+        })
+    });
+    Ok((addr, tokio::spawn(control::serve(listener, handler))))
+}
+
+fn print_ready(cfg: &StackConfig, url: &str, report: &ReportFn, log_dir: &Path) {
+    println!("{}", report().to_table());
+    println!("try:   curl -s {url}/server-info     (repeat: the server_id rotates)");
+    println!("       curl -s {url}/api/stats");
+    println!("logs:  {}", log_dir.display());
+    println!(
+        "stop:  Ctrl-C here (or `cargo run --release -p infra -- destroy --stack {}` when detached)",
+        cfg.stack
+    );
+}
+
+/// The load balancer drains first, so no client request reaches an instance that is stopping.
+async fn shut_down(
+    cfg: &StackConfig,
+    lb: &lb::Running,
+    grace: Duration,
+    mut fleet: Fleet,
+    control_task: JoinHandle<()>,
+    state_dir: &Path,
+) {
     tracing::info!("stopping: draining the load balancer");
     lb.shutdown(grace).await;
-    let _ = stop_tx.send(true);
-    while tasks.join_next().await.is_some() {}
+    let _ = fleet.stop.send(true);
+    while fleet.tasks.join_next().await.is_some() {}
     control_task.abort();
     StateFile::remove(state_dir);
     println!(
         "stopped the {} stack: load balancer and {} instances down, ports freed",
         cfg.stack,
-        instances.len()
+        fleet.instances.len()
     );
-    Ok(())
 }
 
 /// Applies pending migrations once, before any instance starts.

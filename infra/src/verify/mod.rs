@@ -5,6 +5,7 @@
 //! response is labelled and every error is JSON. Against the local stack it can also run
 //! failure drills under load (see [`drills`]).
 
+mod consistency;
 pub mod drills;
 mod load;
 mod options;
@@ -14,11 +15,12 @@ mod report;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
+use serde_json::Value;
 
 pub use options::Options;
 pub use report::{Check, Distribution, Mode, Report};
 
+use consistency::consistency;
 use probe::{Answer, Probe};
 
 /// How far a server's share may stray from an even split under round robin: requests from
@@ -142,94 +144,6 @@ fn distribution_check(d: &Distribution) -> Check {
                 )
             }
         }
-    }
-}
-
-/// Creates a user through the load balancer, reads it back until every server has answered
-/// with it, deletes it, and checks it is gone.
-async fn consistency(probe: &mut Probe, servers: &BTreeSet<String>) -> Check {
-    const NAME: &str = "consistency";
-    let email = format!("verify-{}@rustlb.invalid", uuid::Uuid::now_v7().simple());
-    let body = json!({"name": "infra verify", "email": email});
-    let created = match probe.write("POST", app::paths::USERS, Some(&body)).await {
-        Ok(a) if a.status == 201 => a,
-        Ok(a) if a.status == 401 => {
-            return Check::fail(NAME, "POST /api/users answered 401: pass --api-key");
-        }
-        Ok(a) => return Check::fail(NAME, format!("POST /api/users answered {}", a.status)),
-        Err(e) => return Check::fail(NAME, format!("POST /api/users: {e}")),
-    };
-    let Some(id) = created
-        .json
-        .as_ref()
-        .and_then(|j| j["user"]["id"].as_str().map(str::to_owned))
-    else {
-        return Check::fail(NAME, "POST /api/users answered 201 without user.id");
-    };
-    let path = app::paths::user(&id);
-    let mut seen = BTreeSet::new();
-    let mut attempts = 0;
-    // Round robin reaches every server in `servers.len()` requests; leave room for others' traffic.
-    while seen.len() < servers.len() && attempts < servers.len() * 6 {
-        attempts += 1;
-        match probe.get(&path).await {
-            Ok(a) if a.status == 200 => {
-                let same = a.json.as_ref().is_some_and(|j| j["user"]["email"] == email);
-                if !same {
-                    return Check::fail(NAME, format!("{path} answered a different user"));
-                }
-                if let Some(s) = a.server_id {
-                    seen.insert(s);
-                }
-            }
-            Ok(a) => {
-                return Check::fail(
-                    NAME,
-                    format!(
-                        "{} answered {} for the user created by {}",
-                        a.server_id.as_deref().unwrap_or("a server"),
-                        a.status,
-                        created.server_id.as_deref().unwrap_or("another server")
-                    ),
-                );
-            }
-            Err(e) => return Check::fail(NAME, format!("GET {path}: {e}")),
-        }
-    }
-    let deleted = probe.write("DELETE", &path, None).await;
-    if !matches!(&deleted, Ok(a) if a.status == 204) {
-        return Check::fail(
-            NAME,
-            format!("DELETE {path} answered {:?}", deleted.map(|a| a.status)),
-        );
-    }
-    match probe.get(&path).await {
-        Ok(a) if a.status == 404 => {}
-        other => {
-            return Check::fail(
-                NAME,
-                format!(
-                    "after DELETE, {path} answered {:?}",
-                    other.map(|a| a.status)
-                ),
-            );
-        }
-    }
-    let missing: Vec<&String> = servers.difference(&seen).collect();
-    if missing.is_empty() {
-        Check::pass(
-            NAME,
-            format!(
-                "a user created through {} was read back from {} and deleted",
-                created.server_id.as_deref().unwrap_or("?"),
-                seen.iter().cloned().collect::<Vec<_>>().join(", ")
-            ),
-        )
-    } else {
-        Check::fail(
-            NAME,
-            format!("never read back from {missing:?} in {attempts} requests"),
-        )
     }
 }
 
