@@ -31,7 +31,8 @@ struct Try {
     /// The connection was parked: failing before any response means the backend had closed
     /// it idle, not that it refused the request.
     reused: bool,
-    /// When the backend must have answered (and taken a streamed body) by.
+    /// Set once connected: `req` must be sent and the response head read by then (the
+    /// pieces of a streamed body have deadlines of their own).
     deadline: Instant,
 }
 
@@ -53,10 +54,31 @@ impl ClientConn {
         fresh: bool,
         body: &mut Body,
     ) -> Result<bool, ProxyError> {
+        let addr = self.shared.pool.backends[idx].addr;
         // A streamed body can't be sent again, so it never risks a connection the backend
         // may have closed while it was parked.
-        let (mut bc, t) = self.backend_conn(idx, fresh || body.is_streamed()).await?;
-        let body_sent = self.send_request(&bc, &t, body).await?;
+        let parked = if fresh || body.is_streamed() {
+            None
+        } else {
+            self.parked.take(idx)
+        };
+        let reused = parked.is_some();
+        // Awaited here rather than in helpers: every extra async layer on this path is paid
+        // on each request (its state set up, dropped and polled through).
+        let mut bc = match parked {
+            Some(c) => c,
+            None => upstream::connect(addr, self.shared.connect_timeout).await?,
+        };
+        let t = Try {
+            idx,
+            addr,
+            reused,
+            deadline: Instant::now() + self.shared.response_timeout,
+        };
+        if let Err(e) = write_all(&bc.stream, &self.req, &mut self.timer, t.deadline).await {
+            return Err(not_sent(&t, e));
+        }
+        let body_sent = !body.is_streamed() || self.send_body(&bc, addr, body).await?;
         let res = self
             .read_response_head(&mut bc, &t, info, body_sent)
             .await?;
@@ -64,49 +86,6 @@ impl ClientConn {
             .requests
             .fetch_add(1, Ordering::Relaxed);
         self.relay_response(bc, &t, res).await
-    }
-
-    /// A parked connection to backend `idx`, or a new one when there is none or `fresh`.
-    async fn backend_conn(
-        &mut self,
-        idx: usize,
-        fresh: bool,
-    ) -> Result<(BackendConn, Try), ProxyError> {
-        let addr = self.shared.pool.backends[idx].addr;
-        let parked = if fresh { None } else { self.parked.take(idx) };
-        let reused = parked.is_some();
-        let bc = match parked {
-            Some(c) => c,
-            None => upstream::connect(addr, self.shared.connect_timeout).await?,
-        };
-        let deadline = Instant::now() + self.shared.response_timeout;
-        let t = Try {
-            idx,
-            addr,
-            reused,
-            deadline,
-        };
-        Ok((bc, t))
-    }
-
-    /// Writes `req` and then a streamed body. `Ok(false)`: the backend stopped taking the
-    /// body.
-    async fn send_request(
-        &mut self,
-        bc: &BackendConn,
-        t: &Try,
-        body: &mut Body,
-    ) -> Result<bool, ProxyError> {
-        if let Err(e) = write_all(&bc.stream, &self.req, &mut self.timer, t.deadline).await {
-            // Not all of it reached the backend, which can't act on part of a request.
-            let kind = match e.kind() {
-                std::io::ErrorKind::TimedOut => ErrorKind::ResponseTimeout,
-                _ if t.reused => ErrorKind::StaleConnection,
-                _ => ErrorKind::NotSent,
-            };
-            return Err(ProxyError::new(kind, format!("send to {}: {e}", t.addr)));
-        }
-        self.send_body(bc, t.addr, body).await
     }
 
     /// Reads until the final response head is parsed and its client version is in `out`.
@@ -255,4 +234,15 @@ impl ClientConn {
             }
         }
     }
+}
+
+/// The error for a request that did not all reach the backend, which can't act on part of
+/// one.
+fn not_sent(t: &Try, e: std::io::Error) -> ProxyError {
+    let kind = match e.kind() {
+        std::io::ErrorKind::TimedOut => ErrorKind::ResponseTimeout,
+        _ if t.reused => ErrorKind::StaleConnection,
+        _ => ErrorKind::NotSent,
+    };
+    ProxyError::new(kind, format!("send to {}: {e}", t.addr))
 }
