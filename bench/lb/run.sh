@@ -5,6 +5,10 @@
 #
 # Env: DURATION (10s), CONNS (64), THREADS (2), ROUNDS (1), BASE_PORT (18080),
 #      PROFILE (release), WRK_PATH (/); for lb_bench: LB_IO_THREADS (2), LB_THREADS (1), LB_RISE (1).
+#      LB_EXTRA_BIN: another lb_bench binary (e.g. built from an earlier commit and copied
+#      aside) run as one more row on BASE_PORT+12 against the same backends, named
+#      LB_EXTRA_NAME ("lb (extra build)"), so two builds are compared within one run; the
+#      proxies' order rotates every round, and the means end with this crate's row over it.
 set -euo pipefail
 
 DURATION=${DURATION:-10s}
@@ -42,20 +46,33 @@ run() {
     echo "$name|$rps|$p50|$p99|$cpu|$rss|$reqs|${errs:-none}" >>"$TMP/rows"
 }
 
+# The proxies measured each round, as "name|port|pid".
+PROXIES=("lb (this crate)|$LB_PORT|$LB_PID" "$HA_NAME|$HA_PORT|$HA_PID")
+LB_EXTRA_NAME=${LB_EXTRA_NAME:-lb (extra build)}
+if [ -n "${LB_EXTRA_BIN:-}" ]; then
+    EXTRA_PORT=$((BASE_PORT + 12))
+    "$LB_EXTRA_BIN" "$EXTRA_PORT" "127.0.0.1:$B1" "127.0.0.1:$B2" >"$TMP/lb-extra.out" & EXTRA_PID=$!
+    PIDS+=($EXTRA_PID)
+    wait_port "$EXTRA_PORT"
+    for _ in $(seq 1 100); do grep -q '^ready' "$TMP/lb-extra.out" && break; sleep 0.05; done
+    PROXIES=("${PROXIES[0]}" "$LB_EXTRA_NAME|$EXTRA_PORT|$EXTRA_PID" "${PROXIES[1]}")
+fi
+
 # Warm up pools and caches so the first measured run isn't penalised.
-wrk -t"$THREADS" -c"$CONNS" -d2s "http://127.0.0.1:$LB_PORT$WRK_PATH" >/dev/null
-wrk -t"$THREADS" -c"$CONNS" -d2s "http://127.0.0.1:$HA_PORT$WRK_PATH" >/dev/null
+for p in "${PROXIES[@]}"; do
+    IFS='|' read -r _ port _ <<<"$p"
+    wrk -t"$THREADS" -c"$CONNS" -d2s "http://127.0.0.1:$port$WRK_PATH" >/dev/null
+done
 
 for r in $(seq 1 "$ROUNDS"); do
     run "direct to one backend" "$B1"
-    # Alternate the order so neither proxy always runs right after the direct run.
-    if [ $((r % 2)) -eq 1 ]; then
-        run "lb (this crate)" "$LB_PORT" "$LB_PID"
-        run "$HA_NAME" "$HA_PORT" "$HA_PID"
-    else
-        run "$HA_NAME" "$HA_PORT" "$HA_PID"
-        run "lb (this crate)" "$LB_PORT" "$LB_PID"
-    fi
+    # Rotate the order so no proxy always runs right after the direct run (with two
+    # proxies: lb first in odd rounds, HAProxy first in even ones).
+    n=${#PROXIES[@]}
+    for i in $(seq 0 $((n - 1))); do
+        IFS='|' read -r name port pid <<<"${PROXIES[$(((r - 1 + i) % n))]}"
+        run "$name" "$port" "$pid"
+    done
 done
 
 echo
@@ -83,5 +100,14 @@ if [ "$ROUNDS" -gt 1 ]; then
             for (i = 1; i <= k; i++) { s = name[i]; m = rps[s] / n[s]
                 c = (s ~ /^direct/) ? "-" : sprintf("%.1f us", cpu[s] / n[s])
                 printf "| %s | %d | %.2f | %s |\n", s, m, m / d, c } }
+    ' "$TMP/rows"
+fi
+if [ -n "${LB_EXTRA_BIN:-}" ]; then
+    echo
+    awk -F'|' -v x="$LB_EXTRA_NAME" '
+        { n[$1]++; rps[$1] += $2; cpu[$1] += $5 }
+        END { s = "lb (this crate)"
+            printf "%s over %s (means): req/s %.3f, CPU per request %.3f\n", s, x,
+                (rps[s] / n[s]) / (rps[x] / n[x]), (cpu[s] / n[s]) / (cpu[x] / n[x]) }
     ' "$TMP/rows"
 fi

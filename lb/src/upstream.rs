@@ -145,6 +145,15 @@ impl Pool {
         Some(nth_set_bit(mask, n))
     }
 
+    /// The backend for a new request: the one its sticky token names while that is up, else
+    /// the next in rotation.
+    pub(crate) fn choose(&self, sticky_token: Option<&[u8]>) -> Option<usize> {
+        sticky_token
+            .and_then(|token| self.find_token(token))
+            .filter(|&i| self.is_up(i))
+            .or_else(|| self.pick(0))
+    }
+
     /// The healthy backend following `after` cyclically, skipping `exclude`; used for
     /// retries so they don't disturb the shared rotation counter.
     pub(crate) fn next_after(&self, after: usize, exclude: u64) -> Option<usize> {
@@ -158,7 +167,7 @@ impl Pool {
         Some((shift + offset) % 64)
     }
 
-    pub(crate) fn find_token(&self, token: &[u8]) -> Option<usize> {
+    fn find_token(&self, token: &[u8]) -> Option<usize> {
         self.backends
             .iter()
             .position(|b| b.sticky_token.as_bytes() == token)

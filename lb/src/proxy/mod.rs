@@ -1,0 +1,236 @@
+//! The per-connection relay: read a request, forward it, relay the response, repeat.
+//!
+//! Each client connection is one task running this loop over plain byte buffers, so a
+//! proxied request costs two reads and two writes, one parse of each head and no allocation
+//! in the common case. The loop goes through one phase per module: `head` reads the request
+//! head, `body` holds a small body for replay or streams a larger one, `forward` picks the
+//! backend and decides on retries, `attempt` is one try at one backend, and `relay` moves the
+//! response body to the client. `ClientConn` owns the buffers every phase uses, so they are
+//! allocated once per connection rather than per request or per phase.
+
+mod attempt;
+mod body;
+mod forward;
+mod head;
+mod relay;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use bytes::BytesMut;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+use tracing::debug;
+
+use crate::config::Config;
+use crate::error::ProxyError;
+use crate::io::{READ_CHUNK, Read, StopSignal, Timer, read_some, write_all};
+use crate::policy::Policy;
+use crate::upstream::{Parked, Pool};
+
+use body::Budget;
+
+/// Buffers that grew past this for one large request or response are given back after it,
+/// so a connection that once carried a big upload doesn't hold megabytes while idle.
+const KEEP_CAPACITY: usize = 64 * 1024;
+/// After an error that leaves unread request bytes, how long the connection keeps reading
+/// (and discarding) so closing it doesn't reset the error response away.
+const LINGER: Duration = Duration::from_secs(1);
+const LINGER_BYTES: usize = 256 * 1024;
+
+/// State shared by all connections; built once at bind.
+pub(crate) struct Shared {
+    pub(crate) pool: Arc<Pool>,
+    policy: Policy,
+    connect_timeout: Duration,
+    response_timeout: Duration,
+    client_idle_timeout: Duration,
+    head_timeout: Duration,
+    body_timeout: Duration,
+    max_body: u64,
+    budget: Budget,
+    /// Set once shutdown starts: responses from then on close their connection.
+    pub(crate) stopping: AtomicBool,
+}
+
+impl Shared {
+    pub(crate) fn new(config: &Config, pool: Arc<Pool>, listen_port: u16) -> Self {
+        let sticky_cookie = config.sticky.as_ref().map(|s| s.cookie_name.clone());
+        Self {
+            pool,
+            policy: Policy::new(sticky_cookie, listen_port),
+            connect_timeout: config.connect_timeout,
+            response_timeout: config.response_timeout,
+            client_idle_timeout: config.client_idle_timeout,
+            head_timeout: config.request_head_timeout,
+            body_timeout: config.request_body_timeout,
+            max_body: config.max_request_body_bytes as u64,
+            budget: Budget::new(config.max_buffered_body_bytes),
+            stopping: AtomicBool::new(false),
+        }
+    }
+}
+
+/// Serves one client connection until it closes, times out or the load balancer stops.
+pub(crate) async fn serve(
+    stream: TcpStream,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+    parked: Arc<Parked>,
+    stop: StopSignal,
+) {
+    let mut conn = ClientConn {
+        stream,
+        peer,
+        buf: BytesMut::with_capacity(READ_CHUNK),
+        out: Vec::with_capacity(1024),
+        req: Vec::with_capacity(1024),
+        body: Vec::new(),
+        client_ip: peer.ip().to_string().into_bytes(),
+        shared,
+        parked,
+        timer: Timer::new(),
+        stop: Some(stop),
+        head_scanned: 0,
+        reserved: 0,
+        body_pending: false,
+    };
+    conn.run().await;
+}
+
+/// One client connection and the buffers its requests go through. Its methods live with
+/// the phase they belong to; this module keeps the loop and the load balancer's own answers.
+struct ClientConn {
+    stream: TcpStream,
+    peer: SocketAddr,
+    /// Bytes read from the client and not yet used.
+    buf: BytesMut,
+    /// The response (or its head and first bytes) on its way to the client.
+    out: Vec<u8>,
+    /// The request as the backend gets it; with a held body, kept whole so it can be sent
+    /// again.
+    req: Vec<u8>,
+    /// Request body bytes, de-chunked: a held body whole, or the next piece to stream.
+    body: Vec<u8>,
+    client_ip: Vec<u8>,
+    shared: Arc<Shared>,
+    /// Idle backend connections of this I/O loop; one is taken for each request and put
+    /// back as soon as its response is relayed, so idle clients hold no backend sockets.
+    parked: Arc<Parked>,
+    timer: Timer,
+    /// `None` once the shutdown signal has been seen.
+    stop: Option<StopSignal>,
+    /// How much of `buf` is known not to hold the end of a request head.
+    head_scanned: usize,
+    /// Bytes of the memory budget this connection holds for the current body.
+    reserved: usize,
+    /// Part of the request body is still unread from the client.
+    body_pending: bool,
+}
+
+impl Drop for ClientConn {
+    fn drop(&mut self) {
+        self.shared.budget.release(self.reserved);
+    }
+}
+
+impl ClientConn {
+    async fn run(&mut self) {
+        loop {
+            let (info, mut body) = match self.read_request().await {
+                Ok(Some(r)) => r,
+                Ok(None) => return,
+                Err(e) => {
+                    self.reply(&e, true, false).await;
+                    return;
+                }
+            };
+            let forwarded = self.forward(&info, &mut body).await;
+            self.shared
+                .budget
+                .release(std::mem::take(&mut self.reserved));
+            self.shrink_buffers();
+            match forwarded {
+                Ok(true) => {}
+                Ok(false) => {
+                    // Pipelined requests we won't answer: read them away before closing, so
+                    // the kernel doesn't reset the response we just sent.
+                    if !self.buf.is_empty() {
+                        self.linger().await;
+                    }
+                    return;
+                }
+                Err(e) => {
+                    let close = info.close
+                        || self.body_pending
+                        || self.shared.stopping.load(Ordering::Relaxed);
+                    if !self.reply(&e, close, info.head_method).await || close {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    fn shrink_buffers(&mut self) {
+        for v in [&mut self.req, &mut self.body, &mut self.out] {
+            if v.capacity() > KEEP_CAPACITY {
+                *v = Vec::new();
+            }
+        }
+        if self.buf.capacity() > KEEP_CAPACITY && self.buf.len() < READ_CHUNK {
+            let mut fresh = BytesMut::with_capacity(READ_CHUNK);
+            fresh.extend_from_slice(&self.buf);
+            self.buf = fresh;
+        }
+    }
+
+    /// Sends the load balancer's own answer to `e`; false if the client is gone. Requests
+    /// it refuses are logged here, once each.
+    async fn reply(&mut self, e: &ProxyError, close: bool, head_method: bool) -> bool {
+        let close = close || e.kind().closes();
+        e.write_response(&mut self.out, close, head_method);
+        if e.kind().is_refusal() {
+            debug!(peer = %self.peer, kind = ?e.kind(), reason = %e, "request refused");
+        }
+        if self.out.is_empty() {
+            return false;
+        }
+        let deadline = Instant::now() + self.shared.client_idle_timeout;
+        let sent = write_all(&self.stream, &self.out, &mut self.timer, deadline)
+            .await
+            .is_ok();
+        if sent && close && (e.kind().closes() || self.body_pending || !self.buf.is_empty()) {
+            self.linger().await;
+        }
+        sent
+    }
+
+    /// Half-closes and discards what the client still sends for a moment, so the kernel
+    /// doesn't answer those bytes with a reset that could destroy the response unread.
+    async fn linger(&mut self) {
+        if self.stream.shutdown().await.is_err() {
+            return;
+        }
+        let deadline = Instant::now() + LINGER;
+        let mut discarded = 0;
+        while discarded < LINGER_BYTES {
+            self.buf.clear();
+            match read_some(
+                &mut self.stream,
+                &mut self.buf,
+                &mut self.timer,
+                deadline,
+                None,
+            )
+            .await
+            {
+                Ok(Read::Data) => discarded += self.buf.len(),
+                _ => return,
+            }
+        }
+    }
+}
