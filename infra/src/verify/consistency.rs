@@ -4,8 +4,8 @@ use std::collections::BTreeSet;
 
 use serde_json::json;
 
-use super::Check;
 use super::probe::{Answer, Probe};
+use super::report::Check;
 
 const NAME: &str = "consistency";
 

@@ -11,10 +11,8 @@ use bytes::{Buf, BytesMut};
 use tokio::time::Instant;
 use tracing::debug;
 
-use super::body::Body;
-use super::head::RequestInfo;
+use super::conn::{Body, ClientConn, KEEP_CAPACITY, RequestInfo};
 use super::relay::Relayer;
-use super::{ClientConn, KEEP_CAPACITY};
 use crate::error::{ErrorKind, ProxyError};
 use crate::http1::{self, Framing};
 use crate::io::{READ_CHUNK, Read, read_some, write_all};

@@ -7,13 +7,11 @@
 //! left.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bytes::Buf;
 use tokio::time::Instant;
 
-use super::ClientConn;
-use super::head::RequestInfo;
+use super::conn::{Body, ClientConn, RequestInfo, Stream, StreamFraming};
 use crate::error::{ErrorKind, ProxyError, Side};
 use crate::http1::{self, ChunkedScanner, Framing};
 use crate::io::{Read, read_some, write_all};
@@ -21,55 +19,6 @@ use crate::upstream::BackendConn;
 
 /// Largest request body held whole so it can be sent again; larger ones stream through.
 const REPLAY_MAX: usize = 64 * 1024;
-
-/// The memory all connections together may hold in request bodies kept for replay.
-pub(super) struct Budget {
-    limit: usize,
-    used: AtomicUsize,
-}
-
-impl Budget {
-    pub(super) fn new(limit: usize) -> Self {
-        Self {
-            limit,
-            used: AtomicUsize::new(0),
-        }
-    }
-
-    fn try_reserve(&self, n: usize) -> bool {
-        self.used
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
-                used.checked_add(n).filter(|&total| total <= self.limit)
-            })
-            .is_ok()
-    }
-
-    pub(super) fn release(&self, n: usize) {
-        self.used.fetch_sub(n, Ordering::AcqRel);
-    }
-}
-
-/// Where the request body is.
-pub(super) enum Body {
-    /// In `ClientConn::body`, whole (or there is none).
-    Held,
-    /// Still arriving from the client; relayed to the backend as it comes.
-    Streamed(Stream),
-}
-
-pub(super) struct Stream {
-    framing: StreamFraming,
-    deadline: Instant,
-    /// Body bytes were sent to a backend, and are gone: the request can't be replayed.
-    started: bool,
-}
-
-enum StreamFraming {
-    /// This many bytes of a `Content-Length` body left.
-    Length(u64),
-    /// A chunked body, forwarded re-chunked (its extensions and trailers dropped).
-    Chunked(ChunkedScanner),
-}
 
 impl Body {
     pub(super) fn replayable(&self) -> bool {

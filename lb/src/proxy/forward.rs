@@ -5,9 +5,7 @@
 
 use tracing::debug;
 
-use super::ClientConn;
-use super::body::Body;
-use super::head::RequestInfo;
+use super::conn::{Body, ClientConn, RequestInfo};
 use crate::error::{ErrorKind, ProxyError, Retry};
 use crate::http1;
 

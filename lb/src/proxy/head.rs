@@ -5,27 +5,10 @@ use std::sync::atomic::Ordering;
 use bytes::Buf;
 use tokio::time::Instant;
 
-use super::ClientConn;
-use super::body::Body;
+use super::conn::{Body, ClientConn, RequestInfo};
 use crate::error::{ErrorKind, ProxyError};
-use crate::http1::{self, Framing};
+use crate::http1;
 use crate::io::{Read, read_some};
-
-/// What the relay needs to know about a request once its head is parsed and rewritten.
-pub(super) struct RequestInfo {
-    pub(super) framing: Framing,
-    /// Whether the client sent `Content-Length` (even 0), so the backend gets one too.
-    pub(super) had_length: bool,
-    pub(super) idempotent: bool,
-    /// A HEAD request: the response has no body whatever its headers say.
-    pub(super) head_method: bool,
-    pub(super) http10: bool,
-    /// The client asked for the connection to close after this exchange.
-    pub(super) close: bool,
-    pub(super) host_missing: bool,
-    /// The backend the sticky cookie names, if the request carried one.
-    pub(super) sticky_token: Option<Vec<u8>>,
-}
 
 impl ClientConn {
     /// Reads the next request head, and the body too when it is small enough to hold.

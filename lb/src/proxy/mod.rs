@@ -10,13 +10,14 @@
 
 mod attempt;
 mod body;
+mod conn;
 mod forward;
 mod head;
 mod relay;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bytes::BytesMut;
@@ -25,54 +26,17 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tracing::debug;
 
-use crate::config::Config;
 use crate::error::ProxyError;
 use crate::io::{READ_CHUNK, Read, StopSignal, Timer, read_some, write_all};
-use crate::policy::Policy;
-use crate::upstream::{Parked, Pool};
+use crate::upstream::Parked;
 
-use body::Budget;
+pub(crate) use conn::Shared;
+use conn::{ClientConn, KEEP_CAPACITY};
 
-/// Buffers that grew past this for one large request or response are given back after it,
-/// so a connection that once carried a big upload doesn't hold megabytes while idle.
-const KEEP_CAPACITY: usize = 64 * 1024;
 /// After an error that leaves unread request bytes, how long the connection keeps reading
 /// (and discarding) so closing it doesn't reset the error response away.
 const LINGER: Duration = Duration::from_secs(1);
 const LINGER_BYTES: usize = 256 * 1024;
-
-/// State shared by all connections; built once at bind.
-pub(crate) struct Shared {
-    pub(crate) pool: Arc<Pool>,
-    policy: Policy,
-    connect_timeout: Duration,
-    response_timeout: Duration,
-    client_idle_timeout: Duration,
-    head_timeout: Duration,
-    body_timeout: Duration,
-    max_body: u64,
-    budget: Budget,
-    /// Set once shutdown starts: responses from then on close their connection.
-    pub(crate) stopping: AtomicBool,
-}
-
-impl Shared {
-    pub(crate) fn new(config: &Config, pool: Arc<Pool>, listen_port: u16) -> Self {
-        let sticky_cookie = config.sticky.as_ref().map(|s| s.cookie_name.clone());
-        Self {
-            pool,
-            policy: Policy::new(sticky_cookie, listen_port),
-            connect_timeout: config.connect_timeout,
-            response_timeout: config.response_timeout,
-            client_idle_timeout: config.client_idle_timeout,
-            head_timeout: config.request_head_timeout,
-            body_timeout: config.request_body_timeout,
-            max_body: config.max_request_body_bytes as u64,
-            budget: Budget::new(config.max_buffered_body_bytes),
-            stopping: AtomicBool::new(false),
-        }
-    }
-}
 
 /// Serves one client connection until it closes, times out or the load balancer stops.
 pub(crate) async fn serve(
@@ -99,42 +63,6 @@ pub(crate) async fn serve(
         body_pending: false,
     };
     conn.run().await;
-}
-
-/// One client connection and the buffers its requests go through. Its methods live with
-/// the phase they belong to; this module keeps the loop and the load balancer's own answers.
-struct ClientConn {
-    stream: TcpStream,
-    peer: SocketAddr,
-    /// Bytes read from the client and not yet used.
-    buf: BytesMut,
-    /// The response (or its head and first bytes) on its way to the client.
-    out: Vec<u8>,
-    /// The request as the backend gets it; with a held body, kept whole so it can be sent
-    /// again.
-    req: Vec<u8>,
-    /// Request body bytes, de-chunked: a held body whole, or the next piece to stream.
-    body: Vec<u8>,
-    client_ip: Vec<u8>,
-    shared: Arc<Shared>,
-    /// Idle backend connections of this I/O loop; one is taken for each request and put
-    /// back as soon as its response is relayed, so idle clients hold no backend sockets.
-    parked: Arc<Parked>,
-    timer: Timer,
-    /// `None` once the shutdown signal has been seen.
-    stop: Option<StopSignal>,
-    /// How much of `buf` is known not to hold the end of a request head.
-    head_scanned: usize,
-    /// Bytes of the memory budget this connection holds for the current body.
-    reserved: usize,
-    /// Part of the request body is still unread from the client.
-    body_pending: bool,
-}
-
-impl Drop for ClientConn {
-    fn drop(&mut self) {
-        self.shared.budget.release(self.reserved);
-    }
 }
 
 impl ClientConn {

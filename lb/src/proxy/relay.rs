@@ -7,7 +7,7 @@ use bytes::Buf;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
-use super::Shared;
+use super::conn::Shared;
 use crate::error::{ErrorKind, ProxyError, Side};
 use crate::http1::{ChunkedScanner, Framing};
 use crate::io::{Read, Timer, read_some, write_all};
