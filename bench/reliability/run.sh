@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs the failure drills on a local stack of 3 instances over PostgreSQL and writes
-# docs/reliability.md from what `infra verify --stack local --drills` measured.
+# docs/reliability.md from what `infra verify --stack local --drills` measured (keeping the
+# section bench/reliability/backup_drill.sh writes).
 #
 # The stack lives in a scratch folder with its own ports and its own database
 # (rustlb_drills_<pid>, dropped at the end); every drill is bounded in requests and time and
@@ -118,6 +119,12 @@ the request path. A graceful stop (SIGTERM, a rolling restart) writes the queue 
 {open(verify_path).read().rstrip()}
 ```
 """
+# backup_drill.sh writes its own section; keep it.
+import os, re
+if os.path.exists(out):
+    kept = re.search(r"<!-- backup-drill -->.*?<!-- /backup-drill -->\n", open(out).read(), re.S)
+    if kept:
+        text = text.rstrip() + "\n\n" + kept.group(0)
 open(out, "w").write(text)
 print(f"wrote {out}")
 PY

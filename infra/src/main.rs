@@ -86,6 +86,28 @@ enum Command {
         #[arg(long)]
         owner: String,
     },
+    /// Back up the local stack's database (running or not): pg_dump for PostgreSQL, an online
+    /// copy for SQLite.
+    Backup {
+        /// Stack name (only `local`).
+        #[arg(long, short)]
+        stack: String,
+        /// Where to write it (default: backups/<stack>-<UTC time>.<pgdump|sqlite>).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Restore the local stack's database from a backup (the stack must be stopped).
+    Restore {
+        /// Stack name (only `local`).
+        #[arg(long, short)]
+        stack: String,
+        /// The backup `infra backup` wrote.
+        #[arg(long)]
+        from: PathBuf,
+        /// Replace a database that is not empty.
+        #[arg(long)]
+        force: bool,
+    },
     /// Stop the local stack.
     Destroy {
         /// Stack name.
@@ -160,6 +182,12 @@ fn run_command(command: Command) -> std::process::ExitCode {
             );
             Ok(())
         })()),
+        Command::Backup { stack, out } => {
+            with_root(|root| local::backup(root, &local_config(root, &stack)?, out))
+        }
+        Command::Restore { stack, from, force } => {
+            with_root(|root| local::restore(root, &local_config(root, &stack)?, &from, force))
+        }
         Command::Destroy { stack } => {
             with_root(|root| local::destroy(root, local_config(root, &stack)?))
         }

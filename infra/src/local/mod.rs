@@ -5,6 +5,7 @@
 //! It supervises the instances like systemd's `Restart=always` and answers `status` over a
 //! loopback control port recorded in `.stack/<stack>/state.json`.
 
+mod backup;
 mod control;
 mod database_size;
 mod instance;
@@ -19,6 +20,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 
 use crate::config::StackConfig;
+pub use backup::{backup, restore};
 pub use control::{BackendReport, Command as ControlCommand, StackReport};
 use instance::instances;
 use state::StateFile;

@@ -1,0 +1,388 @@
+//! `infra backup` and `infra restore` through the real binary: a stack's users and request log survive losing the database, and restores that would do harm are refused.
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use sea_orm::{ConnectionTrait, Database, EntityTrait, QueryOrder, Statement};
+
+const INFRA: &str = env!("CARGO_BIN_EXE_infra");
+
+/// A throwaway repository root with its own `Pulumi.yaml`, local stack file and free ports.
+struct Sandbox {
+    dir: tempfile::TempDir,
+    lb_port: u16,
+}
+
+impl Sandbox {
+    fn new(database_url: &str) -> Sandbox {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+        std::fs::copy(repo.join("Pulumi.yaml"), dir.path().join("Pulumi.yaml")).unwrap();
+        std::fs::create_dir(dir.path().join("stacks")).unwrap();
+        let (lb_port, first_port) = free_ports();
+        let stack = format!(
+            "config:\n  rustlb:dropletCount: 2\n  rustlb:lbAddress: 127.0.0.1:{lb_port}\n  \
+             rustlb:firstBackendPort: {first_port}\n  rustlb:databaseUrl: {database_url}\n  \
+             rustlb:healthCheck:\n    protocol: http\n    port: 3000\n    path: /health\n    \
+             checkIntervalSeconds: 1\n    responseTimeoutSeconds: 1\n    unhealthyThreshold: 3\n    \
+             healthyThreshold: 2\n"
+        );
+        std::fs::write(dir.path().join("stacks/Pulumi.local.yaml"), stack).unwrap();
+        Sandbox { dir, lb_port }
+    }
+
+    fn root(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn infra(&self, args: &[&str]) -> Output {
+        Command::new(INFRA)
+            .args(args)
+            .current_dir(self.root())
+            .output()
+            .expect("infra runs")
+    }
+
+    /// Runs `infra` and expects it to succeed; its stdout and stderr together.
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.infra(args);
+        let text = both(&out);
+        assert!(out.status.success(), "infra {args:?} failed:\n{text}");
+        text
+    }
+
+    /// Runs `infra` and expects a clear refusal: exit 1, an `error:` line, no panic.
+    fn refused(&self, args: &[&str]) -> String {
+        let out = self.infra(args);
+        let text = both(&out);
+        assert_eq!(out.status.code(), Some(1), "infra {args:?}:\n{text}");
+        assert!(text.contains("error: "), "{text}");
+        assert!(!text.contains("panicked"), "{text}");
+        text
+    }
+
+    /// Starts the stack, creates `users` users (emails tagged `tag`) and as many reads through
+    /// the load balancer, and waits until every answered request has its `requests_log` row.
+    fn up_with_traffic(&self, db_url: &str, tag: &str, users: usize) {
+        self.ok(&["up", "--stack", "local", "--detach"]);
+        let logged = snapshot(db_url).1.len();
+        let client = reqwest::blocking::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .unwrap();
+        let base = format!("http://127.0.0.1:{}", self.lb_port);
+        for i in 0..users {
+            let created = client
+                .post(format!("{base}/api/users"))
+                .json(&serde_json::json!({"name": format!("user {i}"), "email": format!("{tag}{i}@backup.test")}))
+                .send()
+                .unwrap();
+            assert_eq!(created.status(), 201, "{:?}", created.text());
+            let read = client.get(format!("{base}/server-info")).send().unwrap();
+            assert_eq!(read.status(), 200);
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while snapshot(db_url).1.len() < logged + 2 * users {
+            assert!(Instant::now() < deadline, "request log rows never arrived");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn destroy(&self) {
+        self.ok(&["destroy", "--stack", "local"]);
+    }
+}
+
+fn both(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// A load balancer port and two consecutive backend ports, all free right now.
+fn free_ports() -> (u16, u16) {
+    let port = || {
+        TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    };
+    let lb = port();
+    for _ in 0..200 {
+        let base = port();
+        if base > 65000 || (base..base + 2).contains(&lb) {
+            continue;
+        }
+        if (base..base + 2)
+            .all(|p| TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], p))).is_ok())
+        {
+            return (lb, base);
+        }
+    }
+    panic!("no two consecutive free ports");
+}
+
+type Rows = (Vec<entity::users::Model>, Vec<entity::requests_log::Model>);
+
+/// Every user and every request log row, whole, in a stable order.
+fn snapshot(url: &str) -> Rows {
+    block_on(async {
+        let db = Database::connect(url).await.unwrap();
+        let users = entity::users::Entity::find()
+            .order_by_asc(entity::users::Column::Id)
+            .all(&db)
+            .await
+            .unwrap();
+        let log = entity::requests_log::Entity::find()
+            .order_by_asc(entity::requests_log::Column::Id)
+            .all(&db)
+            .await
+            .unwrap();
+        let _ = db.close().await;
+        (users, log)
+    })
+}
+
+fn block_on<T>(f: impl std::future::Future<Output = T>) -> T {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(f)
+}
+
+/// The one file under `backups/`.
+fn written_backup(root: &Path) -> PathBuf {
+    let files: Vec<PathBuf> = std::fs::read_dir(root.join("backups"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+    files.into_iter().next().unwrap()
+}
+
+#[test]
+fn a_sqlite_stack_comes_back_whole_after_losing_its_database_file() {
+    let sandbox = Sandbox::new("sqlite://data/local.sqlite?mode=rwc");
+    let db_file = sandbox.root().join("data/local.sqlite");
+    let url = format!("sqlite://{}", db_file.display());
+    sandbox.up_with_traffic(&url, "a", 20);
+    let before = snapshot(&url);
+
+    // Online: the stack keeps running while the copy is made.
+    let wrote = sandbox.ok(&["backup", "--stack", "local"]);
+    let backup = written_backup(sandbox.root());
+    let name = backup.file_name().unwrap().to_string_lossy().into_owned();
+    assert!(
+        name.starts_with("local-") && name.ends_with(".sqlite"),
+        "{name}"
+    );
+    assert!(wrote.contains("wrote ") && wrote.contains(&name), "{wrote}");
+
+    let from = backup.to_str().unwrap();
+    let running = sandbox.refused(&["restore", "--stack", "local", "--from", from, "--force"]);
+    assert!(
+        running.contains("is running") && running.contains("destroy"),
+        "{running}"
+    );
+    sandbox.destroy();
+
+    let over = sandbox.refused(&["restore", "--stack", "local", "--from", from]);
+    assert!(
+        over.contains("local.sqlite") && over.contains("--force"),
+        "{over}"
+    );
+
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", db_file.display()));
+    }
+    let restored = sandbox.ok(&["restore", "--stack", "local", "--from", from]);
+    assert!(
+        restored.contains(&format!("20 users, {} requests_log rows", before.1.len())),
+        "{restored}"
+    );
+    assert_eq!(snapshot(&url), before, "every user and log row is back");
+
+    // The restored file is the stack's database again.
+    sandbox.up_with_traffic(&url, "b", 1);
+    sandbox.destroy();
+}
+
+#[test]
+fn a_backup_is_never_overwritten_and_a_wrong_file_is_refused() {
+    let sandbox = Sandbox::new("sqlite://data/local.sqlite?mode=rwc");
+    let missing = sandbox.refused(&["backup", "--stack", "local"]);
+    assert!(missing.contains("no SQLite database at"), "{missing}");
+
+    let not_a_backup = sandbox.root().join("notes.txt");
+    std::fs::write(&not_a_backup, "hello, not a database").unwrap();
+    let wrong = sandbox.refused(&[
+        "restore",
+        "--stack",
+        "local",
+        "--from",
+        not_a_backup.to_str().unwrap(),
+    ]);
+    assert!(
+        wrong.contains("notes.txt") && wrong.contains("not a SQLite backup"),
+        "{wrong}"
+    );
+
+    let absent = sandbox.refused(&["restore", "--stack", "local", "--from", "nowhere.sqlite"]);
+    assert!(absent.contains("no backup at nowhere.sqlite"), "{absent}");
+
+    sandbox.up_with_traffic(
+        &format!(
+            "sqlite://{}",
+            sandbox.root().join("data/local.sqlite").display()
+        ),
+        "a",
+        1,
+    );
+    let out = not_a_backup.to_str().unwrap();
+    let exists = sandbox.refused(&["backup", "--stack", "local", "--out", out]);
+    assert!(exists.contains("already exists"), "{exists}");
+    sandbox.destroy();
+}
+
+/// A fresh PostgreSQL database on the `TEST_DATABASE_URL` server, dropped on drop; `None`
+/// (with a notice) when the variable is unset outside CI.
+struct ScratchDatabase {
+    admin: String,
+    name: String,
+}
+
+impl ScratchDatabase {
+    fn create(tag: &str) -> Option<ScratchDatabase> {
+        let Ok(admin) = std::env::var("TEST_DATABASE_URL") else {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "TEST_DATABASE_URL must be set in CI"
+            );
+            eprintln!("skipped: TEST_DATABASE_URL is not set");
+            return None;
+        };
+        let name = format!("rustlb_{tag}_{}", std::process::id());
+        let db = ScratchDatabase { admin, name };
+        db.sql(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", db.name));
+        db.sql(&format!("CREATE DATABASE {}", db.name));
+        Some(db)
+    }
+
+    /// The stack's URL, with a password: the server trusts the loopback, so any password
+    /// connects, and no command may ever print it.
+    fn url(&self) -> String {
+        let base = self.admin.rsplit_once('/').unwrap().0;
+        let base = base.replacen("postgres@", &format!("postgres:{SECRET}@"), 1);
+        format!("{base}/{}?sslmode=disable", self.name)
+    }
+
+    fn sql(&self, sql: &str) {
+        block_on(async {
+            let db = Database::connect(&self.admin).await.unwrap();
+            db.execute_raw(Statement::from_string(
+                db.get_database_backend(),
+                sql.to_owned(),
+            ))
+            .await
+            .unwrap();
+            let _ = db.close().await;
+        });
+    }
+}
+
+impl Drop for ScratchDatabase {
+    fn drop(&mut self) {
+        self.sql(&format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            self.name
+        ));
+    }
+}
+
+const SECRET: &str = "Backup-Secret-9f3a";
+
+#[test]
+fn a_postgresql_stack_comes_back_whole_after_its_database_is_dropped() {
+    let Some(db) = ScratchDatabase::create("backup") else {
+        return;
+    };
+    let url = db.url();
+    assert!(
+        url.contains(SECRET),
+        "the test needs a password in the URL: {url}"
+    );
+    let sandbox = Sandbox::new(&url);
+    sandbox.up_with_traffic(&url, "a", 25);
+    let before = snapshot(&url);
+    let out = sandbox.root().join("drill.pgdump");
+    let mut printed = sandbox.ok(&["backup", "--stack", "local", "--out", out.to_str().unwrap()]);
+    assert!(
+        printed.contains("wrote ") && printed.contains("drill.pgdump"),
+        "{printed}"
+    );
+    sandbox.destroy();
+
+    let from = out.to_str().unwrap();
+    let over = sandbox.refused(&["restore", "--stack", "local", "--from", from]);
+    assert!(
+        over.contains(&format!("database \"{}\"", db.name)) && over.contains("--force"),
+        "{over}"
+    );
+    printed.push_str(&over);
+
+    db.sql(&format!("DROP DATABASE {} WITH (FORCE)", db.name));
+    printed.push_str(&sandbox.ok(&["restore", "--stack", "local", "--from", from]));
+    assert!(
+        printed.contains(&format!("25 users, {} requests_log rows", before.1.len())),
+        "{printed}"
+    );
+    assert_eq!(snapshot(&url), before, "every user and log row is back");
+
+    // --force replaces a database that holds rows of its own.
+    sandbox.up_with_traffic(&url, "b", 30);
+    sandbox.destroy();
+    printed.push_str(&sandbox.ok(&["restore", "--stack", "local", "--from", from, "--force"]));
+    assert_eq!(
+        snapshot(&url),
+        before,
+        "the forced restore is the backup, no more"
+    );
+    assert!(
+        !printed.contains(SECRET),
+        "the password was printed:\n{printed}"
+    );
+}
+
+#[test]
+fn a_postgresql_backup_or_restore_that_cannot_work_says_why() {
+    let Some(db) = ScratchDatabase::create("badrestore") else {
+        return;
+    };
+    let sandbox = Sandbox::new(&db.url());
+    db.sql(&format!("DROP DATABASE {} WITH (FORCE)", db.name));
+    let sqlite = sandbox.root().join("local.sqlite");
+    std::fs::write(&sqlite, b"SQLite format 3\0 and nothing else").unwrap();
+    let wrong = sandbox.refused(&[
+        "restore",
+        "--stack",
+        "local",
+        "--from",
+        sqlite.to_str().unwrap(),
+    ]);
+    assert!(
+        wrong.contains("not a pg_dump custom-format backup"),
+        "{wrong}"
+    );
+    let missing = sandbox.refused(&["backup", "--stack", "local"]);
+    assert!(
+        missing.contains("pg_dump of database") && missing.contains("does not exist"),
+        "{missing}"
+    );
+    assert!(!format!("{wrong}{missing}").contains(SECRET));
+}
