@@ -28,40 +28,10 @@ PROFILE=${PROFILE:-release}
 DB=rustlb_backup_$$
 API_KEY=drill-key-$(od -An -N8 -tx8 /dev/urandom | tr -d ' ')
 
-cd "$ROOT"
-cargo build --quiet --profile "$PROFILE" -p infra
-TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
-DIR=$([ "$PROFILE" = dev ] && echo debug || echo "$PROFILE")
-INFRA=$TARGET/$DIR/infra
-
-WORK=$(mktemp -d)
-cleanup() {
-    (cd "$WORK" && "$INFRA" destroy --stack local >/dev/null 2>&1) || true
-    psql -q "$PG_URL/postgres" -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null 2>&1 || true
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-psql -q "$PG_URL/postgres" -c "CREATE DATABASE $DB" >/dev/null
-mkdir -p "$WORK/stacks"
-cp Pulumi.yaml "$WORK/"
-cat >"$WORK/stacks/Pulumi.local.yaml" <<EOF
-config:
-  rustlb:dropletCount: 3
-  rustlb:lbAddress: 127.0.0.1:$LB_PORT
-  rustlb:firstBackendPort: $FIRST_PORT
-  rustlb:databaseUrl: $PG_URL/$DB?sslmode=disable
-  rustlb:apiKey: $API_KEY
-  rustlb:healthCheck:
-    protocol: http
-    port: 3000
-    path: /health
-    checkIntervalSeconds: 1
-    responseTimeoutSeconds: 1
-    unhealthyThreshold: 3
-    healthyThreshold: 2
-EOF
-cd "$WORK"
+CHECK_INTERVAL=1
+# shellcheck source=bench/reliability/common.sh
+. "$ROOT/bench/reliability/common.sh"
+drill_setup
 q() { psql -qAt "$PG_URL/$DB" -c "$1"; }
 ms() { date +%s%3N; }
 # Every user and every log row, whole, one line each, sorted: what "came back" is compared on.

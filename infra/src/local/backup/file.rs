@@ -37,6 +37,19 @@ pub fn publish(tmp: &Path, path: &Path) -> anyhow::Result<()> {
         .with_context(|| format!("flushing the folder of {}", path.display()))
 }
 
+/// Moves a finished backup into place and says what was written, how big and how long it took.
+pub fn publish_backup(partial: &Path, out: &Path, progress: Progress) -> anyhow::Result<()> {
+    publish(partial, out)?;
+    let took = progress.finish();
+    println!(
+        "wrote {} ({}) in {:.1} s",
+        out.display(),
+        human(size_of(out)),
+        took.as_secs_f64()
+    );
+    Ok(())
+}
+
 /// Removes a file that may not be there.
 pub fn remove_if_present(path: &Path) -> anyhow::Result<()> {
     match std::fs::remove_file(path) {

@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use sea_orm::{ConnectionTrait, DatabaseConnection, Statement};
 
-use super::file::{Progress, Restored, beside, human, publish, remove_if_present, size_of};
+use super::file::{Progress, Restored, beside, publish_backup, remove_if_present};
 use super::pg_url::PgUrl;
 
 /// The server's maintenance database, where databases are created, dropped and renamed.
@@ -36,15 +36,7 @@ pub fn backup(url: &PgUrl, out: &Path) -> anyhow::Result<()> {
         let _ = remove_if_present(&partial);
         return Err(e.context(format!("pg_dump of {shown} failed")));
     }
-    publish(&partial, out)?;
-    let took = progress.finish();
-    println!(
-        "wrote {} ({}) in {:.1} s",
-        out.display(),
-        human(size_of(out)),
-        took.as_secs_f64()
-    );
-    Ok(())
+    publish_backup(&partial, out, progress)
 }
 
 /// Restores `from` as the stack's database: into a new database first, which replaces the

@@ -5,7 +5,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use sea_orm::{ConnectionTrait, DatabaseConnection, Statement};
 
-use super::file::{Progress, Restored, beside, human, publish, remove_if_present, size_of};
+use super::file::{
+    Progress, Restored, beside, publish, publish_backup, remove_if_present, size_of,
+};
 
 /// The database file of a `sqlite:` URL; a relative path means the repository root, as the
 /// supervisor reads it.
@@ -73,15 +75,7 @@ pub fn backup(runtime: &tokio::runtime::Runtime, db: &Path, out: &Path) -> anyho
             copied
         })
         .with_context(|| format!("copying {} with VACUUM INTO", db.display()))?;
-    publish(&partial, out)?;
-    let took = progress.finish();
-    println!(
-        "wrote {} ({}) in {:.1} s",
-        out.display(),
-        human(size_of(out)),
-        took.as_secs_f64()
-    );
-    Ok(())
+    publish_backup(&partial, out, progress)
 }
 
 /// Puts the backup `from` in place of the database file `db` (the stack is stopped). The
