@@ -5,8 +5,8 @@ use entity::prelude::*;
 use entity::users::{self, canonical_email};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect, SqlErr,
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseBackend, DatabaseConnection, DbErr,
+    EntityTrait, QueryFilter, QueryOrder, QuerySelect, SqlErr, TransactionTrait,
 };
 use uuid::Uuid;
 
@@ -104,7 +104,18 @@ impl Mutation {
             updated_at: Set(now),
             created_by: Set(created_by.to_owned()),
         };
-        Ok(Users::insert(model).exec_with_returning(db).await?)
+        // SQLite hands a RETURNING row back before its autocommit's COMMIT, and a COMMIT that
+        // fails (a full disk) would then go unseen: the row answered would not exist. In an
+        // explicit transaction the write is acknowledged only once its commit has succeeded.
+        // PostgreSQL commits before it answers, so it keeps its one round trip.
+        if db.get_database_backend() == DatabaseBackend::Sqlite {
+            let txn = db.begin().await?;
+            let row = insert_user(&txn, model).await?;
+            txn.commit().await?;
+            Ok(row)
+        } else {
+            Ok(insert_user(db, model).await?)
+        }
     }
 
     /// Replaces a user's name and email.
@@ -113,20 +124,43 @@ impl Mutation {
         id: Uuid,
         user: NewUser,
     ) -> Result<users::Model, WriteError> {
-        let email_key = canonical_email(user.email.as_ref());
-        let result = Users::update_many()
-            .col_expr(users::Column::Name, Expr::value(String::from(user.name)))
-            .col_expr(users::Column::Email, Expr::value(String::from(user.email)))
-            .col_expr(users::Column::EmailKey, Expr::value(email_key))
-            .col_expr(users::Column::UpdatedAt, Expr::value(Utc::now()))
-            .filter(users::Column::Id.eq(id))
-            .exec_with_returning(db)
-            .await?;
-        result.into_iter().next().ok_or(WriteError::NotFound)
+        // As in `create_user`: on SQLite the answer waits for the commit.
+        let rows = if db.get_database_backend() == DatabaseBackend::Sqlite {
+            let txn = db.begin().await?;
+            let rows = update_user(&txn, id, user).await?;
+            txn.commit().await?;
+            rows
+        } else {
+            update_user(db, id, user).await?
+        };
+        rows.into_iter().next().ok_or(WriteError::NotFound)
     }
 
     /// Deletes a user; false when there was none.
     pub async fn delete_user(db: &DatabaseConnection, id: Uuid) -> Result<bool, DbErr> {
         Ok(Users::delete_by_id(id).exec(db).await?.rows_affected > 0)
     }
+}
+
+async fn insert_user<C: ConnectionTrait>(
+    db: &C,
+    model: users::ActiveModel,
+) -> Result<users::Model, DbErr> {
+    Users::insert(model).exec_with_returning(db).await
+}
+
+async fn update_user<C: ConnectionTrait>(
+    db: &C,
+    id: Uuid,
+    user: NewUser,
+) -> Result<Vec<users::Model>, DbErr> {
+    let email_key = canonical_email(user.email.as_ref());
+    Users::update_many()
+        .col_expr(users::Column::Name, Expr::value(String::from(user.name)))
+        .col_expr(users::Column::Email, Expr::value(String::from(user.email)))
+        .col_expr(users::Column::EmailKey, Expr::value(email_key))
+        .col_expr(users::Column::UpdatedAt, Expr::value(Utc::now()))
+        .filter(users::Column::Id.eq(id))
+        .exec_with_returning(db)
+        .await
 }

@@ -53,6 +53,9 @@ pub async fn connect(settings: &DatabaseSettings) -> Result<DatabaseConnection, 
                 .synchronous(SqliteSynchronous::Normal)
                 .busy_timeout(Duration::from_secs(10))
                 .foreign_keys(true)
+        })
+        .map_sqlx_sqlite_pool_opts(|opts| {
+            opts.after_release(|conn, _| Box::pin(outside_transaction(conn)))
         });
     let tuning = settings.clone();
     let password = parsed.password().map(|p| SecretString::from(p.to_owned()));
@@ -176,6 +179,25 @@ fn is_permanent(err: &DbErr) -> bool {
         DbErr::Conn(RuntimeErr::Internal(_)) => true,
         _ => false,
     }
+}
+
+/// Whether a released SQLite connection may go back to the pool: not while SQLite still holds
+/// it in a transaction. A COMMIT or ROLLBACK that failed (a full disk) leaves one open, and
+/// the next `begin` on that connection would only open a savepoint, whose "commit" commits
+/// nothing: a write acknowledged that no other connection, and no file, ever sees. Closing the
+/// connection ends the transaction.
+async fn outside_transaction(
+    conn: &mut sea_orm::sqlx::SqliteConnection,
+) -> Result<bool, sea_orm::sqlx::Error> {
+    let mut handle = conn.lock_handle().await?;
+    let db = handle.as_raw_handle();
+    // SAFETY: `db` is the connection's open handle, locked for this call; the function only
+    // reads the handle's autocommit flag.
+    let autocommit = unsafe { libsqlite3_sys::sqlite3_get_autocommit(db.as_ptr()) };
+    if autocommit == 0 {
+        tracing::warn!("a SQLite connection came back inside a transaction; closing it");
+    }
+    Ok(autocommit != 0)
 }
 
 /// SQLite creates the file (with `mode=rwc`) but not its folder.

@@ -27,6 +27,7 @@ macro_rules! on_both_databases {
 mod auth;
 mod binary;
 mod drain;
+mod full_disk;
 mod health;
 mod helpers;
 mod migrations;
