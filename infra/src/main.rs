@@ -62,6 +62,9 @@ enum Command {
         /// The new `app` binary, e.g. target/release/app.
         #[arg(long)]
         binary: PathBuf,
+        /// Seconds each new instance may take to answer 200 on the health check path.
+        #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=600))]
+        health_timeout_seconds: u64,
         /// Seconds to watch the new build's 5xx rate after the switch.
         #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(0..=3600))]
         watch_seconds: u64,
@@ -177,12 +180,16 @@ fn run_command(command: Command) -> std::process::ExitCode {
         Command::Rollout {
             stack,
             binary,
+            health_timeout_seconds,
             watch_seconds,
             max_error_percent,
         } => with_root(|root| {
-            let watch = std::time::Duration::from_secs(watch_seconds);
-            let cfg = local_config(root, &stack)?;
-            local::rollout(root, cfg, &binary, watch, max_error_percent)
+            let phases = local::RolloutPhases {
+                health_timeout: std::time::Duration::from_secs(health_timeout_seconds),
+                watch: std::time::Duration::from_secs(watch_seconds),
+                max_error_percent,
+            };
+            local::rollout(root, local_config(root, &stack)?, &binary, phases)
         }),
         Command::Status { stack, json } => {
             with_root(|root| local::status(root, local_config(root, &stack)?, json))

@@ -86,6 +86,8 @@ impl StackReport {
 pub struct RolloutRequest {
     /// The new `app` binary (absolute path).
     pub binary: String,
+    /// How long each new instance may take to answer 200 on the health path.
+    pub health_timeout_seconds: u64,
     /// How long the new instances' 5xx rate is watched after the switch.
     pub watch_seconds: u64,
     /// Rolls back when more than this share (in percent) of their answers are 5xx.
@@ -100,7 +102,7 @@ pub enum Command {
     /// `restart [server_id]`: a rolling restart of every instance, or of one; answered with the
     /// report once the last one is back in rotation.
     Restart(Option<String>),
-    /// `rollout <watch seconds> <max error percent> <binary path>`: answered once the new
+    /// `rollout <health timeout s> <watch s> <max error percent> <binary path>`: answered once the new
     /// build serves alone, or with the failed check once traffic is back on the old one.
     Rollout(RolloutRequest),
 }
@@ -124,8 +126,8 @@ impl Command {
             Command::Restart(None) => "restart\n".to_owned(),
             Command::Restart(Some(id)) => format!("restart {id}\n"),
             Command::Rollout(r) => format!(
-                "rollout {} {} {}\n",
-                r.watch_seconds, r.max_error_percent, r.binary
+                "rollout {} {} {} {}\n",
+                r.health_timeout_seconds, r.watch_seconds, r.max_error_percent, r.binary
             ),
         }
     }
@@ -133,6 +135,7 @@ impl Command {
 
 /// The path comes last and takes the rest of the line, so it may contain spaces.
 fn parse_rollout(rest: &str) -> Option<Command> {
+    let (health, rest) = rest.trim_start().split_once(' ')?;
     let (watch, rest) = rest.trim_start().split_once(' ')?;
     let (percent, binary) = rest.trim_start().split_once(' ')?;
     let binary = binary.trim_end_matches(['\r', '\n']);
@@ -140,6 +143,7 @@ fn parse_rollout(rest: &str) -> Option<Command> {
     (!binary.is_empty() && max_error_percent.is_finite()).then(|| {
         Some(Command::Rollout(RolloutRequest {
             binary: binary.to_owned(),
+            health_timeout_seconds: health.parse().ok()?,
             watch_seconds: watch.parse().ok()?,
             max_error_percent,
         }))
@@ -220,6 +224,7 @@ mod tests {
     fn commands_round_trip_through_their_line() {
         let rollout = Command::Rollout(RolloutRequest {
             binary: "/tmp/a build/app".to_owned(),
+            health_timeout_seconds: 30,
             watch_seconds: 10,
             max_error_percent: 1.5,
         });
@@ -231,7 +236,7 @@ mod tests {
         ] {
             assert_eq!(Command::parse(&command.line()), Ok(command));
         }
-        assert!(Command::parse("rollout ten 1 /bin/app\n").is_err());
-        assert!(Command::parse("rollout 10 1\n").is_err());
+        assert!(Command::parse("rollout 30 ten 1 /bin/app\n").is_err());
+        assert!(Command::parse("rollout 30 10 1\n").is_err());
     }
 }

@@ -102,14 +102,23 @@ pub fn restart(root: &Path, cfg: StackConfig, only: Option<String>) -> anyhow::R
     Ok(())
 }
 
+/// The bounds of a rollout's gates.
+pub struct RolloutPhases {
+    /// How long each new instance may take to answer 200 on the health path.
+    pub health_timeout: Duration,
+    /// How long the new build's 5xx rate is watched after the switch.
+    pub watch: Duration,
+    /// Rolls back above this share of 5xx answers, in percent.
+    pub max_error_percent: f64,
+}
+
 /// A blue/green rollout of `binary` on the running stack, driven by its supervisor (which
 /// owns the instances and the load balancer); prints the new status table.
 pub fn rollout(
     root: &Path,
     cfg: StackConfig,
     binary: &Path,
-    watch: Duration,
-    max_error_percent: f64,
+    phases: RolloutPhases,
 ) -> anyhow::Result<()> {
     let state_dir = state::dir(root, &cfg.stack);
     let Some(state) = StateFile::read_live(&state_dir) else {
@@ -128,11 +137,13 @@ pub fn rollout(
         .to_owned();
     let request = control::RolloutRequest {
         binary,
-        watch_seconds: watch.as_secs(),
-        max_error_percent,
+        health_timeout_seconds: phases.health_timeout.as_secs(),
+        watch_seconds: phases.watch.as_secs(),
+        max_error_percent: phases.max_error_percent,
     };
     // Every phase is bounded in the supervisor; this covers them all.
-    let timeout = Duration::from_secs(120) + supervisor_phases() + watch;
+    let timeout =
+        Duration::from_secs(120) + supervisor_phases() + phases.health_timeout + phases.watch;
     let answer = control::request(state.control, &control::Command::Rollout(request), timeout)?;
     let report: StackReport = serde_json::from_value(answer["stack"].clone())?;
     print!("{}", report.to_table());

@@ -25,8 +25,6 @@ pub type Gate = Arc<
         + Sync,
 >;
 
-/// How long a new instance may take to answer 200 on the health path after it starts.
-const HEALTH_GATE_TIMEOUT: Duration = Duration::from_secs(30);
 /// How often the watch looks at the new backends.
 const WATCH_TICK: Duration = Duration::from_millis(250);
 /// Answers the watch needs before it judges the error rate early, so one unlucky 5xx in the
@@ -45,8 +43,11 @@ pub struct Rollouts {
     first_port: u16,
     count: u32,
     api_key: Option<String>,
-    /// The serving generation: 1 for the instances `up` started.
+    /// The last generation started: 1 for the instances `up` started. Refused ones count
+    /// too, so every build's instances have their own names in the logs and the stats.
     generation: AtomicU32,
+    /// Which of the two port blocks the serving generation uses (0: from `firstBackendPort`).
+    serving_block: AtomicU32,
 }
 
 /// A backend as the load balancer knows it.
@@ -72,6 +73,7 @@ impl Rollouts {
             count: cfg.droplet_count(),
             api_key: cfg.api_key().map(|k| k.expose_secret().to_owned()),
             generation: AtomicU32::new(1),
+            serving_block: AtomicU32::new(0),
         }
     }
 
@@ -80,8 +82,9 @@ impl Rollouts {
     pub async fn roll_out(&self, request: RolloutRequest) -> Result<String, String> {
         let _busy = self.fleet.busy.lock().await;
         let exe = check_binary(&request.binary)?;
-        let next = self.generation.load(Ordering::Relaxed) + 1;
-        let members = self.members(next)?;
+        let next = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
+        let block = 1 - self.serving_block.load(Ordering::Relaxed);
+        let members = self.members(next, block)?;
         let build = Build {
             exe,
             args: Vec::new(),
@@ -92,7 +95,7 @@ impl Rollouts {
         self.fleet.set_incoming(incoming.instances.clone());
         match self.gate_switch_watch(&members, &request).await {
             Ok(summary) => {
-                self.generation.store(next, Ordering::Relaxed);
+                self.serving_block.store(block, Ordering::Relaxed);
                 let old = self.fleet.replace(incoming);
                 tracing::info!("rollout: retiring the old instances");
                 // Out of rotation since the switch: only their own drain is left.
@@ -118,8 +121,9 @@ impl Rollouts {
         members: &[LocalInstance],
         request: &RolloutRequest,
     ) -> Result<String, String> {
+        let timeout = Duration::from_secs(request.health_timeout_seconds);
         for m in members {
-            self.health_gate(m).await?;
+            self.health_gate(m, timeout).await?;
         }
         for m in members {
             let url = format!("http://127.0.0.1:{}", m.port);
@@ -147,10 +151,10 @@ impl Rollouts {
         }
     }
 
-    /// Server ids and ports of generation `n`: the ports alternate between the block after
-    /// `firstBackendPort` and the one after that, so old and new never collide.
-    fn members(&self, n: u32) -> Result<Vec<LocalInstance>, String> {
-        let base = u32::from(self.first_port) + ((n - 1) % 2) * self.count;
+    /// Server ids and ports of generation `n`: its ports are the block the serving
+    /// generation does not use (the one from `firstBackendPort`, or the one after it).
+    fn members(&self, n: u32, block: u32) -> Result<Vec<LocalInstance>, String> {
+        let base = u32::from(self.first_port) + block * self.count;
         (0..self.count)
             .map(|i| {
                 let server_id = format!("local-{n}-{}", i + 1);
@@ -164,13 +168,13 @@ impl Rollouts {
     }
 
     /// The new instance answers 200 on the health path, asked directly (no load balancer).
-    async fn health_gate(&self, m: &LocalInstance) -> Result<(), String> {
+    async fn health_gate(&self, m: &LocalInstance, timeout: Duration) -> Result<(), String> {
         let url = format!("http://127.0.0.1:{}{}", m.port, self.health_path);
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(2))
             .build()
             .map_err(|e| e.to_string())?;
-        let deadline = Instant::now() + HEALTH_GATE_TIMEOUT;
+        let deadline = Instant::now() + timeout;
         let mut last = "no answer".to_owned();
         while Instant::now() < deadline {
             match client.get(&url).send().await {
@@ -181,7 +185,7 @@ impl Rollouts {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
         Err(format!(
-            "health check failed: {} did not answer 200 on GET {url} within {HEALTH_GATE_TIMEOUT:?} (last: {last})",
+            "health check failed: {} did not answer 200 on GET {url} within {timeout:?} (last: {last})",
             m.server_id
         ))
     }
