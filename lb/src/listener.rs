@@ -188,7 +188,7 @@ async fn io_loop(
 ) {
     let parked = Arc::new(Parked::new(
         // Sized for every slot: backends added at runtime park here too.
-        crate::MAX_BACKENDS,
+        crate::config::MAX_BACKENDS,
         MAX_PARKED_PER_BACKEND,
     ));
     let mut conns = JoinSet::new();
