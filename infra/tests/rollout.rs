@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+mod tools;
+
 const INFRA: &str = env!("CARGO_BIN_EXE_infra");
 
 /// A throwaway repository root with a running local stack of three instances.
@@ -260,4 +262,43 @@ fn a_build_that_fails_its_gates_is_refused_and_the_old_one_keeps_serving() {
     );
     assert_eq!(stack.serving(), ids("local-4-"));
     assert!(started.elapsed() < Duration::from_secs(120));
+}
+
+#[test]
+fn a_build_that_fails_under_traffic_is_rolled_back_by_the_watch() {
+    tools::require("python3", tools::runs("python3"), "apt-get install python3");
+    let stack = Stack::up();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/rollout_builds/stats_500.py");
+    let path = stack.root().join("stats-500-build");
+    std::fs::write(
+        &path,
+        format!("#!/bin/sh\nexec python3 {}\n", script.display()),
+    )
+    .unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let traffic = {
+        let (url, stop) = (stack.url("/api/stats"), stop.clone());
+        std::thread::spawn(move || {
+            let client = client();
+            while !stop.load(Ordering::Relaxed) {
+                let _ = client.get(&url).send();
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        })
+    };
+    let out = stack.rollout(&path, &["--watch-seconds", "5"]);
+    stop.store(true, Ordering::Relaxed);
+    traffic.join().unwrap();
+
+    let err = text(&out.stderr);
+    assert!(!out.status.success(), "a build answering 500 was kept");
+    assert!(err.contains("watch failed"), "{err}");
+    assert!(err.contains("5xx"), "{err}");
+    assert!(err.contains("traffic switched back"), "{err}");
+    assert_eq!(stack.serving(), ids("local-"));
+    assert_eq!(stack.answering(9), ids("local-"));
+    let stats = client().get(stack.url("/api/stats")).send().unwrap();
+    assert_eq!(stats.status(), 200, "the old build answers again");
 }
