@@ -252,6 +252,17 @@ fn a_build_that_fails_its_gates_is_refused_and_the_old_one_keeps_serving() {
     assert_eq!(stack.serving(), ids("local-"));
     assert_eq!(stack.answering(9), ids("local-"));
 
+    // A build that does not even start.
+    let missing = stack.build("crashing-build", "APP__APPLICATION__PORT=not-a-port");
+    let out = stack.rollout(&missing, &[]);
+    let err = text(&out.stderr);
+    assert!(!out.status.success(), "a crashing build was rolled out");
+    assert!(
+        err.contains("health check failed") && err.contains("exited"),
+        "{err}"
+    );
+    assert_eq!(stack.serving(), ids("local-"));
+
     // Nothing is left of the refused builds: a good one gets their ports.
     let good = stack.build("good-build", "");
     let out = stack.rollout(&good, &["--watch-seconds", "1"]);
@@ -260,7 +271,7 @@ fn a_build_that_fails_its_gates_is_refused_and_the_old_one_keeps_serving() {
         "rollout failed: {}",
         text(&out.stderr)
     );
-    assert_eq!(stack.serving(), ids("local-4-"));
+    assert_eq!(stack.serving(), ids("local-5-"));
     assert!(started.elapsed() < Duration::from_secs(120));
 }
 

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use secrecy::ExposeSecret;
 
 use super::control::RolloutRequest;
-use super::fleet::{BACK_IN_ROTATION_TIMEOUT, Build, Fleet, Generation};
+use super::fleet::{BACK_IN_ROTATION_TIMEOUT, Build, Fleet, Generation, Instance};
 use super::instance::LocalInstance;
 use crate::config::StackConfig;
 use crate::deploy::Deploy;
@@ -93,7 +93,10 @@ impl Rollouts {
         tracing::info!(binary = %request.binary, generation = next, "rollout: starting the new build beside the old");
         let incoming = Generation::start(&build, &members, &self.deploy, &self.lb);
         self.fleet.set_incoming(incoming.instances.clone());
-        match self.gate_switch_watch(&members, &request).await {
+        match self
+            .gate_switch_watch(&incoming.instances, &members, &request)
+            .await
+        {
             Ok(summary) => {
                 self.serving_block.store(block, Ordering::Relaxed);
                 let old = self.fleet.replace(incoming);
@@ -118,12 +121,13 @@ impl Rollouts {
     /// The gates before traffic, the switch, and the watch (switching back when it fails).
     async fn gate_switch_watch(
         &self,
+        started: &[Arc<Instance>],
         members: &[LocalInstance],
         request: &RolloutRequest,
     ) -> Result<String, String> {
         let timeout = Duration::from_secs(request.health_timeout_seconds);
-        for m in members {
-            self.health_gate(m, timeout).await?;
+        for (m, instance) in members.iter().zip(started) {
+            self.health_gate(m, instance, timeout).await?;
         }
         for m in members {
             let url = format!("http://127.0.0.1:{}", m.port);
@@ -168,7 +172,13 @@ impl Rollouts {
     }
 
     /// The new instance answers 200 on the health path, asked directly (no load balancer).
-    async fn health_gate(&self, m: &LocalInstance, timeout: Duration) -> Result<(), String> {
+    /// Gives up early when the instance exits: a build that crashes at start won't recover.
+    async fn health_gate(
+        &self,
+        m: &LocalInstance,
+        instance: &Instance,
+        timeout: Duration,
+    ) -> Result<(), String> {
         let url = format!("http://127.0.0.1:{}{}", m.port, self.health_path);
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(2))
@@ -177,6 +187,10 @@ impl Rollouts {
         let deadline = Instant::now() + timeout;
         let mut last = "no answer".to_owned();
         while Instant::now() < deadline {
+            if instance.restarts.load(Ordering::Relaxed) > 0 {
+                last = "it exited; see its log".to_owned();
+                break;
+            }
             match client.get(&url).send().await {
                 Ok(r) if r.status() == reqwest::StatusCode::OK => return Ok(()),
                 Ok(r) => last = format!("answered {}", r.status().as_u16()),
@@ -185,7 +199,7 @@ impl Rollouts {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
         Err(format!(
-            "health check failed: {} did not answer 200 on GET {url} within {timeout:?} (last: {last})",
+            "health check failed: {} did not answer 200 on GET {url} in time (limit {timeout:?}; last: {last})",
             m.server_id
         ))
     }
