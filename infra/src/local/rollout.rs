@@ -142,7 +142,7 @@ impl Rollouts {
             .collect();
         self.switch(&old, &new)
             .await
-            .map_err(|e| format!("load balancer health check failed: {e}"))?;
+            .map_err(|e| format!("switch failed: {e}"))?;
         match self.watch(&new, request).await {
             Ok(summary) => Ok(summary),
             Err(failed) => {
@@ -233,7 +233,7 @@ impl Rollouts {
                     self.lb.remove_backend(id);
                 }
                 return Err(format!(
-                    "{down:?} not in rotation after {BACK_IN_ROTATION_TIMEOUT:?}"
+                    "the load balancer's health checks did not put {down:?} in rotation within {BACK_IN_ROTATION_TIMEOUT:?}"
                 ));
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
