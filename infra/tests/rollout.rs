@@ -211,6 +211,7 @@ fn a_good_build_rolls_out_under_load_without_a_failed_request() {
         .map(|c| c.join().unwrap())
         .fold((0, 0), |(s, f), (s2, f2)| (s + s2, f + f2));
 
+    eprintln!("{sent} requests through the load balancer during two rollouts, {failed} failed");
     assert_eq!(stack.serving(), ids("local-3-"));
     assert_eq!(stack.answering(12), ids("local-3-"));
     assert!(sent > 50, "too little load to mean anything: {sent}");

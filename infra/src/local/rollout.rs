@@ -80,7 +80,11 @@ impl Rollouts {
     /// Runs one rollout; `Ok` is a summary once the new build serves alone, `Err` names the
     /// failed check once traffic is back on (or never left) the old build.
     pub async fn roll_out(&self, request: RolloutRequest) -> Result<String, String> {
-        let _busy = self.fleet.busy.lock().await;
+        // Refused rather than queued: the caller's timeout assumes its rollout starts now.
+        let _busy = self.fleet.busy.try_lock().map_err(|_| {
+            "another rollout or rolling restart is in progress; try again when it is done"
+                .to_owned()
+        })?;
         let exe = check_binary(&request.binary)?;
         let next = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
         let block = 1 - self.serving_block.load(Ordering::Relaxed);
