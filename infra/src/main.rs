@@ -53,6 +53,25 @@ enum Command {
         #[arg(long)]
         server_id: Option<String>,
     },
+    /// Blue/green: start BINARY beside the running local stack's instances, check it, switch
+    /// the load balancer to it, watch its 5xx rate, retire the old instances (or roll back).
+    Rollout {
+        /// Stack name (only `local`).
+        #[arg(long, short)]
+        stack: String,
+        /// The new `app` binary, e.g. target/release/app.
+        #[arg(long)]
+        binary: PathBuf,
+        /// Seconds each new instance may take to answer 200 on the health check path.
+        #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=600))]
+        health_timeout_seconds: u64,
+        /// Seconds to watch the new build's 5xx rate after the switch.
+        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(0..=3600))]
+        watch_seconds: u64,
+        /// Roll back when more than this percentage of the new build's answers are 5xx.
+        #[arg(long, default_value_t = 1.0)]
+        max_error_percent: f64,
+    },
     /// Check a running deployment through its load balancer (local or DigitalOcean).
     Verify {
         /// The load balancer's URL, e.g. http://127.0.0.1:8080 or `pulumi stack output url`.
@@ -156,8 +175,22 @@ fn run_command(command: Command) -> std::process::ExitCode {
             Ok(())
         }),
         Command::Up { stack, detach } => {
-            with_root(|root| local::up(root, local_config(root, &stack)?, detach))
+            with_root(|root| local::up(root, local_config(root, &stack)?, detach, rollout_gate()))
         }
+        Command::Rollout {
+            stack,
+            binary,
+            health_timeout_seconds,
+            watch_seconds,
+            max_error_percent,
+        } => with_root(|root| {
+            let phases = local::RolloutPhases {
+                health_timeout: std::time::Duration::from_secs(health_timeout_seconds),
+                watch: std::time::Duration::from_secs(watch_seconds),
+                max_error_percent,
+            };
+            local::rollout(root, local_config(root, &stack)?, &binary, phases)
+        }),
         Command::Status { stack, json } => {
             with_root(|root| local::status(root, local_config(root, &stack)?, json))
         }
@@ -250,6 +283,11 @@ fn verify_command(
             std::process::ExitCode::from(2)
         }
     }
+}
+
+/// `infra verify`'s checks against one new instance, for the supervisor's rollouts.
+fn rollout_gate() -> local::Gate {
+    std::sync::Arc::new(|url, api_key| Box::pin(async move { verify::gate(&url, api_key).await }))
 }
 
 /// Runs `f` in the repository root (the folder holding Pulumi.yaml) and reports its result.

@@ -16,19 +16,23 @@ use crate::config::HealthCheckConfig;
 use crate::upstream::Pool;
 
 /// Starts one checker per backend; the first check runs immediately.
-pub(crate) fn spawn_checkers(pool: Arc<Pool>, cfg: HealthCheckConfig) -> Vec<JoinHandle<()>> {
-    let cfg = Arc::new(cfg);
-    (0..pool.backends.len())
-        .map(|idx| {
-            let pool = pool.clone();
-            let cfg = cfg.clone();
-            tokio::spawn(async move { run(pool, idx, cfg).await })
-        })
+pub(crate) fn spawn_checkers(pool: Arc<Pool>, cfg: Arc<HealthCheckConfig>) -> Vec<JoinHandle<()>> {
+    (0..pool.len())
+        .map(|idx| spawn_checker(pool.clone(), idx, cfg.clone()))
         .collect()
 }
 
+/// Starts the checker of backend `idx`; it ends when the backend is removed.
+pub(crate) fn spawn_checker(
+    pool: Arc<Pool>,
+    idx: usize,
+    cfg: Arc<HealthCheckConfig>,
+) -> JoinHandle<()> {
+    tokio::spawn(async move { run(pool, idx, cfg).await })
+}
+
 async fn run(pool: Arc<Pool>, idx: usize, cfg: Arc<HealthCheckConfig>) {
-    let b = &pool.backends[idx];
+    let b = pool.backend(idx);
     let mut addr = b.addr;
     if let Some(port) = cfg.port {
         addr.set_port(port);
@@ -39,6 +43,9 @@ async fn run(pool: Arc<Pool>, idx: usize, cfg: Arc<HealthCheckConfig>) {
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
+        if pool.is_removed(idx) {
+            return;
+        }
         let result = match timeout(cfg.response_timeout, check(addr, &cfg.path, &host)).await {
             Ok(Ok(status)) if (200..400).contains(&status) => Ok(()),
             Ok(Ok(status)) => Err(format!("health check returned status {status}")),

@@ -68,13 +68,15 @@ impl LoadBalancer {
             shutdown_rx,
         )
         .map_err(bind_err)?;
-        let health = health::spawn_checkers(pool.clone(), config.health_check.clone());
+        let health_check = Arc::new(config.health_check.clone());
+        let health = health::spawn_checkers(pool.clone(), health_check.clone());
         info!(%local_addr, backends = config.backends.len(), "load balancer listening");
 
         Ok(Running {
             inner: Arc::new(Inner {
                 local_addr,
                 pool,
+                health_check,
                 shutdown_tx,
                 loops: Mutex::new(loops),
                 health: Mutex::new(health),
@@ -93,6 +95,7 @@ pub struct Running {
 struct Inner {
     local_addr: SocketAddr,
     pool: Arc<Pool>,
+    health_check: Arc<HealthCheckConfig>,
     shutdown_tx: watch::Sender<Option<Duration>>,
     /// The accept loop first, then the connection loops it feeds.
     loops: Mutex<Vec<Loop>>,
@@ -124,6 +127,35 @@ impl Running {
         match self.inner.pool.index_of(id) {
             Some(i) => {
                 self.inner.pool.mark_down(i, "marked down by supervisor");
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Adds a backend while serving (DigitalOcean's semantics: it starts down and enters
+    /// rotation once it passes `healthy_threshold` checks). Must be called on a tokio runtime,
+    /// which runs its health checker.
+    pub fn add_backend(&self, backend: BackendConfig) -> Result<()> {
+        let idx = self.inner.pool.add(&backend).map_err(Error::Config)?;
+        let checker = health::spawn_checker(
+            self.inner.pool.clone(),
+            idx,
+            self.inner.health_check.clone(),
+        );
+        let mut health = self.inner.health.lock().unwrap_or_else(|e| e.into_inner());
+        health.retain(|h| !h.is_finished());
+        health.push(checker);
+        info!(backend = %backend.id, addr = %backend.addr, "backend added");
+        Ok(())
+    }
+
+    /// Takes backend `id` out of rotation and out of [`Running::status`] for good; requests
+    /// already sent to it finish (stop the backend only after that). False for an unknown id.
+    pub fn remove_backend(&self, id: &str) -> bool {
+        match self.inner.pool.index_of(id) {
+            Some(i) => {
+                self.inner.pool.remove(i);
                 true
             }
             None => false,

@@ -187,7 +187,8 @@ async fn io_loop(
     mut shutdown: watch::Receiver<Option<Duration>>,
 ) {
     let parked = Arc::new(Parked::new(
-        shared.pool.backends.len(),
+        // Sized for every slot: backends added at runtime park here too.
+        crate::config::MAX_BACKENDS,
         MAX_PARKED_PER_BACKEND,
     ));
     let mut conns = JoinSet::new();

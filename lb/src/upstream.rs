@@ -9,7 +9,7 @@
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
@@ -46,6 +46,9 @@ pub struct BackendStatus {
     pub consecutive_failures: u32,
     /// Responses this backend has delivered through the load balancer.
     pub requests: u64,
+    /// Of those, how many were 5xx: what a rollout watches to decide on a new build.
+    #[serde(default)]
+    pub server_errors: u64,
     /// Most recent health check or proxy failure, cleared when the backend comes up.
     pub last_error: Option<String>,
 }
@@ -63,6 +66,7 @@ pub(crate) struct Backend {
     pub(crate) consecutive_successes: AtomicU32,
     pub(crate) consecutive_failures: AtomicU32,
     pub(crate) requests: AtomicU64,
+    pub(crate) server_errors: AtomicU64,
     pub(crate) last_error: Mutex<Option<String>>,
 }
 
@@ -89,6 +93,7 @@ impl Backend {
             consecutive_successes: AtomicU32::new(0),
             consecutive_failures: AtomicU32::new(0),
             requests: AtomicU64::new(0),
+            server_errors: AtomicU64::new(0),
             last_error: Mutex::new(None),
         }
     }
@@ -109,9 +114,20 @@ fn fnv1a(bytes: &[u8]) -> u64 {
 }
 
 /// All backends plus the healthy set, kept as a bitmask so selection never locks.
+///
+/// Backends can be added and removed at runtime (a blue/green rollout). Slots are filled in
+/// order and never reused: a request in flight may still hold a removed backend's index, and
+/// a slot that could change under it would need a lock on the hot path.
 pub(crate) struct Pool {
-    pub(crate) backends: Vec<Backend>,
-    /// Bit `i` set means `backends[i]` is up.
+    slots: Box<[OnceLock<Backend>]>,
+    /// Slots filled so far.
+    len: AtomicUsize,
+    /// Bit `i` set means `slots[i]` was removed: never up again, not reported.
+    removed: AtomicU64,
+    /// Serialises additions, so the duplicate-id check and the append are one step.
+    adding: Mutex<()>,
+    sticky: Option<StickyConfig>,
+    /// Bit `i` set means `slots[i]` is up.
     healthy: AtomicU64,
     next: AtomicUsize,
 }
@@ -119,11 +135,65 @@ pub(crate) struct Pool {
 impl Pool {
     pub(crate) fn new(cfgs: &[BackendConfig], sticky: Option<&StickyConfig>) -> Self {
         assert!(cfgs.len() <= MAX_BACKENDS);
-        Self {
-            backends: cfgs.iter().map(|c| Backend::new(c, sticky)).collect(),
+        let pool = Self {
+            slots: (0..MAX_BACKENDS).map(|_| OnceLock::new()).collect(),
+            len: AtomicUsize::new(0),
+            removed: AtomicU64::new(0),
+            adding: Mutex::new(()),
+            sticky: sticky.cloned(),
             healthy: AtomicU64::new(0),
             next: AtomicUsize::new(0),
+        };
+        for cfg in cfgs {
+            pool.add(cfg).expect("validated config");
         }
+        pool
+    }
+
+    /// Backend `idx`; every index the pool handed out stays valid, removed or not.
+    pub(crate) fn backend(&self, idx: usize) -> &Backend {
+        self.slots[idx].get().expect("an index the pool handed out")
+    }
+
+    /// Slots filled so far, removed ones included.
+    pub(crate) fn len(&self) -> usize {
+        self.len.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn is_removed(&self, idx: usize) -> bool {
+        self.removed.load(Ordering::Acquire) & (1 << idx) != 0
+    }
+
+    /// Adds a backend, down until it passes its health checks; its index.
+    pub(crate) fn add(&self, cfg: &BackendConfig) -> Result<usize, String> {
+        let _adding = lock(&self.adding);
+        if self.index_of(&cfg.id).is_some() {
+            return Err(format!("backend {:?} already exists", cfg.id));
+        }
+        let idx = self.len();
+        if idx >= MAX_BACKENDS {
+            return Err(format!(
+                "all {MAX_BACKENDS} backend slots were used since the load balancer started"
+            ));
+        }
+        let _ = self.slots[idx].set(Backend::new(cfg, self.sticky.as_ref()));
+        self.len.store(idx + 1, Ordering::Release);
+        Ok(idx)
+    }
+
+    /// Takes backend `idx` out of rotation for good; requests already sent to it finish.
+    pub(crate) fn remove(&self, idx: usize) {
+        self.removed.fetch_or(1 << idx, Ordering::AcqRel);
+        self.healthy.fetch_and(!(1 << idx), Ordering::AcqRel);
+        let b = self.backend(idx);
+        info!(backend = %b.id, addr = %b.addr, "backend removed");
+    }
+
+    fn live(&self) -> impl Iterator<Item = (usize, &Backend)> {
+        let removed = self.removed.load(Ordering::Acquire);
+        (0..self.len())
+            .filter(move |i| removed & (1 << i) == 0)
+            .map(|i| (i, self.backend(i)))
     }
 
     pub(crate) fn healthy_mask(&self) -> u64 {
@@ -168,25 +238,31 @@ impl Pool {
     }
 
     fn find_token(&self, token: &[u8]) -> Option<usize> {
-        self.backends
-            .iter()
-            .position(|b| b.sticky_token.as_bytes() == token)
+        self.live()
+            .find(|(_, b)| b.sticky_token.as_bytes() == token)
+            .map(|(i, _)| i)
     }
 
+    /// The live (not removed) backend called `id`.
     pub(crate) fn index_of(&self, id: &str) -> Option<usize> {
-        self.backends.iter().position(|b| b.id == id)
+        self.live().find(|(_, b)| b.id == id).map(|(i, _)| i)
     }
 
     /// Records a passed health check and brings the backend up at the threshold.
     pub(crate) fn record_success(&self, idx: usize, healthy_threshold: u32) {
-        let b = &self.backends[idx];
+        let b = self.backend(idx);
         b.consecutive_failures.store(0, Ordering::Relaxed);
         let n = b
             .consecutive_successes
             .fetch_add(1, Ordering::Relaxed)
             .saturating_add(1);
-        if n >= healthy_threshold && !self.is_up(idx) {
+        if n >= healthy_threshold && !self.is_up(idx) && !self.is_removed(idx) {
             self.healthy.fetch_or(1 << idx, Ordering::AcqRel);
+            // A removal that raced this check wins.
+            if self.is_removed(idx) {
+                self.healthy.fetch_and(!(1 << idx), Ordering::AcqRel);
+                return;
+            }
             *lock(&b.last_error) = None;
             info!(backend = %b.id, addr = %b.addr, successes = n, "backend is up");
         }
@@ -194,7 +270,7 @@ impl Pool {
 
     /// Records a failed health check and takes the backend down at the threshold.
     pub(crate) fn record_failure(&self, idx: usize, unhealthy_threshold: u32, err: String) {
-        let b = &self.backends[idx];
+        let b = self.backend(idx);
         b.consecutive_successes.store(0, Ordering::Relaxed);
         let n = b
             .consecutive_failures
@@ -209,7 +285,7 @@ impl Pool {
 
     /// Takes a backend out of rotation at once; it must pass the healthy threshold again.
     pub(crate) fn mark_down(&self, idx: usize, reason: &str) {
-        let b = &self.backends[idx];
+        let b = self.backend(idx);
         b.consecutive_successes.store(0, Ordering::Relaxed);
         let prev = self.healthy.fetch_and(!(1 << idx), Ordering::AcqRel);
         b.set_last_error(reason.to_owned());
@@ -220,9 +296,7 @@ impl Pool {
 
     pub(crate) fn status(&self) -> Vec<BackendStatus> {
         let mask = self.healthy_mask();
-        self.backends
-            .iter()
-            .enumerate()
+        self.live()
             .map(|(i, b)| BackendStatus {
                 id: b.id.clone(),
                 addr: b.addr,
@@ -234,6 +308,7 @@ impl Pool {
                 consecutive_successes: b.consecutive_successes.load(Ordering::Relaxed),
                 consecutive_failures: b.consecutive_failures.load(Ordering::Relaxed),
                 requests: b.requests.load(Ordering::Relaxed),
+                server_errors: b.server_errors.load(Ordering::Relaxed),
                 last_error: lock(&b.last_error).clone(),
             })
             .collect()
@@ -390,5 +465,41 @@ mod tests {
         assert!(!p.is_up(0));
         assert_eq!(p.status()[0].state, BackendState::Down);
         assert_eq!(p.status()[0].consecutive_failures, 3);
+    }
+
+    #[test]
+    fn added_backends_start_down_and_removed_ones_leave_for_good() {
+        let p = pool(2);
+        p.record_success(0, 1);
+        p.record_success(1, 1);
+        let cfg = BackendConfig::new("green-1", SocketAddr::from(([127, 0, 0, 1], 2000)));
+        let idx = p.add(&cfg).unwrap();
+        assert_eq!(idx, 2);
+        assert!(p.add(&cfg).unwrap_err().contains("already exists"));
+        assert!(!p.is_up(idx), "a new backend waits for its health checks");
+        p.record_success(idx, 1);
+        assert!(p.is_up(idx));
+
+        p.remove(0);
+        assert!(!p.is_up(0));
+        p.record_success(0, 1);
+        assert!(!p.is_up(0), "a removed backend never comes back up");
+        assert_eq!(p.index_of("b0"), None);
+        let ids: Vec<_> = p.status().into_iter().map(|s| s.id).collect();
+        assert_eq!(ids, ["b1", "green-1"]);
+        let picks: Vec<_> = (0..4).map(|_| p.pick(0).unwrap()).collect();
+        assert!(picks.iter().all(|&i| i == 1 || i == 2), "{picks:?}");
+        // The removed backend's index still answers for requests in flight.
+        assert_eq!(p.backend(0).id, "b0");
+        // Its id may be used again by a later backend.
+        let again = BackendConfig::new("b0", SocketAddr::from(([127, 0, 0, 1], 2001)));
+        assert_eq!(p.add(&again).unwrap(), 3);
+    }
+
+    #[test]
+    fn slots_run_out_after_max_backends() {
+        let p = pool(MAX_BACKENDS);
+        let cfg = BackendConfig::new("one-more", SocketAddr::from(([127, 0, 0, 1], 2000)));
+        assert!(p.add(&cfg).unwrap_err().contains("slots"));
     }
 }

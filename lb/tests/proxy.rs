@@ -532,3 +532,34 @@ async fn dedicated_io_threads_share_the_rotation_and_drain_on_shutdown() {
         "still accepting"
     );
 }
+
+#[tokio::test]
+async fn backends_added_at_runtime_wait_for_health_and_removed_ones_get_nothing_more() {
+    let a = TestBackend::start("a").await;
+    let lb = start_lb(fast_config(&[&a])).await;
+    let b = TestBackend::start("b").await;
+    b.seen.healthy.store(false, Ordering::SeqCst);
+    lb.add_backend(b.config()).unwrap();
+    assert!(lb.add_backend(b.config()).is_err(), "ids stay unique");
+    let c = client();
+    for _ in 0..6 {
+        assert_eq!(get_json(&c, &lb, "/").await.1["id"], "a");
+    }
+    assert_eq!(b.seen.hits.load(Ordering::SeqCst), 0, "down until healthy");
+
+    b.seen.healthy.store(true, Ordering::SeqCst);
+    let lb2 = lb.clone();
+    wait_until(Duration::from_secs(3), move || {
+        backend_status(&lb2, "b").state == BackendState::Up
+    })
+    .await;
+    assert!(lb.remove_backend("a"));
+    assert!(!lb.remove_backend("a"), "gone already");
+    let a_hits = a.seen.hits.load(Ordering::SeqCst);
+    for _ in 0..6 {
+        assert_eq!(get_json(&c, &lb, "/").await.1["id"], "b");
+    }
+    assert_eq!(a.seen.hits.load(Ordering::SeqCst), a_hits);
+    let ids: Vec<String> = lb.status().into_iter().map(|s| s.id).collect();
+    assert_eq!(ids, ["b"]);
+}

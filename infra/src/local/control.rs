@@ -1,4 +1,4 @@
-//! The supervisor's loopback control port: the status report for `infra status`, rolling restarts for `infra restart`.
+//! The supervisor's loopback control port: the status report for `infra status`, rolling restarts for `infra restart`, blue/green for `infra rollout`.
 
 use std::future::Future;
 use std::io::{Read, Write};
@@ -81,18 +81,37 @@ impl StackReport {
     }
 }
 
+/// A blue/green rollout of a new app build (`infra rollout`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RolloutRequest {
+    /// The new `app` binary (absolute path).
+    pub binary: String,
+    /// How long each new instance may take to answer 200 on the health path.
+    pub health_timeout_seconds: u64,
+    /// How long the new instances' 5xx rate is watched after the switch.
+    pub watch_seconds: u64,
+    /// Rolls back when more than this share (in percent) of their answers are 5xx.
+    pub max_error_percent: f64,
+}
+
 /// What a client of the control port asks for: one line of text.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Command {
     /// `status`: the report.
     Status,
     /// `restart [server_id]`: a rolling restart of every instance, or of one; answered with the
     /// report once the last one is back in rotation.
     Restart(Option<String>),
+    /// `rollout <health timeout s> <watch s> <max error percent> <binary path>`: answered once the new
+    /// build serves alone, or with the failed check once traffic is back on the old one.
+    Rollout(RolloutRequest),
 }
 
 impl Command {
     fn parse(line: &str) -> Result<Command, String> {
+        if let Some(rest) = line.strip_prefix("rollout ") {
+            return parse_rollout(rest).ok_or_else(|| format!("bad rollout command {line:?}"));
+        }
         let mut words = line.split_whitespace();
         match (words.next(), words.next(), words.next()) {
             (Some("status"), None, _) => Ok(Command::Status),
@@ -106,8 +125,29 @@ impl Command {
             Command::Status => "status\n".to_owned(),
             Command::Restart(None) => "restart\n".to_owned(),
             Command::Restart(Some(id)) => format!("restart {id}\n"),
+            Command::Rollout(r) => format!(
+                "rollout {} {} {} {}\n",
+                r.health_timeout_seconds, r.watch_seconds, r.max_error_percent, r.binary
+            ),
         }
     }
+}
+
+/// The path comes last and takes the rest of the line, so it may contain spaces.
+fn parse_rollout(rest: &str) -> Option<Command> {
+    let (health, rest) = rest.trim_start().split_once(' ')?;
+    let (watch, rest) = rest.trim_start().split_once(' ')?;
+    let (percent, binary) = rest.trim_start().split_once(' ')?;
+    let binary = binary.trim_end_matches(['\r', '\n']);
+    let max_error_percent: f64 = percent.parse().ok()?;
+    (!binary.is_empty() && max_error_percent.is_finite()).then(|| {
+        Some(Command::Rollout(RolloutRequest {
+            binary: binary.to_owned(),
+            health_timeout_seconds: health.parse().ok()?,
+            watch_seconds: watch.parse().ok()?,
+            max_error_percent,
+        }))
+    })?
 }
 
 /// Answers one command; `Err` carries a message for the client.
@@ -130,7 +170,7 @@ pub async fn serve(listener: TcpListener, handler: Handler) {
             let mut line = String::new();
             let read = tokio::time::timeout(
                 Duration::from_secs(5),
-                BufReader::new(read.take(256)).read_line(&mut line),
+                BufReader::new(read.take(4096)).read_line(&mut line),
             )
             .await;
             let answer = match read {
@@ -174,4 +214,29 @@ pub fn request(
 pub fn fetch(addr: SocketAddr) -> anyhow::Result<StackReport> {
     let answer = request(addr, &Command::Status, Duration::from_secs(5))?;
     Ok(serde_json::from_value(answer)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commands_round_trip_through_their_line() {
+        let rollout = Command::Rollout(RolloutRequest {
+            binary: "/tmp/a build/app".to_owned(),
+            health_timeout_seconds: 30,
+            watch_seconds: 10,
+            max_error_percent: 1.5,
+        });
+        for command in [
+            Command::Status,
+            Command::Restart(None),
+            Command::Restart(Some("local-2".to_owned())),
+            rollout,
+        ] {
+            assert_eq!(Command::parse(&command.line()), Ok(command));
+        }
+        assert!(Command::parse("rollout 30 ten 1 /bin/app\n").is_err());
+        assert!(Command::parse("rollout 30 10 1\n").is_err());
+    }
 }

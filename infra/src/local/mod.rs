@@ -8,7 +8,9 @@
 mod backup;
 mod control;
 mod database_size;
+mod fleet;
 mod instance;
+mod rollout;
 mod state;
 mod supervisor;
 
@@ -21,8 +23,9 @@ use anyhow::{Context, bail};
 
 use crate::config::StackConfig;
 pub use backup::{backup, restore};
-pub use control::{BackendReport, Command as ControlCommand, StackReport};
+pub use control::{BackendReport, Command as ControlCommand, RolloutRequest, StackReport};
 use instance::instances;
+pub use rollout::Gate;
 use state::StateFile;
 
 /// How long `up` waits for every instance to pass its health checks before it reports anyway.
@@ -32,7 +35,10 @@ const DRAIN_GRACE: Duration = Duration::from_secs(10);
 
 /// Starts the local stack and stays in the foreground until Ctrl-C or SIGTERM (or, with
 /// `detach`, returns once it is up and leaves it running in the background).
-pub fn up(root: &Path, cfg: StackConfig, detach: bool) -> anyhow::Result<()> {
+///
+/// `gate` checks a new build's instance before a rollout gives it traffic (`infra verify`'s
+/// checks, passed in because `verify` already depends on this module).
+pub fn up(root: &Path, cfg: StackConfig, detach: bool, gate: Gate) -> anyhow::Result<()> {
     let state_dir = state::dir(root, &cfg.stack);
     if let Some(existing) = StateFile::read_live(&state_dir) {
         bail!(
@@ -59,6 +65,7 @@ pub fn up(root: &Path, cfg: StackConfig, detach: bool) -> anyhow::Result<()> {
         &state_dir,
         READY_TIMEOUT,
         DRAIN_GRACE,
+        gate,
     ))
 }
 
@@ -84,7 +91,7 @@ pub fn restart(root: &Path, cfg: StackConfig, only: Option<String>) -> anyhow::R
             cfg.stack
         );
     };
-    let per_instance = supervisor::STOP_TIMEOUT + Duration::from_secs(60);
+    let per_instance = fleet::STOP_TIMEOUT + Duration::from_secs(60);
     let answer = control::request(
         state.control,
         &control::Command::Restart(only),
@@ -93,6 +100,61 @@ pub fn restart(root: &Path, cfg: StackConfig, only: Option<String>) -> anyhow::R
     let report: StackReport = serde_json::from_value(answer)?;
     print!("{}", report.to_table());
     Ok(())
+}
+
+/// The bounds of a rollout's gates.
+pub struct RolloutPhases {
+    /// How long each new instance may take to answer 200 on the health path.
+    pub health_timeout: Duration,
+    /// How long the new build's 5xx rate is watched after the switch.
+    pub watch: Duration,
+    /// Rolls back above this share of 5xx answers, in percent.
+    pub max_error_percent: f64,
+}
+
+/// A blue/green rollout of `binary` on the running stack, driven by its supervisor (which
+/// owns the instances and the load balancer); prints the new status table.
+pub fn rollout(
+    root: &Path,
+    cfg: StackConfig,
+    binary: &Path,
+    phases: RolloutPhases,
+) -> anyhow::Result<()> {
+    let state_dir = state::dir(root, &cfg.stack);
+    let Some(state) = StateFile::read_live(&state_dir) else {
+        bail!(
+            "the {} stack is not running; start it with `cargo run --release -p infra -- up --stack {}`",
+            cfg.stack,
+            cfg.stack
+        );
+    };
+    // The supervisor runs in the repository root; a relative path means here.
+    let binary =
+        std::path::absolute(binary).with_context(|| format!("resolving {}", binary.display()))?;
+    let binary = binary
+        .to_str()
+        .context("the binary's path is not UTF-8")?
+        .to_owned();
+    let request = control::RolloutRequest {
+        binary,
+        health_timeout_seconds: phases.health_timeout.as_secs(),
+        watch_seconds: phases.watch.as_secs(),
+        max_error_percent: phases.max_error_percent,
+    };
+    // Every phase is bounded in the supervisor; this covers them all.
+    let timeout =
+        Duration::from_secs(120) + supervisor_phases() + phases.health_timeout + phases.watch;
+    let answer = control::request(state.control, &control::Command::Rollout(request), timeout)?;
+    let report: StackReport = serde_json::from_value(answer["stack"].clone())?;
+    print!("{}", report.to_table());
+    println!("\n{}", answer["summary"].as_str().unwrap_or_default());
+    Ok(())
+}
+
+/// The longest a rollout's bounded phases can take besides the watch: two switches (the
+/// second when it rolls back) and stopping a generation.
+fn supervisor_phases() -> Duration {
+    fleet::BACK_IN_ROTATION_TIMEOUT * 2 + fleet::STOP_TIMEOUT
 }
 
 /// Stops a detached stack: SIGTERM to its supervisor, which drains the load balancer, stops

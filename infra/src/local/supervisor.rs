@@ -2,67 +2,23 @@
 //! each restarted with backoff when it exits (systemd's `Restart=always`).
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use tokio::process::{Child, Command};
-use tokio::sync::{mpsc, oneshot, watch};
-use tokio::task::{JoinHandle, JoinSet};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
 
 use super::control::{self, BackendReport, Command as ControlCommand, StackReport};
 use super::database_size::DatabaseSize;
+use super::fleet::{Build, Fleet, Generation, Instance, Restarts};
 use super::instance::instances as local_instances;
+use super::rollout::{Gate, Rollouts};
 use super::state::StateFile;
 use crate::config::StackConfig;
 use crate::deploy::Deploy;
-
-/// First restart delay; doubles per quick crash up to [`MAX_BACKOFF`].
-const FIRST_BACKOFF: Duration = Duration::from_secs(1);
-const MAX_BACKOFF: Duration = Duration::from_secs(30);
-/// An instance that ran this long before exiting is restarted with the first delay again.
-const STABLE_AFTER: Duration = Duration::from_secs(30);
-/// How long an instance may take to drain, flush its request log and exit after SIGTERM
-/// before it is killed: the app's worst case is its grace period (10 s) twice, once for
-/// in-flight requests and once for the flush.
-pub const STOP_TIMEOUT: Duration = Duration::from_secs(25);
-
-/// How long a restarted instance may take to pass its health checks again before a rolling
-/// restart gives up on it.
-const BACK_IN_ROTATION_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// One app instance and what the report shows about it.
-struct Instance {
-    server_id: String,
-    port: u16,
-    /// 0 while not running.
-    pid: AtomicU32,
-    restarts: AtomicU32,
-}
-
-/// A planned restart of one instance; answered once it is back in rotation (or not).
-type RestartRequest = oneshot::Sender<Result<(), String>>;
-
-/// How to start an instance.
-struct Launch {
-    exe: PathBuf,
-    root: PathBuf,
-    log_dir: PathBuf,
-    env: Vec<(String, String)>,
-}
-
-/// The running instances and what the supervisor keeps to restart and stop them.
-struct Fleet {
-    instances: Vec<Arc<Instance>>,
-    restarts: Restarts,
-    tasks: JoinSet<()>,
-    stop: watch::Sender<bool>,
-}
-
-/// Each instance's server id and the channel its supervising task takes restarts from.
-type Restarts = Arc<Vec<(String, mpsc::Sender<RestartRequest>)>>;
 
 /// The stack's report as of now; shared by the control port and the ready message.
 type ReportFn = Arc<dyn Fn() -> StackReport + Send + Sync>;
@@ -74,6 +30,7 @@ pub async fn run(
     state_dir: &Path,
     ready_timeout: Duration,
     grace: Duration,
+    gate: Gate,
 ) -> anyhow::Result<()> {
     // Relative paths in the stack file (the SQLite default) mean the repository root.
     std::env::set_current_dir(root).with_context(|| format!("entering {}", root.display()))?;
@@ -83,16 +40,35 @@ pub async fn run(
     migrate_once(cfg).await?;
     let lb = start_lb(cfg).await?;
     let url = format!("http://{}", lb.local_addr());
-    let fleet = start_instances(root, cfg, &log_dir, &lb)?;
+    let build = Build {
+        exe: std::env::current_exe().context("locating the infra binary")?,
+        args: vec!["serve-app".to_owned()],
+        root: root.to_path_buf(),
+        log_dir: log_dir.clone(),
+    };
+    let deploy = Deploy::of(cfg);
+    let fleet = Arc::new(Fleet::new(Generation::start(
+        &build,
+        &local_instances(cfg)?,
+        &deploy,
+        &lb,
+    )));
     let report: ReportFn = {
-        let lb = lb.clone();
-        let instances = fleet.instances.clone();
+        let (lb, fleet) = (lb.clone(), fleet.clone());
         let url = url.clone();
         let stack = cfg.stack.clone();
-        Arc::new(move || build_report(&stack, &url, &lb, &instances))
+        Arc::new(move || build_report(&stack, &url, &lb, &fleet.instances()))
     };
+    let rollouts = Arc::new(Rollouts::new(
+        cfg,
+        build,
+        deploy,
+        lb.clone(),
+        fleet.clone(),
+        gate,
+    ));
     let (control_addr, control_task) =
-        start_control(cfg, report.clone(), fleet.restarts.clone()).await?;
+        start_control(cfg, report.clone(), fleet.clone(), rollouts).await?;
     let mut state = StateFile {
         supervisor_pid: std::process::id(),
         url: url.clone(),
@@ -129,57 +105,13 @@ async fn start_lb(cfg: &StackConfig) -> anyhow::Result<lb::Running> {
         })
 }
 
-/// Starts a supervising task per instance of the stack.
-fn start_instances(
-    root: &Path,
-    cfg: &StackConfig,
-    log_dir: &Path,
-    lb: &lb::Running,
-) -> anyhow::Result<Fleet> {
-    let exe = std::env::current_exe().context("locating the infra binary")?;
-    let (stop, stop_rx) = watch::channel(false);
-    let mut instances = Vec::new();
-    let mut restarts = Vec::new();
-    let mut tasks = JoinSet::new();
-    let deploy = Deploy::of(cfg);
-    for local in local_instances(cfg)? {
-        let server_id = local.server_id.clone();
-        let instance = Arc::new(Instance {
-            server_id: server_id.clone(),
-            port: local.port,
-            pid: AtomicU32::new(0),
-            restarts: AtomicU32::new(0),
-        });
-        let launch = Launch {
-            exe: exe.clone(),
-            root: root.to_path_buf(),
-            log_dir: log_dir.to_path_buf(),
-            env: local.env(&deploy),
-        };
-        instances.push(instance.clone());
-        let (restart_tx, restart_rx) = mpsc::channel(1);
-        restarts.push((server_id.clone(), restart_tx));
-        tasks.spawn(supervise(
-            instance,
-            launch,
-            lb.clone(),
-            stop_rx.clone(),
-            restart_rx,
-        ));
-    }
-    Ok(Fleet {
-        instances,
-        restarts: Arc::new(restarts),
-        tasks,
-        stop,
-    })
-}
-
-/// Serves `status` and `restart` on a loopback port; returns its address for the state file.
+/// Serves `status`, `restart` and `rollout` on a loopback port; returns its address for the
+/// state file.
 async fn start_control(
     cfg: &StackConfig,
     report: ReportFn,
-    restarts: Restarts,
+    fleet: Arc<Fleet>,
+    rollouts: Arc<Rollouts>,
 ) -> anyhow::Result<(SocketAddr, JoinHandle<()>)> {
     let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
         .await
@@ -187,8 +119,8 @@ async fn start_control(
     let addr = listener.local_addr()?;
     let database_size = Arc::new(DatabaseSize::connect(cfg.database_url()).await);
     let handler: control::Handler = Arc::new(move |command| {
-        let (report, restarts) = (report.clone(), restarts.clone());
-        let database_size = database_size.clone();
+        let (report, fleet) = (report.clone(), fleet.clone());
+        let (rollouts, database_size) = (rollouts.clone(), database_size.clone());
         Box::pin(async move {
             match command {
                 ControlCommand::Status => {
@@ -197,8 +129,13 @@ async fn start_control(
                     serde_json::to_value(r).map_err(|e| e.to_string())
                 }
                 ControlCommand::Restart(only) => {
-                    rolling_restart(&restarts, only.as_deref()).await?;
+                    let _busy = fleet.busy.lock().await;
+                    rolling_restart(&fleet.restarts(), only.as_deref()).await?;
                     serde_json::to_value(report()).map_err(|e| e.to_string())
+                }
+                ControlCommand::Rollout(request) => {
+                    let summary = rollouts.roll_out(request).await?;
+                    Ok(serde_json::json!({ "summary": summary, "stack": report() }))
                 }
             }
         })
@@ -222,20 +159,20 @@ async fn shut_down(
     cfg: &StackConfig,
     lb: &lb::Running,
     grace: Duration,
-    mut fleet: Fleet,
+    fleet: Arc<Fleet>,
     control_task: JoinHandle<()>,
     state_dir: &Path,
 ) {
     tracing::info!("stopping: draining the load balancer");
     lb.shutdown(grace).await;
-    let _ = fleet.stop.send(true);
-    while fleet.tasks.join_next().await.is_some() {}
+    let serving = fleet.take();
+    let count = serving.instances.len();
+    serving.stop().await;
     control_task.abort();
     StateFile::remove(state_dir);
     println!(
-        "stopped the {} stack: load balancer and {} instances down, ports freed",
-        cfg.stack,
-        fleet.instances.len()
+        "stopped the {} stack: load balancer and {count} instances down, ports freed",
+        cfg.stack
     );
 }
 
@@ -332,10 +269,7 @@ fn build_report(
 
 /// Restarts the instances one at a time (or only `only`), each back in rotation before the next
 /// goes, so the others carry the traffic throughout.
-async fn rolling_restart(
-    restarts: &[(String, mpsc::Sender<RestartRequest>)],
-    only: Option<&str>,
-) -> Result<(), String> {
+async fn rolling_restart(restarts: &Restarts, only: Option<&str>) -> Result<(), String> {
     if let Some(id) = only
         && !restarts.iter().any(|(s, _)| s == id)
     {
@@ -353,139 +287,4 @@ async fn rolling_restart(
         tracing::info!(%server_id, "restarted and back in rotation");
     }
     Ok(())
-}
-
-/// Waits until the load balancer has the instance in rotation again.
-async fn back_in_rotation(lb: &lb::Running, server_id: &str) -> Result<(), String> {
-    let deadline = Instant::now() + BACK_IN_ROTATION_TIMEOUT;
-    loop {
-        let up = lb
-            .status()
-            .iter()
-            .any(|b| b.id == server_id && b.state == lb::BackendState::Up);
-        if up {
-            return Ok(());
-        }
-        if Instant::now() > deadline {
-            return Err(format!(
-                "not back in rotation after {BACK_IN_ROTATION_TIMEOUT:?}; see its log"
-            ));
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// Keeps one instance running until `stop` turns true; then stops it gracefully. A planned
-/// restart takes it out of rotation first, so the load balancer has stopped choosing it
-/// before the app is told to stop.
-async fn supervise(
-    instance: Arc<Instance>,
-    launch: Launch,
-    lb: lb::Running,
-    mut stop: watch::Receiver<bool>,
-    mut restart: mpsc::Receiver<RestartRequest>,
-) {
-    let mut backoff = FIRST_BACKOFF;
-    loop {
-        let started = Instant::now();
-        let mut child = match spawn_instance(&launch, &instance.server_id) {
-            Ok(child) => child,
-            Err(err) => {
-                tracing::error!(server_id = %instance.server_id, error = %err, "cannot start instance; retrying in {backoff:?}");
-                tokio::select! {
-                    _ = tokio::time::sleep(backoff) => {},
-                    _ = stop.changed() => return,
-                }
-                backoff = (backoff * 2).min(MAX_BACKOFF);
-                continue;
-            }
-        };
-        let pid = child.id().unwrap_or(0);
-        instance.pid.store(pid, Ordering::Relaxed);
-        tracing::info!(server_id = %instance.server_id, pid, port = instance.port, "instance started");
-        tokio::select! {
-            exit = child.wait() => {
-                instance.pid.store(0, Ordering::Relaxed);
-                // Out of rotation now, not after three failed checks; back after it passes them.
-                lb.mark_down(&instance.server_id);
-                if started.elapsed() >= STABLE_AFTER {
-                    backoff = FIRST_BACKOFF;
-                }
-                let exit = exit.map(|s| s.to_string()).unwrap_or_else(|e| e.to_string());
-                tracing::warn!(server_id = %instance.server_id, pid, %exit, "instance exited; restarting in {backoff:?}");
-                tokio::select! {
-                    _ = tokio::time::sleep(backoff) => {},
-                    _ = stop.changed() => return,
-                }
-                backoff = (backoff * 2).min(MAX_BACKOFF);
-                instance.restarts.fetch_add(1, Ordering::Relaxed);
-            }
-            _ = stop.changed() => {
-                stop_instance(&mut child, &instance.server_id).await;
-                instance.pid.store(0, Ordering::Relaxed);
-                return;
-            }
-            Some(done) = restart.recv() => {
-                lb.mark_down(&instance.server_id);
-                stop_instance(&mut child, &instance.server_id).await;
-                instance.pid.store(0, Ordering::Relaxed);
-                backoff = FIRST_BACKOFF;
-                // Started again at the top of the loop; the caller hears back once the load
-                // balancer has it in rotation again.
-                let (lb, server_id) = (lb.clone(), instance.server_id.clone());
-                tokio::spawn(async move {
-                    let _ = done.send(back_in_rotation(&lb, &server_id).await);
-                });
-            }
-        }
-    }
-}
-
-/// SIGTERM (the app drains and flushes its request log), then SIGKILL if it hangs.
-async fn stop_instance(child: &mut Child, server_id: &str) {
-    if let Some(pid) = child.id() {
-        // SAFETY: kill(2) has no memory-safety preconditions.
-        unsafe { libc::kill(pid as libc::pid_t, libc::SIGTERM) };
-    }
-    match tokio::time::timeout(STOP_TIMEOUT, child.wait()).await {
-        Ok(_) => tracing::info!(server_id, "instance stopped"),
-        Err(_) => {
-            tracing::warn!(
-                server_id,
-                "instance ignored SIGTERM for {STOP_TIMEOUT:?}; killing it"
-            );
-            let _ = child.kill().await;
-        }
-    }
-}
-
-fn spawn_instance(launch: &Launch, server_id: &str) -> std::io::Result<Child> {
-    let log_path = launch.log_dir.join(format!("{server_id}.log"));
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&log_path)?;
-    let mut command = Command::new(&launch.exe);
-    command
-        .arg("serve-app")
-        .current_dir(&launch.root)
-        .envs(launch.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-        .stdin(std::process::Stdio::null())
-        .stdout(log.try_clone()?)
-        .stderr(log)
-        .kill_on_drop(true);
-    // SAFETY: prctl, getppid and _exit are async-signal-safe. If the supervisor dies without
-    // tearing down (e.g. SIGKILL), each instance gets SIGTERM instead of living on as an
-    // orphan holding its port; the getppid check covers a supervisor that died before prctl.
-    let supervisor = std::process::id() as libc::pid_t;
-    unsafe {
-        command.pre_exec(move || {
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
-            if libc::getppid() != supervisor {
-                libc::_exit(1);
-            }
-            Ok(())
-        });
-    }
-    command.spawn()
 }

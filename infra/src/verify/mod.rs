@@ -51,6 +51,37 @@ pub async fn verify(opts: &Options) -> anyhow::Result<Report> {
     })
 }
 
+/// The checks a new build's instance must pass on its own URL before it gets traffic
+/// (`infra rollout`): it names itself on `/server-info`, a user is created, read back and
+/// deleted, errors are JSON, and every answer is labelled. `Err` names the first failure.
+pub async fn gate(url: &str, api_key: Option<String>) -> Result<(), String> {
+    let mut probe = Probe::new(url, api_key).map_err(|e| e.to_string())?;
+    let server = match probe.get(app::paths::SERVER_INFO).await {
+        Ok(a) if a.status == 200 => a.server_id.or_else(|| {
+            a.json
+                .as_ref()
+                .and_then(|j| j["server_id"].as_str().map(str::to_owned))
+        }),
+        Ok(a) => {
+            return Err(format!(
+                "server-info: GET /server-info answered {}",
+                a.status
+            ));
+        }
+        Err(e) => return Err(format!("server-info: {e:#}")),
+    };
+    let Some(server) = server else {
+        return Err("server-info: the answer names no server".to_owned());
+    };
+    let mut checks = vec![consistency(&mut probe, &BTreeSet::from([server])).await];
+    checks.push(errors_are_json(&mut probe).await);
+    checks.push(probe.header_check());
+    match checks.into_iter().find(|c| !c.passed) {
+        Some(failed) => Err(format!("{}: {}", failed.name, failed.detail)),
+        None => Ok(()),
+    }
+}
+
 /// Sends `n` GET /server-info and counts who answered. When the load balancer sets a sticky
 /// cookie, the requests carry it back and a single server is expected instead.
 async fn distribution(probe: &mut Probe, n: u32) -> anyhow::Result<Distribution> {

@@ -40,6 +40,8 @@ struct ResponseMeta {
     reusable: bool,
     /// The client connection closes after this response.
     close: bool,
+    /// A 5xx from the backend itself.
+    server_error: bool,
 }
 
 impl ClientConn {
@@ -52,7 +54,7 @@ impl ClientConn {
         fresh: bool,
         body: &mut Body,
     ) -> Result<bool, ProxyError> {
-        let addr = self.shared.pool.backends[idx].addr;
+        let addr = self.shared.pool.backend(idx).addr;
         // A streamed body can't be sent again, so it never risks a connection the backend
         // may have closed while it was parked.
         let parked = if fresh || body.is_streamed() {
@@ -80,9 +82,11 @@ impl ClientConn {
         let res = self
             .read_response_head(&mut bc, &t, info, body_sent)
             .await?;
-        self.shared.pool.backends[idx]
-            .requests
-            .fetch_add(1, Ordering::Relaxed);
+        let backend = self.shared.pool.backend(idx);
+        backend.requests.fetch_add(1, Ordering::Relaxed);
+        if res.server_error {
+            backend.server_errors.fetch_add(1, Ordering::Relaxed);
+        }
         self.relay_response(bc, &t, res).await
     }
 
@@ -178,13 +182,14 @@ impl ClientConn {
                 || !body_sent
                 || head.framing == Framing::UntilClose
                 || shared.stopping.load(Ordering::Relaxed);
-            let set_cookie = shared.pool.backends[t.idx].set_cookie.as_ref();
+            let set_cookie = shared.pool.backend(t.idx).set_cookie.as_ref();
             let set_cookie = set_cookie.map(|v| v.as_bytes());
             Policy::write_response_head(&head, set_cookie, close, info.http10, &mut self.out);
             let res = ResponseMeta {
                 framing: head.framing,
                 reusable: head.reusable && body_sent,
                 close,
+                server_error: head.status >= 500,
             };
             let head_len = head.head_len;
             bc.buf.advance(head_len);
@@ -225,7 +230,7 @@ impl ClientConn {
             Err(e) if e.kind() == ErrorKind::InvalidResponse => Err(e.at(t.addr)),
             Err(e) => {
                 if e.kind() == ErrorKind::BackendAborted {
-                    let backend = &shared.pool.backends[t.idx];
+                    let backend = &shared.pool.backend(t.idx);
                     debug!(backend = %backend.id, error = %e, "backend failed mid-response");
                 }
                 Ok(false)

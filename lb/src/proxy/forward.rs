@@ -29,7 +29,7 @@ impl ClientConn {
             http1::push_header(
                 &mut self.req,
                 b"host",
-                pool.backends[idx].host_value.as_bytes(),
+                pool.backend(idx).host_value.as_bytes(),
             );
         }
         self.finish_request(info, body);
@@ -44,7 +44,7 @@ impl ClientConn {
             };
             let pool = &*self.shared.pool;
             if err.kind().is_backend_failure() {
-                let backend = &pool.backends[idx];
+                let backend = &pool.backend(idx);
                 debug!(backend = %backend.id, error = %err, "backend request failed");
                 backend.set_last_error(err.to_string());
             }
