@@ -1,6 +1,7 @@
 //! `infra backup` and `infra restore` through the real binary: a stack's users and request log survive losing the database, and restores that would do harm are refused.
 
-use std::net::{SocketAddr, TcpListener};
+mod ports;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
@@ -21,7 +22,7 @@ impl Sandbox {
         let repo = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
         std::fs::copy(repo.join("Pulumi.yaml"), dir.path().join("Pulumi.yaml")).unwrap();
         std::fs::create_dir(dir.path().join("stacks")).unwrap();
-        let (lb_port, first_port) = free_ports();
+        let (lb_port, first_port) = ports::free_ports(2);
         let stack = format!(
             "config:\n  rustlb:dropletCount: 2\n  rustlb:lbAddress: 127.0.0.1:{lb_port}\n  \
              rustlb:firstBackendPort: {first_port}\n  rustlb:databaseUrl: {database_url}\n  \
@@ -101,30 +102,6 @@ fn both(out: &Output) -> String {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     )
-}
-
-/// A load balancer port and two consecutive backend ports, all free right now.
-fn free_ports() -> (u16, u16) {
-    let port = || {
-        TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port()
-    };
-    let lb = port();
-    for _ in 0..200 {
-        let base = port();
-        if base > 65000 || (base..base + 2).contains(&lb) {
-            continue;
-        }
-        if (base..base + 2)
-            .all(|p| TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], p))).is_ok())
-        {
-            return (lb, base);
-        }
-    }
-    panic!("no two consecutive free ports");
 }
 
 type Rows = (Vec<entity::users::Model>, Vec<entity::requests_log::Model>);

@@ -1,9 +1,11 @@
 //! The local stack end to end: the real `infra` binary starts real app processes behind the
 //! embedded load balancer on loopback ports, and tears them down again.
 
+mod ports;
+
 mod tools;
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -25,7 +27,7 @@ impl Sandbox {
         let repo = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
         std::fs::copy(repo.join("Pulumi.yaml"), dir.path().join("Pulumi.yaml")).unwrap();
         std::fs::create_dir(dir.path().join("stacks")).unwrap();
-        let (lb_port, first_port) = free_ports();
+        let (lb_port, first_port) = ports::free_ports(3);
         let stack = format!(
             "config:\n  rustlb:dropletCount: 3\n  rustlb:lbAddress: 127.0.0.1:{lb_port}\n  \
              rustlb:firstBackendPort: {first_port}\n  rustlb:databaseUrl: sqlite://data/local.sqlite?mode=rwc\n  \
@@ -112,31 +114,6 @@ impl Sandbox {
             self.first_port + 2,
         ]
     }
-}
-
-/// A load balancer port and three consecutive backend ports, all free right now.
-fn free_ports() -> (u16, u16) {
-    let lb = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    for _ in 0..200 {
-        let base = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        if base > 65000 || (base..base + 3).contains(&lb) {
-            continue;
-        }
-        if (base..base + 3)
-            .all(|p| TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], p))).is_ok())
-        {
-            return (lb, base);
-        }
-    }
-    panic!("no three consecutive free ports");
 }
 
 fn all_up(status: &Value) -> bool {

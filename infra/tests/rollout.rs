@@ -1,6 +1,7 @@
 //! `infra rollout` end to end: the real binary rolls a new build out on a running local stack, or refuses it and keeps the old one serving.
 
-use std::net::{SocketAddr, TcpListener};
+mod ports;
+
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -26,7 +27,7 @@ impl Stack {
         let repo = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
         std::fs::copy(repo.join("Pulumi.yaml"), dir.path().join("Pulumi.yaml")).unwrap();
         std::fs::create_dir(dir.path().join("stacks")).unwrap();
-        let (lb_port, first_port) = free_ports();
+        let (lb_port, first_port) = ports::free_ports(6);
         let stack = format!(
             "config:\n  rustlb:dropletCount: 3\n  rustlb:lbAddress: 127.0.0.1:{lb_port}\n  \
              rustlb:firstBackendPort: {first_port}\n  rustlb:databaseUrl: sqlite://data/local.sqlite?mode=rwc\n  \
@@ -128,31 +129,6 @@ fn client() -> reqwest::blocking::Client {
 
 fn ids(prefix: &str) -> Vec<String> {
     (1..=3).map(|i| format!("{prefix}{i}")).collect()
-}
-
-/// A load balancer port and six consecutive backend ports (old and new build), all free now.
-fn free_ports() -> (u16, u16) {
-    let lb = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    for _ in 0..200 {
-        let base = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        if base > 65000 || (base..base + 6).contains(&lb) {
-            continue;
-        }
-        if (base..base + 6)
-            .all(|p| TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], p))).is_ok())
-        {
-            return (lb, base);
-        }
-    }
-    panic!("no six consecutive free ports");
 }
 
 /// Requests through the load balancer from two threads until stopped: (sent, failed).
