@@ -5,8 +5,8 @@ use entity::prelude::*;
 use entity::users::{self, canonical_email};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseBackend, DatabaseConnection, DbErr,
-    EntityTrait, QueryFilter, QueryOrder, QuerySelect, SqlErr, TransactionTrait,
+    ColumnTrait, ConnectionTrait, DatabaseBackend, DatabaseConnection, DbErr, EntityTrait,
+    IntoActiveModel, QueryFilter, QueryOrder, QuerySelect, SqlErr, TransactionTrait,
 };
 use uuid::Uuid;
 
@@ -95,26 +95,26 @@ impl Mutation {
     ) -> Result<users::Model, WriteError> {
         let now = Utc::now();
         let email_key = canonical_email(user.email.as_ref());
-        let model = users::ActiveModel {
-            id: Set(Uuid::now_v7()),
-            name: Set(user.name.into()),
-            email: Set(user.email.into()),
-            email_key: Set(email_key),
-            created_at: Set(now),
-            updated_at: Set(now),
-            created_by: Set(created_by.to_owned()),
+        let row = users::Model {
+            id: Uuid::now_v7(),
+            name: user.name.into(),
+            email: user.email.into(),
+            email_key,
+            created_at: now,
+            updated_at: now,
+            created_by: created_by.to_owned(),
         };
-        // SQLite hands a RETURNING row back before its autocommit's COMMIT, and a COMMIT that
-        // fails (a full disk) would then go unseen: the row answered would not exist. In an
-        // explicit transaction the write is acknowledged only once its commit has succeeded.
-        // PostgreSQL commits before it answers, so it keeps its one round trip.
+        // SQLite hands a RETURNING row back before the autocommit's COMMIT, whose failure (a
+        // full disk) would then go unseen: the row answered would not exist. Without RETURNING
+        // the INSERT runs to its end and its commit's error is this call's; the row is the one
+        // written. PostgreSQL commits before it answers, so it keeps RETURNING.
         if db.get_database_backend() == DatabaseBackend::Sqlite {
-            let txn = db.begin().await?;
-            let row = insert_user(&txn, model).await?;
-            txn.commit().await?;
+            Users::insert(row.clone().into_active_model())
+                .exec_without_returning(db)
+                .await?;
             Ok(row)
         } else {
-            Ok(insert_user(db, model).await?)
+            Ok(insert_user(db, row.into_active_model()).await?)
         }
     }
 
