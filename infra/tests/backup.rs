@@ -1,12 +1,12 @@
 //! `infra backup` and `infra restore` through the real binary: a stack's users and request log survive losing the database, and restores that would do harm are refused.
 
-mod ports;
+mod stack;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use sea_orm::{ConnectionTrait, Database, EntityTrait, QueryOrder, Statement};
+use sea_orm::{Database, EntityTrait, QueryOrder};
 
 const INFRA: &str = env!("CARGO_BIN_EXE_infra");
 
@@ -18,19 +18,7 @@ struct Sandbox {
 
 impl Sandbox {
     fn new(database_url: &str) -> Sandbox {
-        let dir = tempfile::tempdir().unwrap();
-        let repo = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
-        std::fs::copy(repo.join("Pulumi.yaml"), dir.path().join("Pulumi.yaml")).unwrap();
-        std::fs::create_dir(dir.path().join("stacks")).unwrap();
-        let (lb_port, first_port) = ports::free_ports(2);
-        let stack = format!(
-            "config:\n  rustlb:dropletCount: 2\n  rustlb:lbAddress: 127.0.0.1:{lb_port}\n  \
-             rustlb:firstBackendPort: {first_port}\n  rustlb:databaseUrl: {database_url}\n  \
-             rustlb:healthCheck:\n    protocol: http\n    port: 3000\n    path: /health\n    \
-             checkIntervalSeconds: 1\n    responseTimeoutSeconds: 1\n    unhealthyThreshold: 3\n    \
-             healthyThreshold: 2\n"
-        );
-        std::fs::write(dir.path().join("stacks/Pulumi.local.yaml"), stack).unwrap();
+        let (dir, lb_port, _) = stack::new_root(2, 2, database_url, "");
         Sandbox { dir, lb_port }
     }
 
@@ -227,69 +215,14 @@ fn a_backup_is_never_overwritten_and_a_wrong_file_is_refused() {
     sandbox.destroy();
 }
 
-/// A fresh PostgreSQL database on the `TEST_DATABASE_URL` server, dropped on drop; `None`
-/// (with a notice) when the variable is unset outside CI.
-struct ScratchDatabase {
-    admin: String,
-    name: String,
-}
-
-impl ScratchDatabase {
-    fn create(tag: &str) -> Option<ScratchDatabase> {
-        let Ok(admin) = std::env::var("TEST_DATABASE_URL") else {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "TEST_DATABASE_URL must be set in CI"
-            );
-            eprintln!("skipped: TEST_DATABASE_URL is not set");
-            return None;
-        };
-        let name = format!("rustlb_{tag}_{}", std::process::id());
-        let db = ScratchDatabase { admin, name };
-        db.sql(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", db.name));
-        db.sql(&format!("CREATE DATABASE {}", db.name));
-        Some(db)
-    }
-
-    /// The stack's URL, with a password: the server trusts the loopback, so any password
-    /// connects, and no command may ever print it.
-    fn url(&self) -> String {
-        let base = self.admin.rsplit_once('/').unwrap().0;
-        let base = base.replacen("postgres@", &format!("postgres:{SECRET}@"), 1);
-        format!("{base}/{}?sslmode=disable", self.name)
-    }
-
-    fn sql(&self, sql: &str) {
-        block_on(async {
-            let db = Database::connect(&self.admin).await.unwrap();
-            db.execute_raw(Statement::from_string(
-                db.get_database_backend(),
-                sql.to_owned(),
-            ))
-            .await
-            .unwrap();
-            let _ = db.close().await;
-        });
-    }
-}
-
-impl Drop for ScratchDatabase {
-    fn drop(&mut self) {
-        self.sql(&format!(
-            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-            self.name
-        ));
-    }
-}
-
 const SECRET: &str = "Backup-Secret-9f3a";
 
 #[test]
 fn a_postgresql_stack_comes_back_whole_after_its_database_is_dropped() {
-    let Some(db) = ScratchDatabase::create("backup") else {
+    let Some(db) = stack::ScratchDatabase::create("backup") else {
         return;
     };
-    let url = db.url();
+    let url = db.url(Some(SECRET));
     assert!(
         url.contains(SECRET),
         "the test needs a password in the URL: {url}"
@@ -338,10 +271,10 @@ fn a_postgresql_stack_comes_back_whole_after_its_database_is_dropped() {
 
 #[test]
 fn a_postgresql_backup_or_restore_that_cannot_work_says_why() {
-    let Some(db) = ScratchDatabase::create("badrestore") else {
+    let Some(db) = stack::ScratchDatabase::create("badrestore") else {
         return;
     };
-    let sandbox = Sandbox::new(&db.url());
+    let sandbox = Sandbox::new(&db.url(Some(SECRET)));
     db.sql(&format!("DROP DATABASE {} WITH (FORCE)", db.name));
     let sqlite = sandbox.root().join("local.sqlite");
     std::fs::write(&sqlite, b"SQLite format 3\0 and nothing else").unwrap();

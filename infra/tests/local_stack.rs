@@ -1,7 +1,7 @@
 //! The local stack end to end: the real `infra` binary starts real app processes behind the
 //! embedded load balancer on loopback ports, and tears them down again.
 
-mod ports;
+mod stack;
 
 mod tools;
 
@@ -23,19 +23,7 @@ struct Sandbox {
 
 impl Sandbox {
     fn new(extra_config: &str) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let repo = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
-        std::fs::copy(repo.join("Pulumi.yaml"), dir.path().join("Pulumi.yaml")).unwrap();
-        std::fs::create_dir(dir.path().join("stacks")).unwrap();
-        let (lb_port, first_port) = ports::free_ports(3);
-        let stack = format!(
-            "config:\n  rustlb:dropletCount: 3\n  rustlb:lbAddress: 127.0.0.1:{lb_port}\n  \
-             rustlb:firstBackendPort: {first_port}\n  rustlb:databaseUrl: sqlite://data/local.sqlite?mode=rwc\n  \
-             rustlb:healthCheck:\n    protocol: http\n    port: 3000\n    path: /health\n    \
-             checkIntervalSeconds: 1\n    responseTimeoutSeconds: 1\n    unhealthyThreshold: 3\n    \
-             healthyThreshold: 2\n{extra_config}"
-        );
-        std::fs::write(dir.path().join("stacks/Pulumi.local.yaml"), stack).unwrap();
+        let (dir, lb_port, first_port) = stack::new_root(3, 3, stack::SQLITE, extra_config);
         Self {
             dir,
             lb_port,
@@ -583,75 +571,16 @@ fn database_passwords_never_reach_the_terminal_or_the_logs() {
     }
 }
 
-/// A fresh PostgreSQL database on the `TEST_DATABASE_URL` server, dropped on drop; `None`
-/// (with a notice) when the variable is unset outside CI.
-struct ScratchDatabase {
-    admin: String,
-    name: String,
-}
-
-impl ScratchDatabase {
-    fn create(tag: &str) -> Option<ScratchDatabase> {
-        let Ok(admin) = std::env::var("TEST_DATABASE_URL") else {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "TEST_DATABASE_URL must be set in CI"
-            );
-            eprintln!("skipped: TEST_DATABASE_URL is not set");
-            return None;
-        };
-        let name = format!("rustlb_{tag}_{}", std::process::id());
-        Self::sql(
-            &admin,
-            &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
-        );
-        Self::sql(&admin, &format!("CREATE DATABASE {name}"));
-        Some(ScratchDatabase { admin, name })
-    }
-
-    fn url(&self) -> String {
-        let base = self.admin.rsplit_once('/').unwrap().0;
-        format!("{base}/{}?sslmode=disable", self.name)
-    }
-
-    fn sql(admin: &str, sql: &str) {
-        use sea_orm::{ConnectionTrait, Database, Statement};
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        runtime.block_on(async {
-            let db = Database::connect(admin).await.unwrap();
-            db.execute_raw(Statement::from_string(
-                db.get_database_backend(),
-                sql.to_owned(),
-            ))
-            .await
-            .unwrap();
-            let _ = db.close().await;
-        });
-    }
-}
-
-impl Drop for ScratchDatabase {
-    fn drop(&mut self) {
-        Self::sql(
-            &self.admin,
-            &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
-        );
-    }
-}
-
 #[test]
 fn status_shows_the_size_of_a_postgresql_database() {
-    let Some(db) = ScratchDatabase::create("status") else {
+    let Some(db) = stack::ScratchDatabase::create("status") else {
         return;
     };
     let sandbox = Sandbox::new("");
     let stack = sandbox.root().join("stacks/Pulumi.local.yaml");
     let text = std::fs::read_to_string(&stack)
         .unwrap()
-        .replace("sqlite://data/local.sqlite?mode=rwc", &db.url());
+        .replace(stack::SQLITE, &db.url(None));
     std::fs::write(&stack, text).unwrap();
     sandbox.up_detached();
     let status = sandbox.wait_status("all instances up", all_up);

@@ -1,6 +1,6 @@
 //! `infra rollout` end to end: the real binary rolls a new build out on a running local stack, or refuses it and keeps the old one serving.
 
-mod ports;
+mod stack;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -23,19 +23,8 @@ struct Stack {
 
 impl Stack {
     fn up() -> Stack {
-        let dir = tempfile::tempdir().unwrap();
-        let repo = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
-        std::fs::copy(repo.join("Pulumi.yaml"), dir.path().join("Pulumi.yaml")).unwrap();
-        std::fs::create_dir(dir.path().join("stacks")).unwrap();
-        let (lb_port, first_port) = ports::free_ports(6);
-        let stack = format!(
-            "config:\n  rustlb:dropletCount: 3\n  rustlb:lbAddress: 127.0.0.1:{lb_port}\n  \
-             rustlb:firstBackendPort: {first_port}\n  rustlb:databaseUrl: sqlite://data/local.sqlite?mode=rwc\n  \
-             rustlb:healthCheck:\n    protocol: http\n    port: 3000\n    path: /health\n    \
-             checkIntervalSeconds: 1\n    responseTimeoutSeconds: 1\n    unhealthyThreshold: 3\n    \
-             healthyThreshold: 2\n"
-        );
-        std::fs::write(dir.path().join("stacks/Pulumi.local.yaml"), stack).unwrap();
+        // Six backend ports: the old build on one block, the new on the next.
+        let (dir, lb_port, _) = stack::new_root(3, 6, stack::SQLITE, "");
         let stack = Stack { dir, lb_port };
         let up = stack.infra(&["up", "--stack", "local", "--detach"]);
         assert!(up.status.success(), "up failed: {}", text(&up.stderr));

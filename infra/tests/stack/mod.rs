@@ -1,0 +1,125 @@
+//! A throwaway repository root for a local stack: its free loopback ports, its stack file, and a scratch PostgreSQL database.
+// Each test crate uses some of these.
+#![allow(dead_code)]
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::Path;
+
+/// The local stack's default database.
+pub const SQLITE: &str = "sqlite://data/local.sqlite?mode=rwc";
+
+fn any_free() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A load balancer port and `n` consecutive backend ports after another base, all free now.
+pub fn free_ports(n: u16) -> (u16, u16) {
+    let lb = any_free();
+    for _ in 0..200 {
+        let base = any_free();
+        if base > 65000 || (base..base + n).contains(&lb) {
+            continue;
+        }
+        if (base..base + n)
+            .all(|p| TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], p))).is_ok())
+        {
+            return (lb, base);
+        }
+    }
+    panic!("no {n} consecutive free ports");
+}
+
+/// A repository root with the real Pulumi.yaml and a local stack of `instances` on
+/// `database_url`, checked every second, with `extra` config lines; `ports` consecutive
+/// backend ports are free for it (a rollout needs a second block). Returns the root with the
+/// load balancer's port and the first backend's.
+pub fn new_root(
+    instances: u16,
+    ports: u16,
+    database_url: &str,
+    extra: &str,
+) -> (tempfile::TempDir, u16, u16) {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    std::fs::copy(repo.join("Pulumi.yaml"), dir.path().join("Pulumi.yaml")).unwrap();
+    std::fs::create_dir(dir.path().join("stacks")).unwrap();
+    let (lb_port, first_port) = free_ports(ports);
+    let stack = format!(
+        "config:\n  rustlb:dropletCount: {instances}\n  rustlb:lbAddress: 127.0.0.1:{lb_port}\n  \
+         rustlb:firstBackendPort: {first_port}\n  rustlb:databaseUrl: {database_url}\n  \
+         rustlb:healthCheck:\n    protocol: http\n    port: 3000\n    path: /health\n    \
+         checkIntervalSeconds: 1\n    responseTimeoutSeconds: 1\n    unhealthyThreshold: 3\n    \
+         healthyThreshold: 2\n{extra}"
+    );
+    std::fs::write(dir.path().join("stacks/Pulumi.local.yaml"), stack).unwrap();
+    (dir, lb_port, first_port)
+}
+
+/// A fresh PostgreSQL database on the `TEST_DATABASE_URL` server, dropped on drop; `None`
+/// (with a notice) when the variable is unset outside CI.
+pub struct ScratchDatabase {
+    admin: String,
+    /// Its name.
+    pub name: String,
+}
+
+impl ScratchDatabase {
+    pub fn create(tag: &str) -> Option<ScratchDatabase> {
+        let Ok(admin) = std::env::var("TEST_DATABASE_URL") else {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "TEST_DATABASE_URL must be set in CI"
+            );
+            eprintln!("skipped: TEST_DATABASE_URL is not set");
+            return None;
+        };
+        let name = format!("rustlb_{tag}_{}", std::process::id());
+        let db = ScratchDatabase { admin, name };
+        db.sql(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", db.name));
+        db.sql(&format!("CREATE DATABASE {}", db.name));
+        Some(db)
+    }
+
+    /// Its URL, with `password` when given: the server trusts the loopback, so any password
+    /// connects.
+    pub fn url(&self, password: Option<&str>) -> String {
+        let base = self.admin.rsplit_once('/').unwrap().0;
+        let base = match password {
+            Some(p) => base.replacen("postgres@", &format!("postgres:{p}@"), 1),
+            None => base.to_owned(),
+        };
+        format!("{base}/{}?sslmode=disable", self.name)
+    }
+
+    /// Runs `sql` on the server as its admin.
+    pub fn sql(&self, sql: &str) {
+        use sea_orm::{ConnectionTrait, Database, Statement};
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let db = Database::connect(&self.admin).await.unwrap();
+            db.execute_raw(Statement::from_string(
+                db.get_database_backend(),
+                sql.to_owned(),
+            ))
+            .await
+            .unwrap();
+            let _ = db.close().await;
+        });
+    }
+}
+
+impl Drop for ScratchDatabase {
+    fn drop(&mut self) {
+        self.sql(&format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            self.name
+        ));
+    }
+}
