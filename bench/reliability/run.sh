@@ -61,6 +61,9 @@ answered (every answer's `X-Request-Id` is the key of the row its instance must 
 | rolling restart, reads | `infra restart --stack local`: each instance leaves rotation, gets SIGTERM, drains, starts again and passes its checks before the next one goes | 0 failed requests, 0 lost rows |
 | rolling restart, writes | the same under alternating GET /server-info and POST /api/users | 0 failed requests, 0 lost rows |
 | database outage | the database refuses every connection for 5 s (`ALTER DATABASE ... ALLOW_CONNECTIONS false` and its sessions terminated) under reads and writes | only fast (< 100 ms) 503 `database_unavailable`, 0 lost rows, writes back within 3 s |
+| rollout, build fails its health check | `infra rollout` of a build on an empty database it may not migrate (its `/health` answers 503), under reads and writes | refused by the health gate before any traffic; 0 failed requests, 0 lost rows |
+| rollout, build answers 5xx on POST /api/users | `infra rollout` of a build whose database is read-only (reads answer, writes fail) | refused by verify's checks before any traffic; 0 failed requests, 0 lost rows |
+| rollout, good build | `infra rollout` of the same build the stack runs: started beside, gated, switched, watched 3 s, the old instances retired | rolled out; 0 failed requests, 0 lost rows |
 
 During the outage every instance stays in rotation: `/health` answers 200 `degraded` for
 `database.outage_grace_seconds` (30 s) before it answers 503, because the database is shared

@@ -5,6 +5,7 @@
 
 pub mod build;
 pub mod cloud_init;
+pub mod cloud_rollout;
 pub mod config;
 mod db_url;
 pub mod deploy;

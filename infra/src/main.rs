@@ -4,7 +4,7 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use infra::build::AppBuild;
 use infra::config::{StackConfig, StackKind};
-use infra::{local, preview, program, root, verify};
+use infra::{cloud_rollout, local, preview, program, root, verify};
 use std::path::PathBuf;
 
 /// rustlb infrastructure: DigitalOcean stacks through Pulumi, and the local stack.
@@ -53,24 +53,37 @@ enum Command {
         #[arg(long)]
         server_id: Option<String>,
     },
-    /// Blue/green: start BINARY beside the running local stack's instances, check it, switch
-    /// the load balancer to it, watch its 5xx rate, retire the old instances (or roll back).
+    /// Blue/green: start a new build beside the running one, check it, switch the load
+    /// balancer to it, watch its 5xx rate, retire the old one (or roll back). The local stack
+    /// runs BINARY through its supervisor; a DigitalOcean stack is driven through the `pulumi`
+    /// CLI (the idle colour gets `--build`, checked over SSH before any traffic).
     Rollout {
-        /// Stack name (only `local`).
+        /// Stack name: `local`, or a DigitalOcean stack (dev, staging, prod).
         #[arg(long, short)]
         stack: String,
-        /// The new `app` binary, e.g. target/release/app.
-        #[arg(long)]
-        binary: PathBuf,
-        /// Seconds each new instance may take to answer 200 on the health check path.
-        #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=600))]
-        health_timeout_seconds: u64,
-        /// Seconds to watch the new build's 5xx rate after the switch.
-        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(0..=3600))]
-        watch_seconds: u64,
+        /// The local stack's new `app` binary, e.g. target/release/app.
+        #[arg(long, required_if_eq("stack", "local"))]
+        binary: Option<PathBuf>,
+        /// A cloud stack's new build: `local` (the program's `rustlb:appBinary`, uploaded by
+        /// `pulumi up`) or the sha256 of a build uploaded before.
+        #[arg(long, default_value = "local")]
+        build: String,
+        /// Seconds each new instance may take to answer 200 on the health check path [local:
+        /// 30; cloud: 600, droplets boot and download the build first].
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..=3600))]
+        health_timeout_seconds: Option<u64>,
+        /// Seconds to watch the new build's 5xx rate after the switch [local: 10; cloud: 300].
+        #[arg(long, value_parser = clap::value_parser!(u64).range(0..=3600))]
+        watch_seconds: Option<u64>,
         /// Roll back when more than this percentage of the new build's answers are 5xx.
         #[arg(long, default_value_t = 1.0)]
         max_error_percent: f64,
+        /// Cloud: the user the gate's SSH forward to each new droplet logs in as.
+        #[arg(long, default_value = "root")]
+        ssh_user: String,
+        /// Cloud: API key for the gate's write checks (default: `pulumi config get rustlb:apiKey`).
+        #[arg(long, env = "RUSTLB_API_KEY", hide_env_values = true)]
+        api_key: Option<String>,
     },
     /// Check a running deployment through its load balancer (local or DigitalOcean).
     Verify {
@@ -87,7 +100,7 @@ enum Command {
         #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u32).range(1..=100_000))]
         requests: u32,
         /// Also run the failure drills under load (local stack only): kill -9, rolling
-        /// restarts and, with PostgreSQL, a database outage.
+        /// restarts, with PostgreSQL a database outage, and rollouts of a good and two bad builds.
         #[arg(long, requires = "stack")]
         drills: bool,
         /// Print one JSON object instead of text.
@@ -180,16 +193,19 @@ fn run_command(command: Command) -> std::process::ExitCode {
         Command::Rollout {
             stack,
             binary,
+            build,
             health_timeout_seconds,
             watch_seconds,
             max_error_percent,
+            ssh_user,
+            api_key,
         } => with_root(|root| {
-            let phases = local::RolloutPhases {
-                health_timeout: std::time::Duration::from_secs(health_timeout_seconds),
-                watch: std::time::Duration::from_secs(watch_seconds),
+            let phases = Phases {
+                health_timeout_seconds,
+                watch_seconds,
                 max_error_percent,
             };
-            local::rollout(root, local_config(root, &stack)?, &binary, phases)
+            rollout_command(root, &stack, binary, build, phases, ssh_user, api_key)
         }),
         Command::Status { stack, json } => {
             with_root(|root| local::status(root, local_config(root, &stack)?, json))
@@ -267,6 +283,8 @@ fn verify_command(
         let mut report = runtime.block_on(verify::verify(&opts))?;
         if drills && let Some((root, cfg)) = &local {
             report.drills = runtime.block_on(verify::drills::run_all(root, cfg, &opts))?;
+            let rollouts = runtime.block_on(verify::rollout_drills::run(root, cfg, &opts))?;
+            report.drills.extend(rollouts);
         }
         if json {
             println!("{}", serde_json::to_string_pretty(&report.to_json())?);
@@ -283,6 +301,52 @@ fn verify_command(
             std::process::ExitCode::from(2)
         }
     }
+}
+
+/// The rollout's timing options as given (defaults differ between local and cloud).
+struct Phases {
+    health_timeout_seconds: Option<u64>,
+    watch_seconds: Option<u64>,
+    max_error_percent: f64,
+}
+
+/// `infra rollout`: through the local stack's supervisor, or through the `pulumi` CLI.
+fn rollout_command(
+    root: &std::path::Path,
+    stack: &str,
+    binary: Option<PathBuf>,
+    build: String,
+    phases: Phases,
+    ssh_user: String,
+    api_key: Option<String>,
+) -> anyhow::Result<()> {
+    let secs = std::time::Duration::from_secs;
+    if StackKind::of(stack) == StackKind::Local {
+        let phases = local::RolloutPhases {
+            health_timeout: secs(phases.health_timeout_seconds.unwrap_or(30)),
+            watch: secs(phases.watch_seconds.unwrap_or(10)),
+            max_error_percent: phases.max_error_percent,
+        };
+        let binary = binary.context("--binary is required for the local stack")?;
+        return local::rollout(root, local_config(root, stack)?, &binary, phases);
+    }
+    anyhow::ensure!(
+        binary.is_none(),
+        "--binary is for the local stack; a cloud stack rolls out `--build` (default: local, the program's rustlb:appBinary)"
+    );
+    let cfg = StackConfig::load(root, stack)?;
+    let pulumi = cloud_rollout::Pulumi::new("pulumi", stack, root);
+    let opts = cloud_rollout::Options {
+        build,
+        health_timeout: secs(phases.health_timeout_seconds.unwrap_or(600)),
+        watch: secs(phases.watch_seconds.unwrap_or(300)),
+        max_error_percent: phases.max_error_percent,
+        ssh: "ssh".into(),
+        ssh_user,
+        api_key: cloud_rollout::api_key(&pulumi, api_key)?,
+    };
+    println!("{}", cloud_rollout::run(&cfg, &pulumi, &opts)?);
+    Ok(())
 }
 
 /// `infra verify`'s checks against one new instance, for the supervisor's rollouts.

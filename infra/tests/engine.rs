@@ -513,6 +513,11 @@ fn blue_green_switches_traffic_with_one_key_and_keeps_both_builds() {
             .len(),
         3
     );
+    // What `infra rollout` pins before it starts the other colour.
+    assert_eq!(
+        run.outputs.as_ref().unwrap()["colorBuilds"],
+        json!({"blue": old, "green": fx.sha256})
+    );
 }
 
 #[test]

@@ -23,7 +23,8 @@ struct Sandbox {
 
 impl Sandbox {
     fn new(extra_config: &str) -> Self {
-        let (dir, lb_port, first_port) = stack::new_root(3, 3, stack::SQLITE, extra_config);
+        // Six backend ports: a rollout drill starts the new build on the second block.
+        let (dir, lb_port, first_port) = stack::new_root(3, 6, stack::SQLITE, extra_config);
         Self {
             dir,
             lb_port,
@@ -451,7 +452,10 @@ fn drills_under_load_lose_no_request_and_no_log_row() {
         [
             "kill -9 one instance",
             "rolling restart, reads",
-            "rolling restart, writes"
+            "rolling restart, writes",
+            "rollout, build fails its health check",
+            "rollout, build answers 5xx on POST /api/users",
+            "rollout, good build",
         ],
         "SQLite: no database outage drill"
     );
@@ -460,7 +464,25 @@ fn drills_under_load_lose_no_request_and_no_log_row() {
         assert_eq!(d["failed"], 0, "{d}");
         assert_eq!(d["passed"], true, "{d}");
     }
-    assert_eq!(drills[2]["lost_log_rows"], 0);
+    for d in &drills[2..] {
+        assert_eq!(d["lost_log_rows"], 0, "{d}");
+    }
+    assert!(
+        drills[3]["note"]
+            .as_str()
+            .unwrap()
+            .starts_with("health check failed"),
+        "{}",
+        drills[3]
+    );
+    assert!(
+        drills[4]["note"]
+            .as_str()
+            .unwrap()
+            .contains("verify check failed"),
+        "{}",
+        drills[4]
+    );
     // Every instance was replaced by the kill and the rolling restarts.
     let after = pids(&sandbox.wait_status("all instances up", all_up));
     // The last pid is the supervisor's, which stays.

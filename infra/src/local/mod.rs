@@ -15,7 +15,7 @@ mod state;
 mod supervisor;
 
 use std::net::{SocketAddr, TcpListener};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -110,6 +110,11 @@ pub struct RolloutPhases {
     pub watch: Duration,
     /// Rolls back above this share of 5xx answers, in percent.
     pub max_error_percent: f64,
+}
+
+/// The folder where a stack keeps its state, logs and scratch files (`.stack/<stack>`).
+pub fn state_dir(root: &Path, stack: &str) -> PathBuf {
+    state::dir(root, stack)
 }
 
 /// A blue/green rollout of `binary` on the running stack, driven by its supervisor (which

@@ -163,6 +163,10 @@ pub fn run(
         lb: &lb,
     };
     alerts::create(ctx, cfg, graph, &watched);
-    outputs::export(ctx, cfg, &db, &lb, &pools, &store);
+    let builds = Color::ALL
+        .iter()
+        .map(|c| (c.as_str().to_owned(), artifacts::pool_sha(cfg, inputs, *c)))
+        .collect();
+    outputs::export(ctx, cfg, &db, &lb, &pools, &store, &builds);
     Ok(())
 }

@@ -8,8 +8,9 @@ use super::loadbalancer::LoadBalancer;
 use crate::config::StackConfig;
 use pulumi_gestalt_rust::{Context, Output};
 
-/// Exports `url`, `loadBalancerIp`, droplets with their public and private IPs, database host
-/// and the (secret) database URI.
+/// Exports `url`, `loadBalancerIp`, droplets with their public and private IPs, database host,
+/// the (secret) database URIs, and the build each colour runs (`colorBuilds`, which `infra
+/// rollout` pins before it starts the other colour).
 pub fn export(
     ctx: &Context,
     cfg: &StackConfig,
@@ -17,6 +18,7 @@ pub fn export(
     lb: &LoadBalancer,
     droplets: &[AppDroplet],
     store: &Artifacts,
+    builds: &std::collections::BTreeMap<String, String>,
 ) {
     let url: Output<String> = match &cfg.domain {
         Some(domain) => Output::new(format!("https://{domain}")),
@@ -52,4 +54,5 @@ pub fn export(
         "appBuilds",
         &Output::new(store.urls.keys().cloned().collect::<Vec<_>>()),
     );
+    ctx.add_export("colorBuilds", &Output::new(builds.clone()));
 }

@@ -79,9 +79,9 @@ pub async fn run_all(
 }
 
 /// Load running in the background, and what the drill needs to judge it afterwards.
-struct Running {
+pub(super) struct Running {
     /// When it started, by the clock `requests_log.created_at` uses.
-    since: chrono::DateTime<chrono::Utc>,
+    pub(super) since: chrono::DateTime<chrono::Utc>,
     /// When it started, by the clock outcome times count from.
     started: Instant,
     stop: Arc<AtomicBool>,
@@ -90,7 +90,7 @@ struct Running {
 
 impl Running {
     /// Starts `mix` from every instance being in rotation, for at most `duration`.
-    async fn start(
+    pub(super) async fn start(
         root: &Path,
         cfg: &StackConfig,
         opts: &Options,
@@ -118,7 +118,7 @@ impl Running {
     }
 
     /// Ends the load now and returns every outcome.
-    async fn finish(self) -> anyhow::Result<Vec<Outcome>> {
+    pub(super) async fn finish(self) -> anyhow::Result<Vec<Outcome>> {
         self.stop.store(true, Ordering::Relaxed);
         self.task.await?
     }
@@ -279,7 +279,7 @@ fn recovery(outcomes: &[Outcome], ended: Duration) -> Option<Duration> {
     Some((first_good.at + first_good.latency).saturating_sub(ended))
 }
 
-fn tally(
+pub(super) fn tally(
     name: &'static str,
     mix: Mix,
     outcomes: &[Outcome],
@@ -334,7 +334,7 @@ pub struct LogStore {
 impl LogStore {
     /// Connects to the stack's database; a relative SQLite path means the repository root,
     /// as it does for the instances.
-    async fn connect(root: &Path, url: &str) -> anyhow::Result<LogStore> {
+    pub(super) async fn connect(root: &Path, url: &str) -> anyhow::Result<LogStore> {
         let url = match url.strip_prefix("sqlite://") {
             Some(rest) if !rest.starts_with('/') => {
                 format!("sqlite://{}", root.join(rest).display())
@@ -348,7 +348,7 @@ impl LogStore {
     }
 
     /// How many answered requests have no row yet, waiting for the writers to flush.
-    async fn missing(
+    pub(super) async fn missing(
         &self,
         outcomes: &[Outcome],
         since: chrono::DateTime<chrono::Utc>,

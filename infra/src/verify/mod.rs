@@ -11,6 +11,7 @@ mod load;
 mod options;
 mod probe;
 mod report;
+pub mod rollout_drills;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};

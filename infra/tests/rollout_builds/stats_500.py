@@ -10,6 +10,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 SERVER_ID = os.environ["APP__APPLICATION__SERVER_ID"]
 PORT = int(os.environ["APP__APPLICATION__PORT"])
+HOST = os.environ.get("APP__APPLICATION__HOST", "127.0.0.1")
 USERS = {}
 USER_PATH = re.compile(r"^/api/users/([^/]+)$")
 
@@ -71,4 +72,4 @@ class Handler(BaseHTTPRequestHandler):
         return self.answer(*error(404, "not_found"))
 
 
-ThreadingHTTPServer(("127.0.0.1", PORT), Handler).serve_forever()
+ThreadingHTTPServer((HOST, PORT), Handler).serve_forever()
