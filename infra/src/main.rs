@@ -2,9 +2,8 @@
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use infra::build::AppBuild;
 use infra::config::{StackConfig, StackKind};
-use infra::{cloud_rollout, local, preview, program, root, verify};
+use infra::{cloud_rollout, local, root, verify};
 use std::path::PathBuf;
 
 /// rustlb infrastructure: DigitalOcean stacks through Pulumi, and the local stack.
@@ -156,7 +155,7 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Some(command) => run_command(command),
-        None if std::env::var_os("PULUMI_MONITOR").is_some() => report(run_under_engine()),
+        None if std::env::var_os("PULUMI_MONITOR").is_some() => report(cloud::run_under_engine()),
         None => report(Err(anyhow::anyhow!(
             "no command: use `preview --stack <name>`, or run `pulumi up` to deploy (see --help)"
         ))),
@@ -177,16 +176,7 @@ fn run_command(command: Command) -> std::process::ExitCode {
     match command {
         // An instance of the local stack needs no repository root: it runs as the app does.
         Command::ServeApp => app::run(),
-        Command::Preview { stack, json } => with_root(|root| {
-            let exe = std::env::current_exe().context("locating the infra binary")?;
-            let p = preview::run(root, &stack, &exe)?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&p.to_json())?);
-            } else {
-                print!("{}", p.to_text());
-            }
-            Ok(())
-        }),
+        Command::Preview { stack, json } => with_root(|root| cloud::preview(root, &stack, json)),
         Command::Up { stack, detach } => {
             with_root(|root| local::up(root, local_config(root, &stack)?, detach, rollout_gate()))
         }
@@ -364,36 +354,42 @@ fn local_config(root: &std::path::Path, stack: &str) -> anyhow::Result<StackConf
     Ok(StackConfig::load(root, stack)?)
 }
 
-/// The language host runs the binary with PULUMI_* set and no arguments.
-fn run_under_engine() -> anyhow::Result<()> {
-    let stack = std::env::var("PULUMI_STACK").unwrap_or_default();
-    StackKind::Cloud.require(&stack)?;
-    let cfg = StackConfig::from_engine_env()?;
-    let root = std::env::var_os("PULUMI_ROOT_DIRECTORY")
-        .map(PathBuf::from)
-        .filter(|p| p.join("Pulumi.yaml").is_file())
-        .map(Ok)
-        .unwrap_or_else(root::current_root)?;
-    let inputs = program::Inputs {
-        build: AppBuild::inspect(&root, &cfg.app_binary)?,
-        dry_run: std::env::var("PULUMI_DRY_RUN").is_ok_and(|v| v == "true"),
-        root,
-    };
-    // Refuse before the engine sees a single resource.
-    program::check_deployable(&cfg, &inputs)?;
-    let env = |key: &str| std::env::var(key).unwrap_or_default();
-    let mut link =
-        infra::transform::EngineLink::connect(&env("PULUMI_MONITOR"), &env("PULUMI_ENGINE"))?;
-    let account = program::Account::lookup(&link, &cfg)?;
-    for note in program::ssh_key_notes(&cfg, &account)
-        .into_iter()
-        .chain(program::notes(&cfg))
-    {
-        link.log_info(&note)?;
+/// What needs the `cloud` feature: the Pulumi program and its offline preview.
+#[cfg(feature = "cloud")]
+mod cloud {
+    use anyhow::Context as _;
+    use infra::preview;
+    use std::path::Path;
+
+    /// `infra preview`: what `pulumi up` would create, offline.
+    pub fn preview(root: &Path, stack: &str, json: bool) -> anyhow::Result<()> {
+        let exe = std::env::current_exe().context("locating the infra binary")?;
+        let p = preview::run(root, stack, &exe)?;
+        if json {
+            println!("{}", serde_json::to_string_pretty(&p.to_json())?);
+        } else {
+            print!("{}", p.to_text());
+        }
+        Ok(())
     }
-    // Before Gestalt's first registration, so that every resource passes through it.
-    let graph = infra::graph::Graph::new(&cfg.project, &stack);
-    link.register_transform(graph.clone())?;
-    let link = std::sync::Arc::new(link);
-    pulumi_gestalt_rust::run(|ctx| program::run(ctx, &cfg, &inputs, &graph, &account, &link))
+
+    /// The language host runs the binary with PULUMI_* set and no arguments (`infra` built
+    /// with `cloud` can stand in for `rustlb-program`; `infra preview` relies on that).
+    pub fn run_under_engine() -> anyhow::Result<()> {
+        infra::program::run_under_engine()
+    }
+}
+
+/// Without the `cloud` feature the binary runs the local stack only, and says how to get the rest.
+#[cfg(not(feature = "cloud"))]
+mod cloud {
+    const REBUILD: &str = "this infra binary was built without the `cloud` feature (the Pulumi program and its preview); build it with `cargo build --release -p infra --features cloud`";
+
+    pub fn preview(_root: &std::path::Path, _stack: &str, _json: bool) -> anyhow::Result<()> {
+        anyhow::bail!("{REBUILD}")
+    }
+
+    pub fn run_under_engine() -> anyhow::Result<()> {
+        anyhow::bail!("{REBUILD}")
+    }
 }

@@ -1,8 +1,12 @@
 //! Pulumi's wire values: the secret wrapper, the unknown sentinel, and how a person may see them.
 
-use prost_types::value::Kind;
-use prost_types::{ListValue, Struct};
+// The config checks use the JSON half; the protobuf half and most helpers serve the engine.
+#![cfg_attr(not(feature = "cloud"), allow(dead_code))]
+
 use serde_json::{Value, json};
+
+#[cfg(feature = "cloud")]
+pub use proto::{struct_to_json, to_json, to_prost, to_struct};
 
 /// Stand-in for a secret that cannot be read (offline preview, `pulumi preview` without it).
 pub const SECRET_PLACEHOLDER: &str = "[secret]";
@@ -157,55 +161,63 @@ pub fn downgrade_outputs(v: &Value) -> Value {
     }
 }
 
-/// Converts a protobuf value to JSON, keeping secret wrappers as objects.
-pub fn to_json(v: &prost_types::Value) -> Value {
-    match &v.kind {
-        None | Some(Kind::NullValue(_)) => Value::Null,
-        Some(Kind::NumberValue(n)) => {
-            if n.fract() == 0.0 && n.abs() < 9.0e15 {
-                json!(*n as i64)
-            } else {
-                json!(n)
+/// Conversions to and from the protobuf values of the engine's gRPC messages.
+#[cfg(feature = "cloud")]
+mod proto {
+    use prost_types::value::Kind;
+    use prost_types::{ListValue, Struct};
+    use serde_json::{Value, json};
+
+    /// Converts a protobuf value to JSON, keeping secret wrappers as objects.
+    pub fn to_json(v: &prost_types::Value) -> Value {
+        match &v.kind {
+            None | Some(Kind::NullValue(_)) => Value::Null,
+            Some(Kind::NumberValue(n)) => {
+                if n.fract() == 0.0 && n.abs() < 9.0e15 {
+                    json!(*n as i64)
+                } else {
+                    json!(n)
+                }
             }
+            Some(Kind::StringValue(s)) => Value::String(s.clone()),
+            Some(Kind::BoolValue(b)) => Value::Bool(*b),
+            Some(Kind::StructValue(s)) => struct_to_json(s),
+            Some(Kind::ListValue(l)) => Value::Array(l.values.iter().map(to_json).collect()),
         }
-        Some(Kind::StringValue(s)) => Value::String(s.clone()),
-        Some(Kind::BoolValue(b)) => Value::Bool(*b),
-        Some(Kind::StructValue(s)) => struct_to_json(s),
-        Some(Kind::ListValue(l)) => Value::Array(l.values.iter().map(to_json).collect()),
     }
-}
 
-/// Converts a protobuf struct to a JSON object.
-pub fn struct_to_json(s: &Struct) -> Value {
-    Value::Object(
-        s.fields
-            .iter()
-            .map(|(k, v)| (k.clone(), to_json(v)))
-            .collect(),
-    )
-}
+    /// Converts a protobuf struct to a JSON object.
+    pub fn struct_to_json(s: &Struct) -> Value {
+        Value::Object(
+            s.fields
+                .iter()
+                .map(|(k, v)| (k.clone(), to_json(v)))
+                .collect(),
+        )
+    }
 
-/// Converts JSON back to protobuf.
-pub fn to_prost(v: &Value) -> prost_types::Value {
-    let kind = match v {
-        Value::Null => Kind::NullValue(0),
-        Value::Bool(b) => Kind::BoolValue(*b),
-        Value::Number(n) => Kind::NumberValue(n.as_f64().unwrap_or(0.0)),
-        Value::String(s) => Kind::StringValue(s.clone()),
-        Value::Array(a) => Kind::ListValue(ListValue {
-            values: a.iter().map(to_prost).collect(),
-        }),
-        Value::Object(m) => Kind::StructValue(Struct {
-            fields: m.iter().map(|(k, v)| (k.clone(), to_prost(v))).collect(),
-        }),
-    };
-    prost_types::Value { kind: Some(kind) }
-}
+    /// Converts JSON back to protobuf.
+    pub fn to_prost(v: &Value) -> prost_types::Value {
+        let kind = match v {
+            Value::Null => Kind::NullValue(0),
+            Value::Bool(b) => Kind::BoolValue(*b),
+            Value::Number(n) => Kind::NumberValue(n.as_f64().unwrap_or(0.0)),
+            Value::String(s) => Kind::StringValue(s.clone()),
+            Value::Array(a) => Kind::ListValue(ListValue {
+                values: a.iter().map(to_prost).collect(),
+            }),
+            Value::Object(m) => Kind::StructValue(Struct {
+                fields: m.iter().map(|(k, v)| (k.clone(), to_prost(v))).collect(),
+            }),
+        };
+        prost_types::Value { kind: Some(kind) }
+    }
 
-/// Converts a JSON object to a protobuf struct (anything else becomes an empty struct).
-pub fn to_struct(v: &Value) -> Struct {
-    match to_prost(v).kind {
-        Some(Kind::StructValue(s)) => s,
-        _ => Struct::default(),
+    /// Converts a JSON object to a protobuf struct (anything else becomes an empty struct).
+    pub fn to_struct(v: &Value) -> Struct {
+        match to_prost(v).kind {
+            Some(Kind::StructValue(s)) => s,
+            _ => Struct::default(),
+        }
     }
 }

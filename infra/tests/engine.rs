@@ -538,7 +538,7 @@ fn refuses_to_deploy_without_an_api_key_before_registering_anything() {
     let fx = Fixture::new();
     let (config, _) = infra::preview::engine_config(fx.root(), "dev").unwrap();
     let run = mock_engine::run(&RunSpec {
-        program: PathBuf::from(env!("CARGO_BIN_EXE_infra")),
+        program: PathBuf::from(env!("CARGO_BIN_EXE_rustlb-program")),
         root: fx.root().to_path_buf(),
         project: "rustlb".into(),
         stack: "dev".into(),
@@ -563,7 +563,7 @@ fn refuses_to_deploy_without_an_api_key_before_registering_anything() {
 fn the_local_stack_is_refused_under_pulumi() {
     let fx = Fixture::new();
     let run = mock_engine::run(&RunSpec {
-        program: PathBuf::from(env!("CARGO_BIN_EXE_infra")),
+        program: PathBuf::from(env!("CARGO_BIN_EXE_rustlb-program")),
         root: fx.root().to_path_buf(),
         project: "rustlb".into(),
         stack: "local".into(),
@@ -677,7 +677,7 @@ fn prod_without_any_ssh_key_is_refused_by_pulumi_up() {
     let mut config = config;
     config.insert("rustlb:apiKey".into(), API_KEY.into());
     let spec = |dry_run| RunSpec {
-        program: PathBuf::from(env!("CARGO_BIN_EXE_infra")),
+        program: PathBuf::from(env!("CARGO_BIN_EXE_rustlb-program")),
         root: fx.root().to_path_buf(),
         project: "rustlb".into(),
         stack: "prod".into(),

@@ -260,3 +260,22 @@ fn infra_preview_refuses_a_stack_the_cli_would_refuse() {
         "{stderr}"
     );
 }
+
+#[test]
+fn pulumi_yaml_runs_the_program_binary_and_the_readme_builds_it() {
+    let yaml: serde_yaml::Value = serde_yaml::from_str(&read("Pulumi.yaml")).unwrap();
+    let binary = yaml["runtime"]["options"]["binary"].as_str().unwrap();
+    let built = Path::new(env!("CARGO_BIN_EXE_rustlb-program"));
+    assert_eq!(
+        Path::new(binary).file_name(),
+        built.file_name(),
+        "Pulumi.yaml runs {binary}, which is not the program's binary"
+    );
+    assert!(binary.starts_with("target/release/"), "{binary}");
+    // The program needs the `cloud` feature, and `cargo build` without it leaves it unbuilt.
+    let readme = read("README.md");
+    assert!(
+        readme.contains("cargo build --release -p app -p infra --features infra/cloud"),
+        "README's build step must build the program"
+    );
+}

@@ -131,6 +131,36 @@ pub fn placeholder_domain_message(domain: &str, stack: &str) -> String {
     )
 }
 
+/// The program as the language host runs it: PULUMI_* set, no arguments.
+pub fn run_under_engine() -> anyhow::Result<()> {
+    let stack = std::env::var("PULUMI_STACK").unwrap_or_default();
+    crate::config::StackKind::Cloud.require(&stack)?;
+    let cfg = StackConfig::from_engine_env()?;
+    let root = std::env::var_os("PULUMI_ROOT_DIRECTORY")
+        .map(std::path::PathBuf::from)
+        .filter(|p| p.join("Pulumi.yaml").is_file())
+        .map(Ok)
+        .unwrap_or_else(crate::root::current_root)?;
+    let inputs = Inputs {
+        build: crate::build::AppBuild::inspect(&root, &cfg.app_binary)?,
+        dry_run: std::env::var("PULUMI_DRY_RUN").is_ok_and(|v| v == "true"),
+        root,
+    };
+    // Refuse before the engine sees a single resource.
+    check_deployable(&cfg, &inputs)?;
+    let env = |key: &str| std::env::var(key).unwrap_or_default();
+    let mut link = EngineLink::connect(&env("PULUMI_MONITOR"), &env("PULUMI_ENGINE"))?;
+    let account = Account::lookup(&link, &cfg)?;
+    for note in ssh_key_notes(&cfg, &account).into_iter().chain(notes(&cfg)) {
+        link.log_info(&note)?;
+    }
+    // Before Gestalt's first registration, so that every resource passes through it.
+    let graph = Graph::new(&cfg.project, &stack);
+    link.register_transform(graph.clone())?;
+    let link = std::sync::Arc::new(link);
+    pulumi_gestalt_rust::run(|ctx| run(ctx, &cfg, &inputs, &graph, &account, &link))
+}
+
 /// Registers the stack's resources and outputs, each with what it uses declared in `graph`.
 ///
 /// The order is the creation order: the droplet firewall exists before any droplet boots.

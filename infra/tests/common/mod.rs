@@ -125,7 +125,7 @@ impl Fixture {
         config.insert("rustlb:sshKeys".into(), json!([SSH_KEY]).to_string());
         config.insert("digitalocean:token".into(), "dop_v1_secret_token".into());
         mock_engine::run(&RunSpec {
-            program: PathBuf::from(env!("CARGO_BIN_EXE_infra")),
+            program: PathBuf::from(env!("CARGO_BIN_EXE_rustlb-program")),
             root: self.root().to_path_buf(),
             project: "rustlb".into(),
             stack: stack.into(),
