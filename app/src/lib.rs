@@ -42,6 +42,7 @@ pub use startup::{Application, run, shutdown_signal};
 /// Paths of the routes other crates call (deployment checks, health checks); each is the
 /// route table's own constant.
 pub mod paths {
+    pub use crate::dashboard::LB_STATUS;
     pub use crate::routes::{HEALTH, SERVER_INFO, STATS, USER, USERS};
 
     /// The path of one user.

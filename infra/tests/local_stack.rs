@@ -720,3 +720,106 @@ fn the_dashboard_shows_every_server_live_in_a_real_browser() {
             .success()
     );
 }
+
+/// The pid `status` reports for `server_id`, if it runs.
+fn pid_of(status: &Value, server_id: &str) -> Option<i32> {
+    status["backends"]
+        .as_array()?
+        .iter()
+        .find(|b| b["server_id"] == server_id)?["pid"]
+        .as_i64()
+        .map(|p| p as i32)
+}
+
+#[test]
+#[ignore = "needs chromium: apt-get install chromium"]
+fn the_dashboard_shows_a_backend_going_down_and_its_traffic_moving_in_a_real_browser() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    chromium();
+    let sandbox = Arc::new(Sandbox::new(""));
+    sandbox.up_detached();
+    sandbox.wait_status("all instances up", all_up);
+    let stop = Arc::new(AtomicBool::new(false));
+    let traffic = {
+        let (url, stop) = (sandbox.url("/server-info"), stop.clone());
+        std::thread::spawn(move || {
+            let client = client();
+            let started = Instant::now();
+            while !stop.load(Ordering::Relaxed) && started.elapsed() < Duration::from_secs(90) {
+                let _ = client.get(&url).send();
+                std::thread::sleep(Duration::from_millis(3));
+            }
+        })
+    };
+    // Two whole 5 s steps of all three serving, then local-2 crash-loops: killed whenever the
+    // supervisor brings it back, so the page is bound to catch it out of rotation.
+    std::thread::sleep(Duration::from_secs(11));
+    let crash_loop = {
+        let (sandbox, stop) = (sandbox.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut killed = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                if let Some(pid) = sandbox.status().and_then(|s| pid_of(&s, "local-2"))
+                    && !killed.contains(&pid)
+                {
+                    // SAFETY: kill(2) has no memory-safety preconditions.
+                    unsafe { libc::kill(pid, libc::SIGKILL) };
+                    killed.push(pid);
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            killed.len()
+        })
+    };
+    std::thread::sleep(Duration::from_secs(9));
+
+    let dom = browse(&sandbox.url("/dashboard"), 4000, None);
+    let shot = Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard-failover.png");
+    let _ = std::fs::remove_file(&shot);
+    browse(&sandbox.url("/dashboard"), 4000, Some((&shot, "1280,1400")));
+    stop.store(true, Ordering::Relaxed);
+    traffic.join().unwrap();
+    let kills = crash_loop.join().unwrap();
+
+    assert!(
+        dom.contains("data-lb=\"live\""),
+        "no load balancer view:\n{dom}"
+    );
+    assert!(
+        dom.contains("data-backend-id=\"local-2\" data-state=\"down\""),
+        "local-2 is not shown down:\n{dom}"
+    );
+    for id in ["local-1", "local-3"] {
+        assert!(
+            dom.contains(&format!("data-backend-id=\"{id}\" data-state=\"up\"")),
+            "{id} is not shown up:\n{dom}"
+        );
+    }
+    assert!(
+        dom.contains("data-marker=\"local-2 down\""),
+        "no marker where local-2 left rotation:\n{dom}"
+    );
+    assert!(
+        dom.matches("class=\"series\"").count() >= 9,
+        "a line per backend in each of the three charts:\n{dom}"
+    );
+    let png = std::fs::read(&shot).unwrap_or_default();
+    assert!(
+        png.starts_with(b"\x89PNG") && png.len() > 20_000,
+        "screenshot: {} bytes",
+        png.len()
+    );
+    assert!(kills >= 1);
+    // `RUSTLB_DOCS=1` keeps the picture for README and docs/reliability.md.
+    if std::env::var_os("RUSTLB_DOCS").is_some() {
+        let docs = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/dashboard-failover.png");
+        std::fs::copy(&shot, docs).unwrap();
+    }
+    assert!(
+        sandbox
+            .infra(&["destroy", "--stack", "local"])
+            .status
+            .success()
+    );
+}

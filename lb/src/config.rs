@@ -44,6 +44,10 @@ pub struct Config {
     pub request_body_timeout: Duration,
     /// Largest request body accepted; bigger ones get 413.
     pub max_request_body_bytes: usize,
+    /// A path the load balancer answers itself, on GET and HEAD, with its status as JSON:
+    /// every backend, its last 15 minutes and the rotation changes (see `StatusReport`).
+    /// `None` (the default, as on DigitalOcean) proxies every path.
+    pub status_path: Option<String>,
     /// Most client connections open at once (one DigitalOcean load balancer node takes
     /// 10,000). A connection over the limit is accepted, answered 503 with the JSON code
     /// `too_many_connections` and `Connection: close`, and closed.
@@ -75,6 +79,7 @@ impl Default for Config {
             request_head_timeout: Duration::from_secs(10),
             request_body_timeout: Duration::from_secs(30),
             max_request_body_bytes: 1024 * 1024,
+            status_path: None,
             max_connections: 10_000,
             max_buffered_body_bytes: 32 * 1024 * 1024,
             io_threads: 0,
@@ -242,6 +247,11 @@ pub(crate) fn validate(config: &Config) -> Result<(), Error> {
             "health check path {:?} is not a valid path",
             hc.path
         ));
+    }
+    if let Some(p) = &config.status_path
+        && (!p.starts_with('/') || p.contains('?') || p.parse::<http::uri::PathAndQuery>().is_err())
+    {
+        return bad(format!("status path {p:?} is not a path without a query"));
     }
     if hc.interval.is_zero() || hc.response_timeout.is_zero() {
         return bad("health check interval and response timeout must be positive".into());

@@ -19,6 +19,8 @@ mod io;
 mod listener;
 mod policy;
 mod proxy;
+mod series;
+mod status;
 mod upstream;
 
 use std::net::SocketAddr;
@@ -32,6 +34,8 @@ use tracing::info;
 
 pub use config::{BackendConfig, Config, HealthCheckConfig, MAX_BACKENDS, StickyConfig};
 pub use error::Error;
+pub use series::{BUCKETS, Event, Point, STEP_SECONDS};
+pub use status::{BackendView, StatusReport};
 pub use upstream::{BackendState, BackendStatus};
 
 use listener::Loop;
@@ -119,6 +123,11 @@ impl Running {
     /// A snapshot of every backend, in config order.
     pub fn status(&self) -> Vec<BackendStatus> {
         self.inner.pool.status()
+    }
+
+    /// What the status page shows: every backend, its last 15 minutes, and the rotation changes.
+    pub fn report(&self) -> StatusReport {
+        self.inner.pool.report()
     }
 
     /// Takes backend `id` out of rotation at once (e.g. its process died); it returns after

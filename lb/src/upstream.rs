@@ -20,6 +20,7 @@ use tracing::{info, warn};
 
 use crate::config::{BackendConfig, MAX_BACKENDS, StickyConfig};
 use crate::error::{ErrorKind, ProxyError};
+use crate::series::{self, Events, Series};
 
 /// Whether a backend is in rotation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -68,6 +69,8 @@ pub(crate) struct Backend {
     pub(crate) requests: AtomicU64,
     pub(crate) server_errors: AtomicU64,
     pub(crate) last_error: Mutex<Option<String>>,
+    /// The last 15 minutes of its responses, for the status page.
+    pub(crate) series: Series,
 }
 
 impl Backend {
@@ -95,7 +98,18 @@ impl Backend {
             requests: AtomicU64::new(0),
             server_errors: AtomicU64::new(0),
             last_error: Mutex::new(None),
+            series: Series::new(),
         }
+    }
+
+    /// Counts a response relayed from this backend, `latency` after the request went out.
+    pub(crate) fn record_response(&self, latency: Duration, server_error: bool) {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        if server_error {
+            self.server_errors.fetch_add(1, Ordering::Relaxed);
+        }
+        self.series
+            .record(series::unix_now(), latency, server_error);
     }
 
     pub(crate) fn set_last_error(&self, err: String) {
@@ -130,6 +144,8 @@ pub(crate) struct Pool {
     /// Bit `i` set means `slots[i]` is up.
     healthy: AtomicU64,
     next: AtomicUsize,
+    /// Backends entering and leaving rotation, for the status page.
+    pub(crate) events: Events,
 }
 
 impl Pool {
@@ -143,6 +159,7 @@ impl Pool {
             sticky: sticky.cloned(),
             healthy: AtomicU64::new(0),
             next: AtomicUsize::new(0),
+            events: Events::default(),
         };
         for cfg in cfgs {
             pool.add(cfg).expect("validated config");
@@ -178,6 +195,7 @@ impl Pool {
         }
         let _ = self.slots[idx].set(Backend::new(cfg, self.sticky.as_ref()));
         self.len.store(idx + 1, Ordering::Release);
+        self.events.push(&cfg.id, "added", None);
         Ok(idx)
     }
 
@@ -186,6 +204,7 @@ impl Pool {
         self.removed.fetch_or(1 << idx, Ordering::AcqRel);
         self.healthy.fetch_and(!(1 << idx), Ordering::AcqRel);
         let b = self.backend(idx);
+        self.events.push(&b.id, "removed", None);
         info!(backend = %b.id, addr = %b.addr, "backend removed");
     }
 
@@ -264,6 +283,7 @@ impl Pool {
                 return;
             }
             *lock(&b.last_error) = None;
+            self.events.push(&b.id, "up", None);
             info!(backend = %b.id, addr = %b.addr, successes = n, "backend is up");
         }
     }
@@ -278,6 +298,7 @@ impl Pool {
             .saturating_add(1);
         if n >= unhealthy_threshold && self.is_up(idx) {
             self.healthy.fetch_and(!(1 << idx), Ordering::AcqRel);
+            self.events.push(&b.id, "down", Some(&err));
             warn!(backend = %b.id, addr = %b.addr, failures = n, error = %err, "backend is down");
         }
         b.set_last_error(err);
@@ -290,6 +311,7 @@ impl Pool {
         let prev = self.healthy.fetch_and(!(1 << idx), Ordering::AcqRel);
         b.set_last_error(reason.to_owned());
         if prev & (1 << idx) != 0 {
+            self.events.push(&b.id, "down", Some(reason));
             warn!(backend = %b.id, addr = %b.addr, reason, "backend marked down");
         }
     }

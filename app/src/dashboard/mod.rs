@@ -1,4 +1,4 @@
-//! `GET /dashboard`: one self-contained page that polls `/api/stats` and `/server-info`.
+//! `GET /dashboard`: one self-contained page that polls `/api/stats`, `/server-info` and, on the local stack, the load balancer's status.
 //!
 //! The page, its style and its script are kept as files of their own and put together once at
 //! start. It loads nothing from anywhere: the Content-Security-Policy it is served with allows
@@ -8,6 +8,10 @@ use base64::Engine;
 use bytes::Bytes;
 use http::HeaderValue;
 use sha2::{Digest, Sha256};
+
+/// Not a route of the app: the local stack's load balancer answers it with its own status
+/// (backends, their last 15 minutes, rotation changes), and the dashboard reads it.
+pub const LB_STATUS: &str = "/_lb/status";
 
 const PAGE: &str = include_str!("page.html");
 const STYLE: &str = include_str!("style.css");
@@ -21,14 +25,15 @@ pub struct Dashboard {
 
 impl Dashboard {
     pub fn build() -> Self {
+        let script = script();
         let page = PAGE
             .replace("{{style}}", STYLE)
-            .replace("{{script}}", SCRIPT);
+            .replace("{{script}}", &script);
         let policy = format!(
             "default-src 'none'; style-src '{}'; script-src '{}'; connect-src 'self'; \
              img-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
             hash(STYLE),
-            hash(SCRIPT)
+            hash(&script)
         );
         Self {
             page: page.into(),
@@ -36,6 +41,11 @@ impl Dashboard {
             policy: HeaderValue::from_str(&policy).expect("a CSP of ASCII text"),
         }
     }
+}
+
+/// The script with the paths it fetches filled in.
+fn script() -> String {
+    SCRIPT.replace("{{lb_status_path}}", LB_STATUS)
 }
 
 /// A CSP source for inline content: `sha256-<base64 digest>`.
@@ -56,10 +66,15 @@ mod tests {
         let dashboard = Dashboard::build();
         let page = std::str::from_utf8(&dashboard.page).unwrap();
         assert!(!page.contains("{{"), "every placeholder filled");
-        assert!(page.contains(&format!("<script>{SCRIPT}</script>")));
+        let script = script();
+        assert!(
+            !script.contains("{{"),
+            "every placeholder of the script filled"
+        );
+        assert!(page.contains(&format!("<script>{script}</script>")));
         assert!(page.contains(&format!("<style>{STYLE}</style>")));
         let policy = dashboard.policy.to_str().unwrap();
-        assert!(policy.contains(&hash(SCRIPT)) && policy.contains(&hash(STYLE)));
+        assert!(policy.contains(&hash(&script)) && policy.contains(&hash(STYLE)));
     }
 
     #[test]

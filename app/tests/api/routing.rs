@@ -231,6 +231,8 @@ async fn the_dashboard_is_one_self_contained_page(backend: Backend) {
         "\"live\"",
         "/api/stats",
         "/server-info",
+        app::paths::LB_STATUS,
+        "dataset.backendId",
         "name=\"viewport\"",
     ] {
         assert!(page.contains(hook), "the page lacks {hook}");

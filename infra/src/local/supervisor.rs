@@ -215,6 +215,8 @@ fn lb_config(cfg: &StackConfig) -> anyhow::Result<lb::Config> {
         // Client connections on their own threads, one per core: measured faster and cheaper
         // per request than sharing the supervisor's work-stealing runtime (docs/benchmarks.md).
         io_threads: std::thread::available_parallelism().map_or(2, |n| n.get().min(8)),
+        // What the dashboard's backend table and time series read.
+        status_path: Some(app::paths::LB_STATUS.to_owned()),
         ..lb::Config::default()
     })
 }

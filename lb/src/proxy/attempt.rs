@@ -82,11 +82,13 @@ impl ClientConn {
         let res = self
             .read_response_head(&mut bc, &t, info, body_sent)
             .await?;
+        // From the request going out (the deadline was set then) to the response head.
+        let waited = self
+            .shared
+            .response_timeout
+            .saturating_sub(t.deadline.saturating_duration_since(Instant::now()));
         let backend = self.shared.pool.backend(idx);
-        backend.requests.fetch_add(1, Ordering::Relaxed);
-        if res.server_error {
-            backend.server_errors.fetch_add(1, Ordering::Relaxed);
-        }
+        backend.record_response(waited, res.server_error);
         self.relay_response(bc, &t, res).await
     }
 

@@ -30,6 +30,8 @@ pub(crate) struct Shared {
     pub(super) body_timeout: Duration,
     pub(super) max_body: u64,
     pub(super) budget: Budget,
+    /// The path the load balancer answers with its own status.
+    pub(super) status_path: Option<String>,
     /// Set once shutdown starts: responses from then on close their connection.
     pub(crate) stopping: AtomicBool,
 }
@@ -47,6 +49,7 @@ impl Shared {
             body_timeout: config.request_body_timeout,
             max_body: config.max_request_body_bytes as u64,
             budget: Budget::new(config.max_buffered_body_bytes),
+            status_path: config.status_path.clone(),
             stopping: AtomicBool::new(false),
         }
     }
@@ -151,4 +154,6 @@ pub(super) struct RequestInfo {
     pub(super) host_missing: bool,
     /// The backend the sticky cookie names, if the request carried one.
     pub(super) sticky_token: Option<Vec<u8>>,
+    /// A GET or HEAD of the status path: the load balancer answers it.
+    pub(super) status: bool,
 }

@@ -85,6 +85,8 @@ impl ClientConn {
             close: head.close(),
             host_missing: !head.has_host,
             sticky_token,
+            status: matches!(head.method, "GET" | "HEAD")
+                && self.shared.status_path.as_deref() == Some(head.target),
         };
         // HTTP/1.0 clients don't know 100 Continue (RFC 9110 section 15.2); they send anyway.
         let expect_continue = head.expect_continue && !head.http10;

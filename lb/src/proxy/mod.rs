@@ -31,7 +31,7 @@ use crate::io::{READ_CHUNK, Read, StopSignal, Timer, read_some, write_all};
 use crate::upstream::Parked;
 
 pub(crate) use conn::Shared;
-use conn::{ClientConn, KEEP_CAPACITY};
+use conn::{ClientConn, KEEP_CAPACITY, RequestInfo};
 
 /// After an error that leaves unread request bytes, how long the connection keeps reading
 /// (and discarding) so closing it doesn't reset the error response away.
@@ -76,7 +76,11 @@ impl ClientConn {
                     return;
                 }
             };
-            let forwarded = self.forward(&info, &mut body).await;
+            let forwarded = if info.status {
+                Ok(self.answer_status(&info).await)
+            } else {
+                self.forward(&info, &mut body).await
+            };
             self.shared
                 .budget
                 .release(std::mem::take(&mut self.reserved));
@@ -101,6 +105,17 @@ impl ClientConn {
                 }
             }
         }
+    }
+
+    /// Answers the status page; false when the connection is done.
+    async fn answer_status(&mut self, info: &RequestInfo) -> bool {
+        let close = info.close || self.shared.stopping.load(Ordering::Relaxed);
+        crate::status::response(&self.shared.pool, &mut self.out, info.head_method, close);
+        let deadline = Instant::now() + self.shared.client_idle_timeout;
+        let sent = write_all(&self.stream, &self.out, &mut self.timer, deadline)
+            .await
+            .is_ok();
+        sent && !close
     }
 
     fn shrink_buffers(&mut self) {
