@@ -19,6 +19,7 @@ mod io;
 mod listener;
 mod policy;
 mod proxy;
+mod trim;
 mod upstream;
 
 use std::net::SocketAddr;
