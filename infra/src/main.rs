@@ -273,8 +273,6 @@ fn verify_command(
         let mut report = runtime.block_on(verify::verify(&opts))?;
         if drills && let Some((root, cfg)) = &local {
             report.drills = runtime.block_on(verify::drills::run_all(root, cfg, &opts))?;
-            let rollouts = runtime.block_on(verify::rollout_drills::run(root, cfg, &opts))?;
-            report.drills.extend(rollouts);
         }
         if json {
             println!("{}", serde_json::to_string_pretty(&report.to_json())?);

@@ -602,17 +602,23 @@ fn instances_drain_as_long_as_the_load_balancer_needs_and_health_answers_before_
             "{stack}: /health must answer before the check gives up"
         );
         assert!(cfg.app_health_timeout_ms() >= 100, "{stack}");
-        if stack == "local" {
-            assert_eq!(cfg.drain_seconds(), infra::config::LOCAL_DRAIN_SECONDS);
+        // Out of rotation after that many failed checks, checkIntervalSeconds apart: the
+        // cloud stacks wait for unhealthyThreshold, the local one leaves on the first
+        // `draining` answer.
+        let checks = if stack == "local" {
+            assert!(cfg.local_lb.leave_on_draining);
+            1
         } else {
-            // Out of rotation after unhealthyThreshold failed checks, checkIntervalSeconds apart.
-            assert!(
-                cfg.drain_seconds()
-                    >= u64::from(h.unhealthy_threshold) * u64::from(h.check_interval_seconds),
-                "{stack}: {}",
-                cfg.drain_seconds()
-            );
-        }
+            assert!(!cfg.local_lb.leave_on_draining);
+            h.unhealthy_threshold
+        };
+        assert_eq!(cfg.checks_to_leave_rotation(), checks, "{stack}");
+        assert_eq!(
+            cfg.drain_seconds(),
+            u64::from(checks) * u64::from(h.check_interval_seconds)
+                + u64::from(h.response_timeout_seconds),
+            "{stack}"
+        );
     }
     let short = load(
         "dev",

@@ -430,7 +430,11 @@ fn verify_passes_on_a_balanced_stack_and_fails_on_a_single_server() {
 
 #[test]
 fn drills_under_load_lose_no_request_and_no_log_row() {
-    let sandbox = Sandbox::new("");
+    // The load balancer as the shipped local stack runs it (stacks/Pulumi.local.yaml).
+    let sandbox = Sandbox::new(
+        "  rustlb:lbLeaveOnDraining: true\n  rustlb:lbLeastOutstanding: true\n  \
+         rustlb:lbResponseTimeoutSeconds: 10\n  rustlb:lbEjectAfterTimeouts: 2\n",
+    );
     sandbox.up_detached();
     sandbox.wait_status("all instances up", all_up);
     let before = pids(&sandbox.status().unwrap());
@@ -453,6 +457,8 @@ fn drills_under_load_lose_no_request_and_no_log_row() {
             "kill -9 one instance",
             "rolling restart, reads",
             "rolling restart, writes",
+            "outside SIGTERM roll",
+            "frozen backend",
             "rollout, build fails its health check",
             "rollout, build answers 5xx on POST /api/users",
             "rollout, good build",
@@ -468,20 +474,20 @@ fn drills_under_load_lose_no_request_and_no_log_row() {
         assert_eq!(d["lost_log_rows"], 0, "{d}");
     }
     assert!(
-        drills[3]["note"]
+        drills[5]["note"]
             .as_str()
             .unwrap()
             .starts_with("health check failed"),
         "{}",
-        drills[3]
+        drills[5]
     );
     assert!(
-        drills[4]["note"]
+        drills[6]["note"]
             .as_str()
             .unwrap()
             .contains("verify check failed"),
         "{}",
-        drills[4]
+        drills[6]
     );
     // Every instance was replaced by the kill and the rolling restarts.
     let after = pids(&sandbox.wait_status("all instances up", all_up));

@@ -24,9 +24,19 @@ pub struct Config {
     /// Time allowed to open a TCP connection to a backend.
     #[serde(with = "duration_str")]
     pub connect_timeout: Duration,
-    /// Time allowed for a backend to send its response head; past it the client gets 504.
+    /// Time allowed for a backend to send its response head (the first byte of the answer,
+    /// counted from the moment the request is sent); past it the client gets 504. DigitalOcean
+    /// applies `httpIdleTimeoutSeconds` (60 s by default) here.
     #[serde(with = "duration_str")]
     pub response_timeout: Duration,
+    /// How a request picks among the backends in rotation.
+    pub balance: Balance,
+    /// Consecutive response timeouts after which a backend leaves rotation at once, to return
+    /// after `healthy_threshold` passing health checks like any other; 0 (the default, as on
+    /// DigitalOcean) leaves that to the health checks alone. A backend whose health check
+    /// still passes while its requests hang (a stuck database pool, a frozen worker) is
+    /// ejected this way too.
+    pub eject_after_timeouts: u32,
     /// How long an idle client keep-alive connection stays open (`httpIdleTimeoutSeconds`).
     #[serde(with = "duration_str")]
     pub client_idle_timeout: Duration,
@@ -75,6 +85,8 @@ impl Default for Config {
             sticky: None,
             connect_timeout: Duration::from_secs(3),
             response_timeout: Duration::from_secs(60),
+            balance: Balance::RoundRobin,
+            eject_after_timeouts: 0,
             client_idle_timeout: Duration::from_secs(60),
             request_head_timeout: Duration::from_secs(10),
             request_body_timeout: Duration::from_secs(30),
@@ -85,6 +97,21 @@ impl Default for Config {
             io_threads: 0,
         }
     }
+}
+
+/// How a new request picks a backend among those in rotation.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Balance {
+    /// Strict rotation, as DigitalOcean's load balancer does.
+    #[default]
+    RoundRobin,
+    /// The backend with the fewest requests in flight from this load balancer; ties go in
+    /// rotation, so sequential traffic is still spread in strict turn. A frozen or slow
+    /// backend keeps its requests in flight and stops being chosen once it holds more than
+    /// the others, so it stalls about its share of the concurrent clients instead of each
+    /// client in turn.
+    LeastOutstanding,
 }
 
 /// Most backends a pool can hold (one bit each in the healthy mask).
@@ -127,6 +154,11 @@ pub struct HealthCheckConfig {
     pub unhealthy_threshold: u32,
     /// Consecutive successes that put a backend (back) into rotation.
     pub healthy_threshold: u32,
+    /// Take a backend out of rotation on the first check that answers 503 with the JSON
+    /// `"status": "draining"` (the app's answer once it was told to stop), instead of after
+    /// `unhealthy_threshold` failures. Off by default: DigitalOcean's load balancer knows
+    /// only pass or fail.
+    pub leave_on_draining: bool,
 }
 
 impl Default for HealthCheckConfig {
@@ -138,6 +170,7 @@ impl Default for HealthCheckConfig {
             response_timeout: Duration::from_secs(5),
             unhealthy_threshold: 3,
             healthy_threshold: 2,
+            leave_on_draining: false,
         }
     }
 }

@@ -21,6 +21,7 @@ mod policy;
 mod proxy;
 mod series;
 mod status;
+mod trim;
 mod upstream;
 
 use std::net::SocketAddr;
@@ -32,7 +33,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::info;
 
-pub use config::{BackendConfig, Config, HealthCheckConfig, MAX_BACKENDS, StickyConfig};
+pub use config::{BackendConfig, Balance, Config, HealthCheckConfig, MAX_BACKENDS, StickyConfig};
 pub use error::Error;
 pub use series::{BUCKETS, Event, Point, STEP_SECONDS};
 pub use status::{BackendView, StatusReport};
@@ -61,7 +62,11 @@ impl LoadBalancer {
         let listener = TcpListener::bind(config.listen).await.map_err(bind_err)?;
         let local_addr = listener.local_addr().map_err(bind_err)?;
 
-        let pool = Arc::new(Pool::new(&config.backends, config.sticky.as_ref()));
+        let pool = Arc::new(Pool::new(
+            &config.backends,
+            config.sticky.as_ref(),
+            config.balance,
+        ));
         let shared = Arc::new(Shared::new(&config, pool.clone(), local_addr.port()));
         let (shutdown_tx, shutdown_rx) = watch::channel(None);
         let loops = listener::start(

@@ -17,6 +17,7 @@ use tracing::{debug, warn};
 use crate::error::{ErrorKind, ProxyError};
 use crate::io::StopSignal;
 use crate::proxy::{self, Shared};
+use crate::trim::{TRIM_CHECK, Trimmer};
 use crate::upstream::Parked;
 
 /// Idle backend connections kept per backend after their client connection closed.
@@ -193,6 +194,9 @@ async fn io_loop(
     ));
     let mut conns = JoinSet::new();
     let (stop_tx, stop_rx) = watch::channel(false);
+    let mut trimmer = Trimmer::new();
+    let mut trim_check = tokio::time::interval(TRIM_CHECK);
+    trim_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let grace = loop {
         tokio::select! {
             biased;
@@ -203,6 +207,9 @@ async fn io_loop(
             },
             Some(_) = conns.join_next(), if !conns.is_empty() => {
                 load.fetch_sub(1, Ordering::Relaxed);
+            }
+            _ = trim_check.tick() => {
+                trimmer.observe(conns.len());
             }
             next = incoming.recv() => match next {
                 Some((stream, peer)) => match TcpStream::from_std(stream) {
@@ -218,6 +225,8 @@ async fn io_loop(
                             parked.clone(),
                             stop,
                         ));
+                        // A wave that comes and goes between two checks counts too.
+                        trimmer.observe(conns.len());
                     }
                     Err(e) => {
                         load.fetch_sub(1, Ordering::Relaxed);

@@ -563,3 +563,83 @@ async fn backends_added_at_runtime_wait_for_health_and_removed_ones_get_nothing_
     let ids: Vec<String> = lb.status().into_iter().map(|s| s.id).collect();
     assert_eq!(ids, ["b"]);
 }
+
+#[tokio::test]
+async fn a_draining_backend_leaves_on_its_first_check_only_when_asked() {
+    let a = TestBackend::start("a").await;
+    let b = TestBackend::start("b").await;
+    let mut config = fast_config(&[&a, &b]);
+    config.health_check.interval = Duration::from_millis(200);
+    config.health_check.leave_on_draining = true;
+    let lb = start_lb(config).await;
+    a.seen.draining.store(true, Ordering::SeqCst);
+    // A plain failure still needs the threshold's three checks.
+    b.seen.healthy.store(false, Ordering::SeqCst);
+    wait_until(Duration::from_secs(3), || {
+        backend_status(&lb, "a").state == BackendState::Down
+    })
+    .await;
+    let st = backend_status(&lb, "a");
+    assert!(st.consecutive_failures < 3, "{st:?}");
+    assert_eq!(backend_status(&lb, "b").state, BackendState::Up);
+    wait_until(Duration::from_secs(3), || {
+        backend_status(&lb, "b").state == BackendState::Down
+    })
+    .await;
+    assert!(backend_status(&lb, "b").consecutive_failures >= 3);
+
+    // Without the option, `draining` is one more failed check, as on DigitalOcean.
+    let c = TestBackend::start("c").await;
+    let mut config = fast_config(&[&c]);
+    config.health_check.interval = Duration::from_millis(200);
+    let lb = start_lb(config).await;
+    c.seen.draining.store(true, Ordering::SeqCst);
+    wait_until(Duration::from_secs(3), || {
+        backend_status(&lb, "c").consecutive_failures >= 1
+    })
+    .await;
+    assert_eq!(backend_status(&lb, "c").state, BackendState::Up);
+}
+
+#[tokio::test]
+async fn a_frozen_backend_holds_few_requests_with_least_outstanding_and_is_ejected() {
+    const CLIENTS: usize = 12;
+    let a = TestBackend::start("a").await;
+    let b = TestBackend::start("b").await;
+    let f = TestBackend::start("f").await;
+    let mut config = fast_config(&[&a, &b, &f]);
+    // Health checks alone would take seconds: the ejection must do it.
+    config.health_check.interval = Duration::from_secs(5);
+    config.health_check.healthy_threshold = 1;
+    config.response_timeout = Duration::from_millis(500);
+    config.balance = lb::Balance::LeastOutstanding;
+    config.eject_after_timeouts = 2;
+    let lb = start_lb(config).await;
+    f.seen.frozen.store(true, Ordering::SeqCst);
+    let started = Instant::now();
+    let mut clients = tokio::task::JoinSet::new();
+    for _ in 0..CLIENTS {
+        let (c, url) = (client(), url(&lb, "/"));
+        clients.spawn(async move {
+            let mut statuses = Vec::new();
+            while started.elapsed() < Duration::from_millis(1500) {
+                let r = c.get(&url).send().await.unwrap();
+                statuses.push(r.status().as_u16());
+            }
+            statuses
+        });
+    }
+    let statuses: Vec<u16> = clients.join_all().await.into_iter().flatten().collect();
+    let timeouts = statuses.iter().filter(|&&s| s == 504).count();
+    // About a third of the clients, those it held when it froze (round robin: all of them).
+    assert!(timeouts <= CLIENTS / 2, "{timeouts} timeouts");
+    assert!(statuses.iter().all(|&s| s == 200 || s == 504));
+    assert!(
+        statuses.len() - timeouts > 200,
+        "the others kept serving: {} answers",
+        statuses.len()
+    );
+    let st = backend_status(&lb, "f");
+    assert_eq!(st.state, BackendState::Down, "{st:?}");
+    assert!(st.last_error.unwrap().contains("ejected"));
+}

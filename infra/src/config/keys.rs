@@ -172,6 +172,10 @@ pub const KEYS: &[Key] = &[
         Some(Text("sqlite://data/local.sqlite?mode=rwc")),
         Section::Local,
     ),
+    key("lbLeaveOnDraining", Some(Boolean(false)), Section::Local),
+    key("lbLeastOutstanding", Some(Boolean(false)), Section::Local),
+    key("lbResponseTimeoutSeconds", Some(Integer(0)), Section::Local),
+    key("lbEjectAfterTimeouts", Some(Integer(0)), Section::Local),
 ];
 
 /// Every key this program reads, without the `rustlb:` namespace; anything else is a typo.

@@ -30,7 +30,7 @@ pub use environment::Environment;
 pub use error::{ConfigError, KeyError};
 pub use health::{APP_PORT, HealthCheck};
 pub use keys::{DefaultValue, KEYS, KNOWN_KEYS, Key, PROJECT, Section, defaults};
-pub use local::LOCAL_DRAIN_SECONDS;
+pub use local::LocalLb;
 pub use pools::{Build, Color, Pool};
 pub use raw::{
     ENCRYPTED_KEYS_ENV, RawConfig, RawValue, SecretValue, raw_from_engine, raw_from_stack_file,
@@ -113,6 +113,8 @@ pub struct StackConfig {
     pub first_backend_port: u16,
     /// Local stack: the database URL the app instances share.
     pub database_url: String,
+    /// Local stack: where its load balancer departs from DigitalOcean's.
+    pub local_lb: LocalLb,
     /// Monitoring alerts and uptime checks, if the stack asks for them.
     pub alerts: Option<Alerts>,
     /// When droplets may reboot for security updates; none: never by themselves.
@@ -223,6 +225,7 @@ impl StackConfig {
             lb_address: local.lb_address,
             first_backend_port: local.first_backend_port,
             database_url: local.database_url,
+            local_lb: local.lb,
             alerts,
             maintenance_window,
         })
@@ -241,17 +244,23 @@ impl StackConfig {
     }
 
     /// Seconds an instance keeps serving after SIGTERM, `/health` failing, before it stops
-    /// accepting: as long as the load balancer takes to stop choosing it. DigitalOcean's load
-    /// balancer removes a droplet after `unhealthyThreshold` failed checks `checkIntervalSeconds`
-    /// apart, each allowed `responseTimeoutSeconds`. The local supervisor takes an instance out
-    /// of rotation itself before signalling it, so only requests already on their way remain.
+    /// accepting: as long as the load balancer takes to stop choosing it, whoever sent the
+    /// signal. DigitalOcean's load balancer removes a droplet after `unhealthyThreshold`
+    /// failed checks `checkIntervalSeconds` apart, the last allowed `responseTimeoutSeconds`.
+    /// The local one, with `lbLeaveOnDraining`, removes it on the first check that sees the
+    /// drain: within one interval and one timeout.
     pub fn drain_seconds(&self) -> u64 {
-        if self.is_local() {
-            LOCAL_DRAIN_SECONDS
+        let h = &self.health_check;
+        u64::from(self.checks_to_leave_rotation()) * u64::from(h.check_interval_seconds)
+            + u64::from(h.response_timeout_seconds)
+    }
+
+    /// Failed health checks after which the load balancer stops choosing a draining instance.
+    pub fn checks_to_leave_rotation(&self) -> u32 {
+        if self.is_local() && self.local_lb.leave_on_draining {
+            1
         } else {
-            let h = &self.health_check;
-            u64::from(h.unhealthy_threshold) * u64::from(h.check_interval_seconds)
-                + u64::from(h.response_timeout_seconds)
+            self.health_check.unhealthy_threshold
         }
     }
 

@@ -17,10 +17,20 @@ const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// An instance that ran this long before exiting is restarted with the first delay again.
 const STABLE_AFTER: Duration = Duration::from_secs(30);
-/// How long an instance may take to drain, flush its request log and exit after SIGTERM
-/// before it is killed: the app's worst case is its grace period (10 s) twice, once for
-/// in-flight requests and once for the flush.
-pub const STOP_TIMEOUT: Duration = Duration::from_secs(25);
+/// An exit with status 0 after at least this long is a stop someone asked for (SIGTERM from
+/// an operator, systemd, the OOM killer's polite stage): restarted at once, no backoff. One
+/// sooner did not drain, so it is treated as a crash, or a binary that exits 0 at once would
+/// be restarted in a tight loop.
+const CLEAN_RUN: Duration = Duration::from_secs(1);
+/// How long an instance may take, after its drain, to finish in-flight requests, flush its
+/// request log and exit before it is killed: the app's worst case is its grace period (10 s)
+/// twice, once for in-flight requests and once for the flush.
+const STOP_TIMEOUT: Duration = Duration::from_secs(25);
+
+/// How long an instance that drains `drain_seconds` may take to stop after SIGTERM.
+pub fn stop_timeout(drain_seconds: u64) -> Duration {
+    Duration::from_secs(drain_seconds) + STOP_TIMEOUT
+}
 
 /// How long a restarted (or newly added) instance may take to pass its health checks before
 /// a rolling restart or a rollout gives up on it.
@@ -51,10 +61,11 @@ pub struct Build {
     pub log_dir: PathBuf,
 }
 
-/// How to start one instance.
+/// How to start one instance, and how long it may take to stop.
 struct Launch {
     build: Build,
     env: Vec<(String, String)>,
+    stop_timeout: Duration,
 }
 
 /// Instances started together from one build; they are stopped together.
@@ -90,6 +101,7 @@ impl Generation {
             let launch = Launch {
                 build: build.clone(),
                 env: local.env(deploy),
+                stop_timeout: stop_timeout(deploy.drain_seconds()),
             };
             let (restart_tx, restart_rx) = mpsc::channel(1);
             generation.instances.push(instance.clone());
@@ -235,26 +247,35 @@ async fn supervise(
                 instance.pid.store(0, Ordering::Relaxed);
                 // Out of rotation now, not after three failed checks; back after it passes them.
                 lb.mark_down(&instance.server_id);
-                if started.elapsed() >= STABLE_AFTER {
+                let ran = started.elapsed();
+                let clean = ran >= CLEAN_RUN && exit.as_ref().is_ok_and(|s| s.success());
+                if clean || ran >= STABLE_AFTER {
                     backoff = FIRST_BACKOFF;
                 }
+                let delay = if clean { Duration::ZERO } else { backoff };
                 let exit = exit.map(|s| s.to_string()).unwrap_or_else(|e| e.to_string());
-                tracing::warn!(server_id = %instance.server_id, pid, %exit, "instance exited; restarting in {backoff:?}");
+                if clean {
+                    tracing::info!(server_id = %instance.server_id, pid, %exit, "instance stopped cleanly; restarting now");
+                } else {
+                    tracing::warn!(server_id = %instance.server_id, pid, %exit, "instance exited; restarting in {delay:?}");
+                }
                 tokio::select! {
-                    _ = tokio::time::sleep(backoff) => {},
+                    _ = tokio::time::sleep(delay) => {},
                     _ = stop.changed() => return,
                 }
-                backoff = (backoff * 2).min(MAX_BACKOFF);
+                if !clean {
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                }
                 instance.restarts.fetch_add(1, Ordering::Relaxed);
             }
             _ = stop.changed() => {
-                stop_instance(&mut child, &instance.server_id).await;
+                stop_instance(&mut child, &instance.server_id, launch.stop_timeout).await;
                 instance.pid.store(0, Ordering::Relaxed);
                 return;
             }
             Some(done) = restart.recv() => {
                 lb.mark_down(&instance.server_id);
-                stop_instance(&mut child, &instance.server_id).await;
+                stop_instance(&mut child, &instance.server_id, launch.stop_timeout).await;
                 instance.pid.store(0, Ordering::Relaxed);
                 backoff = FIRST_BACKOFF;
                 // Started again at the top of the loop; the caller hears back once the load
@@ -269,17 +290,17 @@ async fn supervise(
 }
 
 /// SIGTERM (the app drains and flushes its request log), then SIGKILL if it hangs.
-async fn stop_instance(child: &mut Child, server_id: &str) {
+async fn stop_instance(child: &mut Child, server_id: &str, timeout: Duration) {
     if let Some(pid) = child.id() {
         // SAFETY: kill(2) has no memory-safety preconditions.
         unsafe { libc::kill(pid as libc::pid_t, libc::SIGTERM) };
     }
-    match tokio::time::timeout(STOP_TIMEOUT, child.wait()).await {
+    match tokio::time::timeout(timeout, child.wait()).await {
         Ok(_) => tracing::info!(server_id, "instance stopped"),
         Err(_) => {
             tracing::warn!(
                 server_id,
-                "instance ignored SIGTERM for {STOP_TIMEOUT:?}; killing it"
+                "instance ignored SIGTERM for {timeout:?}; killing it"
             );
             let _ = child.kill().await;
         }

@@ -91,7 +91,8 @@ pub fn restart(root: &Path, cfg: StackConfig, only: Option<String>) -> anyhow::R
             cfg.stack
         );
     };
-    let per_instance = fleet::STOP_TIMEOUT + Duration::from_secs(60);
+    let drain = crate::deploy::Deploy::of(&cfg).drain_seconds();
+    let per_instance = fleet::stop_timeout(drain) + Duration::from_secs(60);
     let answer = control::request(
         state.control,
         &control::Command::Restart(only),
@@ -148,7 +149,7 @@ pub fn rollout(
     };
     // Every phase is bounded in the supervisor; this covers them all.
     let timeout =
-        Duration::from_secs(120) + supervisor_phases() + phases.health_timeout + phases.watch;
+        Duration::from_secs(120) + supervisor_phases(&cfg) + phases.health_timeout + phases.watch;
     let answer = control::request(state.control, &control::Command::Rollout(request), timeout)?;
     let report: StackReport = serde_json::from_value(answer["stack"].clone())?;
     print!("{}", report.to_table());
@@ -158,8 +159,9 @@ pub fn rollout(
 
 /// The longest a rollout's bounded phases can take besides the watch: two switches (the
 /// second when it rolls back) and stopping a generation.
-fn supervisor_phases() -> Duration {
-    fleet::BACK_IN_ROTATION_TIMEOUT * 2 + fleet::STOP_TIMEOUT
+fn supervisor_phases(cfg: &StackConfig) -> Duration {
+    let drain = crate::deploy::Deploy::of(cfg).drain_seconds();
+    fleet::BACK_IN_ROTATION_TIMEOUT * 2 + fleet::stop_timeout(drain)
 }
 
 /// Stops a detached stack: SIGTERM to its supervisor, which drains the load balancer, stops

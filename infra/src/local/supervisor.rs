@@ -203,6 +203,7 @@ fn lb_config(cfg: &StackConfig) -> anyhow::Result<lb::Config> {
             response_timeout: Duration::from_secs(u64::from(hc.response_timeout_seconds)),
             unhealthy_threshold: hc.unhealthy_threshold,
             healthy_threshold: hc.healthy_threshold,
+            leave_on_draining: cfg.local_lb.leave_on_draining,
         },
         sticky: sticky.enabled().then(|| lb::StickyConfig {
             cookie_name: sticky
@@ -212,6 +213,18 @@ fn lb_config(cfg: &StackConfig) -> anyhow::Result<lb::Config> {
             ttl: Duration::from_secs(u64::from(sticky.cookie_ttl_seconds.unwrap_or(300))),
         }),
         client_idle_timeout: Duration::from_secs(u64::from(cfg.http_idle_timeout_seconds)),
+        // DigitalOcean gives a backend its idle timeout to start answering.
+        response_timeout: Duration::from_secs(u64::from(
+            cfg.local_lb
+                .response_timeout_seconds
+                .unwrap_or(cfg.http_idle_timeout_seconds),
+        )),
+        balance: if cfg.local_lb.least_outstanding {
+            lb::Balance::LeastOutstanding
+        } else {
+            lb::Balance::RoundRobin
+        },
+        eject_after_timeouts: cfg.local_lb.eject_after_timeouts,
         // Client connections on their own threads, one per core: measured faster and cheaper
         // per request than sharing the supervisor's work-stealing runtime (docs/benchmarks.md).
         io_threads: std::thread::available_parallelism().map_or(2, |n| n.get().min(8)),

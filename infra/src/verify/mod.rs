@@ -11,7 +11,6 @@ mod load;
 mod options;
 mod probe;
 mod report;
-pub mod rollout_drills;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};

@@ -17,7 +17,7 @@ use crate::error::{ErrorKind, ProxyError};
 use crate::http1::{self, Framing};
 use crate::io::{READ_CHUNK, Read, read_some, write_all};
 use crate::policy::Policy;
-use crate::upstream::{self, BackendConn};
+use crate::upstream::{self, BackendConn, InFlight};
 
 /// Interim (1xx) responses skipped before a backend counts as broken.
 const MAX_INTERIM: usize = 8;
@@ -55,6 +55,7 @@ impl ClientConn {
         body: &mut Body,
     ) -> Result<bool, ProxyError> {
         let addr = self.shared.pool.backend(idx).addr;
+        let _in_flight = InFlight::start(&self.shared.pool, idx);
         // A streamed body can't be sent again, so it never risks a connection the backend
         // may have closed while it was parked.
         let parked = if fresh || body.is_streamed() {
@@ -88,6 +89,7 @@ impl ClientConn {
             .response_timeout
             .saturating_sub(t.deadline.saturating_duration_since(Instant::now()));
         let backend = self.shared.pool.backend(idx);
+        backend.answered();
         backend.record_response(waited, res.server_error);
         self.relay_response(bc, &t, res).await
     }

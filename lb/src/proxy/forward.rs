@@ -48,6 +48,9 @@ impl ClientConn {
                 debug!(backend = %backend.id, error = %err, "backend request failed");
                 backend.set_last_error(err.to_string());
             }
+            if err.kind() == ErrorKind::ResponseTimeout {
+                pool.record_timeout(idx, self.shared.eject_after_timeouts);
+            }
             match err.kind().retry(info.idempotent, body.replayable()) {
                 // Backends close idle connections; a request that found one closed was never
                 // processed there, so it gets one fresh connection to the same backend.

@@ -26,6 +26,10 @@ use tokio::task::{JoinHandle, JoinSet};
 #[derive(Default)]
 pub struct Seen {
     pub healthy: AtomicBool,
+    /// `/health` answers 503 `{"status":"draining"}`, as the app once told to stop.
+    pub draining: AtomicBool,
+    /// Every request, health checks included, waits for ever: a stopped (SIGSTOP) process.
+    pub frozen: AtomicBool,
     /// Non-health-check requests.
     pub hits: AtomicUsize,
     pub posts: AtomicUsize,
@@ -185,7 +189,16 @@ async fn handle(
     seen: Arc<Seen>,
     req: Request<Incoming>,
 ) -> Result<Response<TestBody>, Infallible> {
+    if seen.frozen.load(Ordering::SeqCst) {
+        std::future::pending::<()>().await;
+    }
     if req.uri().path() == "/health" {
+        if seen.draining.load(Ordering::SeqCst) {
+            let body = Bytes::from_static(br#"{"status":"draining","reason":"stopping"}"#);
+            let mut res = Response::new(Either::Left(Full::new(body)));
+            *res.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+            return Ok(res);
+        }
         let status = if seen.healthy.load(Ordering::SeqCst) {
             StatusCode::OK
         } else {

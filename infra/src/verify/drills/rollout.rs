@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 
-use super::drills::{DrillResult, LogStore, Running, tally};
+use super::harness::{LogStore, Running};
+use super::result::{DrillResult, tally};
 use crate::config::StackConfig;
 use crate::local::{self, ControlCommand, RolloutRequest};
 use crate::verify::load::Mix;
@@ -28,12 +29,12 @@ struct Case {
 
 /// Runs the three rollout drills in turn; the stack ends on the good build's instances, so
 /// they run after the other drills.
-pub async fn run(
+pub(super) async fn run(
     root: &Path,
     cfg: &StackConfig,
     opts: &Options,
+    log: &LogStore,
 ) -> anyhow::Result<Vec<DrillResult>> {
-    let log = LogStore::connect(root, cfg.database_url()).await?;
     let dir = local::state_dir(root, &cfg.stack).join("drill-builds");
     std::fs::create_dir_all(&dir)?;
     let empty = dir.join("empty.sqlite");
@@ -64,7 +65,7 @@ pub async fn run(
     let mut results = Vec::new();
     for case in cases {
         let build = write_build(&dir, &case)?;
-        results.push(one(root, cfg, opts, &log, &case, &build).await?);
+        results.push(one(root, cfg, opts, log, &case, &build).await?);
     }
     Ok(results)
 }

@@ -1,6 +1,7 @@
-//! The backends: health state, round-robin selection, and keep-alive connections to them.
+//! The backends: health state, selection (round robin or least outstanding), and keep-alive connections to them.
 //!
-//! Selection is lock-free: the healthy set is one bitmask, so picking a backend never waits.
+//! Selection is lock-free: the healthy set is one bitmask and each backend's requests in
+//! flight one atomic, so picking a backend never waits.
 //! A client connection takes a parked connection to its backend for each request and puts
 //! it back as soon as the response is relayed, so a proxied request costs two wake-ups
 //! (client readable, backend readable) and no hand-off between tasks or threads. Parking
@@ -9,18 +10,18 @@
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Mutex, MutexGuard, OnceLock};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
-use bytes::BytesMut;
 use http::HeaderValue;
 use serde::{Deserialize, Serialize};
-use tokio::net::TcpStream;
 use tracing::{info, warn};
 
-use crate::config::{BackendConfig, MAX_BACKENDS, StickyConfig};
-use crate::error::{ErrorKind, ProxyError};
+use crate::config::{BackendConfig, Balance, MAX_BACKENDS, StickyConfig};
 use crate::series::{self, Events, Series};
+
+mod parked;
+
+pub(crate) use parked::{BackendConn, Parked, connect};
 
 /// Whether a backend is in rotation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -68,6 +69,10 @@ pub(crate) struct Backend {
     pub(crate) consecutive_failures: AtomicU32,
     pub(crate) requests: AtomicU64,
     pub(crate) server_errors: AtomicU64,
+    /// Tries under way at this backend: what `Balance::LeastOutstanding` compares.
+    outstanding: AtomicU32,
+    /// Response timeouts in a row, for `eject_after_timeouts`.
+    consecutive_timeouts: AtomicU32,
     pub(crate) last_error: Mutex<Option<String>>,
     /// The last 15 minutes of its responses, for the status page.
     pub(crate) series: Series,
@@ -97,13 +102,15 @@ impl Backend {
             consecutive_failures: AtomicU32::new(0),
             requests: AtomicU64::new(0),
             server_errors: AtomicU64::new(0),
+            outstanding: AtomicU32::new(0),
+            consecutive_timeouts: AtomicU32::new(0),
             last_error: Mutex::new(None),
             series: Series::new(),
         }
     }
 
     /// Counts a response relayed from this backend, `latency` after the request went out.
-    pub(crate) fn record_response(&self, latency: Duration, server_error: bool) {
+    pub(crate) fn record_response(&self, latency: std::time::Duration, server_error: bool) {
         self.requests.fetch_add(1, Ordering::Relaxed);
         if server_error {
             self.server_errors.fetch_add(1, Ordering::Relaxed);
@@ -114,6 +121,40 @@ impl Backend {
 
     pub(crate) fn set_last_error(&self, err: String) {
         *lock(&self.last_error) = Some(err);
+    }
+
+    /// A response head arrived: the timeouts before it were not in a row.
+    pub(crate) fn answered(&self) {
+        // Read first, so the common case writes nothing to a line every thread shares.
+        if self.consecutive_timeouts.load(Ordering::Relaxed) != 0 {
+            self.consecutive_timeouts.store(0, Ordering::Relaxed);
+        }
+    }
+}
+
+/// One try counted as outstanding at its backend until it is dropped, however it ends
+/// (answered, failed, or its client connection torn down mid-way).
+pub(crate) struct InFlight {
+    pool: Arc<Pool>,
+    idx: usize,
+}
+
+impl InFlight {
+    pub(crate) fn start(pool: &Arc<Pool>, idx: usize) -> InFlight {
+        pool.backend(idx)
+            .outstanding
+            .fetch_add(1, Ordering::Relaxed);
+        InFlight {
+            pool: pool.clone(),
+            idx,
+        }
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let b = self.pool.backend(self.idx);
+        b.outstanding.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -141,6 +182,7 @@ pub(crate) struct Pool {
     /// Serialises additions, so the duplicate-id check and the append are one step.
     adding: Mutex<()>,
     sticky: Option<StickyConfig>,
+    balance: Balance,
     /// Bit `i` set means `slots[i]` is up.
     healthy: AtomicU64,
     next: AtomicUsize,
@@ -149,7 +191,11 @@ pub(crate) struct Pool {
 }
 
 impl Pool {
-    pub(crate) fn new(cfgs: &[BackendConfig], sticky: Option<&StickyConfig>) -> Self {
+    pub(crate) fn new(
+        cfgs: &[BackendConfig],
+        sticky: Option<&StickyConfig>,
+        balance: Balance,
+    ) -> Self {
         assert!(cfgs.len() <= MAX_BACKENDS);
         let pool = Self {
             slots: (0..MAX_BACKENDS).map(|_| OnceLock::new()).collect(),
@@ -157,6 +203,7 @@ impl Pool {
             removed: AtomicU64::new(0),
             adding: Mutex::new(()),
             sticky: sticky.cloned(),
+            balance,
             healthy: AtomicU64::new(0),
             next: AtomicUsize::new(0),
             events: Events::default(),
@@ -223,7 +270,9 @@ impl Pool {
         self.healthy_mask() & (1 << idx) != 0
     }
 
-    /// Next healthy backend in strict rotation, skipping those in `exclude`.
+    /// Next healthy backend, skipping those in `exclude`: in strict rotation, or with
+    /// `Balance::LeastOutstanding` the first from the rotation's place with the fewest tries
+    /// under way.
     pub(crate) fn pick(&self, exclude: u64) -> Option<usize> {
         let mask = self.healthy_mask() & !exclude;
         if mask == 0 {
@@ -231,7 +280,23 @@ impl Pool {
         }
         let k = mask.count_ones() as usize;
         let n = self.next.fetch_add(1, Ordering::Relaxed) % k;
-        Some(nth_set_bit(mask, n))
+        let first = nth_set_bit(mask, n);
+        if self.balance == Balance::RoundRobin {
+            return Some(first);
+        }
+        let load = |i: usize| self.backend(i).outstanding.load(Ordering::Relaxed);
+        let (mut best, mut least) = (first, load(first));
+        // The healthy set rotated to start at `first`, so ties keep the rotation's order.
+        let mut rest = mask.rotate_right(first as u32) & !1;
+        while rest != 0 && least != 0 {
+            let i = (first + rest.trailing_zeros() as usize) % 64;
+            rest &= rest - 1;
+            let l = load(i);
+            if l < least {
+                (best, least) = (i, l);
+            }
+        }
+        Some(best)
     }
 
     /// The backend for a new request: the one its sticky token names while that is up, else
@@ -304,6 +369,39 @@ impl Pool {
         b.set_last_error(err);
     }
 
+    /// Records a health check answered 503 `draining`: the backend was told to stop and
+    /// leaves rotation at once (`leave_on_draining`).
+    pub(crate) fn record_draining(&self, idx: usize, err: String) {
+        let b = self.backend(idx);
+        b.consecutive_successes.store(0, Ordering::Relaxed);
+        let n = b
+            .consecutive_failures
+            .fetch_add(1, Ordering::Relaxed)
+            .saturating_add(1);
+        let prev = self.healthy.fetch_and(!(1 << idx), Ordering::AcqRel);
+        if prev & (1 << idx) != 0 {
+            warn!(backend = %b.id, addr = %b.addr, failures = n, "backend is draining; out of rotation");
+        }
+        b.set_last_error(err);
+    }
+
+    /// Records a request that got no response head in time; at `eject_after` in a row (0:
+    /// never) the backend leaves rotation until it passes its health checks again.
+    pub(crate) fn record_timeout(&self, idx: usize, eject_after: u32) {
+        let b = self.backend(idx);
+        let n = b
+            .consecutive_timeouts
+            .fetch_add(1, Ordering::Relaxed)
+            .saturating_add(1);
+        if eject_after != 0 && n >= eject_after {
+            b.consecutive_timeouts.store(0, Ordering::Relaxed);
+            self.mark_down(
+                idx,
+                &format!("ejected after {n} response timeouts in a row"),
+            );
+        }
+    }
+
     /// Takes a backend out of rotation at once; it must pass the healthy threshold again.
     pub(crate) fn mark_down(&self, idx: usize, reason: &str) {
         let b = self.backend(idx);
@@ -337,109 +435,15 @@ impl Pool {
     }
 }
 
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn nth_set_bit(mut mask: u64, n: usize) -> usize {
     for _ in 0..n {
         mask &= mask - 1;
     }
     mask.trailing_zeros() as usize
-}
-
-/// How long an idle backend connection is kept. Shorter than common server keep-alive
-/// timeouts (hyper and Node.js default to 5 s or more; ours never time out), so a parked
-/// connection is rarely one the backend is closing at that moment.
-const MAX_IDLE: Duration = Duration::from_secs(4);
-
-/// Initial read buffer of a backend connection; responses larger than this stream through.
-const BUF_SIZE: usize = 8 * 1024;
-
-/// An open HTTP/1.1 connection to one backend, with the bytes read but not yet relayed.
-pub(crate) struct BackendConn {
-    pub(crate) stream: TcpStream,
-    pub(crate) buf: BytesMut,
-    /// When it was last put back idle.
-    parked_at: Instant,
-}
-
-impl BackendConn {
-    /// Whether a connection that sat idle has been closed (or sent something unasked) by the
-    /// backend. Cheap: tokio answers from its cached readiness without a syscall when nothing
-    /// happened on the socket since it was last drained.
-    fn is_stale(&self) -> bool {
-        let mut probe = [0u8; 1];
-        !matches!(self.stream.try_read(&mut probe), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
-    }
-}
-
-/// Opens a connection to `addr`, giving up after `timeout`.
-pub(crate) async fn connect(
-    addr: SocketAddr,
-    timeout: Duration,
-) -> Result<BackendConn, ProxyError> {
-    let failed = |reason: String| ProxyError::new(ErrorKind::ConnectFailed, reason);
-    let stream = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
-        Ok(Ok(s)) => s,
-        Ok(Err(e)) => return Err(failed(format!("connect to {addr}: {e}"))),
-        Err(_) => {
-            return Err(failed(format!(
-                "connect to {addr}: timed out after {timeout:?}"
-            )));
-        }
-    };
-    let _ = stream.set_nodelay(true);
-    Ok(BackendConn {
-        stream,
-        buf: BytesMut::with_capacity(BUF_SIZE),
-        parked_at: Instant::now(),
-    })
-}
-
-/// Idle backend connections of one accept loop, per backend, newest last.
-pub(crate) struct Parked {
-    lists: Box<[Mutex<Vec<BackendConn>>]>,
-    max_per_backend: usize,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-impl Parked {
-    pub(crate) fn new(backends: usize, max_per_backend: usize) -> Self {
-        Self {
-            lists: (0..backends).map(|_| Mutex::new(Vec::new())).collect(),
-            max_per_backend,
-        }
-    }
-
-    /// The most recently parked live connection to backend `idx` (the least likely to be
-    /// closed by the backend's idle timeout). Connections the backend closed, or that sent
-    /// bytes nobody asked for, are dropped on the way: a late byte must never be read as
-    /// the next request's response.
-    pub(crate) fn take(&self, idx: usize) -> Option<BackendConn> {
-        let mut list = lock(&self.lists[idx]);
-        while let Some(conn) = list.pop() {
-            if !conn.is_stale() && conn.parked_at.elapsed() < MAX_IDLE {
-                return Some(conn);
-            }
-        }
-        None
-    }
-
-    /// Keeps `conn` for later unless enough are parked already. The oldest connection goes
-    /// when it has idled too long, so a burst's connections don't linger for ever.
-    pub(crate) fn put(&self, idx: usize, mut conn: BackendConn) {
-        let mut list = lock(&self.lists[idx]);
-        if list
-            .first()
-            .is_some_and(|c| c.parked_at.elapsed() >= MAX_IDLE)
-        {
-            list.remove(0);
-        }
-        if list.len() < self.max_per_backend {
-            conn.parked_at = Instant::now();
-            list.push(conn);
-        }
-    }
 }
 
 #[cfg(test)]
@@ -455,7 +459,7 @@ mod tests {
                 )
             })
             .collect();
-        Pool::new(&cfgs, None)
+        Pool::new(&cfgs, None, Balance::RoundRobin)
     }
 
     #[test]
@@ -471,6 +475,68 @@ mod tests {
         assert_eq!(p.next_after(3, 0), Some(0));
         assert_eq!(p.next_after(3, 1), Some(1));
         assert_eq!(p.next_after(0, 0b1011), None);
+    }
+
+    #[test]
+    fn least_outstanding_avoids_a_backend_holding_requests_and_rotates_ties() {
+        let cfgs: Vec<_> = (0..3)
+            .map(|i| {
+                BackendConfig::new(
+                    format!("b{i}"),
+                    SocketAddr::from(([127, 0, 0, 1], 1000 + i)),
+                )
+            })
+            .collect();
+        let p = Arc::new(Pool::new(&cfgs, None, Balance::LeastOutstanding));
+        for i in 0..3 {
+            p.record_success(i, 1);
+        }
+        let picks: Vec<_> = (0..6).map(|_| p.pick(0).unwrap()).collect();
+        assert_eq!(
+            picks,
+            [0, 1, 2, 0, 1, 2],
+            "sequential traffic stays in strict turn"
+        );
+        // Backend 1 stops answering: its tries stay outstanding.
+        let stuck: Vec<_> = (0..2).map(|_| InFlight::start(&p, 1)).collect();
+        let picks: Vec<_> = (0..6).map(|_| p.pick(0).unwrap()).collect();
+        assert!(!picks.contains(&1), "{picks:?}");
+        drop(stuck);
+        assert!((0..3).map(|_| p.pick(0).unwrap()).any(|i| i == 1));
+    }
+
+    #[test]
+    fn timeouts_in_a_row_eject_only_when_asked_and_an_answer_resets_them() {
+        let p = pool(2);
+        p.record_success(0, 1);
+        p.record_timeout(0, 0);
+        p.record_timeout(0, 0);
+        assert!(p.is_up(0), "0 never ejects (DigitalOcean)");
+        p.backend(0).answered();
+        p.record_timeout(0, 2);
+        p.backend(0).answered();
+        p.record_timeout(0, 2);
+        assert!(p.is_up(0), "an answer in between breaks the run");
+        p.record_timeout(0, 2);
+        assert!(!p.is_up(0));
+        assert!(
+            p.status()[0]
+                .last_error
+                .as_deref()
+                .unwrap()
+                .contains("ejected")
+        );
+        p.record_success(0, 1);
+        assert!(p.is_up(0), "back after its health checks pass");
+    }
+
+    #[test]
+    fn a_draining_answer_takes_a_backend_out_at_once() {
+        let p = pool(1);
+        p.record_success(0, 1);
+        p.record_draining(0, "draining".into());
+        assert!(!p.is_up(0));
+        assert_eq!(p.status()[0].consecutive_failures, 1);
     }
 
     #[test]
