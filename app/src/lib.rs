@@ -33,6 +33,7 @@ mod stats;
 mod telemetry;
 #[doc(hidden)]
 pub mod testing;
+mod throttle;
 
 pub use configuration::env::Environment;
 pub use configuration::{DeploySettings, LogRetention, MigrationsMode, Settings};
