@@ -14,6 +14,7 @@ mod configuration;
 mod dashboard;
 mod database;
 mod domain;
+mod echo;
 mod error;
 mod handlers;
 mod input;
@@ -30,6 +31,7 @@ mod service;
 mod startup;
 mod state;
 mod stats;
+mod storage;
 mod telemetry;
 #[doc(hidden)]
 pub mod testing;

@@ -67,7 +67,6 @@ pub struct DatabaseSettings {
     pub connect_timeout_seconds: u64,
     pub acquire_timeout_seconds: u64,
     pub health_timeout_ms: u64,
-    pub outage_grace_seconds: u64,
     pub run_migrations: MigrationsMode,
     pub schema_check_interval_ms: u64,
     pub statement_cache: bool,
@@ -411,10 +410,6 @@ impl DatabaseSettings {
     }
 
     /// How long `/health` waits for the database.
-    pub fn outage_grace(&self) -> Duration {
-        Duration::from_secs(self.outage_grace_seconds)
-    }
-
     pub fn health_timeout(&self) -> Duration {
         Duration::from_millis(self.health_timeout_ms)
     }

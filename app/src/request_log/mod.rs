@@ -105,6 +105,11 @@ impl RequestLogHandle {
         self.spool.as_ref().map_or(0, |spool| spool.bytes())
     }
 
+    /// This process's spool directory, while the log is on.
+    pub fn spool_dir(&self) -> Option<&std::path::Path> {
+        self.spool.as_ref().map(|spool| spool.dir())
+    }
+
     /// Rows lost since start, whatever the reason.
     pub fn dropped(&self) -> u64 {
         self.dropped.total()

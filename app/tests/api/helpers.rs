@@ -55,8 +55,6 @@ pub struct Options {
     pub stats_cache_ms: u64,
     pub max_connections: u32,
     pub health_timeout_ms: u64,
-    /// How long `/health` calls an unreachable database `degraded` before `unhealthy`.
-    pub outage_grace_seconds: u64,
     pub server_id: String,
     /// Off: the app starts on an empty database, as PostgreSQL instances do by default.
     pub run_migrations: bool,
@@ -84,7 +82,6 @@ impl Default for Options {
             stats_cache_ms: 0,
             max_connections: 10,
             health_timeout_ms: 1000,
-            outage_grace_seconds: 30,
             server_id: format!("test-{}", &uuid::Uuid::now_v7().simple().to_string()[24..]),
             run_migrations: true,
             schema_check_interval_ms: 100,
@@ -163,7 +160,6 @@ pub async fn try_spawn_app_with(backend: Backend, options: Options) -> anyhow::R
     settings.database.min_connections = 1;
     settings.database.acquire_timeout_seconds = 30;
     settings.database.health_timeout_ms = options.health_timeout_ms;
-    settings.database.outage_grace_seconds = options.outage_grace_seconds;
     settings.request_log.enabled = options.request_log;
     settings.request_log.log_health_checks = options.log_health_checks;
     settings.request_log.flush_interval_ms = options.flush_interval_ms;

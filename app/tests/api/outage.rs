@@ -153,7 +153,7 @@ async fn while_the_database_refuses_sessions_writes_get_fast_503s_and_recover_wi
     let recovered = time_to_recover(&app).await;
 
     outage.expect("the outage checks finished in time");
-    // Within database.outage_grace_seconds the instance stays in rotation, degraded.
+    // The database is shared: the instance stays in rotation, degraded.
     assert_eq!(health.status(), 200);
     assert!(
         health_took < Duration::from_millis(1000),
