@@ -14,6 +14,7 @@ mod configuration;
 mod dashboard;
 mod database;
 mod domain;
+mod echo;
 mod error;
 mod handlers;
 mod input;
@@ -30,9 +31,11 @@ mod service;
 mod startup;
 mod state;
 mod stats;
+mod storage;
 mod telemetry;
 #[doc(hidden)]
 pub mod testing;
+mod throttle;
 
 pub use configuration::env::Environment;
 pub use configuration::{DeploySettings, LogRetention, MigrationsMode, Settings};

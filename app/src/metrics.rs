@@ -59,12 +59,19 @@ fn describe() {
     metrics::describe_gauge!("db_pool_idle_connections", "Idle database connections");
     metrics::describe_gauge!(
         "request_log_queue_depth",
-        "Request-log rows waiting for the database"
+        "Request-log rows of this process waiting in its spool for the database"
+    );
+    metrics::describe_gauge!(
+        "request_log_spool_bytes",
+        metrics::Unit::Bytes,
+        "Bytes of request-log spool files on disk (this process's and those it replays)"
     );
     metrics::describe_counter!(
         "request_log_dropped_total",
-        "Request-log rows lost, by reason: queue_full (the database was away too long), \
-         rejected (the database refused the row itself), shutdown (not written in time)"
+        "Request-log rows lost, by reason: spool_full (request_log.spool_max_bytes reached), \
+         spool_error (the spool's file system refused it), corrupt (a damaged spool line), \
+         rejected (the database refused the row itself), shutdown (answered after the final \
+         flush began)"
     );
     metrics::describe_counter!(
         "request_log_rows_written_total",
@@ -129,6 +136,7 @@ pub fn refresh_gauges(state: &AppState) {
     metrics::gauge!("db_pool_connections").set(size as f64);
     metrics::gauge!("db_pool_idle_connections").set(idle as f64);
     metrics::gauge!("request_log_queue_depth").set(state.request_log().queue_depth() as f64);
+    metrics::gauge!("request_log_spool_bytes").set(state.request_log().spool_bytes() as f64);
     // Registers the counters so a scrape shows 0 rather than nothing before the first drop.
     for reason in DropReason::ALL {
         metrics::counter!("request_log_dropped_total", "reason" => reason.label()).increment(0);

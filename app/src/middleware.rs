@@ -16,6 +16,7 @@ use crate::request_log::LogRecord;
 use crate::router;
 use crate::routes::HEALTH;
 use crate::state::AppState;
+use crate::throttle::Throttle;
 
 static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 static X_SERVER_ID: HeaderName = HeaderName::from_static("x-server-id");
@@ -71,7 +72,10 @@ where
         // not copied again into this wrapper's state.
         let routed = Box::pin(self.inner.clone().call(req));
         let state = self.state.clone();
-        Box::pin(
+        // The handler and the row run in a task of their own: a client (or the load balancer)
+        // that hangs up drops the connection's future, not this task, so a request that was
+        // started is finished and logged, a write committed included.
+        let task = tokio::spawn(
             async move {
                 let Ok(mut response) = routed.await;
                 let elapsed = started.elapsed();
@@ -91,10 +95,18 @@ where
                 metrics::histogram!("http_request_duration_seconds", "route" => route, "method" => method)
                     .record(elapsed.as_secs_f64());
                 if status >= 500 {
-                    tracing::warn!(status, duration_us = elapsed.as_micros() as u64, "request failed");
+                    if let Some(suppressed) = failure_throttle(status).allow() {
+                        tracing::warn!(
+                            status,
+                            duration_us = elapsed.as_micros() as u64,
+                            suppressed,
+                            "request failed"
+                        );
+                    }
                 } else {
                     tracing::debug!(status, duration_us = elapsed.as_micros() as u64, "request");
                 }
+                // Before the answer leaves: a client that has one can count on its row.
                 state.request_log().record(LogRecord {
                     method,
                     route,
@@ -104,11 +116,26 @@ where
                     request_id,
                     at: chrono::Utc::now(),
                 }, route == HEALTH);
-                Ok(response)
+                response
             }
             .instrument(span),
-        )
+        );
+        Box::pin(async move {
+            Ok(task.await.unwrap_or_else(|err| {
+                tracing::error!(error = %err, "a request handler panicked");
+                let mut response = Response::new(bytes::Bytes::new().into());
+                *response.status_mut() = http::StatusCode::INTERNAL_SERVER_ERROR;
+                response
+            }))
+        })
     }
+}
+
+/// One line a second per 5xx status, with how many of that status went unlogged: an outage
+/// answers every request with a 503, and a line for each would be most of the log.
+fn failure_throttle(status: u16) -> &'static Throttle {
+    static BY_STATUS: [Throttle; 100] = [const { Throttle::new() }; 100];
+    &BY_STATUS[usize::from(status.clamp(500, 599) - 500)]
 }
 
 /// An incoming `X-Request-Id` if it is 1-128 characters of `A-Z a-z 0-9 - _ . :`.

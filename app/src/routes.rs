@@ -105,14 +105,14 @@ pub static ROUTES: &[Route] = &[
             answers: &[
                 Answer::json(
                     200,
-                    "healthy, or degraded (the database has been unreachable for less than \
-                     database.outage_grace_seconds)",
+                    "healthy, or degraded (the shared database unreachable, or this \
+                     instance's storage unwritable; reason says which)",
                     schema::<HealthBody>,
                 ),
                 Answer::json(
                     503,
-                    "unhealthy (the database unreachable for longer than the grace, or its \
-                     schema is not migrated) or draining (the instance is stopping)",
+                    "unhealthy (the database schema is not migrated for this build) or \
+                     draining (the instance is stopping)",
                     schema::<HealthBody>,
                 ),
             ],

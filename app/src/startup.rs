@@ -163,7 +163,7 @@ impl Application {
             availability.clone(),
             settings.application.server_id.clone(),
             &settings.request_log,
-        );
+        )?;
         let maintenance = retention::spawn(
             owner_db.clone().unwrap_or_else(|| db.clone()),
             schema.clone(),

@@ -9,6 +9,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use http::HeaderValue;
 use metrics_exporter_prometheus::PrometheusHandle;
 use sea_orm::DatabaseConnection;
+use secrecy::ExposeSecret;
 
 use crate::configuration::Settings;
 use crate::dashboard::Dashboard;
@@ -17,6 +18,7 @@ use crate::input::auth::ApiKey;
 use crate::request_log::RequestLogHandle;
 use crate::schema::Schema;
 use crate::stats::{Snapshot, StatsCache};
+use crate::storage::LocalStorage;
 
 /// Cheap to clone: one `Arc`.
 #[derive(Clone)]
@@ -32,7 +34,7 @@ struct Inner {
     trusted_proxy_hops: usize,
     body_limit: u64,
     health_timeout: Duration,
-    outage_grace: Duration,
+    storage: LocalStorage,
     started_at: DateTime<Utc>,
     started: Instant,
     /// Set once a stop signal arrived: `/health` fails and connections close after their
@@ -84,7 +86,10 @@ impl AppState {
             trusted_proxy_hops: settings.application.trusted_proxy_hops as usize,
             body_limit: settings.application.body_limit_bytes,
             health_timeout: settings.database.health_timeout(),
-            outage_grace: settings.database.outage_grace(),
+            storage: LocalStorage::new(
+                request_log.spool_dir(),
+                settings.database.url.expose_secret(),
+            ),
             started_at: Utc::now(),
             started: Instant::now(),
             draining: AtomicBool::new(false),
@@ -125,9 +130,9 @@ impl AppState {
     pub fn body_limit(&self) -> u64 {
         self.0.body_limit
     }
-    /// How long `/health` reports an unreachable database as degraded rather than unhealthy.
-    pub fn outage_grace(&self) -> Duration {
-        self.0.outage_grace
+    /// The instance's own folders `/health` checks can be written.
+    pub fn storage(&self) -> &LocalStorage {
+        &self.0.storage
     }
     pub fn health_timeout(&self) -> Duration {
         self.0.health_timeout

@@ -26,7 +26,7 @@ impl Probe {
         self.0.db()
     }
 
-    /// Request-log rows lost to a full queue.
+    /// Request-log rows lost, whatever the reason.
     pub fn request_log_dropped(&self) -> u64 {
         self.0.request_log().dropped()
     }

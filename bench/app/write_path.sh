@@ -7,6 +7,7 @@
 #
 #   bash bench/app/write_path.sh
 #   BEFORE=HEAD~3 PAIRS=5 DURATION=10s bash bench/app/write_path.sh
+#   BEFORE_BIN=/tmp/app-before AFTER_BIN=target/release/app bash bench/app/write_path.sh
 #
 # The BEFORE tree is exported with git archive and built in a target dir of its own,
 # $CARGO_TARGET_DIR/before (cargo names the workspace's own crates alike in both trees, so one
@@ -18,11 +19,17 @@ PAIRS=${PAIRS:-3}
 TREE=$(mktemp -d)
 trap 'cleanup; rm -rf "$TREE"' EXIT
 
-git archive "$BEFORE" | tar -x -C "$TREE"
-BEFORE_BIN=$TREE/app-before
-cp "$(CARGO_TARGET_DIR=$CARGO_TARGET_DIR/before build_app "$TREE")" "$BEFORE_BIN"
-AFTER_BIN=$TREE/app-after
-cp "$(build_app)" "$AFTER_BIN"
+# BEFORE_BIN / AFTER_BIN: release binaries built already (e.g. where a second target dir does
+# not fit on the disk: build BEFORE's tree in the same target dir first and copy its binary out).
+if [ -z "${BEFORE_BIN:-}" ]; then
+  git archive "$BEFORE" | tar -x -C "$TREE"
+  BEFORE_BIN=$TREE/app-before
+  cp "$(CARGO_TARGET_DIR=$CARGO_TARGET_DIR/before build_app "$TREE")" "$BEFORE_BIN"
+fi
+if [ -z "${AFTER_BIN:-}" ]; then
+  AFTER_BIN=$TREE/app-after
+  cp "$(build_app)" "$AFTER_BIN"
+fi
 
 # CPU seconds (user + system) of the app and of every PostgreSQL process, from /proc: less at
 # the mercy of whatever else runs on the machine than requests per second are.

@@ -65,12 +65,12 @@ answered (every answer's `X-Request-Id` is the key of the row its instance must 
 | rollout, build answers 5xx on POST /api/users | `infra rollout` of a build whose database is read-only (reads answer, writes fail) | refused by verify's checks before any traffic; 0 failed requests, 0 lost rows |
 | rollout, good build | `infra rollout` of the same build the stack runs: started beside, gated, switched, watched 3 s, the old instances retired | rolled out; 0 failed requests, 0 lost rows |
 
-During the outage every instance stays in rotation: `/health` answers 200 `degraded` for
-`database.outage_grace_seconds` (30 s) before it answers 503, because the database is shared
-and failing every instance's check would take the whole service out (reads that need no
-database too) and keep it out until `healthyThreshold` checks pass after the database returns.
-Requests that need the database get 503 `database_unavailable` with `Retry-After` at once;
-their log rows wait in each instance's queue and are written when the database is back.
+During the outage every instance stays in rotation: `/health` answers 200 `degraded` for as
+long as the database is away, because the database is shared and failing every instance's
+check would take the whole service out (reads that need no database too) and keep it out
+until `healthyThreshold` checks pass after the database returns. Requests that need the
+database get 503 `database_unavailable` with `Retry-After` at once; their log rows wait in
+each instance's on-disk spool and are written when the database is back.
 
 ## Results
 
@@ -80,9 +80,11 @@ their log rows wait in each instance's queue and are written when the database i
 
 {notes}
 
-A kill -9 loses what the killed instance had queued for the request log and not yet written
-(at most one flush interval, 250 ms, of its traffic): the price of writing rows in batches off
-the request path. A graceful stop (SIGTERM, a rolling restart) writes the queue before exit.
+Each instance appends every request-log row to its own spool file before it answers, and
+writes to the database from there, storing its position in the spool in the same transaction:
+a kill -9 loses no row, since the restarted instance replays the spool from where the database
+left off (only a crash of the machine could lose the rows the kernel had not written back). A
+graceful stop (SIGTERM, a rolling restart) writes the spool before exit.
 
 ## The checks around the drills
 

@@ -8,6 +8,9 @@ pub const BINARY_PATH: &str = "/usr/local/bin/rustlb-app";
 pub const ENV_FILE: &str = "/etc/rustlb/app.env";
 /// The CA file written for `sslmode=verify-full`.
 pub const CA_FILE: &str = "/etc/rustlb/db-ca.crt";
+/// Where the app spools request-log rows: systemd's `StateDirectory=rustlb`, the one place the
+/// read-only system leaves writable for the service, kept across restarts.
+pub const SPOOL_DIR: &str = "/var/lib/rustlb/spool";
 /// The oneshot unit that reboots the droplet when an update asked for it.
 pub const REBOOT_SERVICE: &str = "rustlb-reboot.service";
 /// Its timer: the droplet's slot in the stack's maintenance window.
@@ -119,6 +122,8 @@ KillSignal=SIGTERM
 TimeoutStopSec={stop_timeout}
 NoNewPrivileges=true
 ProtectSystem=strict
+# /var/lib/rustlb, owned by the service user: the request log's spool (see SPOOL_DIR).
+StateDirectory=rustlb
 ProtectHome=true
 PrivateTmp=true
 PrivateDevices=true
@@ -298,6 +303,7 @@ mod tests {
                 health_timeout_ms: None,
                 trusted_proxy_hops: None,
                 retention: app::LogRetention::default(),
+                spool_dir: None,
             },
             binary_url: "https://x/app",
             binary_sha256: "00",

@@ -2,7 +2,7 @@
 
 use secrecy::SecretString;
 
-use crate::cloud_init::CA_FILE;
+use crate::cloud_init::{CA_FILE, SPOOL_DIR};
 use crate::config::{APP_PORT, StackConfig};
 
 /// What sets one instance apart from the others of its stack.
@@ -74,6 +74,9 @@ impl Deploy {
             // Both load balancers append the client's address: the last hop.
             trusted_proxy_hops: Some(1),
             retention: self.retention,
+            // The working directory's `data/spool`: the local stack's instances run in the
+            // repository root, each in its own `data/spool/<server id>`.
+            spool_dir: None,
         };
         match instance {
             Instance::Droplet {
@@ -93,6 +96,7 @@ impl Deploy {
                 // Every droplet may migrate at start: the app serialises them with an advisory lock.
                 settings.run_migrations = true;
                 settings.ca_file = verify_ca.then(|| CA_FILE.into());
+                settings.spool_dir = Some(SPOOL_DIR.into());
             }
             Instance::Local { server_id, port } => {
                 settings.server_id = server_id;

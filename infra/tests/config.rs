@@ -657,6 +657,7 @@ fn retention_is_stack_config_with_the_apps_defaults() {
         health_timeout_ms: None,
         trusted_proxy_hops: None,
         retention: short.log_retention(),
+        spool_dir: None,
     }
     .to_env();
     assert!(

@@ -38,6 +38,9 @@ pub struct DeploySettings {
     pub trusted_proxy_hops: Option<u32>,
     /// How long the request log and its rollup are kept; unset parts keep the app's defaults.
     pub retention: LogRetention,
+    /// Where the request log spools rows (`request_log.spool_dir`), when the working
+    /// directory's `data/spool` is not writable there. `None`: the embedded default.
+    pub spool_dir: Option<PathBuf>,
 }
 
 /// Retention of `requests_log` and `request_stats`, as a deployment may set it. `None` keeps
@@ -88,6 +91,12 @@ impl DeploySettings {
         }
         if let Some(ms) = self.health_timeout_ms {
             vars.push((env::HEALTH_TIMEOUT_MS.env(), ms.to_string()));
+        }
+        if let Some(dir) = &self.spool_dir {
+            vars.push((
+                env::REQUEST_LOG_SPOOL_DIR.env(),
+                dir.to_string_lossy().into_owned(),
+            ));
         }
         if let Some(hops) = self.trusted_proxy_hops {
             vars.push((env::TRUSTED_PROXY_HOPS.env(), hops.to_string()));

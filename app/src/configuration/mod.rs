@@ -67,7 +67,6 @@ pub struct DatabaseSettings {
     pub connect_timeout_seconds: u64,
     pub acquire_timeout_seconds: u64,
     pub health_timeout_ms: u64,
-    pub outage_grace_seconds: u64,
     pub run_migrations: MigrationsMode,
     pub schema_check_interval_ms: u64,
     pub statement_cache: bool,
@@ -93,7 +92,11 @@ pub enum MigrationsMode {
 pub struct RequestLogSettings {
     pub enabled: bool,
     pub log_health_checks: bool,
-    pub queue_capacity: usize,
+    /// Where each process keeps its spool of rows not yet in the database, in
+    /// `<spool_dir>/<server_id>/<spool id>/`; relative to the working directory.
+    pub spool_dir: PathBuf,
+    /// The most the spools on disk may hold; past it new rows are dropped and counted.
+    pub spool_max_bytes: u64,
     pub batch_size: usize,
     pub flush_interval_ms: u64,
     /// Whole UTC days of rows kept before today's; 0 keeps every row.
@@ -294,10 +297,22 @@ impl Settings {
             ));
         }
         let log = &self.request_log;
-        if log.queue_capacity == 0 || log.batch_size == 0 || log.flush_interval_ms == 0 {
+        if log.batch_size == 0 || log.flush_interval_ms == 0 {
             return Err(invalid(
                 env::REQUEST_LOG,
-                "queue_capacity, batch_size and flush_interval_ms must be at least 1".into(),
+                "batch_size and flush_interval_ms must be at least 1".into(),
+            ));
+        }
+        if log.spool_max_bytes < MIN_SPOOL_BYTES {
+            return Err(invalid(
+                env::REQUEST_LOG_SPOOL_MAX_BYTES,
+                format!("must be at least {MIN_SPOOL_BYTES} (64 KiB)"),
+            ));
+        }
+        if log.enabled && log.spool_dir.as_os_str().is_empty() {
+            return Err(invalid(
+                env::REQUEST_LOG_SPOOL_DIR,
+                "must name a directory the app may write".into(),
             ));
         }
         if log.batch_size > 5000 {
@@ -341,6 +356,9 @@ impl Settings {
         self.database.url.expose_secret().starts_with("sqlite:")
     }
 }
+
+/// A spool smaller than this would drop rows in the first second of an outage.
+const MIN_SPOOL_BYTES: u64 = 64 * 1024;
 
 /// Ten years: past that a retention is a typo for "keep everything" (0).
 const MAX_RETENTION_DAYS: u32 = 3650;
@@ -392,10 +410,6 @@ impl DatabaseSettings {
     }
 
     /// How long `/health` waits for the database.
-    pub fn outage_grace(&self) -> Duration {
-        Duration::from_secs(self.outage_grace_seconds)
-    }
-
     pub fn health_timeout(&self) -> Duration {
         Duration::from_millis(self.health_timeout_ms)
     }
@@ -522,6 +536,7 @@ mod tests {
                 stats_days: Some(90),
                 maintenance_interval_seconds: Some(60),
             },
+            spool_dir: Some("/var/lib/rustlb/spool".into()),
         };
         let settings = loaded(&deploy);
         assert_eq!(settings.environment, Environment::Production);
@@ -549,6 +564,10 @@ mod tests {
         assert_eq!(settings.request_log.retention_days, 3);
         assert_eq!(settings.stats.retention_days, 90);
         assert_eq!(settings.request_log.maintenance_interval_seconds, 60);
+        assert_eq!(
+            settings.request_log.spool_dir,
+            PathBuf::from("/var/lib/rustlb/spool")
+        );
     }
 
     #[test]
@@ -568,6 +587,7 @@ mod tests {
             health_timeout_ms: None,
             trusted_proxy_hops: None,
             retention: LogRetention::default(),
+            spool_dir: None,
         };
         let settings = loaded(&deploy);
         assert_eq!(settings.environment, Environment::Local);
@@ -581,6 +601,7 @@ mod tests {
         assert_eq!(settings.request_log.retention_days, 7);
         assert_eq!(settings.stats.retention_days, 400);
         assert_eq!(settings.request_log.maintenance_interval_seconds, 300);
+        assert_eq!(settings.request_log.spool_dir, PathBuf::from("data/spool"));
         let names: Vec<String> = deploy.to_env().into_iter().map(|(k, _)| k).collect();
         let mut unique = names.clone();
         unique.sort();

@@ -27,6 +27,11 @@ const RETRY_WHILE_DOWN: Duration = Duration::from_millis(250);
 /// While the database is up, the least time between two probes, however many slow requests
 /// ask for one: each probe opens a connection.
 const MIN_PROBE_SPACING: Duration = Duration::from_millis(200);
+/// The least time between two probes when requests fail as if the database were away: short,
+/// since those waiting for the verdict are answered only then (a 503 must come within 100 ms),
+/// but not nothing, so a storm of such failures with the database up cannot become a storm of
+/// new connections.
+const MIN_URGENT_SPACING: Duration = Duration::from_millis(20);
 
 /// The shared view of the database's reachability. Cheap to clone.
 #[derive(Clone)]
@@ -34,8 +39,11 @@ pub struct Availability(Arc<Inner>);
 
 struct Inner {
     up: watch::Sender<bool>,
-    /// Asks the probe to look now.
+    /// Asks the probe to look, at most once per [`MIN_PROBE_SPACING`] while the database is up.
     look: Notify,
+    /// Asks the probe to look now, spacing or not: something failed the way an unreachable
+    /// database makes things fail.
+    urgent: Notify,
     /// Why the last probe failed, without the password.
     reason: Mutex<String>,
     /// When the database last turned unreachable, while it is.
@@ -47,6 +55,7 @@ impl Availability {
         Self(Arc::new(Inner {
             up: watch::Sender::new(true),
             look: Notify::new(),
+            urgent: Notify::new(),
             reason: Mutex::new(String::new()),
             down_since: Mutex::new(None),
         }))
@@ -74,8 +83,16 @@ impl Availability {
             .map(|since| since.elapsed())
     }
 
-    /// Something failed in a way that may mean the database is away: probe it now.
+    /// Something failed in a way that may mean the database is away: probe it now. The
+    /// requests still waiting are let go by that probe's verdict, so it must not wait out the
+    /// spacing a successful probe keeps.
     pub fn suspect(&self) {
+        self.0.urgent.notify_one();
+    }
+
+    /// Something is slow, which may or may not be the database's absence: probe it, but not
+    /// more often than [`MIN_PROBE_SPACING`], however many requests are slow.
+    fn slow(&self) {
         self.0.look.notify_one();
     }
 
@@ -93,7 +110,7 @@ impl Availability {
     /// if it finds the database unreachable (never, while it is reachable).
     pub async fn lost_while_waiting(&self) {
         tokio::time::sleep(SLOW_REQUEST).await;
-        self.suspect();
+        self.slow();
         self.down().await;
     }
 
@@ -132,11 +149,15 @@ pub fn watch_availability(
     let task = tokio::spawn(async move {
         loop {
             if watcher.is_up() {
-                watcher.0.look.notified().await;
+                tokio::select! {
+                    () = watcher.0.look.notified() => {}
+                    () = watcher.0.urgent.notified() => {}
+                }
             } else {
                 tokio::select! {
                     () = tokio::time::sleep(RETRY_WHILE_DOWN) => {}
                     () = watcher.0.look.notified() => {}
+                    () = watcher.0.urgent.notified() => {}
                 }
             }
             let was_up = watcher.is_up();
@@ -146,7 +167,14 @@ pub fn watch_availability(
                         tracing::info!("the database is reachable again; serving everything");
                     }
                     watcher.set(true, None);
-                    tokio::time::sleep(MIN_PROBE_SPACING).await;
+                    tokio::time::sleep(MIN_URGENT_SPACING).await;
+                    tokio::select! {
+                        () = tokio::time::sleep(MIN_PROBE_SPACING - MIN_URGENT_SPACING) => {}
+                        () = watcher.0.urgent.notified() => {
+                            // Looked at at once: the next loop probes.
+                            watcher.0.urgent.notify_one();
+                        }
+                    }
                 }
                 Err(err) => {
                     let reason = describe(&err, settings.url.expose_secret());

@@ -2,6 +2,7 @@
 
 use super::chars::{BIDI_CONTROL, CONTROL, INVISIBLE, WHITE_SPACE, class, contains};
 use super::invalid::Invalid;
+use crate::echo::echo;
 
 const MAX_LOCAL_CHARS: usize = 64;
 const MAX_LABEL_CHARS: usize = 63;
@@ -30,9 +31,10 @@ impl Email {
         }
         if !plausible(email) {
             return Err(Invalid(format!(
-                "`email` {email:?} is not a valid email address (local@domain: a local part of \
+                "`email` {} is not a valid email address (local@domain: a local part of \
                  1-64 visible characters, a domain of two or more dot-separated labels of \
-                 A-Z a-z 0-9 and inner hyphens)"
+                 A-Z a-z 0-9 and inner hyphens)",
+                echo(email)
             )));
         }
         Ok(Self(email.to_owned()))

@@ -1,7 +1,5 @@
 //! Handlers about the instance: the index, health, server info, metrics, the OpenAPI document.
 
-use std::time::Duration;
-
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use http::{HeaderValue, StatusCode, header};
@@ -65,6 +63,17 @@ pub struct DatabaseHealth {
     pub pending_migrations: Vec<String>,
 }
 
+/// The instance's own disk in `/health`: the request-log spool's folder and, on SQLite, the
+/// database file's.
+#[derive(Serialize, ToSchema)]
+pub struct StorageHealth {
+    /// `writable`, or `unwritable` (full, read-only, failing) with `problems`.
+    pub status: &'static str,
+    /// One line per folder that cannot be written, naming it and the error.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub problems: Vec<String>,
+}
+
 /// `GET /health`.
 #[derive(Serialize, ToSchema)]
 pub struct HealthBody {
@@ -77,22 +86,41 @@ pub struct HealthBody {
     pub uptime_seconds: u64,
     pub timestamp: DateTime<Utc>,
     pub database: DatabaseHealth,
+    pub storage: StorageHealth,
 }
 
 /// A database that did not answer, and why.
-fn down(reason: String) -> (DatabaseHealth, Option<String>) {
-    let database = DatabaseHealth {
+fn down(reason: String) -> DatabaseHealth {
+    DatabaseHealth {
         status: "down",
         latency_ms: None,
-        error: Some(reason.clone()),
+        error: Some(reason),
         pending_migrations: Vec::new(),
-    };
-    (database, Some(reason))
+    }
 }
 
+/// What the load balancer reads, by what is wrong:
+///
+/// - draining, or migrations pending: 503. Both belong to this instance (it is stopping; its
+///   build expects a schema the database lacks), so its peers are the better choice.
+/// - the database away, or this instance's storage unwritable: 200 `degraded`, with the
+///   reason. The database is shared by every instance, and so is the disk under a SQLite
+///   file (the local stack's instances share one): failing every `/health` would take the
+///   whole service out of rotation, `/server-info` and the other routes that need no database
+///   included, and keep it out after the cause is gone until the healthy threshold passes.
+///   Writes that cannot be stored get 503 `database_unavailable` meanwhile, fast.
 pub async fn health(call: Call) -> HandlerResult {
     let state = &call.state;
     let availability = state.database();
+    let problems = state.storage().problems();
+    let storage = StorageHealth {
+        status: if problems.is_empty() {
+            "writable"
+        } else {
+            "unwritable"
+        },
+        problems,
+    };
     if state.is_draining() {
         // Answered at once, without asking the database: the point is to leave the load
         // balancer's rotation quickly, whatever the database does.
@@ -107,80 +135,81 @@ pub async fn health(call: Call) -> HandlerResult {
              accepting connections",
             state.drain().as_secs()
         );
-        return Ok(health_answer(state, "draining", Some(reason), database));
+        return Ok(health_answer(
+            state,
+            "draining",
+            Some(reason),
+            database,
+            storage,
+        ));
     }
-    if let Some(problem) = availability.problem() {
+    let database = match availability.problem() {
         // Known to be away: say so now rather than wait out the timeout, which a load
-        // balancer would count as a failed check of its own rather than a 503.
-        let (database, reason) = down(problem);
-        let verdict = outage_verdict(state, availability.down_for().unwrap_or_default());
-        return Ok(health_answer(state, verdict, reason, database));
+        // balancer would count as a failed check of its own rather than an answer.
+        Some(problem) => down(match availability.down_for() {
+            Some(down_for) => format!("{problem}, for {} s", down_for.as_secs()),
+            None => problem,
+        }),
+        None => check_database(state).await,
+    };
+    let schema_problem = (database.status == "up")
+        .then(|| state.schema().problem())
+        .flatten();
+    if let Some(problem) = schema_problem {
+        return Ok(health_answer(
+            state,
+            "unhealthy",
+            Some(problem),
+            database,
+            storage,
+        ));
     }
+    let reasons: Vec<&str> = database
+        .error
+        .iter()
+        .map(String::as_str)
+        .chain(storage.problems.iter().map(String::as_str))
+        .collect();
+    let (verdict, reason) = if reasons.is_empty() {
+        ("healthy", None)
+    } else {
+        ("degraded", Some(reasons.join("; ")))
+    };
+    Ok(health_answer(state, verdict, reason, database, storage))
+}
+
+/// Asks the database, for at most `database.health_timeout_ms`.
+async fn check_database(state: &AppState) -> DatabaseHealth {
     let timeout = state.health_timeout();
     let started = std::time::Instant::now();
-    let check = tokio::time::timeout(timeout, Query::ping(state.db())).await;
-    let (database, problem) = match check {
-        Ok(Ok(())) => {
-            let database = DatabaseHealth {
-                status: "up",
-                latency_ms: Some(started.elapsed().as_secs_f64() * 1000.0),
-                error: None,
-                pending_migrations: state.schema().pending(),
-            };
-            (database, state.schema().problem())
-        }
+    match tokio::time::timeout(timeout, Query::ping(state.db())).await {
+        Ok(Ok(())) => DatabaseHealth {
+            status: "up",
+            latency_ms: Some(started.elapsed().as_secs_f64() * 1000.0),
+            error: None,
+            pending_migrations: state.schema().pending(),
+        },
         Ok(Err(err)) => {
             tracing::warn!(error = %err, "health check: database error");
-            availability.suspect();
-            let (database, reason) = down("database error".to_owned());
-            // Just noticed: the outage is young.
-            return Ok(health_answer(
-                state,
-                outage_verdict(state, Duration::ZERO),
-                reason,
-                database,
-            ));
+            state.database().suspect();
+            down("database error".to_owned())
         }
         Err(_) => {
             let msg = format!("database did not answer within {} ms", timeout.as_millis());
             tracing::warn!("health check: {msg}");
-            availability.suspect();
-            let (database, reason) = down(msg);
-            return Ok(health_answer(
-                state,
-                outage_verdict(state, Duration::ZERO),
-                reason,
-                database,
-            ));
+            state.database().suspect();
+            down(msg)
         }
-    };
-    let verdict = if problem.is_none() {
-        "healthy"
-    } else {
-        "unhealthy"
-    };
-    Ok(health_answer(state, verdict, problem, database))
-}
-
-/// An unreachable database is shared by every instance: taking them all out of rotation would
-/// turn its outage into a total one (reads that need no database fail too) and hold service
-/// back after it returns until the load balancer's healthy threshold passes. So for
-/// `database.outage_grace_seconds` the instance stays in rotation, `degraded`; an instance
-/// that cannot reach the database for longer leaves it.
-fn outage_verdict(state: &AppState, down_for: Duration) -> &'static str {
-    if down_for < state.outage_grace() {
-        "degraded"
-    } else {
-        "unhealthy"
     }
 }
 
-/// The `/health` answer: 200 when `verdict` is `healthy`, else 503.
+/// The `/health` answer: 200 when `verdict` is `healthy` or `degraded`, else 503.
 fn health_answer(
     state: &AppState,
     verdict: &'static str,
     reason: Option<String>,
     database: DatabaseHealth,
+    storage: StorageHealth,
 ) -> Response {
     let status = if matches!(verdict, "healthy" | "degraded") {
         StatusCode::OK
@@ -195,6 +224,7 @@ fn health_answer(
         uptime_seconds: state.uptime_seconds(),
         timestamp: Utc::now(),
         database,
+        storage,
     };
     json(status, &body)
 }

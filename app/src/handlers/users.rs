@@ -12,6 +12,7 @@ use uuid::Uuid;
 use super::{Call, HandlerResult};
 use crate::apidoc::{Schemas, named, query_param};
 use crate::domain::{Email, Invalid, NewUser, UserName};
+use crate::echo::echo;
 use crate::error::ApiError;
 use crate::input::query;
 use crate::reply::{empty, json};
@@ -131,8 +132,13 @@ const OFFSET: query::Number = query::Number {
     description: "users to skip, newest first",
     default: 0,
     min: 0,
-    max: i64::MAX as u64,
+    max: MAX_OFFSET,
 };
+
+/// The deepest page: an offset costs the database a scan of the rows it skips (about 0.2 s
+/// per request at a million users for the largest), so it is bounded where pages stop being
+/// something anyone reads one by one.
+const MAX_OFFSET: u64 = 10_000;
 
 /// The documented query parameters of `GET /api/users`.
 pub fn list_query() -> Vec<Parameter> {
@@ -227,8 +233,9 @@ fn user_id(call: &Call) -> Result<Uuid, ApiError> {
         .ok_or_else(|| ApiError::BadRequest {
             code: "invalid_id",
             message: format!(
-                "{raw:?} is not a valid user id (a UUID such as \
-                 0190c3a4-0000-7000-8000-000000000000)"
+                "{} is not a valid user id (a UUID such as \
+                 0190c3a4-0000-7000-8000-000000000000)",
+                echo(raw)
             ),
         })
 }

@@ -10,6 +10,7 @@ use futures_util::{Stream, StreamExt, TryStreamExt};
 use http::{HeaderMap, header};
 use serde::de::DeserializeOwned;
 
+use crate::echo::capped;
 use crate::error::ApiError;
 
 type Chunks = Pin<Box<dyn Stream<Item = Result<Bytes, warp::Error>> + Send>>;
@@ -82,15 +83,17 @@ fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         let path = err.path().to_string();
         let inner = err.into_inner();
         if path == "." {
-            invalid(format!(
+            invalid(capped(&format!(
                 "request body is not valid JSON for this endpoint: {inner}"
-            ))
+            )))
         } else {
-            invalid(format!("request body field `{path}` is not valid: {inner}"))
+            invalid(capped(&format!(
+                "request body field `{path}` is not valid: {inner}"
+            )))
         }
     })?;
     de.end()
-        .map_err(|err| invalid(format!("request body has trailing data: {err}")))?;
+        .map_err(|err| invalid(capped(&format!("request body has trailing data: {err}"))))?;
     Ok(value)
 }
 

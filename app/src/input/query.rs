@@ -3,13 +3,14 @@
 use serde::de::DeserializeOwned;
 use utoipa::openapi::schema::{ObjectBuilder, Type};
 
+use crate::echo::{capped, echo};
 use crate::error::ApiError;
 
 /// Parses the raw query (`""` when absent) into `T`; unknown keys are errors when `T` denies
 /// them.
 pub fn parse<T: DeserializeOwned>(query: &str) -> Result<T, ApiError> {
     serde_urlencoded::from_str(query)
-        .map_err(|err| invalid(format!("query string is not valid: {err}")))
+        .map_err(|err| invalid(capped(&format!("query string is not valid: {err}"))))
 }
 
 /// A whole-number query parameter, its range and default: parsed and documented from here.
@@ -34,8 +35,11 @@ impl Number {
         match raw.parse::<u64>() {
             Ok(n) if plain && (self.min..=self.max).contains(&n) => Ok(n),
             _ => Err(invalid(format!(
-                "`{}` must be a whole number from {} to {}, got {raw:?}",
-                self.name, self.min, self.max
+                "`{}` must be a whole number from {} to {}, got {}",
+                self.name,
+                self.min,
+                self.max,
+                echo(raw)
             ))),
         }
     }

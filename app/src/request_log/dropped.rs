@@ -5,20 +5,32 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// Why rows were lost: the `reason` label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DropReason {
-    /// The queue was full (the database was away or slow for longer than the queue lasts).
-    QueueFull,
+    /// The spool held `request_log.spool_max_bytes` already (the database was away for long).
+    SpoolFull,
+    /// The spool's file system refused the row (full, read-only, failing).
+    SpoolError,
+    /// A spool line that is not a row (a damaged file).
+    Corrupt,
     /// The database refused the row itself; the other rows of its batch were written.
     Rejected,
-    /// Still queued when the process stopped and could not be written in time.
+    /// Answered after the final flush began: the spool was closed.
     Shutdown,
 }
 
 impl DropReason {
-    pub const ALL: [Self; 3] = [Self::QueueFull, Self::Rejected, Self::Shutdown];
+    pub const ALL: [Self; 5] = [
+        Self::SpoolFull,
+        Self::SpoolError,
+        Self::Corrupt,
+        Self::Rejected,
+        Self::Shutdown,
+    ];
 
     pub const fn label(self) -> &'static str {
         match self {
-            Self::QueueFull => "queue_full",
+            Self::SpoolFull => "spool_full",
+            Self::SpoolError => "spool_error",
+            Self::Corrupt => "corrupt",
             Self::Rejected => "rejected",
             Self::Shutdown => "shutdown",
         }

@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use sea_orm::sqlx::{Postgres, Transaction};
 use sea_orm::{DatabaseConnection, DbErr, RuntimeErr};
 
-use super::record::LogRecord;
+use super::record::{LogRecord, SpoolPosition};
 use super::rollup::Rollup;
 
 /// Three statements whatever the batch size: far cheaper than multi-row `VALUES` lists with
@@ -17,6 +17,7 @@ pub async fn write(
     server_id: &str,
     records: &[LogRecord],
     rollup: &Rollup,
+    position: Option<SpoolPosition<'_>>,
 ) -> Result<(), DbErr> {
     let pool = db.get_postgres_connection_pool();
     let mut txn = pool.begin().await.map_err(begin_err)?;
@@ -40,6 +41,19 @@ pub async fn write(
         .map_err(db_err)?;
     copy.finish().await.map_err(db_err)?;
     write_rollup(&mut txn, server_id, rollup).await?;
+    if let Some(position) = position {
+        sea_orm::sqlx::query(
+            "INSERT INTO request_log_spools (spool_id, segment, offset_bytes) \
+             VALUES ($1, $2, $3) ON CONFLICT (spool_id) DO UPDATE \
+             SET segment = excluded.segment, offset_bytes = excluded.offset_bytes",
+        )
+        .bind(position.spool_id)
+        .bind(position.segment as i64)
+        .bind(position.offset as i64)
+        .execute(&mut *txn)
+        .await
+        .map_err(db_err)?;
+    }
     txn.commit().await.map_err(db_err)
 }
 

@@ -1,4 +1,4 @@
-//! `LogRecord`: one answered request, as it waits in the queue.
+//! `LogRecord`: one answered request, as it waits for the database; where a spooled one ends.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -16,4 +16,13 @@ pub struct LogRecord {
     pub client_ip: Option<IpAddr>,
     pub request_id: Arc<str>,
     pub at: DateTime<Utc>,
+}
+
+/// Where a batch read from a spool ends: stored in the batch's own transaction, so the
+/// database has exactly the rows before it, whatever happens after the commit.
+#[derive(Debug, Clone, Copy)]
+pub struct SpoolPosition<'a> {
+    pub spool_id: &'a str,
+    pub segment: u64,
+    pub offset: u64,
 }

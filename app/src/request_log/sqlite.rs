@@ -1,14 +1,14 @@
 //! SQLite (and any other backend): one batch as sea-orm multi-row inserts, one transaction.
 
 use entity::prelude::*;
-use entity::{request_stats, requests_log};
+use entity::{request_log_spools, request_stats, requests_log};
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, DatabaseConnection, DatabaseTransaction, DbErr, EntityTrait,
-    QueryFilter, TransactionTrait,
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr,
+    EntityTrait, QueryFilter, TransactionTrait,
 };
 
-use super::record::LogRecord;
+use super::record::{LogRecord, SpoolPosition};
 use super::rollup::Rollup;
 
 /// SQLite allows 32,766 bound values per statement: 8 per log row.
@@ -19,6 +19,7 @@ pub async fn write(
     server_id: &str,
     records: &[LogRecord],
     rollup: &Rollup,
+    position: Option<SpoolPosition<'_>>,
 ) -> Result<(), DbErr> {
     let rows: Vec<_> = records
         .iter()
@@ -39,6 +40,9 @@ pub async fn write(
         RequestsLog::insert_many(chunk.to_vec()).exec(&txn).await?;
     }
     write_rollup(&txn, server_id, rollup).await?;
+    if let Some(position) = position {
+        save_position(&txn, position).await?;
+    }
     txn.commit().await
 }
 
@@ -104,4 +108,27 @@ fn accumulate() -> OnConflict {
         Expr::cust(r#""request_stats"."duration_sum_us" + "excluded"."duration_sum_us""#),
     )
     .to_owned()
+}
+
+/// The upsert of a spool's position, for backends written through sea-orm.
+async fn save_position(
+    conn: &impl ConnectionTrait,
+    position: SpoolPosition<'_>,
+) -> Result<(), DbErr> {
+    RequestLogSpools::insert(request_log_spools::ActiveModel {
+        spool_id: Set(position.spool_id.to_owned()),
+        segment: Set(position.segment as i64),
+        offset_bytes: Set(position.offset as i64),
+    })
+    .on_conflict(
+        OnConflict::column(request_log_spools::Column::SpoolId)
+            .update_columns([
+                request_log_spools::Column::Segment,
+                request_log_spools::Column::OffsetBytes,
+            ])
+            .to_owned(),
+    )
+    .exec_without_returning(conn)
+    .await
+    .map(|_| ())
 }

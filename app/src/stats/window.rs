@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use crate::echo::echo;
+
 /// Units a window's length may be given in, with their length in seconds.
 const UNITS: [(char, u64); 4] = [('s', 1), ('m', 60), ('h', 3600), ('d', 86_400)];
 /// At most this many digits: 99999d (about 270 years) is long enough for any log.
@@ -33,8 +35,9 @@ impl Window {
         }
         let problem = || {
             format!(
-                "window {raw:?} is not `all` or a number of 1-{MAX_DIGITS} digits followed by s, \
-                 m, h or d (e.g. 90s, 15m, 1h, 24h, 7d)"
+                "window {} is not `all` or a number of 1-{MAX_DIGITS} digits followed by s, \
+                 m, h or d (e.g. 90s, 15m, 1h, 24h, 7d)",
+                echo(raw)
             )
         };
         let Some(unit) = raw.chars().last() else {

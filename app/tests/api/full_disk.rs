@@ -1,4 +1,4 @@
-//! SQLite on a full disk, through the real binary: no write is acknowledged that was not stored, and writes come back by themselves.
+//! SQLite on a full disk, through the real binary: no write is acknowledged that was not stored, `/health` says so, and writes come back by themselves.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -105,6 +105,19 @@ fn a_full_disk_never_acknowledges_a_write_it_did_not_store_and_writes_resume_by_
 
     assert!(refused >= 40, "the disk never filled up");
 
+    // The instance says so, and stays in rotation: reads still work, and the disk is shared
+    // by every instance on it (README, "Health and the load balancer").
+    let health = client.get(format!("{url}/health")).send().unwrap();
+    assert_eq!(health.status(), 200);
+    let health: serde_json::Value = health.json().unwrap();
+    assert_eq!(health["status"], "degraded", "{health}");
+    assert_eq!(health["storage"]["status"], "unwritable", "{health}");
+    let problems = health["storage"]["problems"].to_string();
+    assert!(
+        problems.contains("SQLite database") && problems.contains("request log spool"),
+        "{health}"
+    );
+
     // Space back: writes resume by themselves, without a restart.
     std::fs::remove_file(&filler).unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -121,6 +134,13 @@ fn a_full_disk_never_acknowledges_a_write_it_did_not_store_and_writes_resume_by_
         std::thread::sleep(Duration::from_millis(200));
     };
     let id = recovered["user"]["id"].as_str().unwrap();
+    let health: serde_json::Value = client
+        .get(format!("{url}/health"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(health["status"], "healthy", "{health}");
     assert_eq!(
         client
             .get(format!("{url}/api/users/{id}"))

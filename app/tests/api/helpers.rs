@@ -47,13 +47,14 @@ pub struct Options {
     pub request_log: bool,
     pub log_health_checks: bool,
     pub flush_interval_ms: u64,
-    pub queue_capacity: usize,
+    /// `request_log.spool_max_bytes`.
+    pub spool_max_bytes: u64,
+    /// `request_log.spool_dir`; `None`: a folder of the test's own.
+    pub spool_dir: Option<std::path::PathBuf>,
     /// 0 in tests unless a test is about the cache: most assert on fresh numbers.
     pub stats_cache_ms: u64,
     pub max_connections: u32,
     pub health_timeout_ms: u64,
-    /// How long `/health` calls an unreachable database `degraded` before `unhealthy`.
-    pub outage_grace_seconds: u64,
     pub server_id: String,
     /// Off: the app starts on an empty database, as PostgreSQL instances do by default.
     pub run_migrations: bool,
@@ -76,11 +77,11 @@ impl Default for Options {
             request_log: true,
             log_health_checks: false,
             flush_interval_ms: 50,
-            queue_capacity: 50_000,
+            spool_max_bytes: 64 * 1024 * 1024,
+            spool_dir: None,
             stats_cache_ms: 0,
             max_connections: 10,
             health_timeout_ms: 1000,
-            outage_grace_seconds: 30,
             server_id: format!("test-{}", &uuid::Uuid::now_v7().simple().to_string()[24..]),
             run_migrations: true,
             schema_check_interval_ms: 100,
@@ -159,11 +160,14 @@ pub async fn try_spawn_app_with(backend: Backend, options: Options) -> anyhow::R
     settings.database.min_connections = 1;
     settings.database.acquire_timeout_seconds = 30;
     settings.database.health_timeout_ms = options.health_timeout_ms;
-    settings.database.outage_grace_seconds = options.outage_grace_seconds;
     settings.request_log.enabled = options.request_log;
     settings.request_log.log_health_checks = options.log_health_checks;
     settings.request_log.flush_interval_ms = options.flush_interval_ms;
-    settings.request_log.queue_capacity = options.queue_capacity;
+    settings.request_log.spool_max_bytes = options.spool_max_bytes;
+    settings.request_log.spool_dir = options
+        .spool_dir
+        .clone()
+        .unwrap_or_else(|| dir.path().join("spool"));
     settings.stats.cache_ms = options.stats_cache_ms;
     settings.request_log.maintenance_interval_seconds = options.maintenance_interval_seconds;
     settings.database.owner_url = options.owner_url.clone().map(SecretString::from);

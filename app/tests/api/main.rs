@@ -38,5 +38,6 @@ mod retention;
 mod routing;
 mod schema;
 mod secrets;
+mod spool;
 mod stats;
 mod users;

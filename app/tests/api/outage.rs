@@ -153,7 +153,7 @@ async fn while_the_database_refuses_sessions_writes_get_fast_503s_and_recover_wi
     let recovered = time_to_recover(&app).await;
 
     outage.expect("the outage checks finished in time");
-    // Within database.outage_grace_seconds the instance stays in rotation, degraded.
+    // The database is shared: the instance stays in rotation, degraded.
     assert_eq!(health.status(), 200);
     assert!(
         health_took < Duration::from_millis(1000),
@@ -301,6 +301,69 @@ async fn request_log_rows_of_a_refusal_window_all_arrive_afterwards() {
             .await,
         30,
         "every row logged during the refusal arrives"
+    );
+    assert_eq!(app.probe.request_log_dropped(), 0);
+}
+
+/// More rows than a batch, or the in-memory queue the spool replaced, would hold in the
+/// same memory: during the outage they wait on disk, and after it each arrives once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rows_of_an_outage_wait_on_disk_and_each_arrives_once_after_it() {
+    let Some(server) = postgres_server() else {
+        return;
+    };
+    let app = spawn_app_with(
+        Backend::Postgres(server.clone()),
+        Options {
+            // A small spool still holds them all: about 60 bytes a row.
+            spool_max_bytes: 4 * 1024 * 1024,
+            ..Options::default()
+        },
+    )
+    .await;
+    refuse_sessions(&server, &app, true).await;
+    let sent = 4000;
+    let mut answered = 0;
+    for wave in 0..sent / 50 {
+        let requests = (0..50).map(|i| {
+            app.client
+                .get(app.url("/server-info"))
+                .header("x-request-id", format!("long-{}", wave * 50 + i))
+                .send()
+        });
+        for response in futures_util::future::join_all(requests).await {
+            answered += u32::from(response.unwrap().status() == 200);
+        }
+    }
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    refuse_sessions(&server, &app, false).await;
+
+    assert_eq!(answered, sent, "/server-info needs no database");
+    let spooled: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("request_log_spool_bytes "))
+        .expect("the spool's size is a metric")
+        .parse()
+        .unwrap();
+    assert!(spooled > 100_000.0, "{spooled} bytes spooled");
+    let db = app.connect_db().await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while app
+        .count(&db, "requests_log WHERE request_id LIKE 'long-%'")
+        .await
+        < i64::from(sent)
+    {
+        assert!(Instant::now() < deadline, "rows still missing after 20 s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        app.count(
+            &db,
+            "(SELECT DISTINCT request_id FROM requests_log WHERE request_id LIKE 'long-%') AS d"
+        )
+        .await,
+        i64::from(sent),
+        "no row twice"
     );
     assert_eq!(app.probe.request_log_dropped(), 0);
 }

@@ -196,15 +196,15 @@ async fn shutdown_flushes_queued_log_rows(backend: Backend) {
     );
 }
 
-async fn a_full_queue_drops_and_counts_rows_instead_of_blocking_requests(backend: Backend) {
+async fn a_full_spool_drops_and_counts_rows_instead_of_blocking_requests(backend: Backend) {
     let options = Options {
-        queue_capacity: 5,
+        spool_max_bytes: 64 * 1024,
         flush_interval_ms: 1,
         ..Options::default()
     };
     let app = spawn_app_with(backend, options).await;
     // The database stops taking log rows (the test holds a lock on them): the writer waits
-    // on its batch and the queue fills up.
+    // on its batch and the spool fills up.
     let blocker = app.connect_db().await;
     let lock = blocker.begin().await.unwrap();
     let statement = match blocker.get_database_backend() {
@@ -213,19 +213,91 @@ async fn a_full_queue_drops_and_counts_rows_instead_of_blocking_requests(backend
         _ => "DELETE FROM requests_log",
     };
     lock.execute_unprepared(statement).await.unwrap();
-    for _ in 0..40 {
-        assert_eq!(app.get("/server-info").await.status(), 200);
+    // About 60 bytes a row: 64 KiB holds about 1,100.
+    let sent = 1500;
+    for i in 0..sent {
+        let response = app
+            .client
+            .get(app.url("/server-info"))
+            .header("x-request-id", format!("full-{i}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
     }
     let dropped = app.probe.request_log_dropped();
-    assert!(dropped > 0 && dropped <= 40, "dropped {dropped}");
+    assert!(dropped > 0 && dropped < sent, "dropped {dropped}");
     let metrics = app.get("/metrics").await.text().await.unwrap();
     let line = metrics
         .lines()
-        .find(|l| l.starts_with("request_log_dropped_total{reason=\"queue_full\"}"))
-        .expect("rows dropped from a full queue are a metric");
+        .find(|l| l.starts_with("request_log_dropped_total{reason=\"spool_full\"}"))
+        .expect("rows dropped from a full spool are a metric");
     let value: f64 = line.rsplit(' ').next().unwrap().parse().unwrap();
     assert!(value >= dropped as f64, "{line}");
     lock.rollback().await.unwrap();
+    // What the spool took is written, once each.
+    let kept = (sent - dropped) as i64;
+    assert_eq!(
+        app.wait_for_rows("requests_log WHERE request_id LIKE 'full-%'", kept)
+            .await,
+        kept
+    );
+    let db = app.connect_db().await;
+    assert_eq!(
+        app.count(
+            &db,
+            "(SELECT DISTINCT request_id FROM requests_log WHERE request_id LIKE 'full-%') AS d"
+        )
+        .await,
+        kept
+    );
+}
+
+/// A client that hangs up while its request runs does not take the request's log row (or
+/// the request) with it: the handler finishes in a task of its own.
+async fn a_request_whose_client_hung_up_is_still_finished_and_logged(backend: Backend) {
+    let app = spawn_app_with(backend, Options::default()).await;
+    // Writes to `users` wait behind the test's lock, so the POST is still running when its
+    // client gives up.
+    let blocker = app.connect_db().await;
+    let lock = blocker.begin().await.unwrap();
+    let statement = match blocker.get_database_backend() {
+        DatabaseBackend::Postgres => "LOCK TABLE users IN EXCLUSIVE MODE",
+        _ => "DELETE FROM users",
+    };
+    lock.execute_unprepared(statement).await.unwrap();
+    let impatient = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_millis(300))
+        .build()
+        .unwrap();
+    let gave_up = impatient
+        .post(app.url("/api/users"))
+        .header("x-request-id", "hung-up")
+        .json(&serde_json::json!({"name": "Gone", "email": "gone@example.com"}))
+        .send()
+        .await;
+    assert!(gave_up.is_err(), "the client was to give up first");
+    lock.rollback().await.unwrap();
+    assert_eq!(
+        app.wait_for_rows("requests_log WHERE request_id = 'hung-up'", 1)
+            .await,
+        1,
+        "the abandoned request was logged"
+    );
+    let db = app.connect_db().await;
+    let status = app
+        .count(
+            &db,
+            "requests_log WHERE request_id = 'hung-up' AND status = 201",
+        )
+        .await;
+    let users = app
+        .count(&db, "users WHERE email = 'gone@example.com'")
+        .await;
+    assert_eq!(
+        status, users,
+        "logged as created exactly when the user was created"
+    );
 }
 
 async fn a_row_the_database_refuses_is_dropped_alone_and_counted(backend: Backend) {
@@ -293,7 +365,8 @@ async fn a_row_the_database_refuses_is_dropped_alone_and_counted(backend: Backen
 on_both_databases!(
     a_row_the_database_refuses_is_dropped_alone_and_counted,
     the_client_ip_is_what_the_load_balancer_saw_not_what_the_client_claims,
-    a_full_queue_drops_and_counts_rows_instead_of_blocking_requests,
+    a_full_spool_drops_and_counts_rows_instead_of_blocking_requests,
+    a_request_whose_client_hung_up_is_still_finished_and_logged,
     each_request_is_logged_with_server_route_status_and_duration,
     health_checks_are_logged_only_when_configured,
     shutdown_flushes_queued_log_rows,

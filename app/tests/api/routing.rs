@@ -155,7 +155,7 @@ async fn openapi_gives_queries_as_queries_and_bodies_with_their_real_limits(back
     let doc: Value = app.get("/openapi.json").await.json().await.unwrap();
     let params = |path: &str| doc["paths"][path]["get"]["parameters"].clone();
     let users = params("/api/users");
-    for (i, name, min, max) in [(0, "limit", 1, 500), (1, "offset", 0, i64::MAX)] {
+    for (i, name, min, max) in [(0, "limit", 1, 500), (1, "offset", 0, 10_000)] {
         let param = &users[i];
         assert_eq!(param["name"], name);
         assert_eq!(param["in"], "query", "{param}");

@@ -80,6 +80,48 @@ async fn bad_paging_parameters_are_rejected(backend: Backend) {
     assert_eq!(app.get("/api/users?limit=500").await.status(), 200);
 }
 
+async fn the_offset_is_bounded_with_an_error_naming_it(backend: Backend) {
+    let app = spawn_app(backend).await;
+    assert_eq!(app.get("/api/users?offset=10000").await.status(), 200);
+    for offset in ["10001", "9223372036854775807"] {
+        let response = app.get(&format!("/api/users?offset={offset}")).await;
+        assert_eq!(response.status(), 400, "{offset}");
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "invalid_query", "{body}");
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(
+            message.contains("`offset`") && message.contains("0 to 10000"),
+            "{message}"
+        );
+    }
+    let documented: Value = app.get("/openapi.json").await.json().await.unwrap();
+    let parameters = documented["paths"]["/api/users"]["get"]["parameters"]
+        .as_array()
+        .unwrap();
+    let offset = parameters.iter().find(|p| p["name"] == "offset").unwrap();
+    assert_eq!(offset["schema"]["maximum"], 10000, "{offset}");
+}
+
+async fn error_bodies_show_at_most_100_characters_of_the_input(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let long = "9".repeat(60_000);
+    let id = "x".repeat(5_000);
+    for path in [
+        format!("/api/users?limit={long}"),
+        format!("/api/users?{long}=1"),
+        format!("/api/stats?window={long}"),
+        format!("/api/users/{id}"),
+    ] {
+        let response = app.get(&path).await;
+        assert_eq!(response.status(), 400, "{}", &path[..40]);
+        let body = response.text().await.unwrap();
+        assert!(body.len() < 600, "{} bytes: {}", body.len(), &body[..200]);
+        let body: Value = serde_json::from_str(&body).unwrap();
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(message.contains('…'), "{message}");
+    }
+}
+
 async fn a_user_can_be_replaced_and_deleted(backend: Backend) {
     let app = spawn_app(backend).await;
     let user = app.create_user("Bob", "bob@example.com").await;
@@ -385,6 +427,8 @@ on_both_databases!(
     creating_a_user_returns_201_with_location_and_creator,
     users_are_listed_newest_first_in_pages_with_a_total,
     bad_paging_parameters_are_rejected,
+    the_offset_is_bounded_with_an_error_naming_it,
+    error_bodies_show_at_most_100_characters_of_the_input,
     a_user_can_be_replaced_and_deleted,
     unknown_and_malformed_ids_are_404_and_400,
     invalid_user_input_is_a_400_naming_the_problem,
