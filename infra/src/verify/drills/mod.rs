@@ -1,10 +1,11 @@
-//! Failure drills on the local stack, each under bounded load: kill -9, rolling restarts, SIGTERM from outside the supervisor, a frozen instance, a database outage, and rollouts of a good and two bad builds.
+//! Failure drills on the local stack, each under bounded load: kill -9, rolling restarts, SIGTERM from outside the supervisor, a frozen instance, a database outage, a full disk, and rollouts of a good and two bad builds.
 //!
 //! Every drill counts the requests that failed and the `requests_log` rows that never
 //! arrived: each answer from an instance carries its `X-Request-Id`, which is the key of the
 //! row that instance must write.
 
 mod frozen;
+mod full_disk;
 mod harness;
 mod outage;
 mod restarts;
@@ -38,6 +39,10 @@ pub async fn run_all(
     ];
     if cfg.database_url().starts_with("postgres") {
         results.push(outage::database_outage(root, cfg, opts, &log).await?);
+    }
+    // Needs root to mount a small file system; left out otherwise.
+    if full_disk::possible() {
+        results.push(full_disk::full_disk(root, &cfg.stack).await?);
     }
     // Last: the good rollout leaves the stack on a new generation of instances.
     results.extend(rollout::run(root, cfg, opts, &log).await?);
