@@ -44,8 +44,10 @@ text = f"""# Reliability drills
 
 What happens to clients, and to the request log, when instances die, restart or lose their
 database. Produced by `bash bench/reliability/run.sh` on {day} ({cores} cores, shared machine):
-a local stack of 3 instances over PostgreSQL behind the embedded load balancer (health check
-every 2 s, timeout 1 s, out after 3 failures, back after 2 passes), then
+a local stack of 3 instances over PostgreSQL behind the embedded load balancer as the shipped
+local stack runs it (health check every 2 s, timeout 1 s, out after 3 failures or at once on a
+503 `draining`, back after 2 passes; least outstanding requests; 504 after 10 s without an
+answer, out after 2 of those in a row), so each instance drains 3 s after SIGTERM, then
 
 ```sh
 infra verify --stack local --drills
@@ -60,6 +62,8 @@ answered (every answer's `X-Request-Id` is the key of the row its instance must 
 | kill -9 one instance | SIGKILL to `local-2` 1.5 s into 6 s of reads; the supervisor takes it out of rotation and restarts it | 0 failed requests |
 | rolling restart, reads | `infra restart --stack local`: each instance leaves rotation, gets SIGTERM, drains, starts again and passes its checks before the next one goes | 0 failed requests, 0 lost rows |
 | rolling restart, writes | the same under alternating GET /server-info and POST /api/users | 0 failed requests, 0 lost rows |
+| outside SIGTERM roll | SIGTERM by pid to each instance in turn (as `systemctl stop`, an operator's `kill` or the OOM killer's polite stage would send it, never through the supervisor) under reads and writes; the next once the last is back in rotation | 0 failed requests, 0 lost rows |
+| frozen backend | SIGSTOP to `local-2` for 8 s under reads and writes (it accepts connections and answers nothing), then SIGCONT | the others answer in every second of the freeze, only 504s, 0 lost rows |
 | database outage | the database refuses every connection for 5 s (`ALTER DATABASE ... ALLOW_CONNECTIONS false` and its sessions terminated) under reads and writes | only fast (< 100 ms) 503 `database_unavailable`, 0 lost rows, writes back within 3 s |
 | rollout, build fails its health check | `infra rollout` of a build on an empty database it may not migrate (its `/health` answers 503), under reads and writes | refused by the health gate before any traffic; 0 failed requests, 0 lost rows |
 | rollout, build answers 5xx on POST /api/users | `infra rollout` of a build whose database is read-only (reads answer, writes fail) | refused by verify's checks before any traffic; 0 failed requests, 0 lost rows |
@@ -92,12 +96,14 @@ graceful stop (SIGTERM, a rolling restart) writes the spool before exit.
 {open(verify_path).read().rstrip()}
 ```
 """
-# backup_drill.sh writes its own section; keep it.
+# backup_drill.sh writes its own section, and the comparison with DigitalOcean's load balancer
+# is written by hand from a DIGITALOCEAN_LB=1 run; keep them.
 import os, re
 if os.path.exists(out):
-    kept = re.search(r"<!-- backup-drill -->.*?<!-- /backup-drill -->\n", open(out).read(), re.S)
-    if kept:
-        text = text.rstrip() + "\n\n" + kept.group(0)
+    for name in ("digitalocean-lb", "backup-drill"):
+        kept = re.search(rf"<!-- {name} -->.*?<!-- /{name} -->\n", open(out).read(), re.S)
+        if kept:
+            text = text.rstrip() + "\n\n" + kept.group(0)
 open(out, "w").write(text)
 print(f"wrote {out}")
 PY
