@@ -72,10 +72,11 @@ where
         // not copied again into this wrapper's state.
         let routed = Box::pin(self.inner.clone().call(req));
         let state = self.state.clone();
-        // The handler and the row run in a task of their own: a client (or the load balancer)
-        // that hangs up drops the connection's future, not this task, so a request that was
-        // started is finished and logged, a write committed included.
-        let task = tokio::spawn(
+        // A client (or the load balancer) that hangs up drops this future; `Detached` then
+        // hands what is left of it to a task of its own, so a request that was started is
+        // finished and logged, a write committed included. Only abandoned requests pay for
+        // the task.
+        Box::pin(Detached::new(
             async move {
                 let Ok(mut response) = routed.await;
                 let elapsed = started.elapsed();
@@ -116,18 +117,47 @@ where
                     request_id,
                     at: chrono::Utc::now(),
                 }, route == HEALTH);
-                response
+                Ok(response)
             }
             .instrument(span),
-        );
-        Box::pin(async move {
-            Ok(task.await.unwrap_or_else(|err| {
-                tracing::error!(error = %err, "a request handler panicked");
-                let mut response = Response::new(bytes::Bytes::new().into());
-                *response.status_mut() = http::StatusCode::INTERNAL_SERVER_ERROR;
-                response
-            }))
-        })
+        ))
+    }
+}
+
+/// A future that, dropped before it is done, finishes in a task of its own instead of being
+/// cancelled.
+struct Detached<F: Future<Output = T> + Send + 'static, T: Send + 'static> {
+    inner: Option<Pin<Box<F>>>,
+}
+
+impl<F: Future<Output = T> + Send + 'static, T: Send + 'static> Detached<F, T> {
+    fn new(future: F) -> Self {
+        Self {
+            inner: Some(Box::pin(future)),
+        }
+    }
+}
+
+impl<F: Future<Output = T> + Send + 'static, T: Send + 'static> Future for Detached<F, T> {
+    type Output = T;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<T> {
+        let Some(inner) = self.inner.as_mut() else {
+            return std::task::Poll::Pending;
+        };
+        let output = std::task::ready!(inner.as_mut().poll(cx));
+        self.inner = None;
+        std::task::Poll::Ready(output)
+    }
+}
+
+impl<F: Future<Output = T> + Send + 'static, T: Send + 'static> Drop for Detached<F, T> {
+    fn drop(&mut self) {
+        if let Some(rest) = self.inner.take()
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            runtime.spawn(rest);
+        }
     }
 }
 

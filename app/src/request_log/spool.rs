@@ -55,7 +55,8 @@ pub struct Spool {
     bytes: AtomicU64,
     /// Rows appended and not yet written to the database.
     pending: AtomicI64,
-    batch_size: i64,
+    /// Rows pending that wake the writer before its interval is up.
+    wake_at: i64,
     /// Wakes the writer when a batch is waiting.
     pub(super) ready: Notify,
     /// Held for the process's lifetime: the lock that tells other processes this spool is live.
@@ -75,7 +76,7 @@ impl Spool {
         root: &Path,
         server_id: &str,
         max_bytes: u64,
-        batch_size: usize,
+        wake_at: usize,
     ) -> io::Result<Self> {
         let id = uuid::Uuid::now_v7().simple().to_string();
         let parent = root.join(server_id);
@@ -101,7 +102,7 @@ impl Spool {
             closed: AtomicBool::new(false),
             bytes: AtomicU64::new(0),
             pending: AtomicI64::new(0),
-            batch_size: batch_size as i64,
+            wake_at: wake_at as i64,
             ready: Notify::new(),
             _lock: lock,
         })
@@ -138,7 +139,7 @@ impl Spool {
         writing.len += len;
         drop(writing);
         self.bytes.fetch_add(len, Ordering::Relaxed);
-        if self.pending.fetch_add(1, Ordering::Relaxed) + 1 == self.batch_size {
+        if self.pending.fetch_add(1, Ordering::Relaxed) + 1 == self.wake_at {
             self.ready.notify_one();
         }
         Ok(())

@@ -367,3 +367,49 @@ async fn rows_of_an_outage_wait_on_disk_and_each_arrives_once_after_it() {
     );
     assert_eq!(app.probe.request_log_dropped(), 0);
 }
+
+/// Not just once the app knows: the slowest 503 of an outage that starts under load, the
+/// first ones included (those are how the app finds out), comes within [`FAST`].
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_503_of_an_outage_that_starts_under_load_is_fast() {
+    let Some((app, server)) = app_with_a_user().await else {
+        return;
+    };
+    let app = Arc::new(app);
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writers: Vec<JoinHandle<Vec<Duration>>> = (0..4)
+        .map(|w| {
+            let (app, stop) = (app.clone(), stop.clone());
+            tokio::spawn(async move {
+                let mut slow_503s = Vec::new();
+                let mut i = w * 100_000;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    i += 1;
+                    let (status, _, _, took) = timed_post(&app, i).await;
+                    if status == 503 {
+                        slow_503s.push(took);
+                    }
+                }
+                slow_503s
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    refuse_sessions(&server, &app, true).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    refuse_sessions(&server, &app, false).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut took: Vec<Duration> = Vec::new();
+    for writer in writers {
+        took.extend(writer.await.unwrap());
+    }
+    took.sort();
+    assert!(took.len() > 20, "only {} 503s", took.len());
+    let slowest = *took.last().unwrap();
+    assert!(
+        slowest < FAST,
+        "the slowest of {} 503s took {slowest:?} (median {:?})",
+        took.len(),
+        took[took.len() / 2]
+    );
+}
