@@ -471,8 +471,20 @@ fn drills_under_load_lose_no_request_and_no_log_row() {
     assert_eq!(names, expected, "SQLite: no database outage drill");
     for d in drills {
         assert!(d["requests"].as_u64().unwrap() > 100, "{d}");
-        assert_eq!(d["failed"], 0, "{d}");
         assert_eq!(d["passed"], true, "{d}");
+        if d["name"] == "full disk (SQLite)" {
+            // Its refusals while full are the point; none of them may be a lost write.
+            assert!(d["failures"].get("201 but not stored").is_none(), "{d}");
+        } else if d["name"] == "frozen backend" {
+            // SQLite: the frozen instance may hold the one write lock (frozen.rs).
+            let failures = d["failures"].as_object().unwrap();
+            assert!(
+                failures.keys().all(|k| k == "503 database_unavailable"),
+                "{d}"
+            );
+        } else {
+            assert_eq!(d["failed"], 0, "{d}");
+        }
     }
     for d in &drills[2..] {
         assert_eq!(d["lost_log_rows"], 0, "{d}");

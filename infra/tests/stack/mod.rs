@@ -8,27 +8,38 @@ use std::path::Path;
 /// The local stack's default database.
 pub const SQLITE: &str = "sqlite://data/local.sqlite?mode=rwc";
 
-fn any_free() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// Ports the kernel never hands out as the local end of an outgoing connection (Linux's
+/// ephemeral range starts at 32768): a stack's ports picked from that range could be taken by
+/// one of the drills' own client connections before a rollout binds them.
+const PORTS: std::ops::Range<u32> = 10_000..32_000;
+
+/// A port from [`PORTS`], different on every call.
+fn candidate() -> u16 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static STATE: AtomicU64 = AtomicU64::new(0);
+    let seed = u64::from(std::process::id())
+        ^ std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+    let x = STATE.fetch_add(0x9e37_79b9_7f4a_7c15, Ordering::Relaxed) ^ seed;
+    let x = (x ^ (x >> 31)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    (PORTS.start + (x >> 33) as u32 % (PORTS.end - PORTS.start)) as u16
+}
+
+fn free(ports: std::ops::Range<u16>) -> bool {
+    ports
+        .into_iter()
+        .all(|p| TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], p))).is_ok())
 }
 
 /// A load balancer port and `n` consecutive backend ports after another base, all free now.
 pub fn free_ports(n: u16) -> (u16, u16) {
-    let lb = any_free();
-    for _ in 0..200 {
-        let base = any_free();
-        if base > 65000 || (base..base + n).contains(&lb) {
+    for _ in 0..1000 {
+        let (lb, base) = (candidate(), candidate());
+        if (base..base + n + 1).contains(&lb) || !free(lb..lb + 1) || !free(base..base + n) {
             continue;
         }
-        if (base..base + n)
-            .all(|p| TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], p))).is_ok())
-        {
-            return (lb, base);
-        }
+        return (lb, base);
     }
     panic!("no {n} consecutive free ports");
 }
