@@ -97,6 +97,10 @@ fn load_balancer_forwards_80_to_3000_with_every_health_check_field_set() {
     assert_eq!(input(lb, "stickySessions")["type"], "none");
     assert_eq!(input(lb, "enableBackendKeepalive"), true);
     assert_eq!(input(lb, "redirectHttpToHttps"), false);
+    // DigitalOcean's only timeout for a droplet that does not answer, which the local load
+    // balancer copies; `algorithm` is deprecated (always round robin) and left unset.
+    assert_eq!(input(lb, "httpIdleTimeoutSeconds"), 60);
+    assert_eq!(input(lb, "algorithm"), &Value::Null);
 }
 
 #[test]
