@@ -94,24 +94,7 @@ pub(super) async fn full_disk(root: &Path, stack: &str) -> anyhow::Result<DrillR
     let filler = disk.0.join("filler");
     fill(&filler)?;
 
-    let mut failures = BTreeMap::new();
-    let (mut acknowledged, mut refused, mut sent) = (Vec::new(), 0, 0);
-    for n in 1..=MAX_WRITES {
-        sent += 1;
-        let (status, body) = post(&client, &instance.url, n).await?;
-        match status {
-            201 => acknowledged.push(body["user"]["id"].as_str().unwrap_or("").to_owned()),
-            503 | 507 if body["error"]["code"].is_string() => {
-                let code = body["error"]["code"].as_str().unwrap_or_default();
-                *failures.entry(format!("{status} {code}")).or_insert(0) += 1;
-                refused += 1;
-                if refused >= REFUSALS {
-                    break;
-                }
-            }
-            other => *failures.entry(other.to_string()).or_insert(0) += 1,
-        }
-    }
+    let mut w = write_until_full(&client, &instance.url).await?;
     let health: Value = client
         .get(format!("{}/health", instance.url))
         .send()
@@ -121,26 +104,10 @@ pub(super) async fn full_disk(root: &Path, stack: &str) -> anyhow::Result<DrillR
     let storage_reported = health["storage"]["status"] == "unwritable";
 
     std::fs::remove_file(&filler)?;
-    let freed = Instant::now();
-    let mut recovered = None;
-    while freed.elapsed() < RECOVERY_GOAL * 4 {
-        sent += 1;
-        if post(&client, &instance.url, MAX_WRITES + sent).await?.0 == 201 {
-            recovered = Some(freed.elapsed());
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let mut missing = 0;
-    for id in &acknowledged {
-        let got = client
-            .get(format!("{}/api/users/{id}", instance.url))
-            .send()
-            .await?;
-        if got.status() != reqwest::StatusCode::OK {
-            missing += 1;
-        }
-    }
+    let recovered = wait_recovered(&client, &instance.url, &mut w.sent).await?;
+    let missing = count_missing(&client, &instance.url, &w.acknowledged).await?;
+    let (mut failures, acknowledged, refused, sent) =
+        (w.failures, w.acknowledged, w.refused, w.sent);
     if missing > 0 {
         failures.insert("201 but not stored".to_owned(), missing);
     }
@@ -174,6 +141,76 @@ pub(super) async fn full_disk(root: &Path, stack: &str) -> anyhow::Result<DrillR
             health["storage"]["status"]
         ),
     })
+}
+
+/// What the writes to a filling disk got.
+struct Writes {
+    acknowledged: Vec<String>,
+    refused: usize,
+    sent: usize,
+    failures: BTreeMap<String, usize>,
+}
+
+/// Creates users until [`REFUSALS`] were refused (or [`MAX_WRITES`] were sent).
+async fn write_until_full(client: &reqwest::Client, url: &str) -> anyhow::Result<Writes> {
+    let mut w = Writes {
+        acknowledged: Vec::new(),
+        refused: 0,
+        sent: 0,
+        failures: BTreeMap::new(),
+    };
+    for n in 1..=MAX_WRITES {
+        w.sent += 1;
+        let (status, body) = post(client, url, n).await?;
+        match status {
+            201 => w
+                .acknowledged
+                .push(body["user"]["id"].as_str().unwrap_or("").to_owned()),
+            503 | 507 if body["error"]["code"].is_string() => {
+                let code = body["error"]["code"].as_str().unwrap_or_default();
+                *w.failures.entry(format!("{status} {code}")).or_insert(0) += 1;
+                w.refused += 1;
+                if w.refused >= REFUSALS {
+                    break;
+                }
+            }
+            other => *w.failures.entry(other.to_string()).or_insert(0) += 1,
+        }
+    }
+    Ok(w)
+}
+
+/// From space coming back to the first write taken, if one is within 4 x the goal.
+async fn wait_recovered(
+    client: &reqwest::Client,
+    url: &str,
+    sent: &mut usize,
+) -> anyhow::Result<Option<Duration>> {
+    let freed = Instant::now();
+    while freed.elapsed() < RECOVERY_GOAL * 4 {
+        *sent += 1;
+        if post(client, url, MAX_WRITES + *sent).await?.0 == 201 {
+            return Ok(Some(freed.elapsed()));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(None)
+}
+
+/// Acknowledged users the instance cannot find.
+async fn count_missing(
+    client: &reqwest::Client,
+    url: &str,
+    ids: &[String],
+) -> anyhow::Result<usize> {
+    let mut missing = 0;
+    for id in ids {
+        let got = client.get(format!("{url}/api/users/{id}")).send().await?;
+        if got.status() != reqwest::StatusCode::OK {
+            missing += 1;
+        }
+    }
+    Ok(missing)
 }
 
 /// This build's app on a SQLite database on `disk`; its request-log spool stays on the

@@ -39,6 +39,19 @@ impl Running {
         mix: Mix,
         duration: Duration,
     ) -> anyhow::Result<Running> {
+        Self::start_paced(root, cfg, opts, mix, duration, Duration::from_millis(2)).await
+    }
+
+    /// [`Running::start`] with each client pausing `pace` between requests, so that a long
+    /// drill stays within the request bound.
+    pub(super) async fn start_paced(
+        root: &Path,
+        cfg: &StackConfig,
+        opts: &Options,
+        mix: Mix,
+        duration: Duration,
+        pace: Duration,
+    ) -> anyhow::Result<Running> {
         wait_all_up(root, cfg).await?;
         let stop = Arc::new(AtomicBool::new(false));
         let load = Load {
@@ -48,7 +61,7 @@ impl Running {
             mix,
             duration,
             max_requests: MAX_REQUESTS,
-            pace: Duration::from_millis(2),
+            pace,
             stop: stop.clone(),
         };
         Ok(Running {
@@ -101,6 +114,32 @@ impl LogStore {
             .await
             .context("connecting to the stack's database")?;
         Ok(LogStore { db })
+    }
+
+    /// How many answered requests have more than one row: a replay that wrote a row twice.
+    pub(super) async fn duplicates(
+        &self,
+        outcomes: &[Outcome],
+        since: chrono::DateTime<chrono::Utc>,
+    ) -> anyhow::Result<usize> {
+        use entity::requests_log::{Column, Entity};
+        let expected: HashSet<&str> = outcomes
+            .iter()
+            .filter(|o| o.from_instance)
+            .filter_map(|o| o.request_id.as_deref())
+            .collect();
+        let found: Vec<String> = Entity::find()
+            .select_only()
+            .column(Column::RequestId)
+            .filter(Column::CreatedAt.gte(since - chrono::Duration::seconds(5)))
+            .into_tuple()
+            .all(&self.db)
+            .await?;
+        let mut seen = HashSet::new();
+        Ok(found
+            .iter()
+            .filter(|id| expected.contains(id.as_str()) && !seen.insert(id.as_str()))
+            .count())
     }
 
     /// How many answered requests have no row yet, waiting for the writers to flush.

@@ -31,7 +31,8 @@ pub async fn run_all(
     );
     let log = harness::LogStore::connect(root, cfg.database_url()).await?;
     let mut results = vec![
-        restarts::kill_9(root, cfg, opts, &log).await?,
+        restarts::kill_9(root, cfg, opts, &log, Mix::Reads).await?,
+        restarts::kill_9(root, cfg, opts, &log, Mix::ReadsAndWrites).await?,
         restarts::rolling_restart(root, cfg, opts, &log, Mix::Reads).await?,
         restarts::rolling_restart(root, cfg, opts, &log, Mix::ReadsAndWrites).await?,
         restarts::outside_sigterm_roll(root, cfg, opts, &log).await?,

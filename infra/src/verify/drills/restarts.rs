@@ -12,14 +12,18 @@ use super::result::{DrillResult, tally};
 use crate::config::StackConfig;
 use crate::local::{self, ControlCommand};
 
-/// kill -9 of one instance under read load: the load balancer must hide it.
+/// kill -9 of one instance under load: the load balancer must hide it from readers, and the
+/// request log must get every row the instance answered, once: its spool is replayed when the
+/// supervisor restarts it. A write in flight at the kill can only fail (it may have been
+/// stored, so it is never replayed), and answers 502.
 pub(super) async fn kill_9(
     root: &Path,
     cfg: &StackConfig,
     opts: &Options,
     log: &LogStore,
+    mix: Mix,
 ) -> anyhow::Result<DrillResult> {
-    let running = Running::start(root, cfg, opts, Mix::Reads, Duration::from_secs(6)).await?;
+    let running = Running::start(root, cfg, opts, mix, Duration::from_secs(6)).await?;
     let since = running.since;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let victim = local::fetch_report(root, cfg)?
@@ -34,16 +38,27 @@ pub(super) async fn kill_9(
     let outcomes = running.task.await??;
     wait_all_up(root, cfg).await?;
     let lost = log.missing(&outcomes, since).await?;
-    let mut r = tally(
-        "kill -9 one instance",
-        Mix::Reads,
-        &outcomes,
-        lost,
-        "0 failed requests",
-    );
-    r.passed = r.failed == 0;
+    let duplicates = log.duplicates(&outcomes, since).await?;
+    let (name, goal) = match mix {
+        Mix::Reads => (
+            "kill -9 one instance, reads",
+            "0 failed requests, 0 lost and 0 duplicate log rows",
+        ),
+        Mix::ReadsAndWrites => (
+            "kill -9 one instance, writes",
+            "only writes in flight at the kill fail (502); 0 lost and 0 duplicate log rows",
+        ),
+    };
+    let mut r = tally(name, mix, &outcomes, lost, goal);
+    let in_flight_only = r.failures.keys().all(|k| k.starts_with("502"));
+    r.passed = lost == 0
+        && duplicates == 0
+        && match mix {
+            Mix::Reads => r.failed == 0,
+            Mix::ReadsAndWrites => in_flight_only,
+        };
     r.note = format!(
-        "killed {} (pid {}); lost log rows are its unflushed queue (the SIGKILL window)",
+        "killed {} (pid {}); its rows came back from its spool when it restarted; {duplicates} written twice",
         victim.0, victim.1
     );
     Ok(r)
