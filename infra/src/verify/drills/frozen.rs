@@ -3,14 +3,11 @@
 use std::path::Path;
 use std::time::Duration;
 
-use anyhow::Context as _;
-
 use super::super::load::{Mix, Outcome};
 use super::super::options::Options;
-use super::harness::{LogStore, Running, wait_all_up};
+use super::harness::{LogStore, Running, second_instance, wait_all_up};
 use super::result::{DrillResult, tally};
 use crate::config::StackConfig;
-use crate::local;
 
 /// How long the instance stays stopped.
 const FREEZE: Duration = Duration::from_secs(8);
@@ -51,12 +48,7 @@ pub(super) async fn frozen_backend(
     let running = Running::start(root, cfg, opts, mix, FREEZE + Duration::from_secs(6)).await?;
     let (since, started) = (running.since, running.started);
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let victim = local::fetch_report(root, cfg)?
-        .backends
-        .into_iter()
-        .nth(1)
-        .and_then(|b| b.pid.map(|p| (b.server_id, p)))
-        .context("no running second instance to freeze")?;
+    let victim = second_instance(root, cfg)?;
     let frozen_at = started.elapsed();
     let frozen = Frozen::stop(victim.1);
     tokio::time::sleep(FREEZE).await;

@@ -79,6 +79,16 @@ impl Running {
     }
 }
 
+/// The second instance's server id and pid: the one the kill and freeze drills pick on.
+pub(super) fn second_instance(root: &Path, cfg: &StackConfig) -> anyhow::Result<(String, u32)> {
+    local::fetch_report(root, cfg)?
+        .backends
+        .into_iter()
+        .nth(1)
+        .and_then(|b| b.pid.map(|p| (b.server_id, p)))
+        .context("no running second instance")
+}
+
 /// Waits until the load balancer has every instance in rotation (after an earlier drill).
 pub(super) async fn wait_all_up(root: &Path, cfg: &StackConfig) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -122,24 +132,28 @@ impl LogStore {
         outcomes: &[Outcome],
         since: chrono::DateTime<chrono::Utc>,
     ) -> anyhow::Result<usize> {
-        use entity::requests_log::{Column, Entity};
-        let expected: HashSet<&str> = outcomes
-            .iter()
-            .filter(|o| o.from_instance)
-            .filter_map(|o| o.request_id.as_deref())
-            .collect();
-        let found: Vec<String> = Entity::find()
-            .select_only()
-            .column(Column::RequestId)
-            .filter(Column::CreatedAt.gte(since - chrono::Duration::seconds(5)))
-            .into_tuple()
-            .all(&self.db)
-            .await?;
+        let expected = expected(outcomes);
+        let found = self.logged_since(since).await?;
         let mut seen = HashSet::new();
         Ok(found
             .iter()
             .filter(|id| expected.contains(id.as_str()) && !seen.insert(id.as_str()))
             .count())
+    }
+
+    /// The request ids of the rows written from a little before `since` on.
+    async fn logged_since(
+        &self,
+        since: chrono::DateTime<chrono::Utc>,
+    ) -> anyhow::Result<Vec<String>> {
+        use entity::requests_log::{Column, Entity};
+        Ok(Entity::find()
+            .select_only()
+            .column(Column::RequestId)
+            .filter(Column::CreatedAt.gte(since - chrono::Duration::seconds(5)))
+            .into_tuple()
+            .all(&self.db)
+            .await?)
     }
 
     /// How many answered requests have no row yet, waiting for the writers to flush.
@@ -148,22 +162,11 @@ impl LogStore {
         outcomes: &[Outcome],
         since: chrono::DateTime<chrono::Utc>,
     ) -> anyhow::Result<usize> {
-        use entity::requests_log::{Column, Entity};
-        let expected: HashSet<&str> = outcomes
-            .iter()
-            .filter(|o| o.from_instance)
-            .filter_map(|o| o.request_id.as_deref())
-            .collect();
+        let expected = expected(outcomes);
         let deadline = Instant::now() + Duration::from_secs(15);
         let mut missing = expected.len();
         loop {
-            let found: Vec<String> = Entity::find()
-                .select_only()
-                .column(Column::RequestId)
-                .filter(Column::CreatedAt.gte(since - chrono::Duration::seconds(5)))
-                .into_tuple()
-                .all(&self.db)
-                .await?;
+            let found = self.logged_since(since).await?;
             let found: HashSet<&str> = found.iter().map(String::as_str).collect();
             let now_missing = expected.difference(&found).count();
             // Writers flush every 250 ms; stop once nothing more arrives.
@@ -179,4 +182,13 @@ impl LogStore {
             missing = now_missing;
         }
     }
+}
+
+/// The request ids an instance answered: each owes one row.
+fn expected(outcomes: &[Outcome]) -> HashSet<&str> {
+    outcomes
+        .iter()
+        .filter(|o| o.from_instance)
+        .filter_map(|o| o.request_id.as_deref())
+        .collect()
 }

@@ -7,7 +7,7 @@ use anyhow::Context as _;
 
 use super::super::load::Mix;
 use super::super::options::Options;
-use super::harness::{LogStore, Running, wait_all_up};
+use super::harness::{LogStore, Running, second_instance, wait_all_up};
 use super::result::{DrillResult, tally};
 use crate::config::StackConfig;
 use crate::local::{self, ControlCommand};
@@ -26,12 +26,7 @@ pub(super) async fn kill_9(
     let running = Running::start(root, cfg, opts, mix, Duration::from_secs(6)).await?;
     let since = running.since;
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let victim = local::fetch_report(root, cfg)?
-        .backends
-        .into_iter()
-        .nth(1)
-        .and_then(|b| b.pid.map(|p| (b.server_id, p)))
-        .context("no running second instance to kill")?;
+    let victim = second_instance(root, cfg)?;
     // SAFETY: kill(2) has no memory-safety preconditions.
     unsafe { libc::kill(victim.1 as libc::pid_t, libc::SIGKILL) };
     // The load runs its course: the rest of its 6 s.
