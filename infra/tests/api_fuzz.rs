@@ -38,6 +38,8 @@ fn start_app() -> App {
     );
     let child = Command::new(env!("CARGO_BIN_EXE_infra"))
         .arg("serve-app")
+        // Its request-log spool (`data/spool`) goes to the scratch folder, not the source tree.
+        .current_dir(dir.path())
         .env("APP__APPLICATION__PORT", port.to_string())
         .env("APP__APPLICATION__API_KEY", API_KEY)
         .env("APP__DATABASE__URL", db)

@@ -507,6 +507,31 @@ mod tests {
         assert!(load(&[("APP__STATS__RETENTION_DAYS", "-1")]).is_err());
     }
 
+    #[test]
+    fn the_spool_settings_have_defaults_and_are_checked() {
+        let defaults = load(&[]).unwrap();
+        assert_eq!(defaults.request_log.spool_dir, PathBuf::from("data/spool"));
+        assert_eq!(defaults.request_log.spool_max_bytes, 1 << 30);
+        let set = load(&[
+            ("APP__REQUEST_LOG__SPOOL_DIR", "/var/lib/x"),
+            ("APP__REQUEST_LOG__SPOOL_MAX_BYTES", "65536"),
+        ])
+        .unwrap();
+        assert_eq!(set.request_log.spool_dir, PathBuf::from("/var/lib/x"));
+        assert_eq!(set.request_log.spool_max_bytes, 65536);
+        for (var, value, key) in [
+            (
+                "APP__REQUEST_LOG__SPOOL_MAX_BYTES",
+                "65535",
+                "request_log.spool_max_bytes",
+            ),
+            ("APP__REQUEST_LOG__SPOOL_DIR", "", "request_log.spool_dir"),
+        ] {
+            let err = load(&[(var, value)]).unwrap_err().to_string();
+            assert!(err.contains(key) && err.contains(var), "{err}");
+        }
+    }
+
     // DeploySettings renders what this module loads: the round trip is checked here, where
     // both sides are in view, so that `deploy` does not refer back to the module above it.
     fn loaded(deploy: &DeploySettings) -> Settings {

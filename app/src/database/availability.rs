@@ -25,13 +25,11 @@ pub const SLOW_REQUEST: Duration = Duration::from_millis(40);
 /// stays off after the database is back.
 const RETRY_WHILE_DOWN: Duration = Duration::from_millis(250);
 /// While the database is up, the least time between two probes, however many slow requests
-/// ask for one: each probe opens a connection.
-const MIN_PROBE_SPACING: Duration = Duration::from_millis(200);
-/// The least time between two probes when requests fail as if the database were away: short,
-/// since those waiting for the verdict are answered only then (a 503 must come within 100 ms),
-/// but not nothing, so a storm of such failures with the database up cannot become a storm of
-/// new connections.
-const MIN_URGENT_SPACING: Duration = Duration::from_millis(20);
+/// ask for one: each probe opens a connection, so this bounds them (25 a second at most, and
+/// only while requests are slow or failing). It is also part of how long the first 503s of
+/// an outage take (a request waits [`SLOW_REQUEST`], then at most this for the probe, then the
+/// probe itself), which must stay under 100 ms.
+const MIN_PROBE_SPACING: Duration = Duration::from_millis(40);
 
 /// The shared view of the database's reachability. Cheap to clone.
 #[derive(Clone)]
@@ -39,11 +37,8 @@ pub struct Availability(Arc<Inner>);
 
 struct Inner {
     up: watch::Sender<bool>,
-    /// Asks the probe to look, at most once per [`MIN_PROBE_SPACING`] while the database is up.
+    /// Asks the probe to look now.
     look: Notify,
-    /// Asks the probe to look now, spacing or not: something failed the way an unreachable
-    /// database makes things fail.
-    urgent: Notify,
     /// Why the last probe failed, without the password.
     reason: Mutex<String>,
     /// When the database last turned unreachable, while it is.
@@ -55,7 +50,6 @@ impl Availability {
         Self(Arc::new(Inner {
             up: watch::Sender::new(true),
             look: Notify::new(),
-            urgent: Notify::new(),
             reason: Mutex::new(String::new()),
             down_since: Mutex::new(None),
         }))
@@ -83,16 +77,8 @@ impl Availability {
             .map(|since| since.elapsed())
     }
 
-    /// Something failed in a way that may mean the database is away: probe it now. The
-    /// requests still waiting are let go by that probe's verdict, so it must not wait out the
-    /// spacing a successful probe keeps.
+    /// Something failed in a way that may mean the database is away: probe it now.
     pub fn suspect(&self) {
-        self.0.urgent.notify_one();
-    }
-
-    /// Something is slow, which may or may not be the database's absence: probe it, but not
-    /// more often than [`MIN_PROBE_SPACING`], however many requests are slow.
-    fn slow(&self) {
         self.0.look.notify_one();
     }
 
@@ -110,7 +96,7 @@ impl Availability {
     /// if it finds the database unreachable (never, while it is reachable).
     pub async fn lost_while_waiting(&self) {
         tokio::time::sleep(SLOW_REQUEST).await;
-        self.slow();
+        self.suspect();
         self.down().await;
     }
 
@@ -149,15 +135,11 @@ pub fn watch_availability(
     let task = tokio::spawn(async move {
         loop {
             if watcher.is_up() {
-                tokio::select! {
-                    () = watcher.0.look.notified() => {}
-                    () = watcher.0.urgent.notified() => {}
-                }
+                watcher.0.look.notified().await;
             } else {
                 tokio::select! {
                     () = tokio::time::sleep(RETRY_WHILE_DOWN) => {}
                     () = watcher.0.look.notified() => {}
-                    () = watcher.0.urgent.notified() => {}
                 }
             }
             let was_up = watcher.is_up();
@@ -167,14 +149,7 @@ pub fn watch_availability(
                         tracing::info!("the database is reachable again; serving everything");
                     }
                     watcher.set(true, None);
-                    tokio::time::sleep(MIN_URGENT_SPACING).await;
-                    tokio::select! {
-                        () = tokio::time::sleep(MIN_PROBE_SPACING - MIN_URGENT_SPACING) => {}
-                        () = watcher.0.urgent.notified() => {
-                            // Looked at at once: the next loop probes.
-                            watcher.0.urgent.notify_one();
-                        }
-                    }
+                    tokio::time::sleep(MIN_PROBE_SPACING).await;
                 }
                 Err(err) => {
                     let reason = describe(&err, settings.url.expose_secret());
