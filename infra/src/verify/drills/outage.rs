@@ -12,8 +12,8 @@ use super::harness::{LogStore, Running};
 use super::result::{DrillResult, tally};
 use crate::config::StackConfig;
 
-/// How long the database refuses connections in the outage drill: longer than the app's
-/// `database.outage_grace_seconds` (30), which once took every instance out of rotation.
+/// How long the database refuses connections in the outage drill: longer than the 30 s after
+/// which `/health` once gave up on the database and took every instance out of rotation.
 const OUTAGE: Duration = Duration::from_secs(40);
 /// A fast 503 is one answered in less than this.
 const FAST: Duration = Duration::from_millis(100);
