@@ -11,6 +11,7 @@
 
 mod apidoc;
 mod configuration;
+mod creates;
 mod dashboard;
 mod database;
 mod domain;

@@ -78,6 +78,14 @@ fn describe() {
         "Request-log rows written to the database"
     );
     metrics::describe_counter!(
+        "user_creates_total",
+        "User creates written through the group commit (PostgreSQL)"
+    );
+    metrics::describe_counter!(
+        "user_create_statements_total",
+        "INSERT statements those creates took: creates / statements is the mean batch"
+    );
+    metrics::describe_counter!(
         "auth_rejected_total",
         "Writes refused for their API key, by reason: missing or invalid"
     );

@@ -3,7 +3,9 @@
 use chrono::Utc;
 use entity::prelude::*;
 use entity::users::{self, canonical_email};
-use sea_orm::sea_query::Expr;
+use std::collections::HashSet;
+
+use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseBackend, DatabaseConnection, DbErr, EntityTrait,
     IntoActiveModel, QueryFilter, QueryOrder, QuerySelect, SqlErr, TransactionTrait,
@@ -86,16 +88,11 @@ impl Query {
 }
 
 impl Mutation {
-    /// Inserts a user; `EmailTaken` when the email is in use in any letter case or Unicode
-    /// normalisation.
-    pub async fn create_user(
-        db: &DatabaseConnection,
-        user: NewUser,
-        created_by: &str,
-    ) -> Result<users::Model, WriteError> {
+    /// The row a create writes: a new id, the canonical email key, both times now.
+    pub fn new_user_row(user: NewUser, created_by: &str) -> users::Model {
         let now = Utc::now();
         let email_key = canonical_email(user.email.as_ref());
-        let row = users::Model {
+        users::Model {
             id: Uuid::now_v7(),
             name: user.name.into(),
             email: user.email.into(),
@@ -103,7 +100,15 @@ impl Mutation {
             created_at: now,
             updated_at: now,
             created_by: created_by.to_owned(),
-        };
+        }
+    }
+
+    /// Inserts one prepared row ([`Mutation::new_user_row`]); `EmailTaken` when the email is
+    /// in use in any letter case or Unicode normalisation.
+    pub async fn insert_user(
+        db: &DatabaseConnection,
+        row: users::Model,
+    ) -> Result<users::Model, WriteError> {
         // SQLite hands a RETURNING row back before the autocommit's COMMIT, whose failure (a
         // full disk) would then go unseen: the row answered would not exist. Without RETURNING
         // the INSERT runs to its end and its commit's error is this call's; the row is the one
@@ -118,13 +123,53 @@ impl Mutation {
         }
     }
 
+    /// Inserts many prepared rows in one statement (PostgreSQL), skipping each whose email
+    /// key is taken, by an existing user or by an earlier row of the same statement; the ids
+    /// of the rows inserted. One round trip and one commit for all of them.
+    pub async fn insert_users(
+        db: &DatabaseConnection,
+        rows: &[users::Model],
+    ) -> Result<HashSet<Uuid>, DbErr> {
+        use users::Column;
+        let mut insert = sea_orm::sea_query::Query::insert();
+        insert.into_table(Users).columns([
+            Column::Id,
+            Column::Name,
+            Column::Email,
+            Column::EmailKey,
+            Column::CreatedAt,
+            Column::UpdatedAt,
+            Column::CreatedBy,
+        ]);
+        for r in rows {
+            insert.values_panic([
+                r.id.into(),
+                r.name.clone().into(),
+                r.email.clone().into(),
+                r.email_key.clone().into(),
+                r.created_at.into(),
+                r.updated_at.into(),
+                r.created_by.clone().into(),
+            ]);
+        }
+        insert
+            .on_conflict(OnConflict::column(Column::EmailKey).do_nothing().to_owned())
+            .returning_col(Column::Id);
+        let statement = db.get_database_backend().build(&insert);
+        db.query_all_raw(statement)
+            .await?
+            .iter()
+            .map(|row| row.try_get::<Uuid>("", "id"))
+            .collect()
+    }
+
     /// Replaces a user's name and email.
     pub async fn update_user(
         db: &DatabaseConnection,
         id: Uuid,
         user: NewUser,
     ) -> Result<users::Model, WriteError> {
-        // As in `create_user`: on SQLite the answer waits for the commit.
+        // As in `insert_user`: on SQLite the answer waits for the commit.
         let rows = if db.get_database_backend() == DatabaseBackend::Sqlite {
             let txn = db.begin().await?;
             let rows = update_user(&txn, id, user).await?;

@@ -12,6 +12,7 @@ use sea_orm::DatabaseConnection;
 use secrecy::ExposeSecret;
 
 use crate::configuration::Settings;
+use crate::creates::Creates;
 use crate::dashboard::Dashboard;
 use crate::database::Availability;
 use crate::input::auth::ApiKey;
@@ -26,6 +27,8 @@ pub struct AppState(Arc<Inner>);
 
 struct Inner {
     db: DatabaseConnection,
+    /// Group commit of user creates; PostgreSQL only (SQLite has one writer at a time anyway).
+    creates: Option<Creates>,
     database: Availability,
     server_id: String,
     server_id_header: HeaderValue,
@@ -73,8 +76,11 @@ impl AppState {
         let server_id = settings.application.server_id.clone();
         let server_id_header =
             HeaderValue::from_str(&server_id).expect("server_id was validated to be header-safe");
+        let creates = (db.get_database_backend() == sea_orm::DatabaseBackend::Postgres)
+            .then(|| Creates::start(db.clone()));
         Self(Arc::new(Inner {
             db,
+            creates,
             database,
             server_id_header,
             server_id,
@@ -105,6 +111,11 @@ impl AppState {
 
     pub fn db(&self) -> &DatabaseConnection {
         &self.0.db
+    }
+
+    /// Where user creates go to share a statement, when the database takes batches.
+    pub fn creates(&self) -> Option<&Creates> {
+        self.0.creates.as_ref()
     }
     /// Whether the database is reachable right now.
     pub fn database(&self) -> &Availability {

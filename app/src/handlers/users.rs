@@ -167,9 +167,12 @@ pub async fn list(call: Call) -> HandlerResult {
 pub async fn create(call: Call) -> HandlerResult {
     let state = call.state;
     let input: UserInput = call.body.json(state.body_limit()).await?;
-    let user = Mutation::create_user(state.db(), input.try_into()?, state.server_id())
-        .await
-        .map_err(write_error)?;
+    let row = Mutation::new_user_row(input.try_into()?, state.server_id());
+    let user = match state.creates() {
+        Some(creates) => creates.create(state.db(), row).await,
+        None => Mutation::insert_user(state.db(), row).await,
+    }
+    .map_err(write_error)?;
     let location = format!("/api/users/{}", user.id);
     let mut response = one_user(StatusCode::CREATED, user, state.server_id());
     if let Ok(value) = HeaderValue::from_str(&location) {

@@ -389,6 +389,47 @@ async fn two_hundred_concurrent_creates_make_exactly_two_hundred_users(backend: 
     assert_eq!(listed["total"], 200);
 }
 
+/// The value of an unlabelled counter in `/metrics` text (0 before its first increment).
+fn counter(metrics: &str, name: &str) -> u64 {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn concurrent_creates_share_statements_on_postgres() {
+    let Some(backend) = Backend::postgres() else {
+        return;
+    };
+    let app = spawn_app(backend).await;
+    let before = app.get("/metrics").await.text().await.unwrap();
+    let requests = (0..300).map(|i| {
+        let app = &app;
+        async move {
+            app.post_json(
+                "/api/users",
+                &json!({"name": format!("G{i}"), "email": format!("g{i}@example.com")}),
+            )
+            .await
+            .status()
+        }
+    });
+    let statuses = futures_util::future::join_all(requests).await;
+    assert!(statuses.iter().all(|s| *s == 201), "{statuses:?}");
+    let after = app.get("/metrics").await.text().await.unwrap();
+    // Other tests' creates in this process add to both counters alike unless they batch too.
+    let saved = |m: &str| {
+        counter(m, "user_creates_total").saturating_sub(counter(m, "user_create_statements_total"))
+    };
+    assert!(
+        saved(&after) >= saved(&before) + 30,
+        "300 concurrent creates shared too few statements:\n{after}"
+    );
+    let db = app.connect_db().await;
+    assert_eq!(app.count(&db, "users").await, 300);
+}
+
 async fn concurrent_duplicate_emails_give_one_201_and_the_rest_409(backend: Backend) {
     let app = spawn_app(backend).await;
     let requests = (0..40).map(|i| {

@@ -1,0 +1,119 @@
+//! Group commit for user creates on PostgreSQL: creates that arrive together share one multi-row INSERT, one round trip and one commit, and each caller still gets its own answer.
+//!
+//! Nothing waits for a batch to fill: a worker takes the first create as soon as it is there
+//! and, with it, whatever others are already queued (up to [`MAX_BATCH`]). A lone client
+//! therefore pays one channel hop; under load, creates queue while a worker's statement is in
+//! flight and the next one carries them all. Duplicates are settled by the statement's
+//! `ON CONFLICT (email_key) DO NOTHING`: a row it skipped, because another user (or an earlier
+//! row of the same batch) has its email, answers 409. When a batch fails as a whole, each of
+//! its creates is retried alone, so each gets the error of its own write (a fast 503 while the
+//! database is away, never a 500 for a neighbour's problem).
+
+use std::sync::Arc;
+
+use entity::users;
+use sea_orm::DatabaseConnection;
+use tokio::sync::{Mutex, mpsc, oneshot};
+
+use crate::service::{Mutation, WriteError};
+
+/// Most rows in one INSERT.
+pub const MAX_BATCH: usize = 128;
+/// Statements in flight at once: while one is at the database the next batch gathers.
+const WORKERS: usize = 4;
+/// Creates queued at most; a create past it waits for room.
+const QUEUE: usize = 4 * MAX_BATCH;
+
+struct Pending {
+    row: users::Model,
+    reply: oneshot::Sender<Result<users::Model, WriteError>>,
+}
+
+/// The queue creates go through; cheap to share.
+pub struct Creates {
+    tx: mpsc::Sender<Pending>,
+}
+
+impl Creates {
+    /// Starts the workers on the current tokio runtime; they end with the last `Creates`.
+    pub fn start(db: DatabaseConnection) -> Creates {
+        let (tx, rx) = mpsc::channel(QUEUE);
+        let rx = Arc::new(Mutex::new(rx));
+        for _ in 0..WORKERS {
+            tokio::spawn(work(db.clone(), rx.clone()));
+        }
+        Creates { tx }
+    }
+
+    /// Writes `row` with whatever creates arrive with it: the row as stored, or why not.
+    pub async fn create(
+        &self,
+        db: &DatabaseConnection,
+        row: users::Model,
+    ) -> Result<users::Model, WriteError> {
+        let (reply, answer) = oneshot::channel();
+        let pending = Pending { row, reply };
+        if let Err(mpsc::error::SendError(pending)) = self.tx.send(pending).await {
+            // The workers are gone (shutting down): write it alone.
+            return Mutation::insert_user(db, pending.row).await;
+        }
+        match answer.await {
+            Ok(result) => result,
+            Err(_) => Err(WriteError::Db(sea_orm::DbErr::Custom(
+                "the create was dropped before it was written".into(),
+            ))),
+        }
+    }
+}
+
+async fn work(db: DatabaseConnection, rx: Arc<Mutex<mpsc::Receiver<Pending>>>) {
+    loop {
+        let batch = {
+            let mut rx = rx.lock().await;
+            let Some(first) = rx.recv().await else {
+                return;
+            };
+            let mut batch = vec![first];
+            while batch.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(p) => batch.push(p),
+                    Err(_) => break,
+                }
+            }
+            batch
+        };
+        write(&db, batch).await;
+    }
+}
+
+async fn write(db: &DatabaseConnection, batch: Vec<Pending>) {
+    metrics::counter!("user_creates_total").increment(batch.len() as u64);
+    metrics::counter!("user_create_statements_total").increment(1);
+    if batch.len() == 1 {
+        let Pending { row, reply } = batch.into_iter().next().expect("one create");
+        let _ = reply.send(Mutation::insert_user(db, row).await);
+        return;
+    }
+    let rows: Vec<users::Model> = batch.iter().map(|p| p.row.clone()).collect();
+    match Mutation::insert_users(db, &rows).await {
+        Ok(inserted) => {
+            for Pending { row, reply } in batch {
+                let answer = if inserted.contains(&row.id) {
+                    Ok(row)
+                } else {
+                    Err(WriteError::EmailTaken)
+                };
+                let _ = reply.send(answer);
+            }
+        }
+        Err(_) => {
+            // Each create alone, at once, so each answers with its own error.
+            for Pending { row, reply } in batch {
+                let db = db.clone();
+                tokio::spawn(async move {
+                    let _ = reply.send(Mutation::insert_user(&db, row).await);
+                });
+            }
+        }
+    }
+}
