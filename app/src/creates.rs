@@ -1,8 +1,9 @@
 //! Group commit for user creates on PostgreSQL: creates that arrive together share one multi-row INSERT, one round trip and one commit, and each caller still gets its own answer.
 //!
-//! Nothing waits for a batch to fill: a worker takes the first create as soon as it is there
-//! and, with it, whatever others are already queued (up to [`MAX_BATCH`]). A lone client
-//! therefore pays one channel hop; under load, creates queue while a worker's statement is in
+//! Nothing waits for a batch to fill: a create that finds no other in flight is written at
+//! once by its own task, and a queued one is taken by a worker as soon as it is there, with
+//! whatever others are already queued (up to [`MAX_BATCH`]). A lone client therefore pays
+//! nothing; under load, creates queue while a worker's statement is in
 //! flight and the next one carries them all. Duplicates are settled by the statement's
 //! `ON CONFLICT (email_key) DO NOTHING`: a row it skipped, because another user (or an earlier
 //! row of the same batch) has its email, answers 409. When a batch fails as a whole, each of
@@ -10,6 +11,7 @@
 //! database is away, never a 500 for a neighbour's problem).
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use entity::users;
 use sea_orm::DatabaseConnection;
@@ -32,6 +34,8 @@ struct Pending {
 /// The queue creates go through; cheap to share.
 pub struct Creates {
     tx: mpsc::Sender<Pending>,
+    /// Creates between their start and their answer.
+    in_flight: Arc<AtomicUsize>,
 }
 
 impl Creates {
@@ -42,7 +46,10 @@ impl Creates {
         for _ in 0..WORKERS {
             tokio::spawn(work(db.clone(), rx.clone()));
         }
-        Creates { tx }
+        Creates {
+            tx,
+            in_flight: Arc::new(AtomicUsize::new(0)),
+        }
     }
 
     /// Writes `row` with whatever creates arrive with it: the row as stored, or why not.
@@ -51,6 +58,14 @@ impl Creates {
         db: &DatabaseConnection,
         row: users::Model,
     ) -> Result<users::Model, WriteError> {
+        let counted = InFlight::enter(&self.in_flight);
+        if counted.alone {
+            // Nobody to share a statement with: the queue's two task hops would only add
+            // latency for a lone client.
+            metrics::counter!("user_creates_total").increment(1);
+            metrics::counter!("user_create_statements_total").increment(1);
+            return Mutation::insert_user(db, row).await;
+        }
         let (reply, answer) = oneshot::channel();
         let pending = Pending { row, reply };
         if let Err(mpsc::error::SendError(pending)) = self.tx.send(pending).await {
@@ -63,6 +78,28 @@ impl Creates {
                 "the create was dropped before it was written".into(),
             ))),
         }
+    }
+}
+
+/// Counts a create in flight for as long as it lives, cancelled requests included.
+struct InFlight<'a> {
+    counter: &'a AtomicUsize,
+    alone: bool,
+}
+
+impl<'a> InFlight<'a> {
+    fn enter(counter: &'a AtomicUsize) -> InFlight<'a> {
+        let before = counter.fetch_add(1, Ordering::AcqRel);
+        InFlight {
+            counter,
+            alone: before == 0,
+        }
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.counter.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -107,6 +144,7 @@ async fn write(db: &DatabaseConnection, batch: Vec<Pending>) {
             }
         }
         Err(_) => {
+            metrics::counter!("user_create_batch_retries_total").increment(1);
             // Each create alone, at once, so each answers with its own error.
             for Pending { row, reply } in batch {
                 let db = db.clone();

@@ -86,6 +86,10 @@ fn describe() {
         "INSERT statements those creates took: creates / statements is the mean batch"
     );
     metrics::describe_counter!(
+        "user_create_batch_retries_total",
+        "Batches of creates whose statement failed as a whole, each create then retried alone"
+    );
+    metrics::describe_counter!(
         "auth_rejected_total",
         "Writes refused for their API key, by reason: missing or invalid"
     );

@@ -11,6 +11,7 @@ mod m20261202_000006_partition_requests_log;
 mod m20261202_000007_request_stats_latency_histograms;
 mod m20261202_000008_create_user_counts;
 mod m20261205_000009_create_request_log_spools;
+mod m20261205_000010_user_counts_per_statement;
 
 /// Every migration, in the order they apply.
 pub struct Migrator;
@@ -28,6 +29,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000007_request_stats_latency_histograms::Migration),
             Box::new(m20261202_000008_create_user_counts::Migration),
             Box::new(m20261205_000009_create_request_log_spools::Migration),
+            Box::new(m20261205_000010_user_counts_per_statement::Migration),
         ]
     }
 }

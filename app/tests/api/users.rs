@@ -428,6 +428,22 @@ async fn concurrent_creates_share_statements_on_postgres() {
     );
     let db = app.connect_db().await;
     assert_eq!(app.count(&db, "users").await, 300);
+    let counted: i64 = sea_orm::ConnectionTrait::query_one_raw(
+        &db,
+        sea_orm::Statement::from_string(
+            sea_orm::DatabaseBackend::Postgres,
+            "SELECT CAST(SUM(users) AS BIGINT) AS n FROM user_counts",
+        ),
+    )
+    .await
+    .unwrap()
+    .unwrap()
+    .try_get("", "n")
+    .unwrap();
+    assert_eq!(
+        counted, 300,
+        "the count triggers count every row of a batch"
+    );
 }
 
 async fn concurrent_duplicate_emails_give_one_201_and_the_rest_409(backend: Backend) {
