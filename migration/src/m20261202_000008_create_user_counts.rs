@@ -14,7 +14,25 @@ use sea_orm_migration::sea_orm::{ConnectionTrait, DatabaseBackend};
 pub struct Migration;
 
 /// Slots of the count on PostgreSQL.
-const SLOTS: i32 = 256;
+pub(crate) const SLOTS: i32 = 256;
+
+/// The PostgreSQL trigger of this migration: one random slot per row inserted or deleted
+/// (`m20261205_000010` replaced it, and puts it back on the way down).
+pub(crate) fn row_trigger() -> String {
+    format!(
+        "CREATE FUNCTION user_counts_track() RETURNS trigger LANGUAGE plpgsql AS $$
+         DECLARE
+             chosen int := floor(random() * {SLOTS})::int;
+         BEGIN
+             UPDATE user_counts
+                SET users = users + CASE TG_OP WHEN 'INSERT' THEN 1 ELSE -1 END
+              WHERE slot = chosen;
+             RETURN NULL;
+         END $$;
+         CREATE TRIGGER user_counts_track AFTER INSERT OR DELETE ON users
+             FOR EACH ROW EXECUTE FUNCTION user_counts_track();"
+    )
+}
 
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
@@ -48,17 +66,7 @@ impl MigrationTrait for Migration {
                      INSERT INTO user_counts (slot, users)
                          SELECT s, CASE WHEN s = 0 THEN (SELECT count(*) FROM users) ELSE 0 END
                          FROM generate_series(0, {last}) AS s;
-                     CREATE FUNCTION user_counts_track() RETURNS trigger LANGUAGE plpgsql AS $$
-                     DECLARE
-                         chosen int := floor(random() * {SLOTS})::int;
-                     BEGIN
-                         UPDATE user_counts
-                            SET users = users + CASE TG_OP WHEN 'INSERT' THEN 1 ELSE -1 END
-                          WHERE slot = chosen;
-                         RETURN NULL;
-                     END $$;
-                     CREATE TRIGGER user_counts_track AFTER INSERT OR DELETE ON users
-                         FOR EACH ROW EXECUTE FUNCTION user_counts_track();
+                     {row_trigger}
                      CREATE FUNCTION user_counts_reset() RETURNS trigger LANGUAGE plpgsql AS $$
                      BEGIN
                          UPDATE user_counts SET users = 0;
@@ -66,7 +74,8 @@ impl MigrationTrait for Migration {
                      END $$;
                      CREATE TRIGGER user_counts_reset AFTER TRUNCATE ON users
                          FOR EACH STATEMENT EXECUTE FUNCTION user_counts_reset();",
-                    last = SLOTS - 1
+                    last = SLOTS - 1,
+                    row_trigger = row_trigger(),
                 ))
                 .await?;
             }

@@ -14,8 +14,7 @@ use sea_orm_migration::sea_orm::{ConnectionTrait, DatabaseBackend};
 #[derive(DeriveMigrationName)]
 pub struct Migration;
 
-/// Slots of the count, as `m20261202_000008_create_user_counts` made them.
-const SLOTS: i32 = 256;
+use crate::m20261202_000008_create_user_counts::{SLOTS, row_trigger};
 
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
@@ -34,36 +33,10 @@ impl MigrationTrait for Migration {
         db.execute_unprepared(&format!(
             "DROP TRIGGER user_counts_track ON users;
              DROP FUNCTION user_counts_track();
-             CREATE FUNCTION user_counts_added() RETURNS trigger LANGUAGE plpgsql AS $$
-             DECLARE
-                 n bigint;
-                 chosen int := floor(random() * {SLOTS})::int;
-             BEGIN
-                 SELECT count(*) INTO n FROM added;
-                 IF n > 0 THEN
-                     UPDATE user_counts SET users = users + n
-                      WHERE slot = chosen;
-                 END IF;
-                 RETURN NULL;
-             END $$;
-             CREATE TRIGGER user_counts_added AFTER INSERT ON users
-                 REFERENCING NEW TABLE AS added
-                 FOR EACH STATEMENT EXECUTE FUNCTION user_counts_added();
-             CREATE FUNCTION user_counts_removed() RETURNS trigger LANGUAGE plpgsql AS $$
-             DECLARE
-                 n bigint;
-                 chosen int := floor(random() * {SLOTS})::int;
-             BEGIN
-                 SELECT count(*) INTO n FROM removed;
-                 IF n > 0 THEN
-                     UPDATE user_counts SET users = users - n
-                      WHERE slot = chosen;
-                 END IF;
-                 RETURN NULL;
-             END $$;
-             CREATE TRIGGER user_counts_removed AFTER DELETE ON users
-                 REFERENCING OLD TABLE AS removed
-                 FOR EACH STATEMENT EXECUTE FUNCTION user_counts_removed();"
+             {}
+             {}",
+            statement_trigger("added", "INSERT", "NEW", '+'),
+            statement_trigger("removed", "DELETE", "OLD", '-'),
         ))
         .await?;
         Ok(())
@@ -79,19 +52,31 @@ impl MigrationTrait for Migration {
              DROP TRIGGER IF EXISTS user_counts_removed ON users;
              DROP FUNCTION IF EXISTS user_counts_added();
              DROP FUNCTION IF EXISTS user_counts_removed();
-             CREATE FUNCTION user_counts_track() RETURNS trigger LANGUAGE plpgsql AS $$
-             DECLARE
-                 chosen int := floor(random() * {SLOTS})::int;
-             BEGIN
-                 UPDATE user_counts
-                    SET users = users + CASE TG_OP WHEN 'INSERT' THEN 1 ELSE -1 END
-                  WHERE slot = chosen;
-                 RETURN NULL;
-             END $$;
-             CREATE TRIGGER user_counts_track AFTER INSERT OR DELETE ON users
-                 FOR EACH ROW EXECUTE FUNCTION user_counts_track();"
+             {}",
+            row_trigger()
         ))
         .await?;
         Ok(())
     }
+}
+
+/// A trigger `user_counts_{name}` after each `event` statement on `users`: the rows of its
+/// transition table (`NEW` or `OLD`) added to (`+`) or taken from (`-`) one random slot.
+fn statement_trigger(name: &str, event: &str, transition: &str, sign: char) -> String {
+    format!(
+        "CREATE FUNCTION user_counts_{name}() RETURNS trigger LANGUAGE plpgsql AS $$
+         DECLARE
+             n bigint;
+             chosen int := floor(random() * {SLOTS})::int;
+         BEGIN
+             SELECT count(*) INTO n FROM {name};
+             IF n > 0 THEN
+                 UPDATE user_counts SET users = users {sign} n WHERE slot = chosen;
+             END IF;
+             RETURN NULL;
+         END $$;
+         CREATE TRIGGER user_counts_{name} AFTER {event} ON users
+             REFERENCING {transition} TABLE AS {name}
+             FOR EACH STATEMENT EXECUTE FUNCTION user_counts_{name}();"
+    )
 }

@@ -123,6 +123,14 @@ impl Backend {
         *lock(&self.last_error) = Some(err);
     }
 
+    /// A failed health check ends the run of passed ones; the failed ones in a row now.
+    fn count_failed_check(&self) -> u32 {
+        self.consecutive_successes.store(0, Ordering::Relaxed);
+        self.consecutive_failures
+            .fetch_add(1, Ordering::Relaxed)
+            .saturating_add(1)
+    }
+
     /// A response head arrived: the timeouts before it were not in a row.
     pub(crate) fn answered(&self) {
         // Read first, so the common case writes nothing to a line every thread shares.
@@ -356,11 +364,7 @@ impl Pool {
     /// Records a failed health check and takes the backend down at the threshold.
     pub(crate) fn record_failure(&self, idx: usize, unhealthy_threshold: u32, err: String) {
         let b = self.backend(idx);
-        b.consecutive_successes.store(0, Ordering::Relaxed);
-        let n = b
-            .consecutive_failures
-            .fetch_add(1, Ordering::Relaxed)
-            .saturating_add(1);
+        let n = b.count_failed_check();
         if n >= unhealthy_threshold && self.is_up(idx) {
             self.healthy.fetch_and(!(1 << idx), Ordering::AcqRel);
             self.events.push(&b.id, "down", Some(&err));
@@ -373,11 +377,7 @@ impl Pool {
     /// leaves rotation at once (`leave_on_draining`).
     pub(crate) fn record_draining(&self, idx: usize, err: String) {
         let b = self.backend(idx);
-        b.consecutive_successes.store(0, Ordering::Relaxed);
-        let n = b
-            .consecutive_failures
-            .fetch_add(1, Ordering::Relaxed)
-            .saturating_add(1);
+        let n = b.count_failed_check();
         let prev = self.healthy.fetch_and(!(1 << idx), Ordering::AcqRel);
         if prev & (1 << idx) != 0 {
             warn!(backend = %b.id, addr = %b.addr, failures = n, "backend is draining; out of rotation");
