@@ -3,35 +3,28 @@
 mod stack;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 use std::time::{Duration, Instant};
 
 use sea_orm::{Database, EntityTrait, QueryOrder};
 
-const INFRA: &str = env!("CARGO_BIN_EXE_infra");
-
 /// A throwaway repository root with its own `Pulumi.yaml`, local stack file and free ports.
 struct Sandbox {
-    dir: tempfile::TempDir,
-    lb_port: u16,
+    root: stack::Root,
+}
+
+impl std::ops::Deref for Sandbox {
+    type Target = stack::Root;
+    fn deref(&self) -> &stack::Root {
+        &self.root
+    }
 }
 
 impl Sandbox {
     fn new(database_url: &str) -> Sandbox {
-        let (dir, lb_port, _) = stack::new_root(2, 2, database_url, "");
-        Sandbox { dir, lb_port }
-    }
-
-    fn root(&self) -> &Path {
-        self.dir.path()
-    }
-
-    fn infra(&self, args: &[&str]) -> Output {
-        Command::new(INFRA)
-            .args(args)
-            .current_dir(self.root())
-            .output()
-            .expect("infra runs")
+        Sandbox {
+            root: stack::Root::new(2, 2, database_url, ""),
+        }
     }
 
     /// Runs `infra` and expects it to succeed; its stdout and stderr together.

@@ -2,8 +2,6 @@
 
 mod stack;
 
-use std::path::Path;
-use std::process::{Command, Output};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
@@ -11,38 +9,27 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-const INFRA: &str = env!("CARGO_BIN_EXE_infra");
-
 /// A throwaway repository root with a running local stack of three instances, destroyed on drop.
 struct Stack {
-    dir: tempfile::TempDir,
-    lb_port: u16,
+    root: stack::Root,
+}
+
+impl std::ops::Deref for Stack {
+    type Target = stack::Root;
+    fn deref(&self) -> &stack::Root {
+        &self.root
+    }
 }
 
 impl Stack {
     fn up(extra: &str) -> Stack {
-        let (dir, lb_port, _) = stack::new_root(3, 3, stack::SQLITE, extra);
-        let stack = Stack { dir, lb_port };
+        let stack = Stack {
+            root: stack::Root::new(3, 3, stack::SQLITE, extra),
+        };
         let up = stack.infra(&["up", "--stack", "local", "--detach"]);
         assert!(up.status.success(), "up failed: {}", text(&up.stderr));
         stack.wait("every instance up", all_up);
         stack
-    }
-
-    fn root(&self) -> &Path {
-        self.dir.path()
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.lb_port)
-    }
-
-    fn infra(&self, args: &[&str]) -> Output {
-        Command::new(INFRA)
-            .args(args)
-            .current_dir(self.root())
-            .output()
-            .expect("infra runs")
     }
 
     fn status(&self) -> Value {

@@ -7,7 +7,7 @@ mod tools;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -16,36 +16,22 @@ const INFRA: &str = env!("CARGO_BIN_EXE_infra");
 
 /// A throwaway repository root with its own `Pulumi.yaml`, local stack file and free ports.
 struct Sandbox {
-    dir: tempfile::TempDir,
-    lb_port: u16,
-    first_port: u16,
+    root: stack::Root,
+}
+
+impl std::ops::Deref for Sandbox {
+    type Target = stack::Root;
+    fn deref(&self) -> &stack::Root {
+        &self.root
+    }
 }
 
 impl Sandbox {
     fn new(extra_config: &str) -> Self {
         // Six backend ports: a rollout drill starts the new build on the second block.
-        let (dir, lb_port, first_port) = stack::new_root(3, 6, stack::SQLITE, extra_config);
         Self {
-            dir,
-            lb_port,
-            first_port,
+            root: stack::Root::new(3, 6, stack::SQLITE, extra_config),
         }
-    }
-
-    fn root(&self) -> &Path {
-        self.dir.path()
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.lb_port)
-    }
-
-    fn infra(&self, args: &[&str]) -> Output {
-        Command::new(INFRA)
-            .args(args)
-            .current_dir(self.root())
-            .output()
-            .expect("infra runs")
     }
 
     /// `infra up --stack local --detach`, which must succeed; what it printed.

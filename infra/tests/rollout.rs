@@ -4,7 +4,7 @@ mod stack;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -17,34 +17,25 @@ const INFRA: &str = env!("CARGO_BIN_EXE_infra");
 
 /// A throwaway repository root with a running local stack of three instances.
 struct Stack {
-    dir: tempfile::TempDir,
-    lb_port: u16,
+    root: stack::Root,
+}
+
+impl std::ops::Deref for Stack {
+    type Target = stack::Root;
+    fn deref(&self) -> &stack::Root {
+        &self.root
+    }
 }
 
 impl Stack {
     fn up() -> Stack {
         // Six backend ports: the old build on one block, the new on the next.
-        let (dir, lb_port, _) = stack::new_root(3, 6, stack::SQLITE, "");
-        let stack = Stack { dir, lb_port };
+        let stack = Stack {
+            root: stack::Root::new(3, 6, stack::SQLITE, ""),
+        };
         let up = stack.infra(&["up", "--stack", "local", "--detach"]);
         assert!(up.status.success(), "up failed: {}", text(&up.stderr));
         stack
-    }
-
-    fn root(&self) -> &Path {
-        self.dir.path()
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.lb_port)
-    }
-
-    fn infra(&self, args: &[&str]) -> Output {
-        Command::new(INFRA)
-            .args(args)
-            .current_dir(self.root())
-            .output()
-            .expect("infra runs")
     }
 
     /// A "build": a script that runs the app (this infra binary's `serve-app`) with `env`.

@@ -70,6 +70,42 @@ pub fn new_root(
     (dir, lb_port, first_port)
 }
 
+/// A stack's repository root ([`new_root`]), removed on drop, and the `infra` binary run in it.
+pub struct Root {
+    pub dir: tempfile::TempDir,
+    pub lb_port: u16,
+    pub first_port: u16,
+}
+
+impl Root {
+    pub fn new(instances: u16, ports: u16, database_url: &str, extra: &str) -> Root {
+        let (dir, lb_port, first_port) = new_root(instances, ports, database_url, extra);
+        Root {
+            dir,
+            lb_port,
+            first_port,
+        }
+    }
+
+    pub fn root(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// `path` through the stack's load balancer.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.lb_port)
+    }
+
+    /// `infra` with `args`, run in the root; what it did.
+    pub fn infra(&self, args: &[&str]) -> std::process::Output {
+        std::process::Command::new(env!("CARGO_BIN_EXE_infra"))
+            .args(args)
+            .current_dir(self.root())
+            .output()
+            .expect("infra runs")
+    }
+}
+
 /// A fresh PostgreSQL database on the `TEST_DATABASE_URL` server, dropped on drop; `None`
 /// (with a notice) when the variable is unset outside CI.
 pub struct ScratchDatabase {
