@@ -162,6 +162,7 @@ impl Application {
             schema.clone(),
             availability.clone(),
             settings.application.server_id.clone(),
+            &settings.database_identity(),
             &settings.request_log,
         )?;
         let maintenance = retention::spawn(

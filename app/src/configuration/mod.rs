@@ -355,6 +355,35 @@ impl Settings {
     pub fn is_sqlite(&self) -> bool {
         self.database.url.expose_secret().starts_with("sqlite:")
     }
+
+    /// Which database `database.url` names, without credentials or options: `sqlite:` and the
+    /// file's absolute path, or `postgres://host:port/name`. The request-log spool is tagged
+    /// with its hash, so rows are replayed only into the database they were answered for.
+    pub fn database_identity(&self) -> String {
+        database_identity(self.database.url.expose_secret())
+    }
+}
+
+fn database_identity(url: &str) -> String {
+    if let Some(rest) = url.strip_prefix("sqlite:") {
+        let path = rest.trim_start_matches("//");
+        let path = path.split(['?', '#']).next().unwrap_or(path);
+        let path = std::path::Path::new(path);
+        let absolute = std::env::current_dir()
+            .map(|cwd| cwd.join(path))
+            .unwrap_or_else(|_| path.to_owned());
+        return format!("sqlite:{}", absolute.display());
+    }
+    // Parsed, not cut at the first '?' or '@': a password may hold either.
+    match url::Url::parse(url) {
+        Ok(parsed) => format!(
+            "postgres://{}:{}{}",
+            parsed.host_str().unwrap_or(""),
+            parsed.port().unwrap_or(5432),
+            parsed.path()
+        ),
+        Err(_) => "unparsed".to_owned(),
+    }
 }
 
 /// A spool smaller than this would drop rows in the first second of an outage.
@@ -632,5 +661,30 @@ mod tests {
         unique.sort();
         unique.dedup();
         assert_eq!(unique.len(), names.len(), "{names:?}");
+    }
+
+    #[test]
+    fn the_database_identity_names_the_database_and_never_its_credentials() {
+        for (url, identity) in [
+            (
+                "postgres://app:s3cr%3Ft@x@db.internal:25060/rustlb?sslmode=require",
+                "postgres://db.internal:25060/rustlb",
+            ),
+            (
+                "postgresql://u:p@127.0.0.1/other",
+                "postgres://127.0.0.1:5432/other",
+            ),
+        ] {
+            assert_eq!(super::database_identity(url), identity);
+        }
+        let cwd = std::env::current_dir().unwrap();
+        assert_eq!(
+            super::database_identity("sqlite://data/local.sqlite?mode=rwc"),
+            format!("sqlite:{}", cwd.join("data/local.sqlite").display())
+        );
+        assert_eq!(
+            super::database_identity("sqlite:///var/lib/a.db"),
+            "sqlite:/var/lib/a.db"
+        );
     }
 }

@@ -124,6 +124,7 @@ pub fn spawn(
     schema: Schema,
     availability: Availability,
     server_id: String,
+    database_identity: &str,
     settings: &RequestLogSettings,
 ) -> anyhow::Result<(RequestLogHandle, RequestLogWriter)> {
     let dropped = Arc::new(Dropped::default());
@@ -141,6 +142,7 @@ pub fn spawn(
     let spool = Spool::create(
         &settings.spool_dir,
         &server_id,
+        database_identity,
         settings.spool_max_bytes,
         max_batch,
     )

@@ -27,6 +27,8 @@ const MAX_SEGMENT_BYTES: u64 = 8 * 1024 * 1024;
 const MIN_SEGMENT_BYTES: u64 = 64 * 1024;
 /// The file in each spool directory its process holds locked.
 const LOCK_FILE: &str = "lock";
+/// The file in each spool directory that names (as a hash) the database its rows belong to.
+const DATABASE_FILE: &str = "database";
 
 /// Why a row did not go into the spool.
 #[derive(Debug)]
@@ -44,6 +46,10 @@ pub struct Spool {
     root: PathBuf,
     dir: PathBuf,
     id: String,
+    /// The hash of the database this process writes to (see [`database_tag`]).
+    database: String,
+    /// Orphans of other databases already reported, so each is named once.
+    foreign: Mutex<std::collections::HashSet<PathBuf>>,
     max_bytes: u64,
     segment_bytes: u64,
     writing: Mutex<Writing>,
@@ -75,6 +81,7 @@ impl Spool {
     pub fn create(
         root: &Path,
         server_id: &str,
+        database_identity: &str,
         max_bytes: u64,
         wake_at: usize,
     ) -> io::Result<Self> {
@@ -88,6 +95,8 @@ impl Spool {
             TryLockError::Error(err) => err,
             TryLockError::WouldBlock => io::Error::other("a new spool is locked already"),
         })?;
+        let database = database_tag(database_identity);
+        std::fs::write(hidden.join(DATABASE_FILE), &database)?;
         let dir = parent.join(&id);
         std::fs::rename(&hidden, &dir)?;
         let file = open_segment(&dir, 1)?;
@@ -95,6 +104,8 @@ impl Spool {
             root: root.to_owned(),
             dir,
             id,
+            database,
+            foreign: Mutex::new(Default::default()),
             max_bytes,
             segment_bytes: (max_bytes / 8).clamp(MIN_SEGMENT_BYTES, MAX_SEGMENT_BYTES),
             writing: Mutex::new(Writing { file, len: 0 }),
@@ -273,6 +284,21 @@ pub fn orphans(spool: &Spool) -> io::Result<Vec<Orphan>> {
                 let _ = std::fs::remove_dir_all(&dir);
                 continue;
             }
+            // A spool of another database (the folder is shared, or `database.url` changed)
+            // is left for a process of that database: replayed here, its rows would land in
+            // the wrong one. A spool without the file predates the tag and is adopted.
+            if let Ok(tag) = std::fs::read_to_string(dir.join(DATABASE_FILE))
+                && tag != spool.database
+            {
+                if lock_or_poisoned(&spool.foreign).insert(dir.clone()) {
+                    tracing::warn!(
+                        dir = %dir.display(),
+                        "request log spool of another database left alone: a process of that \
+                         database replays it"
+                    );
+                }
+                continue;
+            }
             found.push(Orphan {
                 dir,
                 spool_id: name,
@@ -283,4 +309,16 @@ pub fn orphans(spool: &Spool) -> io::Result<Vec<Orphan>> {
     }
     found.sort_by(|a, b| a.spool_id.cmp(&b.spool_id));
     Ok(found)
+}
+
+/// The tag a spool carries for `identity` (`Settings::database_identity`): a hash, so that
+/// nothing of a URL is written to disk, whatever a malformed one holds.
+pub fn database_tag(identity: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(identity.as_bytes());
+    digest[..16].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn lock_or_poisoned<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }

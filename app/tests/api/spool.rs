@@ -1,4 +1,4 @@
-//! kill -9 under load: every request the killed instance answered has exactly one log row.
+//! kill -9 under load: every request the killed instance answered has exactly one log row, in its own database.
 
 use std::collections::HashMap;
 use std::process::Child;
@@ -182,4 +182,76 @@ fn kill_9_under_load_loses_no_log_row_on_postgres() {
         .unwrap()
         .block_on(create_postgres_database(&server, &name));
     kill_9_under_load_loses_no_row_and_writes_none_twice(&with_database(&server, &name));
+}
+
+#[test]
+fn a_spool_is_replayed_only_into_the_database_its_rows_were_answered_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = format!("sqlite://{}/first.sqlite?mode=rwc", dir.path().display());
+    let other = format!("sqlite://{}/other.sqlite?mode=rwc", dir.path().display());
+    let port = free_port();
+    let (mut child, _logs) = start(dir.path(), port, &first);
+    let stop = Arc::new(AtomicBool::new(false));
+    let clients = load(port, stop.clone());
+    std::thread::sleep(Duration::from_millis(1000));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    stop.store(true, Ordering::Relaxed);
+    let answered: Vec<String> = clients
+        .into_iter()
+        .flat_map(|c| c.join().unwrap())
+        .collect();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let written = runtime.block_on(rows_by_id(&first)).len();
+    assert!(
+        written < answered.len(),
+        "the kill left no row in the spool ({written} of {} written)",
+        answered.len()
+    );
+
+    // The same folder and server id on another database: those rows are not its to write.
+    let (mut child, logs) = start(dir.path(), port, &other);
+    std::thread::sleep(Duration::from_secs(2));
+    let misrouted = runtime.block_on(rows_by_id(&other)).len();
+    assert_eq!(
+        misrouted,
+        0,
+        "rows replayed into the wrong database:\n{}",
+        logs.text()
+    );
+    assert!(
+        logs.text().contains("spool of another database"),
+        "{}",
+        logs.text()
+    );
+    assert_eq!(
+        terminate(&mut child, Duration::from_secs(20)).code(),
+        Some(0)
+    );
+
+    // Back on its own database, the spool is replayed there, every row once.
+    let (mut child, logs) = start(dir.path(), port, &first);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let rows = loop {
+        let rows = runtime.block_on(rows_by_id(&first));
+        if answered.iter().all(|id| rows.contains_key(id)) || Instant::now() > deadline {
+            break rows;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let missing = answered.iter().filter(|id| !rows.contains_key(*id)).count();
+    assert_eq!(
+        missing,
+        0,
+        "answered requests without a row:\n{}",
+        logs.text()
+    );
+    assert!(
+        rows.values().all(|n| *n == 1),
+        "rows written more than once"
+    );
+    assert_eq!(
+        terminate(&mut child, Duration::from_secs(20)).code(),
+        Some(0)
+    );
 }
