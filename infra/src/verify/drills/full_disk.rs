@@ -22,6 +22,8 @@ const DISK: &str = "4m";
 /// Writes sent at most, and the refusals after which the disk counts as full.
 const MAX_WRITES: usize = 3_000;
 const REFUSALS: usize = 200;
+/// Space left free once the disk is full: a few SQLite pages' worth of users.
+const HEADROOM: u64 = 64 * 1024;
 /// Writes must be back within this once the space is.
 const RECOVERY_GOAL: Duration = Duration::from_secs(5);
 
@@ -275,13 +277,17 @@ async fn post(client: &reqwest::Client, url: &str, n: usize) -> anyhow::Result<(
     Ok((status, r.json().await.unwrap_or(Value::Null)))
 }
 
-/// Fills the file system holding `path` to the last byte.
+/// Fills the file system holding `path` to its last byte, then gives [`HEADROOM`] back: the
+/// writes that still fit are acknowledged, and must all be there afterwards, before the
+/// refusals begin.
 fn fill(path: &Path) -> anyhow::Result<()> {
     let mut file = std::fs::File::create(path)?;
     let chunk = vec![0u8; 16 * 1024];
     while file.write_all(&chunk).is_ok() {}
     let small = [0u8; 512];
     while file.write_all(&small).is_ok() {}
+    let len = file.metadata()?.len();
+    file.set_len(len.saturating_sub(HEADROOM))?;
     let _ = file.sync_all();
     Ok(())
 }
