@@ -103,21 +103,47 @@ async fn rows_by_id(database_url: &str) -> HashMap<String, i64> {
         .collect()
 }
 
-fn kill_9_under_load_loses_no_row_and_writes_none_twice(database_url: &str) {
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let (mut child, _logs) = start(dir.path(), port, database_url);
+/// An instance on `database_url` in `dir`, killed with SIGKILL (no flush, no drain) after
+/// `load_for` of load; the request ids it answered.
+fn killed_under_load(
+    dir: &std::path::Path,
+    port: u16,
+    database_url: &str,
+    load_for: Duration,
+) -> Vec<String> {
+    let (mut child, _logs) = start(dir, port, database_url);
     let stop = Arc::new(AtomicBool::new(false));
     let clients = load(port, stop.clone());
-    std::thread::sleep(Duration::from_millis(1500));
-    // SIGKILL: no flush, no drain.
+    std::thread::sleep(load_for);
     child.kill().unwrap();
     child.wait().unwrap();
     stop.store(true, Ordering::Relaxed);
-    let answered: Vec<String> = clients
+    clients
         .into_iter()
         .flat_map(|c| c.join().unwrap())
-        .collect();
+        .collect()
+}
+
+/// The rows of `database_url` once every `answered` id has one, or after 30 s.
+fn rows_once_replayed(
+    runtime: &tokio::runtime::Runtime,
+    database_url: &str,
+    answered: &[String],
+) -> HashMap<String, i64> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let rows = runtime.block_on(rows_by_id(database_url));
+        if answered.iter().all(|id| rows.contains_key(id)) || Instant::now() > deadline {
+            return rows;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn kill_9_under_load_loses_no_row_and_writes_none_twice(database_url: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let answered = killed_under_load(dir.path(), port, database_url, Duration::from_millis(1500));
     assert!(answered.len() > 100, "only {} answers", answered.len());
 
     let runtime = tokio::runtime::Runtime::new().unwrap();
@@ -129,14 +155,7 @@ fn kill_9_under_load_loses_no_row_and_writes_none_twice(database_url: &str) {
 
     // The same server id, the same working directory: the restarted process replays the spool.
     let (mut child, logs) = start(dir.path(), port, database_url);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let rows = loop {
-        let rows = runtime.block_on(rows_by_id(database_url));
-        if answered.iter().all(|id| rows.contains_key(id)) || Instant::now() > deadline {
-            break rows;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let rows = rows_once_replayed(&runtime, database_url, &answered);
     let missing: Vec<&String> = answered
         .iter()
         .filter(|id| !rows.contains_key(*id))
@@ -190,17 +209,7 @@ fn a_spool_is_replayed_only_into_the_database_its_rows_were_answered_for() {
     let first = format!("sqlite://{}/first.sqlite?mode=rwc", dir.path().display());
     let other = format!("sqlite://{}/other.sqlite?mode=rwc", dir.path().display());
     let port = free_port();
-    let (mut child, _logs) = start(dir.path(), port, &first);
-    let stop = Arc::new(AtomicBool::new(false));
-    let clients = load(port, stop.clone());
-    std::thread::sleep(Duration::from_millis(1000));
-    child.kill().unwrap();
-    child.wait().unwrap();
-    stop.store(true, Ordering::Relaxed);
-    let answered: Vec<String> = clients
-        .into_iter()
-        .flat_map(|c| c.join().unwrap())
-        .collect();
+    let answered = killed_under_load(dir.path(), port, &first, Duration::from_millis(1000));
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let written = runtime.block_on(rows_by_id(&first)).len();
     assert!(
@@ -231,14 +240,7 @@ fn a_spool_is_replayed_only_into_the_database_its_rows_were_answered_for() {
 
     // Back on its own database, the spool is replayed there, every row once.
     let (mut child, logs) = start(dir.path(), port, &first);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let rows = loop {
-        let rows = runtime.block_on(rows_by_id(&first));
-        if answered.iter().all(|id| rows.contains_key(id)) || Instant::now() > deadline {
-            break rows;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let rows = rows_once_replayed(&runtime, &first, &answered);
     let missing = answered.iter().filter(|id| !rows.contains_key(*id)).count();
     assert_eq!(
         missing,
