@@ -33,9 +33,10 @@ struct Pending {
 
 /// The queue creates go through; cheap to share.
 pub struct Creates {
+    db: DatabaseConnection,
     tx: mpsc::Sender<Pending>,
     /// Creates between their start and their answer.
-    in_flight: Arc<AtomicUsize>,
+    in_flight: AtomicUsize,
 }
 
 impl Creates {
@@ -47,30 +48,26 @@ impl Creates {
             tokio::spawn(work(db.clone(), rx.clone()));
         }
         Creates {
+            db,
             tx,
-            in_flight: Arc::new(AtomicUsize::new(0)),
+            in_flight: AtomicUsize::new(0),
         }
     }
 
     /// Writes `row` with whatever creates arrive with it: the row as stored, or why not.
-    pub async fn create(
-        &self,
-        db: &DatabaseConnection,
-        row: users::Model,
-    ) -> Result<users::Model, WriteError> {
+    pub async fn create(&self, row: users::Model) -> Result<users::Model, WriteError> {
         let counted = InFlight::enter(&self.in_flight);
         if counted.alone {
             // Nobody to share a statement with: the queue's two task hops would only add
             // latency for a lone client.
-            metrics::counter!("user_creates_total").increment(1);
-            metrics::counter!("user_create_statements_total").increment(1);
-            return Mutation::insert_user(db, row).await;
+            count_statement(1);
+            return Mutation::insert_user(&self.db, row).await;
         }
         let (reply, answer) = oneshot::channel();
         let pending = Pending { row, reply };
         if let Err(mpsc::error::SendError(pending)) = self.tx.send(pending).await {
             // The workers are gone (shutting down): write it alone.
-            return Mutation::insert_user(db, pending.row).await;
+            return Mutation::insert_user(&self.db, pending.row).await;
         }
         match answer.await {
             Ok(result) => result,
@@ -123,16 +120,20 @@ async fn work(db: DatabaseConnection, rx: Arc<Mutex<mpsc::Receiver<Pending>>>) {
     }
 }
 
-async fn write(db: &DatabaseConnection, batch: Vec<Pending>) {
-    metrics::counter!("user_creates_total").increment(batch.len() as u64);
+/// One statement written for `creates` creates.
+fn count_statement(creates: usize) {
+    metrics::counter!("user_creates_total").increment(creates as u64);
     metrics::counter!("user_create_statements_total").increment(1);
+}
+
+async fn write(db: &DatabaseConnection, batch: Vec<Pending>) {
+    count_statement(batch.len());
     if batch.len() == 1 {
         let Pending { row, reply } = batch.into_iter().next().expect("one create");
         let _ = reply.send(Mutation::insert_user(db, row).await);
         return;
     }
-    let rows: Vec<users::Model> = batch.iter().map(|p| p.row.clone()).collect();
-    match Mutation::insert_users(db, &rows).await {
+    match Mutation::insert_users(db, batch.iter().map(|p| &p.row)).await {
         Ok(inserted) => {
             for Pending { row, reply } in batch {
                 let answer = if inserted.contains(&row.id) {

@@ -126,9 +126,9 @@ impl Mutation {
     /// Inserts many prepared rows in one statement (PostgreSQL), skipping each whose email
     /// key is taken, by an existing user or by an earlier row of the same statement; the ids
     /// of the rows inserted. One round trip and one commit for all of them.
-    pub async fn insert_users(
+    pub async fn insert_users<'a>(
         db: &DatabaseConnection,
-        rows: &[users::Model],
+        rows: impl IntoIterator<Item = &'a users::Model>,
     ) -> Result<HashSet<Uuid>, DbErr> {
         use users::Column;
         let mut insert = sea_orm::sea_query::Query::insert();

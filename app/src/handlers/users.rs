@@ -169,7 +169,7 @@ pub async fn create(call: Call) -> HandlerResult {
     let input: UserInput = call.body.json(state.body_limit()).await?;
     let row = Mutation::new_user_row(input.try_into()?, state.server_id());
     let user = match state.creates() {
-        Some(creates) => creates.create(state.db(), row).await,
+        Some(creates) => creates.create(row).await,
         None => Mutation::insert_user(state.db(), row).await,
     }
     .map_err(write_error)?;

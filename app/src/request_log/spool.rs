@@ -290,7 +290,8 @@ pub fn orphans(spool: &Spool) -> io::Result<Vec<Orphan>> {
             if let Ok(tag) = std::fs::read_to_string(dir.join(DATABASE_FILE))
                 && tag != spool.database
             {
-                if lock_or_poisoned(&spool.foreign).insert(dir.clone()) {
+                let mut foreign = spool.foreign.lock().unwrap_or_else(|e| e.into_inner());
+                if foreign.insert(dir.clone()) {
                     tracing::warn!(
                         dir = %dir.display(),
                         "request log spool of another database left alone: a process of that \
@@ -313,12 +314,8 @@ pub fn orphans(spool: &Spool) -> io::Result<Vec<Orphan>> {
 
 /// The tag a spool carries for `identity` (`Settings::database_identity`): a hash, so that
 /// nothing of a URL is written to disk, whatever a malformed one holds.
-pub fn database_tag(identity: &str) -> String {
+fn database_tag(identity: &str) -> String {
     use sha2::{Digest, Sha256};
     let digest = Sha256::digest(identity.as_bytes());
     digest[..16].iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn lock_or_poisoned<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
