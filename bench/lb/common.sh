@@ -32,14 +32,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-wait_port() {
-    for _ in $(seq 1 100); do
-        if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
-        sleep 0.05
-    done
-    echo "port $1 never opened" >&2
-    return 1
-}
+# shellcheck source=bench/lb/wait_port.sh
+. "$ROOT/bench/lb/wait_port.sh"
 
 "$BIN/hello_backend" "$B1" & PIDS+=($!)
 "$BIN/hello_backend" "$B2" & PIDS+=($!)

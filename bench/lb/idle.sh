@@ -22,14 +22,8 @@ BIN=$CARGO_TARGET_DIR/release/examples
 PIDS=()
 trap 'for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true' EXIT
 
-wait_port() {
-    for _ in $(seq 1 100); do
-        if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
-        sleep 0.05
-    done
-    echo "port $1 never opened" >&2
-    return 1
-}
+# shellcheck source=bench/lb/wait_port.sh
+. "$ROOT/bench/lb/wait_port.sh"
 "$BIN/hello_backend" "$B1" & PIDS+=($!)
 wait_port "$B1"
 "$BIN/lb_bench" "$LB_PORT" "127.0.0.1:$B1" >/dev/null 2>&1 & LB_PID=$!
