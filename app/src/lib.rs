@@ -39,7 +39,7 @@ pub mod testing;
 mod throttle;
 
 pub use configuration::env::Environment;
-pub use configuration::{DeploySettings, LogRetention, MigrationsMode, Settings};
+pub use configuration::{DeploySettings, LogRetention, MigrationsMode, Settings, sqlite_file};
 pub use database::{connect_database, grant_schema_to_owner, migrate_database};
 pub use startup::{Application, run, shutdown_signal};
 

@@ -63,14 +63,7 @@ fn probe(dir: &Path) -> std::io::Result<()> {
 /// The folder of a SQLite file URL (`sqlite://data/app.sqlite?mode=rwc` -> `data`); `None`
 /// for PostgreSQL and in-memory databases.
 fn sqlite_folder(url: &str) -> Option<PathBuf> {
-    let rest = url
-        .strip_prefix("sqlite://")
-        .or_else(|| url.strip_prefix("sqlite:"))?;
-    let path = rest.split('?').next()?;
-    if path.is_empty() || path.starts_with(":memory:") {
-        return None;
-    }
-    let parent = Path::new(path).parent()?;
+    let parent = crate::configuration::sqlite_file(url)?.parent()?;
     Some(if parent.as_os_str().is_empty() {
         PathBuf::from(".")
     } else {

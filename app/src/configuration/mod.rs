@@ -4,7 +4,7 @@ mod deploy;
 pub mod env;
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
@@ -364,15 +364,26 @@ impl Settings {
     }
 }
 
+/// The file a `sqlite:` URL names (`sqlite://data/app.sqlite?mode=rwc` -> `data/app.sqlite`,
+/// relative to the working directory); `None` for other URLs and in-memory databases.
+pub fn sqlite_file(url: &str) -> Option<&Path> {
+    let rest = url.strip_prefix("sqlite:")?;
+    let rest = rest.strip_prefix("//").unwrap_or(rest);
+    let path = rest.split('?').next().unwrap_or_default();
+    (!path.is_empty() && !path.starts_with(":memory:")).then(|| Path::new(path))
+}
+
 fn database_identity(url: &str) -> String {
-    if let Some(rest) = url.strip_prefix("sqlite:") {
-        let path = rest.trim_start_matches("//");
-        let path = path.split(['?', '#']).next().unwrap_or(path);
-        let path = std::path::Path::new(path);
-        let absolute = std::env::current_dir()
-            .map(|cwd| cwd.join(path))
-            .unwrap_or_else(|_| path.to_owned());
-        return format!("sqlite:{}", absolute.display());
+    if url.starts_with("sqlite:") {
+        return match sqlite_file(url) {
+            Some(path) => {
+                let absolute = std::env::current_dir()
+                    .map(|cwd| cwd.join(path))
+                    .unwrap_or_else(|_| path.to_owned());
+                format!("sqlite:{}", absolute.display())
+            }
+            None => "sqlite::memory:".to_owned(),
+        };
     }
     // Parsed, not cut at the first '?' or '@': a password may hold either.
     match url::Url::parse(url) {

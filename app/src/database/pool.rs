@@ -202,16 +202,7 @@ async fn outside_transaction(
 
 /// SQLite creates the file (with `mode=rwc`) but not its folder.
 fn ensure_sqlite_folder(url: &str) {
-    let path = url
-        .trim_start_matches("sqlite://")
-        .trim_start_matches("sqlite:")
-        .split('?')
-        .next()
-        .unwrap_or("");
-    if path.is_empty() || path.starts_with(":memory:") {
-        return;
-    }
-    if let Some(parent) = std::path::Path::new(path).parent()
+    if let Some(parent) = crate::configuration::sqlite_file(url).and_then(|path| path.parent())
         && !parent.as_os_str().is_empty()
         && let Err(err) = std::fs::create_dir_all(parent)
     {

@@ -12,12 +12,9 @@ use super::file::{
 /// The database file of a `sqlite:` URL; a relative path means the repository root, as the
 /// supervisor reads it.
 pub fn database_path(root: &Path, url: &str) -> anyhow::Result<PathBuf> {
-    let rest = url.strip_prefix("sqlite:").context("not a sqlite: URL")?;
-    let rest = rest.strip_prefix("//").unwrap_or(rest);
-    let path = rest.split('?').next().unwrap_or_default();
-    if path.is_empty() || path.starts_with(":memory:") {
-        bail!("an in-memory SQLite database has nothing to back up or restore");
-    }
+    anyhow::ensure!(url.starts_with("sqlite:"), "not a sqlite: URL");
+    let path = app::sqlite_file(url)
+        .context("an in-memory SQLite database has nothing to back up or restore")?;
     Ok(root.join(path))
 }
 
