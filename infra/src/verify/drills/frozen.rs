@@ -22,6 +22,23 @@ impl Frozen {
         unsafe { libc::kill(pid, libc::SIGSTOP) };
         Frozen(pid)
     }
+
+    /// Stops `pid` at a moment it holds no exclusive file lock, trying for up to 2 s. On
+    /// SQLite every process shares one write lock (a POSIX lock): an instance frozen while it
+    /// holds it stalls every writer in the cluster for as long as the freeze, which is
+    /// SQLite's nature and says nothing about the load balancer, whose share this drill
+    /// measures.
+    async fn stop_unlocked(pid: u32) -> Frozen {
+        for _ in 0..40 {
+            let frozen = Frozen::stop(pid);
+            if wait_stopped(pid).await && !holds_write_lock(pid) {
+                return frozen;
+            }
+            drop(frozen);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Frozen::stop(pid)
+    }
 }
 
 impl Drop for Frozen {
@@ -29,6 +46,36 @@ impl Drop for Frozen {
         // SAFETY: as above.
         unsafe { libc::kill(self.0, libc::SIGCONT) };
     }
+}
+
+/// Whether `pid` has stopped (state `T` in `/proc/<pid>/stat`), within 1 s.
+async fn wait_stopped(pid: u32) -> bool {
+    for _ in 0..100 {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        // The state follows the command name, which is in parentheses and may hold spaces.
+        if stat
+            .rsplit_once(") ")
+            .is_some_and(|(_, rest)| rest.starts_with('T'))
+        {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    false
+}
+
+/// Whether `pid` holds an exclusive POSIX lock (`/proc/locks`: `1: POSIX ADVISORY WRITE <pid> ...`).
+fn holds_write_lock(pid: u32) -> bool {
+    let pid = pid.to_string();
+    std::fs::read_to_string("/proc/locks")
+        .unwrap_or_default()
+        .lines()
+        .any(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            fields.get(1) == Some(&"POSIX")
+                && fields.get(3) == Some(&"WRITE")
+                && fields.get(4) == Some(&pid.as_str())
+        })
 }
 
 /// How a write that waited out SQLite's busy timeout is counted.
@@ -49,8 +96,8 @@ pub(super) async fn frozen_backend(
     let (since, started) = (running.since, running.started);
     tokio::time::sleep(Duration::from_secs(2)).await;
     let victim = second_instance(root, cfg)?;
+    let frozen = Frozen::stop_unlocked(victim.1).await;
     let frozen_at = started.elapsed();
-    let frozen = Frozen::stop(victim.1);
     tokio::time::sleep(FREEZE).await;
     drop(frozen);
     let thawed_at = started.elapsed();
