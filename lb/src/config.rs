@@ -6,6 +6,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
+use crate::tls::HttpsConfig;
 
 /// Everything the load balancer needs to run; serde-friendly so it can live in a stack file.
 ///
@@ -13,8 +14,11 @@ use crate::error::Error;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, rename_all = "snake_case")]
 pub struct Config {
-    /// Address the load balancer listens on; port 0 picks a free port.
+    /// Address of the HTTP entry (DigitalOcean's `http` forwarding rule); port 0 picks a
+    /// free port.
     pub listen: SocketAddr,
+    /// An HTTPS entry as well, with TLS terminated here (an `https` forwarding rule).
+    pub https: Option<HttpsConfig>,
     /// Backends (droplets) in rotation; at most 64.
     pub backends: Vec<BackendConfig>,
     /// Active health check settings.
@@ -80,6 +84,7 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            https: None,
             backends: Vec::new(),
             health_check: HealthCheckConfig::default(),
             sticky: None,
@@ -196,7 +201,7 @@ impl Default for StickyConfig {
 }
 
 /// Durations as human strings (`"30s"`, `"150ms"`, `"2m"`) or bare seconds.
-mod duration_str {
+pub(crate) mod duration_str {
     use std::time::Duration;
 
     use serde::de::{self, Visitor};
@@ -305,6 +310,9 @@ pub(crate) fn validate(config: &Config) -> Result<(), Error> {
     }
     if config.max_connections == 0 {
         return bad("max_connections must be at least 1".into());
+    }
+    if let Some(https) = &config.https {
+        crate::tls::validate(https, config.listen)?;
     }
     if let Some(s) = &config.sticky {
         let n = &s.cookie_name;

@@ -24,6 +24,14 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// The HTTPS entry's certificate or key could not be used.
+    #[error("cannot use {}: {reason}", path.display())]
+    Tls {
+        /// The certificate or key file.
+        path: std::path::PathBuf,
+        /// What is wrong with it (never its contents).
+        reason: String,
+    },
 }
 
 /// What went wrong with one request; see [`ErrorKind::retry`] and [`ErrorKind::status`].

@@ -21,6 +21,7 @@ mod policy;
 mod proxy;
 mod series;
 mod status;
+mod tls;
 mod trim;
 mod upstream;
 
@@ -37,10 +38,13 @@ pub use config::{BackendConfig, Balance, Config, HealthCheckConfig, MAX_BACKENDS
 pub use error::Error;
 pub use series::{BUCKETS, Event, Point, STEP_SECONDS};
 pub use status::{BackendView, StatusReport};
+pub use tls::{HttpsConfig, TlsVersion};
 pub use upstream::{BackendState, BackendStatus};
 
 use listener::Loop;
+use policy::Entry;
 use proxy::Shared;
+use tls::Terminator;
 use upstream::Pool;
 
 /// Result alias for this crate.
@@ -50,40 +54,49 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub struct LoadBalancer;
 
 impl LoadBalancer {
-    /// Validates `config`, binds the listener and starts serving and health checking in
-    /// tasks on the caller's tokio runtime (or, with `io_threads`, serving on dedicated
-    /// threads). Every backend starts down until it passes `healthy_threshold` checks.
+    /// Validates `config`, loads the HTTPS entry's certificate, binds the listeners and
+    /// starts serving and health checking in tasks on the caller's tokio runtime (or, with
+    /// `io_threads`, serving on dedicated threads). Every backend starts down until it
+    /// passes `healthy_threshold` checks.
     pub async fn bind(config: Config) -> Result<Running> {
         config::validate(&config)?;
-        let bind_err = |source| Error::Bind {
-            addr: config.listen,
-            source,
-        };
-        let listener = TcpListener::bind(config.listen).await.map_err(bind_err)?;
-        let local_addr = listener.local_addr().map_err(bind_err)?;
+        let terminator = config.https.as_ref().map(Terminator::new).transpose()?;
+        let (listener, local_addr) = listen(config.listen).await?;
+        let mut listeners = vec![(listener, Entry::Http)];
+        let mut https = None;
+        if let (Some(h), Some(tls)) = (&config.https, terminator) {
+            let (listener, addr) = listen(h.listen).await?;
+            listeners.push((listener, Entry::Https));
+            https = Some((addr, tls));
+        }
+        let https_addr = https.as_ref().map(|(addr, _)| *addr);
 
         let pool = Arc::new(Pool::new(
             &config.backends,
             config.sticky.as_ref(),
             config.balance,
         ));
-        let shared = Arc::new(Shared::new(&config, pool.clone(), local_addr.port()));
+        let shared = Arc::new(Shared::new(&config, pool.clone(), local_addr.port(), https));
         let (shutdown_tx, shutdown_rx) = watch::channel(None);
         let loops = listener::start(
-            listener,
+            listeners,
             shared,
             config.io_threads,
             config.max_connections,
             shutdown_rx,
         )
-        .map_err(bind_err)?;
+        .map_err(|source| Error::Bind {
+            addr: config.listen,
+            source,
+        })?;
         let health_check = Arc::new(config.health_check.clone());
         let health = health::spawn_checkers(pool.clone(), health_check.clone());
-        info!(%local_addr, backends = config.backends.len(), "load balancer listening");
+        info!(%local_addr, https = ?https_addr, backends = config.backends.len(), "load balancer listening");
 
         Ok(Running {
             inner: Arc::new(Inner {
                 local_addr,
+                https_addr,
                 pool,
                 health_check,
                 shutdown_tx,
@@ -92,6 +105,14 @@ impl LoadBalancer {
             }),
         })
     }
+}
+
+/// Binds one entry's listener.
+async fn listen(addr: SocketAddr) -> Result<(TcpListener, SocketAddr)> {
+    let bind_err = |source| Error::Bind { addr, source };
+    let listener = TcpListener::bind(addr).await.map_err(bind_err)?;
+    let bound = listener.local_addr().map_err(bind_err)?;
+    Ok((listener, bound))
 }
 
 /// Handle to a running load balancer; cheap to clone. Dropping the last handle stops it
@@ -103,6 +124,7 @@ pub struct Running {
 
 struct Inner {
     local_addr: SocketAddr,
+    https_addr: Option<SocketAddr>,
     pool: Arc<Pool>,
     health_check: Arc<HealthCheckConfig>,
     shutdown_tx: watch::Sender<Option<Duration>>,
@@ -120,9 +142,14 @@ impl Drop for Inner {
 }
 
 impl Running {
-    /// The address actually bound (useful with port 0).
+    /// The HTTP entry's address as bound (useful with port 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.inner.local_addr
+    }
+
+    /// The HTTPS entry's address as bound, when there is one.
+    pub fn https_addr(&self) -> Option<SocketAddr> {
+        self.inner.https_addr
     }
 
     /// A snapshot of every backend, in config order.

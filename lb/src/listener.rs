@@ -1,7 +1,7 @@
-//! Accepting connections: accept loop, I/O loops, connection limit, drain on shutdown.
+//! Accepting connections: accept loops, I/O loops, connection limit, drain on shutdown.
 //!
 //! The I/O loops are tasks on the caller's runtime or dedicated single-threaded runtimes;
-//! the accept loop hands each connection to the one serving the fewest.
+//! each entry's accept loop hands each connection to the one serving the fewest.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -16,6 +16,7 @@ use tracing::{debug, warn};
 
 use crate::error::{ErrorKind, ProxyError};
 use crate::io::StopSignal;
+use crate::policy::Entry;
 use crate::proxy::{self, Shared};
 use crate::trim::{TRIM_CHECK, Trimmer};
 use crate::upstream::Parked;
@@ -49,18 +50,22 @@ impl Loop {
     }
 }
 
+/// A connection handed to an I/O loop.
+type Accepted = (std::net::TcpStream, SocketAddr, Entry);
+
 /// A connection loop as the accept loop sees it: where to send connections, and how many
 /// it is serving.
+#[derive(Clone)]
 struct IoTarget {
-    tx: mpsc::UnboundedSender<(std::net::TcpStream, SocketAddr)>,
+    tx: mpsc::UnboundedSender<Accepted>,
     load: Arc<AtomicUsize>,
 }
 
 /// Starts the I/O loops (`io_threads` dedicated threads, or one task on the caller's
-/// runtime for 0) and the accept loop feeding them. The accept loop comes first in the
-/// returned list. Everything stops, draining, when `shutdown` says so.
+/// runtime for 0) and an accept loop per entry feeding them all. The accept loops come
+/// first in the returned list. Everything stops, draining, when `shutdown` says so.
 pub(crate) fn start(
-    listener: TcpListener,
+    listeners: Vec<(TcpListener, Entry)>,
     shared: Arc<Shared>,
     io_threads: usize,
     max_connections: usize,
@@ -95,16 +100,26 @@ pub(crate) fn start(
         loops.push(Loop::Thread(done_rx));
         targets.push(IoTarget { tx, load });
     }
-    let accept = tokio::spawn(accept_loop(listener, targets, max_connections, shutdown));
-    loops.insert(0, Loop::Task(accept));
-    Ok(loops)
+    let accept = listeners.into_iter().map(|(listener, entry)| {
+        let (targets, shutdown) = (targets.clone(), shutdown.clone());
+        Loop::Task(tokio::spawn(accept_loop(
+            listener,
+            entry,
+            targets,
+            max_connections,
+            shutdown,
+        )))
+    });
+    Ok(accept.chain(loops).collect())
 }
 
 /// Accepts connections and hands each to the connection loop serving the fewest, as
 /// HAProxy spreads connections over its threads. (`SO_REUSEPORT` listeners spread them by a
 /// hash instead, which leaves one thread noticeably busier and shows in tail latency.)
+/// `max_connections` counts the connections of every entry.
 async fn accept_loop(
     listener: TcpListener,
+    entry: Entry,
     mut targets: Vec<IoTarget>,
     max_connections: usize,
     mut shutdown: watch::Receiver<Option<Duration>>,
@@ -136,9 +151,9 @@ async fn accept_loop(
                         .min_by_key(|&i| targets[i].load.load(Ordering::Relaxed))
                     {
                         targets[i].load.fetch_add(1, Ordering::Relaxed);
-                        match targets[i].tx.send((stream, peer)) {
+                        match targets[i].tx.send((stream, peer, entry)) {
                             Ok(()) => break,
-                            Err(mpsc::error::SendError((back, _))) => {
+                            Err(mpsc::error::SendError((back, _, _))) => {
                                 warn!("a load balancer I/O thread is gone");
                                 stream = back;
                                 targets.swap_remove(i);
@@ -182,7 +197,7 @@ async fn turn_away(mut stream: TcpStream) {
 /// Serves the connections the accept loop hands over until shutdown, then drains them for
 /// the grace period.
 async fn io_loop(
-    mut incoming: mpsc::UnboundedReceiver<(std::net::TcpStream, SocketAddr)>,
+    mut incoming: mpsc::UnboundedReceiver<Accepted>,
     shared: Arc<Shared>,
     load: Arc<AtomicUsize>,
     mut shutdown: watch::Receiver<Option<Duration>>,
@@ -212,7 +227,7 @@ async fn io_loop(
                 trimmer.observe(conns.len());
             }
             next = incoming.recv() => match next {
-                Some((stream, peer)) => match TcpStream::from_std(stream) {
+                Some((stream, peer, entry)) => match TcpStream::from_std(stream) {
                     Ok(stream) => {
                         let mut stop = stop_rx.clone();
                         let stop: StopSignal = Box::pin(async move {
@@ -221,6 +236,7 @@ async fn io_loop(
                         conns.spawn(proxy::serve(
                             stream,
                             peer,
+                            entry,
                             shared.clone(),
                             parked.clone(),
                             stop,
@@ -233,7 +249,7 @@ async fn io_loop(
                         warn!(error = %e, "cannot take over a connection");
                     }
                 },
-                // The accept loop stopped, which it does on shutdown; take the grace from it.
+                // The accept loops stopped, which they do on shutdown; take the grace from it.
                 None => break match shutdown.wait_for(Option::is_some).await {
                     Ok(grace) => grace.unwrap_or_default(),
                     Err(_) => Duration::ZERO,

@@ -1,20 +1,31 @@
 //! What the proxy adds to and strips from the messages it relays.
 //!
 //! Hop-by-hop headers go out, `X-Forwarded-*` and `X-Request-Id` come in, and the sticky
-//! cookie is set and removed.
+//! cookie is set and removed. With `redirect_http_to_https`, the HTTP entry answers with a
+//! redirect to the HTTPS entry instead.
 //! Heads are rewritten straight from the parsed head into the output buffer, like HAProxy
 //! does, with no header map on the way.
 
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::http1::{Framing, RequestHead, ResponseHead, eq, push_header, push_u64, tokens};
+
+/// The entry point a client connection came in on (a forwarding rule's entry protocol).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Entry {
+    Http,
+    Https,
+}
 
 /// The per-load-balancer settings of the rewriting; built once at bind.
 pub(crate) struct Policy {
     /// Name of the sticky-session cookie, when stickiness is on.
     pub(crate) sticky_cookie: Option<String>,
-    /// The listening port, as `X-Forwarded-Port` says it.
-    pub(crate) forwarded_port: String,
+    /// The HTTP entry's port, as `X-Forwarded-Port` says it.
+    http_port: String,
+    /// The HTTPS entry, if there is one.
+    https: Option<SocketAddr>,
     request_id_prefix: u32,
     request_id_seq: AtomicU64,
 }
@@ -41,22 +52,28 @@ fn is_proxy_owned(name: &str) -> bool {
 }
 
 impl Policy {
-    pub(crate) fn new(sticky_cookie: Option<String>, forwarded_port: u16) -> Self {
+    pub(crate) fn new(
+        sticky_cookie: Option<String>,
+        http_port: u16,
+        https: Option<SocketAddr>,
+    ) -> Self {
         Self {
             sticky_cookie,
-            forwarded_port: forwarded_port.to_string(),
+            http_port: http_port.to_string(),
+            https,
             request_id_prefix: random_u32(),
             request_id_seq: AtomicU64::new(0),
         }
     }
 
-    /// Writes the head a backend gets for `head` into `out` (cleared first), up to but not
-    /// including `Host` (when the client sent none), the body framing and the blank line,
-    /// which depend on the backend and the body. Returns the sticky cookie's value, if the
-    /// request carried one.
+    /// Writes the head a backend gets for `head`, which came in on `entry`, into `out`
+    /// (cleared first), up to but not including `Host` (when the client sent none), the body
+    /// framing and the blank line, which depend on the backend and the body. Returns the
+    /// sticky cookie's value, if the request carried one.
     pub(crate) fn write_request_head(
         &self,
         head: &RequestHead<'_, '_>,
+        entry: Entry,
         client_ip: &[u8],
         out: &mut Vec<u8>,
     ) -> Option<Vec<u8>> {
@@ -120,8 +137,17 @@ impl Policy {
         if !xff_written {
             push_header(out, b"x-forwarded-for", client_ip);
         }
-        out.extend_from_slice(b"x-forwarded-proto: http\r\n");
-        push_header(out, b"x-forwarded-port", self.forwarded_port.as_bytes());
+        match (entry, self.https) {
+            (Entry::Https, Some(https)) => {
+                out.extend_from_slice(b"x-forwarded-proto: https\r\nx-forwarded-port: ");
+                push_u64(out, u64::from(https.port()));
+                out.extend_from_slice(b"\r\n");
+            }
+            _ => {
+                out.extend_from_slice(b"x-forwarded-proto: http\r\n");
+                push_header(out, b"x-forwarded-port", self.http_port.as_bytes());
+            }
+        }
         if !has_request_id {
             out.extend_from_slice(b"x-request-id: ");
             self.push_request_id(out);
@@ -186,6 +212,58 @@ impl Policy {
         }
     }
 
+    /// Writes the whole answer that sends `head` to the same URL on the HTTPS entry into
+    /// `out` (cleared first): 301 for GET and HEAD, 308 for other methods so they are
+    /// repeated with their body. The host is the request's own, without its port; a request
+    /// without a usable `Host` is sent to the HTTPS entry's address.
+    pub(crate) fn write_https_redirect(
+        &self,
+        head: &RequestHead<'_, '_>,
+        close: bool,
+        out: &mut Vec<u8>,
+    ) {
+        let https = self
+            .https
+            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 443)));
+        out.clear();
+        out.extend_from_slice(if matches!(head.method, "GET" | "HEAD") {
+            &b"HTTP/1.1 301 Moved Permanently\r\nlocation: https://"[..]
+        } else {
+            &b"HTTP/1.1 308 Permanent Redirect\r\nlocation: https://"[..]
+        });
+        let host = head
+            .headers
+            .iter()
+            .find(|h| eq(h.name, "host"))
+            .and_then(|h| host_without_port(h.value));
+        match host {
+            Some(host) => out.extend_from_slice(host),
+            None if https.ip().is_unspecified() => out.extend_from_slice(b"localhost"),
+            None if https.is_ipv6() => {
+                out.extend_from_slice(format!("[{}]", https.ip()).as_bytes());
+            }
+            None => out.extend_from_slice(https.ip().to_string().as_bytes()),
+        }
+        if https.port() != 443 {
+            out.push(b':');
+            push_u64(out, u64::from(https.port()));
+        }
+        // `OPTIONS *` has no path to keep.
+        let target = if head.target.starts_with('/') {
+            head.target
+        } else {
+            "/"
+        };
+        out.extend_from_slice(target.as_bytes());
+        out.extend_from_slice(b"\r\ncontent-length: 0\r\n");
+        if close {
+            out.extend_from_slice(b"connection: close\r\n");
+        } else if head.http10 {
+            out.extend_from_slice(b"connection: keep-alive\r\n");
+        }
+        out.extend_from_slice(b"\r\n");
+    }
+
     /// Appends a unique request id: a per-process random prefix and a sequence number, in hex.
     fn push_request_id(&self, out: &mut Vec<u8>) {
         let seq = self.request_id_seq.fetch_add(1, Ordering::Relaxed);
@@ -195,6 +273,38 @@ impl Policy {
         hex(&mut buf[9..], seq);
         out.extend_from_slice(&buf);
     }
+}
+
+/// The host of a `Host` value without its port, if it is a plain name or IP literal (so
+/// nothing a client sends can be written into the `Location` of a redirect but a host).
+fn host_without_port(value: &[u8]) -> Option<&[u8]> {
+    let host = match value.strip_prefix(b"[") {
+        Some(rest) => {
+            let end = rest.iter().position(|&b| b == b']')?;
+            let literal = &rest[..end];
+            if literal.is_empty()
+                || !literal
+                    .iter()
+                    .all(|b| b.is_ascii_hexdigit() || b".:".contains(b))
+            {
+                return None;
+            }
+            &value[..end + 2]
+        }
+        None => {
+            let end = value.iter().position(|&b| b == b':').unwrap_or(value.len());
+            let name = &value[..end];
+            if name.is_empty()
+                || !name
+                    .iter()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-._".contains(b))
+            {
+                return None;
+            }
+            name
+        }
+    };
+    Some(host)
 }
 
 /// Random enough to keep request ids from two processes apart; no extra dependency.
@@ -256,11 +366,25 @@ mod tests {
         let mut buf = [0u8; 4];
         hex(&mut buf, 0xbeef);
         assert_eq!(&buf, b"beef");
-        let p = Policy::new(None, 80);
+        let p = Policy::new(None, 80, None);
         let (mut a, mut b) = (Vec::new(), Vec::new());
         p.push_request_id(&mut a);
         p.push_request_id(&mut b);
         assert_ne!(a, b);
+    }
+
+    #[test]
+    fn redirect_hosts_are_names_or_ip_literals_without_their_port() {
+        assert_eq!(
+            host_without_port(b"example.com:8080"),
+            Some(&b"example.com"[..])
+        );
+        assert_eq!(host_without_port(b"127.0.0.1"), Some(&b"127.0.0.1"[..]));
+        assert_eq!(host_without_port(b"[::1]:8080"), Some(&b"[::1]"[..]));
+        assert_eq!(host_without_port(b"a/b"), None);
+        assert_eq!(host_without_port(b"evil.com\"@x"), None);
+        assert_eq!(host_without_port(b":80"), None);
+        assert_eq!(host_without_port(b"[]"), None);
     }
 
     #[test]

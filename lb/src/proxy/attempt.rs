@@ -213,7 +213,7 @@ impl ClientConn {
     ) -> Result<bool, ProxyError> {
         let shared = &*self.shared;
         let relayed = Relayer {
-            client: &self.stream,
+            client: &mut self.stream,
             bc: &mut bc,
             out: &mut self.out,
             timer: &mut self.timer,

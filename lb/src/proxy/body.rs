@@ -122,14 +122,10 @@ impl ClientConn {
 
     async fn send_continue(&mut self) -> Result<(), ProxyError> {
         let deadline = Instant::now() + self.shared.client_idle_timeout;
-        write_all(
-            &self.stream,
-            b"HTTP/1.1 100 Continue\r\n\r\n",
-            &mut self.timer,
-            deadline,
-        )
-        .await
-        .map_err(|e| ProxyError::new(ErrorKind::ClientGone, e.to_string()))
+        self.stream
+            .write_all(b"HTTP/1.1 100 Continue\r\n\r\n", &mut self.timer, deadline)
+            .await
+            .map_err(|e| ProxyError::new(ErrorKind::ClientGone, e.to_string()))
     }
 
     /// Ends the backend's request head in `req` with the body's framing, followed by a held

@@ -6,13 +6,13 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::BytesMut;
-use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use crate::config::Config;
 use crate::http1::{ChunkedScanner, Framing};
-use crate::io::{StopSignal, Timer};
-use crate::policy::Policy;
+use crate::io::{ClientStream, StopSignal, Timer};
+use crate::policy::{Entry, Policy};
+use crate::tls::Terminator;
 use crate::upstream::{Parked, Pool};
 
 /// Buffers that grew past this for one large request or response are given back after it,
@@ -33,16 +33,34 @@ pub(crate) struct Shared {
     pub(super) budget: Budget,
     /// The path the load balancer answers with its own status.
     pub(super) status_path: Option<String>,
+    /// TLS for the HTTPS entry's connections.
+    pub(super) tls: Option<Terminator>,
+    /// The HTTP entry answers every request with a redirect to the HTTPS entry.
+    pub(super) redirect_to_https: bool,
     /// Set once shutdown starts: responses from then on close their connection.
     pub(crate) stopping: AtomicBool,
 }
 
 impl Shared {
-    pub(crate) fn new(config: &Config, pool: Arc<Pool>, listen_port: u16) -> Self {
+    /// `https`: the HTTPS entry's bound address and its TLS, when there is one.
+    pub(crate) fn new(
+        config: &Config,
+        pool: Arc<Pool>,
+        http_port: u16,
+        https: Option<(SocketAddr, Terminator)>,
+    ) -> Self {
         let sticky_cookie = config.sticky.as_ref().map(|s| s.cookie_name.clone());
+        let redirect_to_https = https.is_some()
+            && config
+                .https
+                .as_ref()
+                .is_some_and(|h| h.redirect_http_to_https);
+        let (https_addr, tls) = https.unzip();
         Self {
             pool,
-            policy: Policy::new(sticky_cookie, listen_port),
+            policy: Policy::new(sticky_cookie, http_port, https_addr),
+            tls,
+            redirect_to_https,
             connect_timeout: config.connect_timeout,
             response_timeout: config.response_timeout,
             eject_after_timeouts: config.eject_after_timeouts,
@@ -60,7 +78,8 @@ impl Shared {
 /// One client connection and the buffers its requests go through. Its methods live with
 /// the phase they belong to; this module keeps the loop and the load balancer's own answers.
 pub(super) struct ClientConn {
-    pub(super) stream: TcpStream,
+    pub(super) stream: ClientStream,
+    pub(super) entry: Entry,
     pub(super) peer: SocketAddr,
     /// Bytes read from the client and not yet used.
     pub(super) buf: BytesMut,
@@ -158,4 +177,6 @@ pub(super) struct RequestInfo {
     pub(super) sticky_token: Option<Vec<u8>>,
     /// A GET or HEAD of the status path: the load balancer answers it.
     pub(super) status: bool,
+    /// A request on the HTTP entry that gets a redirect to HTTPS, which waits in `out`.
+    pub(super) redirect: bool,
 }

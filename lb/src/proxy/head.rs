@@ -7,8 +7,9 @@ use tokio::time::Instant;
 
 use super::conn::{Body, ClientConn, RequestInfo};
 use crate::error::{ErrorKind, ProxyError};
-use crate::http1;
+use crate::http1::{self, Framing};
 use crate::io::{Read, read_some};
+use crate::policy::Entry;
 
 impl ClientConn {
     /// Reads the next request head, and the body too when it is small enough to hold.
@@ -54,7 +55,11 @@ impl ClientConn {
                 Ok(Read::Eof | Read::TimedOut) | Err(_) => return Ok(None),
             }
         };
-        let body = self.read_body(&info, expect_continue).await?;
+        let body = if info.redirect {
+            Body::Held
+        } else {
+            self.read_body(&info, expect_continue).await?
+        };
         Ok(Some((info, body)))
     }
 
@@ -72,10 +77,21 @@ impl ClientConn {
         let Some(head) = http1::parse_request(&self.buf, &mut headers)? else {
             return Ok(None);
         };
-        let sticky_token =
+        let redirect = self.entry == Entry::Http && self.shared.redirect_to_https;
+        let sticky_token = if redirect {
+            let has_body = !matches!(head.framing, Framing::None | Framing::Length(0));
+            // The body is not read: the connection closes after the answer.
+            self.body_pending = has_body;
+            let close = head.close() || has_body || self.shared.stopping.load(Ordering::Relaxed);
             self.shared
                 .policy
-                .write_request_head(&head, &self.client_ip, &mut self.req);
+                .write_https_redirect(&head, close, &mut self.out);
+            None
+        } else {
+            self.shared
+                .policy
+                .write_request_head(&head, self.entry, &self.client_ip, &mut self.req)
+        };
         let info = RequestInfo {
             framing: head.framing,
             had_length: head.had_length,
@@ -85,8 +101,10 @@ impl ClientConn {
             close: head.close(),
             host_missing: !head.has_host,
             sticky_token,
-            status: matches!(head.method, "GET" | "HEAD")
+            status: !redirect
+                && matches!(head.method, "GET" | "HEAD")
                 && self.shared.status_path.as_deref() == Some(head.target),
+            redirect,
         };
         // HTTP/1.0 clients don't know 100 Continue (RFC 9110 section 15.2); they send anyway.
         let expect_continue = head.expect_continue && !head.http10;

@@ -27,7 +27,8 @@ use tokio::time::Instant;
 use tracing::debug;
 
 use crate::error::ProxyError;
-use crate::io::{READ_CHUNK, Read, StopSignal, Timer, read_some, write_all};
+use crate::io::{ClientStream, READ_CHUNK, Read, StopSignal, Timer, read_some};
+use crate::policy::Entry;
 use crate::upstream::Parked;
 
 pub(crate) use conn::Shared;
@@ -38,16 +39,26 @@ use conn::{ClientConn, KEEP_CAPACITY, RequestInfo};
 const LINGER: Duration = Duration::from_secs(1);
 const LINGER_BYTES: usize = 256 * 1024;
 
-/// Serves one client connection until it closes, times out or the load balancer stops.
+/// Serves one client connection, which came in on `entry`, until it closes, times out or
+/// the load balancer stops. An HTTPS entry's connection completes its handshake first.
 pub(crate) async fn serve(
     stream: TcpStream,
     peer: SocketAddr,
+    entry: Entry,
     shared: Arc<Shared>,
     parked: Arc<Parked>,
     stop: StopSignal,
 ) {
+    let stream = match (entry, &shared.tls) {
+        (Entry::Https, Some(tls)) => match tls.accept(stream, peer).await {
+            Some(tls) => ClientStream::Tls(Box::new(tls)),
+            None => return,
+        },
+        _ => ClientStream::Plain(stream),
+    };
     let mut conn = ClientConn {
         stream,
+        entry,
         peer,
         buf: BytesMut::with_capacity(READ_CHUNK),
         out: Vec::with_capacity(1024),
@@ -78,6 +89,11 @@ impl ClientConn {
             };
             let forwarded = if info.status {
                 Ok(self.answer_status(&info).await)
+            } else if info.redirect {
+                // As the answer says (see `parse_head`).
+                let close =
+                    info.close || self.body_pending || self.shared.stopping.load(Ordering::Relaxed);
+                Ok(self.send_own(close).await)
             } else {
                 self.forward(&info, &mut body).await
             };
@@ -90,7 +106,7 @@ impl ClientConn {
                 Ok(false) => {
                     // Pipelined requests we won't answer: read them away before closing, so
                     // the kernel doesn't reset the response we just sent.
-                    if !self.buf.is_empty() {
+                    if !self.buf.is_empty() || self.body_pending {
                         self.linger().await;
                     }
                     return;
@@ -111,8 +127,16 @@ impl ClientConn {
     async fn answer_status(&mut self, info: &RequestInfo) -> bool {
         let close = info.close || self.shared.stopping.load(Ordering::Relaxed);
         crate::status::response(&self.shared.pool, &mut self.out, info.head_method, close);
+        self.send_own(close).await
+    }
+
+    /// Sends the load balancer's own answer waiting in `out`; false when the connection is
+    /// done (`close`, or the client is gone).
+    async fn send_own(&mut self, close: bool) -> bool {
         let deadline = Instant::now() + self.shared.client_idle_timeout;
-        let sent = write_all(&self.stream, &self.out, &mut self.timer, deadline)
+        let sent = self
+            .stream
+            .write_all(&self.out, &mut self.timer, deadline)
             .await
             .is_ok();
         sent && !close
@@ -143,7 +167,9 @@ impl ClientConn {
             return false;
         }
         let deadline = Instant::now() + self.shared.client_idle_timeout;
-        let sent = write_all(&self.stream, &self.out, &mut self.timer, deadline)
+        let sent = self
+            .stream
+            .write_all(&self.out, &mut self.timer, deadline)
             .await
             .is_ok();
         if sent && close && (e.kind().closes() || self.body_pending || !self.buf.is_empty()) {

@@ -4,13 +4,12 @@
 //! gathered into as few client writes as the reads allow.
 
 use bytes::Buf;
-use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use super::conn::Shared;
 use crate::error::{ErrorKind, ProxyError, Side};
 use crate::http1::{ChunkedScanner, Framing};
-use crate::io::{Read, Timer, read_some, write_all};
+use crate::io::{ClientStream, Read, Timer, read_some};
 use crate::upstream::BackendConn;
 
 /// Largest response chunk gathered before it is written on to the client.
@@ -21,7 +20,7 @@ const MAX_GATHER: usize = 64 * 1024;
 /// anything reached the client (a 502 can still be sent), `BackendAborted` after that, and
 /// `ClientGone` when the client went away.
 pub(super) struct Relayer<'a> {
-    pub(super) client: &'a TcpStream,
+    pub(super) client: &'a mut ClientStream,
     pub(super) bc: &'a mut BackendConn,
     pub(super) out: &'a mut Vec<u8>,
     pub(super) timer: &'a mut Timer,
@@ -45,7 +44,8 @@ impl Relayer<'_> {
     /// Writes what `out` holds to the client.
     async fn flush_out(&mut self) -> Result<(), ProxyError> {
         let deadline = Instant::now() + self.shared.client_idle_timeout;
-        write_all(self.client, self.out, self.timer, deadline)
+        self.client
+            .write_all(self.out, self.timer, deadline)
             .await
             .map_err(|e| ProxyError::new(ErrorKind::ClientGone, e.to_string()))?;
         self.out.clear();
