@@ -2,12 +2,15 @@
 //!
 //! `cargo run --release -p lb --example lb_bench -- <listen-port> <backend-addr>...`;
 //! 2 worker threads, health checks on (`GET /health` every 30 s, fall 3, rise `LB_RISE`
-//! or 1).
+//! or 1). With `LB_TLS_CERT` and `LB_TLS_KEY` (PEM files) the port is an HTTPS entry
+//! offering TLS up to `LB_TLS_MAX` (1.3), with session resumption unless `LB_TLS_RESUME=0`;
+//! HTTP goes to a free port, and the status page, with its handshake counts, answers at
+//! `/_lb/status`.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use lb::{BackendConfig, Config, LoadBalancer};
+use lb::{BackendConfig, Config, HttpsConfig, LoadBalancer, TlsVersion};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     tracing_subscriber::fmt()
@@ -24,6 +27,24 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         listen: SocketAddr::from(([127, 0, 0, 1], port)),
         ..Config::default()
     };
+    if let (Ok(certificate), Ok(private_key)) =
+        (std::env::var("LB_TLS_CERT"), std::env::var("LB_TLS_KEY"))
+    {
+        let max_version = match std::env::var("LB_TLS_MAX").as_deref() {
+            Ok("1.2") => TlsVersion::Tls12,
+            _ => TlsVersion::Tls13,
+        };
+        config.https = Some(HttpsConfig {
+            listen: config.listen,
+            certificate: certificate.into(),
+            private_key: private_key.into(),
+            max_version,
+            resumption: std::env::var("LB_TLS_RESUME").as_deref() != Ok("0"),
+            ..HttpsConfig::default()
+        });
+        config.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+        config.status_path = Some("/_lb/status".to_owned());
+    }
     for (i, a) in args.enumerate() {
         config
             .backends
@@ -69,7 +90,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .iter()
             .filter(|s| s.state == lb::BackendState::Up)
             .count();
-        println!("ready {} {up}/{n} up", running.local_addr());
+        let addr = running.https_addr().unwrap_or(running.local_addr());
+        println!("ready {addr} {up}/{n} up");
         for s in running
             .status()
             .iter()

@@ -38,13 +38,13 @@ pub use config::{BackendConfig, Balance, Config, HealthCheckConfig, MAX_BACKENDS
 pub use error::Error;
 pub use series::{BUCKETS, Event, Point, STEP_SECONDS};
 pub use status::{BackendView, StatusReport};
-pub use tls::{HttpsConfig, TlsVersion};
+pub use tls::{HandshakeCounts, HttpsConfig, TlsVersion};
 pub use upstream::{BackendState, BackendStatus};
 
 use listener::Loop;
 use policy::Entry;
 use proxy::Shared;
-use tls::Terminator;
+use tls::{Handshakes, Terminator};
 use upstream::Pool;
 
 /// Result alias for this crate.
@@ -70,6 +70,7 @@ impl LoadBalancer {
             https = Some((addr, tls));
         }
         let https_addr = https.as_ref().map(|(addr, _)| *addr);
+        let handshakes = https.as_ref().map(|(_, tls)| tls.handshakes.clone());
 
         let pool = Arc::new(Pool::new(
             &config.backends,
@@ -97,6 +98,7 @@ impl LoadBalancer {
             inner: Arc::new(Inner {
                 local_addr,
                 https_addr,
+                handshakes,
                 pool,
                 health_check,
                 shutdown_tx,
@@ -125,6 +127,7 @@ pub struct Running {
 struct Inner {
     local_addr: SocketAddr,
     https_addr: Option<SocketAddr>,
+    handshakes: Option<Arc<Handshakes>>,
     pool: Arc<Pool>,
     health_check: Arc<HealthCheckConfig>,
     shutdown_tx: watch::Sender<Option<Duration>>,
@@ -159,7 +162,7 @@ impl Running {
 
     /// What the status page shows: every backend, its last 15 minutes, and the rotation changes.
     pub fn report(&self) -> StatusReport {
-        self.inner.pool.report()
+        self.inner.pool.report(self.inner.handshakes.as_deref())
     }
 
     /// Takes backend `id` out of rotation at once (e.g. its process died); it returns after

@@ -7,6 +7,7 @@
 use serde::Serialize;
 
 use crate::series::{self, Event, Point, STEP_SECONDS};
+use crate::tls::{HandshakeCounts, Handshakes};
 use crate::upstream::{BackendState, BackendStatus, Pool};
 
 /// The status page's JSON.
@@ -19,6 +20,9 @@ pub struct StatusReport {
     pub backends: Vec<BackendView>,
     /// Rotation changes, oldest first.
     pub events: Vec<Event>,
+    /// How the HTTPS entry's handshakes ended since start; absent without an HTTPS entry.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_handshakes: Option<HandshakeCounts>,
 }
 
 /// One backend: its status, and its requests, 5xx and p95 latency over the last 15 minutes.
@@ -32,7 +36,7 @@ pub struct BackendView {
 }
 
 impl Pool {
-    pub(crate) fn report(&self) -> StatusReport {
+    pub(crate) fn report(&self, tls: Option<&Handshakes>) -> StatusReport {
         let now = series::unix_now();
         let backends = self
             .status()
@@ -51,13 +55,20 @@ impl Pool {
             step_seconds: STEP_SECONDS,
             backends,
             events: self.events.list(),
+            tls_handshakes: tls.map(Handshakes::counts),
         }
     }
 }
 
 /// The whole HTTP response for the status page.
-pub(crate) fn response(pool: &Pool, out: &mut Vec<u8>, head_only: bool, close: bool) {
-    let body = serde_json::to_vec(&pool.report()).unwrap_or_else(|_| b"{}".to_vec());
+pub(crate) fn response(
+    pool: &Pool,
+    tls: Option<&Handshakes>,
+    out: &mut Vec<u8>,
+    head_only: bool,
+    close: bool,
+) {
+    let body = serde_json::to_vec(&pool.report(tls)).unwrap_or_else(|_| b"{}".to_vec());
     out.clear();
     out.extend_from_slice(
         b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncache-control: no-store\r\n",

@@ -8,12 +8,13 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
+use rustls::HandshakeKind;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use rustls::server::ServerSessionMemoryCache;
+use rustls::server::{NoServerSessionStorage, ServerSessionMemoryCache};
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
@@ -50,6 +51,9 @@ pub struct HttpsConfig {
     pub min_version: TlsVersion,
     /// Newest protocol version offered.
     pub max_version: TlsVersion,
+    /// Let returning clients resume their session (TLS 1.2 session ids, TLS 1.3 tickets),
+    /// which saves the certificate signature; off, every handshake is a full one.
+    pub resumption: bool,
 }
 
 impl Default for HttpsConfig {
@@ -63,6 +67,7 @@ impl Default for HttpsConfig {
             max_handshakes: 1024,
             min_version: TlsVersion::Tls12,
             max_version: TlsVersion::Tls13,
+            resumption: true,
         }
     }
 }
@@ -78,12 +83,55 @@ pub enum TlsVersion {
     Tls13,
 }
 
+/// How the HTTPS entry's handshakes ended, since start (on the status page).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct HandshakeCounts {
+    /// Completed with a certificate signature.
+    pub full: u64,
+    /// Completed by resuming an earlier session (no signature).
+    pub resumed: u64,
+    /// Failed: not TLS, no common version or cipher, closed midway.
+    pub failed: u64,
+    /// Not complete within `handshake_timeout`.
+    pub timed_out: u64,
+    /// Closed at once because `max_handshakes` were in progress.
+    pub refused: u64,
+}
+
+/// The live counters behind [`HandshakeCounts`].
+#[derive(Default)]
+pub(crate) struct Handshakes {
+    full: AtomicU64,
+    resumed: AtomicU64,
+    failed: AtomicU64,
+    timed_out: AtomicU64,
+    refused: AtomicU64,
+}
+
+impl Handshakes {
+    pub(crate) fn counts(&self) -> HandshakeCounts {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        HandshakeCounts {
+            full: get(&self.full),
+            resumed: get(&self.resumed),
+            failed: get(&self.failed),
+            timed_out: get(&self.timed_out),
+            refused: get(&self.refused),
+        }
+    }
+
+    fn count(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
 /// Takes TLS off accepted connections, within the handshake limits.
 pub(crate) struct Terminator {
     acceptor: TlsAcceptor,
     timeout: Duration,
     max_in_flight: usize,
     in_flight: AtomicUsize,
+    pub(crate) handshakes: Arc<Handshakes>,
 }
 
 /// Gives a handshake slot back however the handshake ends.
@@ -103,6 +151,7 @@ impl Terminator {
             timeout: config.handshake_timeout,
             max_in_flight: config.max_handshakes,
             in_flight: AtomicUsize::new(0),
+            handshakes: Arc::default(),
         })
     }
 
@@ -114,17 +163,29 @@ impl Terminator {
         peer: SocketAddr,
     ) -> Option<TlsStream<TcpStream>> {
         let _slot = Slot(&self.in_flight);
+        let counts = &*self.handshakes;
         if self.in_flight.fetch_add(1, Ordering::Relaxed) >= self.max_in_flight {
+            Handshakes::count(&counts.refused);
             debug!(%peer, "TLS handshake refused: max_handshakes in progress");
             return None;
         }
         match tokio::time::timeout(self.timeout, self.acceptor.accept(stream)).await {
-            Ok(Ok(tls)) => Some(tls),
+            Ok(Ok(tls)) => {
+                let resumed = tls.get_ref().1.handshake_kind() == Some(HandshakeKind::Resumed);
+                Handshakes::count(if resumed {
+                    &counts.resumed
+                } else {
+                    &counts.full
+                });
+                Some(tls)
+            }
             Ok(Err(e)) => {
+                Handshakes::count(&counts.failed);
                 debug!(%peer, error = %e, "TLS handshake failed");
                 None
             }
             Err(_) => {
+                Handshakes::count(&counts.timed_out);
                 debug!(%peer, timeout = ?self.timeout, "TLS handshake timed out");
                 None
             }
@@ -153,7 +214,12 @@ fn server_config(config: &HttpsConfig) -> Result<rustls::ServerConfig, Error> {
         // Names the key file: a key that doesn't match the certificate, or an unsupported type.
         .map_err(|e| tls_error(&config.private_key, e.to_string()))?;
     server.alpn_protocols = vec![b"http/1.1".to_vec()];
-    server.session_storage = ServerSessionMemoryCache::new(SESSION_CACHE);
+    if config.resumption {
+        server.session_storage = ServerSessionMemoryCache::new(SESSION_CACHE);
+    } else {
+        server.session_storage = Arc::new(NoServerSessionStorage {});
+        server.send_tls13_tickets = 0;
+    }
     Ok(server)
 }
 

@@ -280,6 +280,11 @@ async fn slow_handshakes_are_cut_off_and_capped() {
         .unwrap();
     assert!(closed_within(&mut s, Duration::from_secs(2)).await);
     assert_eq!(a.seen.hits.load(std::sync::atomic::Ordering::SeqCst), 1);
+    let counts = lb.report().tls_handshakes.unwrap();
+    assert_eq!(counts.timed_out, 2, "{counts:?}");
+    assert_eq!(counts.failed, 1, "{counts:?}");
+    assert!(counts.refused >= 1, "{counts:?}");
+    assert_eq!(counts.full + counts.resumed, 1, "{counts:?}");
     lb.shutdown(Duration::from_secs(1)).await;
 }
 

@@ -126,7 +126,14 @@ impl ClientConn {
     /// Answers the status page; false when the connection is done.
     async fn answer_status(&mut self, info: &RequestInfo) -> bool {
         let close = info.close || self.shared.stopping.load(Ordering::Relaxed);
-        crate::status::response(&self.shared.pool, &mut self.out, info.head_method, close);
+        let tls = self.shared.tls.as_ref().map(|t| &*t.handshakes);
+        crate::status::response(
+            &self.shared.pool,
+            tls,
+            &mut self.out,
+            info.head_method,
+            close,
+        );
         self.send_own(close).await
     }
 
