@@ -33,6 +33,17 @@ enum Command {
         /// Return once it is up and leave it running.
         #[arg(long)]
         detach: bool,
+        /// Serve HTTPS on rustlb:lbHttpsAddress as well, TLS ending at the load balancer, and
+        /// redirect HTTP there; with a self-signed certificate for localhost, 127.0.0.1 and ::1
+        /// that it makes under .stack/<stack>/tls/ and prints the path of, unless given one.
+        #[arg(long)]
+        https: bool,
+        /// PEM certificate (then any intermediates) for --https.
+        #[arg(long, requires_all = ["https", "private_key"])]
+        certificate: Option<PathBuf>,
+        /// PEM private key of --certificate.
+        #[arg(long, requires_all = ["https", "certificate"])]
+        private_key: Option<PathBuf>,
     },
     /// Show the local stack's state.
     Status {
@@ -89,9 +100,13 @@ enum Command {
         /// The load balancer's URL, e.g. http://127.0.0.1:8080 or `pulumi stack output url`.
         #[arg(long, required_unless_present = "stack")]
         url: Option<String>,
-        /// The local stack to verify (its URL is read from the running supervisor).
+        /// The local stack to verify (its URL, and with --https its certificate, are read
+        /// from the running supervisor).
         #[arg(long, short)]
         stack: Option<String>,
+        /// A PEM certificate to trust for an https:// URL besides the system's roots.
+        #[arg(long)]
+        cacert: Option<PathBuf>,
         /// API key for the write checks (the `rustlb:apiKey` of the stack).
         #[arg(long, env = "RUSTLB_API_KEY", hide_env_values = true)]
         api_key: Option<String>,
@@ -177,9 +192,24 @@ fn run_command(command: Command) -> std::process::ExitCode {
         // An instance of the local stack needs no repository root: it runs as the app does.
         Command::ServeApp => app::run(),
         Command::Preview { stack, json } => with_root(|root| cloud::preview(root, &stack, json)),
-        Command::Up { stack, detach } => {
-            with_root(|root| local::up(root, local_config(root, &stack)?, detach, rollout_gate()))
-        }
+        Command::Up {
+            stack,
+            detach,
+            https,
+            certificate,
+            private_key,
+        } => with_root(|root| {
+            let files = match (certificate, private_key) {
+                (Some(certificate), Some(private_key)) => local::Https::Files {
+                    certificate,
+                    private_key,
+                },
+                _ => local::Https::SelfSigned,
+            };
+            let https = https.then_some(files);
+            let cfg = local_config(root, &stack)?;
+            local::up(root, cfg, detach, rollout_gate(), https)
+        }),
         Command::Rollout {
             stack,
             binary,
@@ -206,11 +236,18 @@ fn run_command(command: Command) -> std::process::ExitCode {
         Command::Verify {
             url,
             stack,
+            cacert,
             api_key,
             requests,
             drills,
             json,
-        } => verify_command(url, stack, api_key, requests, drills, json),
+        } => verify_command(
+            Target { url, stack, cacert },
+            api_key,
+            requests,
+            drills,
+            json,
+        ),
         Command::DbBootstrap { admin_url, owner } => report((|| {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -233,9 +270,15 @@ fn run_command(command: Command) -> std::process::ExitCode {
     }
 }
 
-fn verify_command(
+/// What `verify` is pointed at, as given.
+struct Target {
     url: Option<String>,
     stack: Option<String>,
+    cacert: Option<PathBuf>,
+}
+
+fn verify_command(
+    Target { url, stack, cacert }: Target,
     api_key: Option<String>,
     requests: u32,
     drills: bool,
@@ -253,9 +296,12 @@ fn verify_command(
             }
             None => None,
         };
-        let url = match (url, &local) {
-            (Some(url), _) => url,
-            (None, Some((root, cfg))) => local::fetch_report(root, cfg)?.url,
+        let (url, root_certificate) = match (url, &local) {
+            (Some(url), _) => (url, cacert),
+            (None, Some((root, cfg))) => {
+                let report = local::fetch_report(root, cfg)?;
+                (report.url, cacert.or(report.certificate.map(PathBuf::from)))
+            }
             (None, None) => anyhow::bail!("give --url or --stack local"),
         };
         // The local stack's own key, unless one was given.
@@ -269,6 +315,7 @@ fn verify_command(
             url,
             api_key,
             requests,
+            root_certificate,
         };
         let mut report = runtime.block_on(verify::verify(&opts))?;
         if drills && let Some((root, cfg)) = &local {

@@ -1,9 +1,12 @@
 //! The local stack end to end: the real `infra` binary starts real app processes behind the
 //! embedded load balancer on loopback ports, and tears them down again.
 
+mod browser;
 mod stack;
 
 mod tools;
+
+use browser::{browse, chromium};
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -639,58 +642,6 @@ fn status_shows_the_size_of_a_postgresql_database() {
             .status
             .success()
     );
-}
-
-/// Debian's chromium, headless. Its test is `#[ignore]`d; once asked to run, a missing browser
-/// fails it rather than letting it pass unchecked.
-fn chromium() -> &'static str {
-    let path = "/usr/bin/chromium";
-    tools::require(
-        "chromium",
-        Path::new(path).exists(),
-        "apt-get install chromium",
-    );
-    path
-}
-
-/// Loads `url` in headless chromium, lets the page's scripts run for `budget_ms` of virtual
-/// time, and either prints the resulting DOM or takes a screenshot of `size`.
-fn browse(url: &str, budget_ms: u32, screenshot: Option<(&Path, &str)>) -> String {
-    let profile = tempfile::tempdir().unwrap();
-    let mut cmd = Command::new(chromium());
-    // As Debian's chromium runs here: no sandbox as root, and nothing that calls home.
-    cmd.args([
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--hide-scrollbars",
-    ])
-    .arg(format!("--user-data-dir={}", profile.path().display()))
-    .arg(format!("--virtual-time-budget={budget_ms}"));
-    match screenshot {
-        Some((path, size)) => {
-            cmd.arg(format!("--screenshot={}", path.display()))
-                .arg(format!("--window-size={size}"));
-        }
-        None => {
-            cmd.arg("--dump-dom");
-        }
-    }
-    let out = Command::new("timeout")
-        .arg("60")
-        .arg(cmd.get_program())
-        .args(cmd.get_args())
-        .arg(url)
-        .stderr(Stdio::null())
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "chromium failed on {url}");
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 #[test]

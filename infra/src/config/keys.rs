@@ -166,6 +166,11 @@ pub const KEYS: &[Key] = &[
     key("alerts", None, Section::Alerts),
     key("maintenanceWindow", None, Section::Updates),
     key("lbAddress", Some(Text("127.0.0.1:8080")), Section::Local),
+    key(
+        "lbHttpsAddress",
+        Some(Text("127.0.0.1:8443")),
+        Section::Local,
+    ),
     key("firstBackendPort", Some(Integer(3001)), Section::Local),
     key(
         "databaseUrl",
@@ -259,6 +264,8 @@ pub mod defaults {
     pub const STATS_RETENTION_DAYS: u32 = default_of("statsRetentionDays").as_integer();
     /// `rustlb:lbAddress` (local stack).
     pub const LB_ADDRESS: &str = default_of("lbAddress").as_text();
+    /// `rustlb:lbHttpsAddress` (local stack).
+    pub const LB_HTTPS_ADDRESS: &str = default_of("lbHttpsAddress").as_text();
     /// `rustlb:firstBackendPort` (local stack).
     pub const FIRST_BACKEND_PORT: u16 = {
         let port = default_of("firstBackendPort").as_integer();

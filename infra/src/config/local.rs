@@ -5,6 +5,7 @@ use super::reader::Reader;
 use std::net::SocketAddr;
 
 const LB_ADDRESS: &str = "lbAddress";
+const LB_HTTPS_ADDRESS: &str = "lbHttpsAddress";
 const FIRST_BACKEND_PORT: &str = "firstBackendPort";
 const DATABASE_URL: &str = "databaseUrl";
 const LEAVE_ON_DRAINING: &str = "lbLeaveOnDraining";
@@ -18,6 +19,7 @@ const MAX_RESPONSE_TIMEOUT_SECONDS: u32 = 600;
 /// Where the local load balancer and instances listen, and the database they share.
 pub(super) struct Local {
     pub(super) lb_address: SocketAddr,
+    pub(super) lb_https_address: SocketAddr,
     pub(super) first_backend_port: u16,
     pub(super) database_url: String,
     pub(super) lb: LocalLb,
@@ -66,16 +68,11 @@ impl LocalLb {
 impl Local {
     pub(super) fn parse(r: &mut Reader) -> Local {
         let r = r.enter(Section::Local);
-        let lb_address = r.string(LB_ADDRESS).unwrap_or_default();
-        let lb_address = lb_address.parse::<SocketAddr>().unwrap_or_else(|_| {
-            r.err(
-                LB_ADDRESS,
-                format!("must be host:port like 127.0.0.1:8080 (got {lb_address:?})"),
-            );
-            defaults::LB_ADDRESS
-                .parse()
-                .expect("default address parses")
-        });
+        let lb_address = address(r, LB_ADDRESS, defaults::LB_ADDRESS);
+        let lb_https_address = address(r, LB_HTTPS_ADDRESS, defaults::LB_HTTPS_ADDRESS);
+        if lb_https_address == lb_address {
+            r.err(LB_HTTPS_ADDRESS, format!("must differ from {LB_ADDRESS}"));
+        }
         let first_backend_port = r.uint(FIRST_BACKEND_PORT);
         // Backends take 50 ports from here on.
         let first_backend_port = match u16::try_from(first_backend_port) {
@@ -95,9 +92,22 @@ impl Local {
         let lb = LocalLb::parse(r);
         Local {
             lb_address,
+            lb_https_address,
             first_backend_port,
             database_url,
             lb,
         }
     }
+}
+
+/// A `host:port` key; a bad value is reported and `default` stands in.
+fn address(r: &mut Reader, key: &str, default: &str) -> SocketAddr {
+    let text = r.string(key).unwrap_or_default();
+    text.parse::<SocketAddr>().unwrap_or_else(|_| {
+        r.err(
+            key,
+            format!("must be host:port like {default} (got {text:?})"),
+        );
+        default.parse().expect("default address parses")
+    })
 }

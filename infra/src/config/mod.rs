@@ -109,6 +109,8 @@ pub struct StackConfig {
     pub stats_retention_days: u32,
     /// Local stack: the load balancer's listen address.
     pub lb_address: SocketAddr,
+    /// Local stack: the load balancer's HTTPS address (with `up --https`).
+    pub lb_https_address: SocketAddr,
     /// Local stack: backend N listens on this port + N - 1.
     pub first_backend_port: u16,
     /// Local stack: the database URL the app instances share.
@@ -223,6 +225,7 @@ impl StackConfig {
             request_log_retention_days: retention.request_log_days,
             stats_retention_days: retention.stats_days,
             lb_address: local.lb_address,
+            lb_https_address: local.lb_https_address,
             first_backend_port: local.first_backend_port,
             database_url: local.database_url,
             local_lb: local.lb,
@@ -320,6 +323,11 @@ impl StackConfig {
     /// Local stack: load balancer address.
     pub fn lb_address(&self) -> SocketAddr {
         self.lb_address
+    }
+
+    /// Local stack: the load balancer's HTTPS address.
+    pub fn lb_https_address(&self) -> SocketAddr {
+        self.lb_https_address
     }
 
     /// Local stack: first backend port.

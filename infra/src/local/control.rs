@@ -15,7 +15,11 @@ use tokio::net::TcpListener;
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StackReport {
     pub stack: String,
+    /// Where clients go: the HTTPS entry when there is one, else the HTTP entry.
     pub url: String,
+    /// The HTTPS entry's certificate file (PEM), to trust for `url`.
+    #[serde(default)]
+    pub certificate: Option<String>,
     pub supervisor_pid: u32,
     /// Bytes on disk of the stack's database, when it is PostgreSQL.
     #[serde(default)]
@@ -58,6 +62,12 @@ impl StackReport {
             "REQUESTS",
             "RESTARTS"
         );
+        if let Some(cert) = &self.certificate {
+            out.insert_str(
+                out.find("\n\n").unwrap_or(out.len()),
+                &format!("\ncertificate: {cert}  (HTTP redirects to HTTPS)"),
+            );
+        }
         if let Some(bytes) = self.database_bytes {
             out.insert_str(
                 out.find("\n\n").unwrap_or(out.len()),

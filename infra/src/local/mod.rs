@@ -9,6 +9,7 @@ mod backup;
 mod control;
 mod database_size;
 mod fleet;
+mod https;
 mod instance;
 mod rollout;
 mod state;
@@ -24,6 +25,7 @@ use anyhow::{Context, bail};
 use crate::config::StackConfig;
 pub use backup::{backup, restore};
 pub use control::{BackendReport, Command as ControlCommand, RolloutRequest, StackReport};
+pub use https::HttpsFiles;
 use instance::instances;
 pub use rollout::Gate;
 use state::StateFile;
@@ -33,12 +35,52 @@ const READY_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long in-flight requests may run after Ctrl-C/SIGTERM.
 const DRAIN_GRACE: Duration = Duration::from_secs(10);
 
+/// What `up --https` serves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Https {
+    /// A self-signed certificate the stack makes for this machine and keeps.
+    SelfSigned,
+    /// PEM files given with `--certificate` and `--private-key`.
+    Files {
+        certificate: PathBuf,
+        private_key: PathBuf,
+    },
+}
+
+impl Https {
+    /// The `up` arguments that ask for it again (for the detached supervisor).
+    fn args(&self) -> Vec<String> {
+        let mut args = vec!["--https".to_owned()];
+        if let Https::Files {
+            certificate,
+            private_key,
+        } = self
+        {
+            for (flag, path) in [
+                ("--certificate", certificate),
+                ("--private-key", private_key),
+            ] {
+                args.push(flag.to_owned());
+                args.push(path.display().to_string());
+            }
+        }
+        args
+    }
+}
+
 /// Starts the local stack and stays in the foreground until Ctrl-C or SIGTERM (or, with
-/// `detach`, returns once it is up and leaves it running in the background).
+/// `detach`, returns once it is up and leaves it running in the background). With `https`,
+/// the load balancer serves HTTPS on `rustlb:lbHttpsAddress` and redirects HTTP there.
 ///
 /// `gate` checks a new build's instance before a rollout gives it traffic (`infra verify`'s
 /// checks, passed in because `verify` already depends on this module).
-pub fn up(root: &Path, cfg: StackConfig, detach: bool, gate: Gate) -> anyhow::Result<()> {
+pub fn up(
+    root: &Path,
+    cfg: StackConfig,
+    detach: bool,
+    gate: Gate,
+    https: Option<Https>,
+) -> anyhow::Result<()> {
     let state_dir = state::dir(root, &cfg.stack);
     if let Some(existing) = StateFile::read_live(&state_dir) {
         bail!(
@@ -50,10 +92,18 @@ pub fn up(root: &Path, cfg: StackConfig, detach: bool, gate: Gate) -> anyhow::Re
             cfg.stack
         );
     }
-    check_ports_free(&cfg)?;
+    check_ports_free(&cfg, https.is_some())?;
     if detach {
-        return up_detached(root, &cfg, &state_dir);
+        return up_detached(root, &cfg, &state_dir, https.as_ref());
     }
+    let https = match &https {
+        None => None,
+        Some(Https::SelfSigned) => Some(HttpsFiles::self_signed(&state_dir)?),
+        Some(Https::Files {
+            certificate,
+            private_key,
+        }) => Some(HttpsFiles::given(certificate, private_key)?),
+    };
     init_logs();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -66,6 +116,7 @@ pub fn up(root: &Path, cfg: StackConfig, detach: bool, gate: Gate) -> anyhow::Re
         READY_TIMEOUT,
         DRAIN_GRACE,
         gate,
+        https,
     ))
 }
 
@@ -228,10 +279,15 @@ pub fn fetch_report(root: &Path, cfg: &StackConfig) -> anyhow::Result<StackRepor
 }
 
 /// Refuses to start when a port the stack needs is taken, naming the key that sets it.
-fn check_ports_free(cfg: &StackConfig) -> anyhow::Result<()> {
-    let lb = cfg.lb_address();
-    if let Err(err) = TcpListener::bind(lb) {
-        bail!("{}: rustlb:lbAddress {lb} is not free: {err}", cfg.source);
+fn check_ports_free(cfg: &StackConfig, https: bool) -> anyhow::Result<()> {
+    let mut entries = vec![("rustlb:lbAddress", cfg.lb_address())];
+    if https {
+        entries.push(("rustlb:lbHttpsAddress", cfg.lb_https_address()));
+    }
+    for (key, addr) in entries {
+        if let Err(err) = TcpListener::bind(addr) {
+            bail!("{}: {key} {addr} is not free: {err}", cfg.source);
+        }
     }
     for (i, instance) in instances(cfg)?.iter().enumerate() {
         let (port, name) = (instance.port, &instance.server_id);
@@ -248,7 +304,12 @@ fn check_ports_free(cfg: &StackConfig) -> anyhow::Result<()> {
 
 /// Re-runs `up` in its own session with output to a log file, waits until it is up, prints
 /// the same summary as the foreground `up`, and returns.
-fn up_detached(root: &Path, cfg: &StackConfig, state_dir: &Path) -> anyhow::Result<()> {
+fn up_detached(
+    root: &Path,
+    cfg: &StackConfig,
+    state_dir: &Path,
+    https: Option<&Https>,
+) -> anyhow::Result<()> {
     std::fs::create_dir_all(state_dir)
         .with_context(|| format!("creating {}", state_dir.display()))?;
     let log_path = state_dir.join("supervisor.log");
@@ -258,6 +319,7 @@ fn up_detached(root: &Path, cfg: &StackConfig, state_dir: &Path) -> anyhow::Resu
     let mut command = std::process::Command::new(exe);
     command
         .args(["up", "--stack", &cfg.stack])
+        .args(https.map(Https::args).unwrap_or_default())
         .current_dir(root)
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)

@@ -14,6 +14,7 @@ use tokio::task::JoinHandle;
 use super::control::{self, BackendReport, Command as ControlCommand, StackReport};
 use super::database_size::DatabaseSize;
 use super::fleet::{Build, Fleet, Generation, Instance, Restarts};
+use super::https::HttpsFiles;
 use super::instance::instances as local_instances;
 use super::rollout::{Gate, Rollouts};
 use super::state::StateFile;
@@ -23,7 +24,8 @@ use crate::deploy::Deploy;
 /// The stack's report as of now; shared by the control port and the ready message.
 type ReportFn = Arc<dyn Fn() -> StackReport + Send + Sync>;
 
-/// The whole foreground life of the stack; returns after a clean teardown.
+/// The whole foreground life of the stack; returns after a clean teardown. With `https`, the
+/// load balancer also serves HTTPS and its HTTP entry redirects there.
 pub async fn run(
     root: &Path,
     cfg: &StackConfig,
@@ -31,6 +33,7 @@ pub async fn run(
     ready_timeout: Duration,
     grace: Duration,
     gate: Gate,
+    https: Option<HttpsFiles>,
 ) -> anyhow::Result<()> {
     // Relative paths in the stack file (the SQLite default) mean the repository root.
     std::env::set_current_dir(root).with_context(|| format!("entering {}", root.display()))?;
@@ -38,8 +41,12 @@ pub async fn run(
     std::fs::create_dir_all(&log_dir).with_context(|| format!("creating {}", log_dir.display()))?;
 
     migrate_once(cfg).await?;
-    let lb = start_lb(cfg).await?;
-    let url = format!("http://{}", lb.local_addr());
+    let lb = start_lb(cfg, https.as_ref()).await?;
+    let url = match lb.https_addr() {
+        Some(addr) => format!("https://{addr}"),
+        None => format!("http://{}", lb.local_addr()),
+    };
+    let certificate = https.as_ref().map(|f| f.certificate.display().to_string());
     let build = Build {
         exe: std::env::current_exe().context("locating the infra binary")?,
         args: vec!["serve-app".to_owned()],
@@ -55,9 +62,12 @@ pub async fn run(
     )));
     let report: ReportFn = {
         let (lb, fleet) = (lb.clone(), fleet.clone());
-        let url = url.clone();
+        let entry = Entry {
+            url: url.clone(),
+            certificate: certificate.clone(),
+        };
         let stack = cfg.stack.clone();
-        Arc::new(move || build_report(&stack, &url, &lb, &fleet.instances()))
+        Arc::new(move || build_report(&stack, &entry, &lb, &fleet.instances()))
     };
     let rollouts = Arc::new(Rollouts::new(
         cfg,
@@ -87,22 +97,22 @@ pub async fn run(
     if !interrupted {
         state.ready = true;
         state.write(state_dir).context("writing the state file")?;
-        print_ready(cfg, &url, &report, &log_dir);
+        print_ready(cfg, &lb, &report, &log_dir);
         signal.await;
     }
     shut_down(cfg, &lb, grace, fleet, control_task, state_dir).await;
     Ok(())
 }
 
-async fn start_lb(cfg: &StackConfig) -> anyhow::Result<lb::Running> {
-    lb::LoadBalancer::bind(lb_config(cfg)?)
+async fn start_lb(cfg: &StackConfig, https: Option<&HttpsFiles>) -> anyhow::Result<lb::Running> {
+    let keys = if https.is_some() {
+        "rustlb:lbAddress and rustlb:lbHttpsAddress"
+    } else {
+        "rustlb:lbAddress"
+    };
+    lb::LoadBalancer::bind(lb_config(cfg, https)?)
         .await
-        .with_context(|| {
-            format!(
-                "{}: starting the load balancer on rustlb:lbAddress",
-                cfg.source
-            )
-        })
+        .with_context(|| format!("{}: starting the load balancer on {keys}", cfg.source))
 }
 
 /// Serves `status`, `restart` and `rollout` on a loopback port; returns its address for the
@@ -143,10 +153,22 @@ async fn start_control(
     Ok((addr, tokio::spawn(control::serve(listener, handler))))
 }
 
-fn print_ready(cfg: &StackConfig, url: &str, report: &ReportFn, log_dir: &Path) {
-    println!("{}", report().to_table());
-    println!("try:   curl -s {url}/server-info     (repeat: the server_id rotates)");
-    println!("       curl -s {url}/api/stats");
+fn print_ready(cfg: &StackConfig, lb: &lb::Running, report: &ReportFn, log_dir: &Path) {
+    let report = report();
+    println!("{}", report.to_table());
+    let url = &report.url;
+    let curl = match &report.certificate {
+        Some(cert) => {
+            println!(
+                "http://{} answers 301 (GET, HEAD) or 308 (other methods) to the same URL on {url}",
+                lb.local_addr()
+            );
+            format!("curl -s --cacert {cert}")
+        }
+        None => "curl -s".to_owned(),
+    };
+    println!("try:   {curl} {url}/server-info     (repeat: the server_id rotates)");
+    println!("       {curl} {url}/api/stats");
     println!("logs:  {}", log_dir.display());
     println!(
         "stop:  Ctrl-C here (or `cargo run --release -p infra -- destroy --stack {}` when detached)",
@@ -184,7 +206,9 @@ async fn migrate_once(cfg: &StackConfig) -> anyhow::Result<()> {
 }
 
 /// The load balancer's settings from the stack: DigitalOcean's names, loopback addresses.
-fn lb_config(cfg: &StackConfig) -> anyhow::Result<lb::Config> {
+/// HTTPS as a stack with a domain has it on DigitalOcean: TLS ends at the load balancer, and
+/// its HTTP entry redirects (`redirectHttpToHttps`).
+fn lb_config(cfg: &StackConfig, https: Option<&HttpsFiles>) -> anyhow::Result<lb::Config> {
     let hc = cfg.health_check();
     let sticky = cfg.sticky_sessions();
     let backends = local_instances(cfg)?
@@ -193,6 +217,13 @@ fn lb_config(cfg: &StackConfig) -> anyhow::Result<lb::Config> {
         .collect();
     Ok(lb::Config {
         listen: cfg.lb_address(),
+        https: https.map(|files| lb::HttpsConfig {
+            listen: cfg.lb_https_address(),
+            certificate: files.certificate.clone(),
+            private_key: files.private_key.clone(),
+            redirect_http_to_https: true,
+            ..lb::HttpsConfig::default()
+        }),
         backends,
         health_check: lb::HealthCheckConfig {
             path: hc.path.clone(),
@@ -245,9 +276,16 @@ async fn wait_until_ready(lb: &lb::Running, timeout: Duration) {
     tracing::warn!("not every instance passed its health checks in {timeout:?}; see the logs");
 }
 
+/// Where clients reach the stack.
+struct Entry {
+    url: String,
+    /// The HTTPS entry's certificate file.
+    certificate: Option<String>,
+}
+
 fn build_report(
     stack: &str,
-    url: &str,
+    entry: &Entry,
     lb: &lb::Running,
     instances: &[Arc<Instance>],
 ) -> StackReport {
@@ -275,7 +313,8 @@ fn build_report(
         .collect();
     StackReport {
         stack: stack.to_owned(),
-        url: url.to_owned(),
+        url: entry.url.clone(),
+        certificate: entry.certificate.clone(),
         supervisor_pid: std::process::id(),
         database_bytes: None,
         backends,

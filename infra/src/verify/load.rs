@@ -45,6 +45,8 @@ impl Outcome {
 #[derive(Debug, Clone)]
 pub struct Load {
     pub url: String,
+    /// A PEM certificate to trust for an `https://` URL.
+    pub root_certificate: Option<std::path::PathBuf>,
     pub api_key: Option<String>,
     pub clients: usize,
     pub mix: Mix,
@@ -59,10 +61,10 @@ pub struct Load {
 
 /// Runs the load until its deadline (or request bound) and returns every outcome in send order.
 pub async fn run(load: Load) -> anyhow::Result<Vec<Outcome>> {
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .pool_max_idle_per_host(load.clients)
-        .build()?;
+    let client =
+        super::options::client_builder(Duration::from_secs(10), load.root_certificate.as_deref())?
+            .pool_max_idle_per_host(load.clients)
+            .build()?;
     let start = Instant::now();
     let sent = Arc::new(AtomicU64::new(0));
     let outcomes = Arc::new(Mutex::new(Vec::new()));

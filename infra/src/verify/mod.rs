@@ -32,7 +32,11 @@ const STATS_SETTLE: Duration = Duration::from_secs(8);
 
 /// Runs every check against `opts.url`.
 pub async fn verify(opts: &Options) -> anyhow::Result<Report> {
-    let mut probe = Probe::new(&opts.url, opts.api_key.clone())?;
+    let mut probe = Probe::new(
+        &opts.url,
+        opts.api_key.clone(),
+        opts.root_certificate.as_deref(),
+    )?;
     let mut checks = Vec::new();
 
     let distribution = distribution(&mut probe, opts.requests).await?;
@@ -55,7 +59,7 @@ pub async fn verify(opts: &Options) -> anyhow::Result<Report> {
 /// (`infra rollout`): it names itself on `/server-info`, a user is created, read back and
 /// deleted, errors are JSON, and every answer is labelled. `Err` names the first failure.
 pub async fn gate(url: &str, api_key: Option<String>) -> Result<(), String> {
-    let mut probe = Probe::new(url, api_key).map_err(|e| e.to_string())?;
+    let mut probe = Probe::new(url, api_key, None).map_err(|e| e.to_string())?;
     let server = match probe.get(app::paths::SERVER_INFO).await {
         Ok(a) if a.status == 200 => a.server_id.or_else(|| {
             a.json

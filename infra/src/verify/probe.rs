@@ -27,9 +27,13 @@ pub struct Probe {
 }
 
 impl Probe {
-    pub fn new(base: &str, api_key: Option<String>) -> anyhow::Result<Probe> {
-        let client = reqwest::Client::builder()
-            .timeout(Duration::from_secs(10))
+    /// A probe of `base`, trusting `root_certificate` besides the system's roots.
+    pub fn new(
+        base: &str,
+        api_key: Option<String>,
+        root_certificate: Option<&std::path::Path>,
+    ) -> anyhow::Result<Probe> {
+        let client = super::options::client_builder(Duration::from_secs(10), root_certificate)?
             .build()
             .context("building the HTTP client")?;
         Ok(Probe {

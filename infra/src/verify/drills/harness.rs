@@ -56,6 +56,7 @@ impl Running {
         let stop = Arc::new(AtomicBool::new(false));
         let load = Load {
             url: opts.url.clone(),
+            root_certificate: opts.root_certificate.clone(),
             api_key: opts.api_key.clone(),
             clients: CLIENTS,
             mix,
