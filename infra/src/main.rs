@@ -177,6 +177,18 @@ fn main() -> std::process::ExitCode {
     }
 }
 
+fn up_command(stack: String, detach: bool, https: Option<local::Https>) -> std::process::ExitCode {
+    with_root(|root| {
+        local::up(
+            root,
+            local_config(root, &stack)?,
+            detach,
+            rollout_gate(),
+            https,
+        )
+    })
+}
+
 fn report(result: anyhow::Result<()>) -> std::process::ExitCode {
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -198,18 +210,16 @@ fn run_command(command: Command) -> std::process::ExitCode {
             https,
             certificate,
             private_key,
-        } => with_root(|root| {
-            let files = match (certificate, private_key) {
+        } => {
+            let https = https.then_some(match (certificate, private_key) {
                 (Some(certificate), Some(private_key)) => local::Https::Files {
                     certificate,
                     private_key,
                 },
                 _ => local::Https::SelfSigned,
-            };
-            let https = https.then_some(files);
-            let cfg = local_config(root, &stack)?;
-            local::up(root, cfg, detach, rollout_gate(), https)
-        }),
+            });
+            up_command(stack, detach, https)
+        }
         Command::Rollout {
             stack,
             binary,

@@ -121,12 +121,11 @@ fn poll_write_tls(
     cx: &mut Context<'_>,
 ) -> Poll<io::Result<()>> {
     while *written < data.len() {
-        match Pin::new(&mut *stream).poll_write(cx, &data[*written..]) {
-            Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
-            Poll::Ready(Ok(n)) => *written += n,
-            Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
-            Poll::Pending => return Poll::Pending,
+        let n = std::task::ready!(Pin::new(&mut *stream).poll_write(cx, &data[*written..]))?;
+        if n == 0 {
+            return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
         }
+        *written += n;
     }
     Pin::new(stream).poll_flush(cx)
 }

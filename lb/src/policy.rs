@@ -137,17 +137,7 @@ impl Policy {
         if !xff_written {
             push_header(out, b"x-forwarded-for", client_ip);
         }
-        match (entry, self.https) {
-            (Entry::Https, Some(https)) => {
-                out.extend_from_slice(b"x-forwarded-proto: https\r\nx-forwarded-port: ");
-                push_u64(out, u64::from(https.port()));
-                out.extend_from_slice(b"\r\n");
-            }
-            _ => {
-                out.extend_from_slice(b"x-forwarded-proto: http\r\n");
-                push_header(out, b"x-forwarded-port", self.http_port.as_bytes());
-            }
-        }
+        self.push_forwarded_entry(entry, out);
         if !has_request_id {
             out.extend_from_slice(b"x-request-id: ");
             self.push_request_id(out);
@@ -209,6 +199,21 @@ impl Policy {
             out.extend_from_slice(b"connection: close\r\n");
         } else if http10_client {
             out.extend_from_slice(b"connection: keep-alive\r\n");
+        }
+    }
+
+    /// `X-Forwarded-Proto` and `-Port` of the entry a request came in on.
+    fn push_forwarded_entry(&self, entry: Entry, out: &mut Vec<u8>) {
+        match (entry, self.https) {
+            (Entry::Https, Some(https)) => {
+                out.extend_from_slice(b"x-forwarded-proto: https\r\nx-forwarded-port: ");
+                push_u64(out, u64::from(https.port()));
+                out.extend_from_slice(b"\r\n");
+            }
+            _ => {
+                out.extend_from_slice(b"x-forwarded-proto: http\r\n");
+                push_header(out, b"x-forwarded-port", self.http_port.as_bytes());
+            }
         }
     }
 

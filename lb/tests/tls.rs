@@ -51,17 +51,27 @@ impl Cert {
     }
 }
 
-/// A client that trusts only `cert`, follows no redirect, and offers TLS up to `max`.
-fn tls_client(cert: &Cert, max: reqwest::tls::Version) -> reqwest::Client {
+/// A client builder that trusts only `cert`.
+fn trusting(cert: &Cert) -> reqwest::ClientBuilder {
     reqwest::Client::builder()
         .no_proxy()
         .timeout(Duration::from_secs(5))
         .tls_built_in_root_certs(false)
         .add_root_certificate(reqwest::Certificate::from_pem(cert.pem.as_bytes()).unwrap())
+}
+
+/// A client that trusts only `cert`, follows no redirect, and offers TLS up to `max`.
+fn tls_client(cert: &Cert, max: reqwest::tls::Version) -> reqwest::Client {
+    trusting(cert)
         .max_tls_version(max)
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap()
+}
+
+/// The JSON body of the answer to `req`.
+async fn json(req: reqwest::RequestBuilder) -> serde_json::Value {
+    req.send().await.unwrap().json().await.unwrap()
 }
 
 fn https_url(lb: &Running, path: &str) -> String {
@@ -71,19 +81,22 @@ fn https_url(lb: &Running, path: &str) -> String {
     )
 }
 
-async fn start(backend: &TestBackend, https: HttpsConfig) -> Running {
-    start_lb(Config {
-        https: Some(https),
-        ..fast_config(&[backend])
+/// A backend, a certificate, and a load balancer with an HTTPS entry: the certificate's
+/// defaults as `https` changes them.
+async fn start(https: impl FnOnce(HttpsConfig) -> HttpsConfig) -> (TestBackend, Cert, Running) {
+    let backend = TestBackend::start("a").await;
+    let cert = Cert::new();
+    let lb = start_lb(Config {
+        https: Some(https(cert.https())),
+        ..fast_config(&[&backend])
     })
-    .await
+    .await;
+    (backend, cert, lb)
 }
 
 #[tokio::test]
 async fn https_requests_reach_the_backend_as_http_with_forwarding_headers() {
-    let a = TestBackend::start("a").await;
-    let cert = Cert::new();
-    let lb = start(&a, cert.https()).await;
+    let (_backend, cert, lb) = start(|h| h).await;
     let https_port = lb.https_addr().unwrap().port().to_string();
     for max in [
         reqwest::tls::Version::TLS_1_3,
@@ -108,9 +121,7 @@ async fn https_requests_reach_the_backend_as_http_with_forwarding_headers() {
 
 #[tokio::test]
 async fn bodies_of_every_framing_cross_tls_whole_on_one_connection() {
-    let a = TestBackend::start("a").await;
-    let cert = Cert::new();
-    let lb = start(&a, cert.https()).await;
+    let (_backend, cert, lb) = start(|h| h).await;
     let c = tls_client(&cert, reqwest::tls::Version::TLS_1_3);
     for _ in 0..3 {
         // 3 MB streamed from the backend, several TLS records and socket writes.
@@ -122,15 +133,7 @@ async fn bodies_of_every_framing_cross_tls_whole_on_one_connection() {
         assert_eq!(res.bytes().await.unwrap(), pattern(3_000_000));
         // An upload bigger than the body held for replay, so it streams.
         let upload = pattern(900_000);
-        let body: serde_json::Value = c
-            .post(https_url(&lb, "/up"))
-            .body(upload)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let body = json(c.post(https_url(&lb, "/up")).body(upload)).await;
         assert_eq!(body["body_len"], 900_000);
     }
     lb.shutdown(Duration::from_secs(1)).await;
@@ -138,15 +141,10 @@ async fn bodies_of_every_framing_cross_tls_whole_on_one_connection() {
 
 #[tokio::test]
 async fn the_http_entry_redirects_to_the_same_url_on_https() {
-    let a = TestBackend::start("a").await;
-    let cert = Cert::new();
-    let lb = start(
-        &a,
-        HttpsConfig {
-            redirect_http_to_https: true,
-            ..cert.https()
-        },
-    )
+    let (a, cert, lb) = start(|h| HttpsConfig {
+        redirect_http_to_https: true,
+        ..h
+    })
     .await;
     let port = lb.https_addr().unwrap().port();
     let plain = reqwest::Client::builder()
@@ -177,21 +175,9 @@ async fn the_http_entry_redirects_to_the_same_url_on_https() {
     assert_eq!(a.seen.hits.load(std::sync::atomic::Ordering::SeqCst), 0);
 
     // Following it lands on the backend over TLS.
-    let follow = reqwest::Client::builder()
-        .no_proxy()
-        .tls_built_in_root_certs(false)
-        .add_root_certificate(reqwest::Certificate::from_pem(cert.pem.as_bytes()).unwrap())
-        .build()
-        .unwrap();
+    let follow = trusting(&cert).build().unwrap();
     let http_url = format!("http://localhost:{}/z", lb.local_addr().port());
-    let body: serde_json::Value = follow
-        .get(http_url)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let body = json(follow.get(http_url)).await;
     assert_eq!(body["headers"]["x-forwarded-proto"], "https");
     assert_eq!(body["path"], "/z");
 
@@ -239,16 +225,11 @@ async fn closed_within(s: &mut TcpStream, limit: Duration) -> bool {
 
 #[tokio::test]
 async fn slow_handshakes_are_cut_off_and_capped() {
-    let a = TestBackend::start("a").await;
-    let cert = Cert::new();
-    let lb = start(
-        &a,
-        HttpsConfig {
-            handshake_timeout: Duration::from_millis(500),
-            max_handshakes: 2,
-            ..cert.https()
-        },
-    )
+    let (a, cert, lb) = start(|h| HttpsConfig {
+        handshake_timeout: Duration::from_millis(500),
+        max_handshakes: 2,
+        ..h
+    })
     .await;
     let addr = lb.https_addr().unwrap();
     let c = tls_client(&cert, reqwest::tls::Version::TLS_1_3);
@@ -290,20 +271,12 @@ async fn slow_handshakes_are_cut_off_and_capped() {
 
 #[tokio::test]
 async fn a_tls12_only_entry_refuses_tls13_only_clients() {
-    let a = TestBackend::start("a").await;
-    let cert = Cert::new();
-    let lb = start(
-        &a,
-        HttpsConfig {
-            max_version: TlsVersion::Tls12,
-            ..cert.https()
-        },
-    )
+    let (_backend, cert, lb) = start(|h| HttpsConfig {
+        max_version: TlsVersion::Tls12,
+        ..h
+    })
     .await;
-    let tls13_only = reqwest::Client::builder()
-        .no_proxy()
-        .tls_built_in_root_certs(false)
-        .add_root_certificate(reqwest::Certificate::from_pem(cert.pem.as_bytes()).unwrap())
+    let tls13_only = trusting(&cert)
         .min_tls_version(reqwest::tls::Version::TLS_1_3)
         .build()
         .unwrap();
