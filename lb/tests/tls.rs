@@ -270,6 +270,18 @@ async fn slow_handshakes_are_cut_off_and_capped() {
 }
 
 #[tokio::test]
+async fn shutdown_does_not_wait_for_handshakes_in_progress() {
+    let (_backend, _cert, lb) = start(|h| h).await;
+    let mut silent = TcpStream::connect(lb.https_addr().unwrap()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let started = Instant::now();
+    lb.shutdown(Duration::from_secs(5)).await;
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(2), "shutdown took {took:?}");
+    assert!(closed_within(&mut silent, Duration::from_secs(1)).await);
+}
+
+#[tokio::test]
 async fn a_tls12_only_entry_refuses_tls13_only_clients() {
     let (_backend, cert, lb) = start(|h| HttpsConfig {
         max_version: TlsVersion::Tls12,

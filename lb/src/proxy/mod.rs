@@ -47,12 +47,16 @@ pub(crate) async fn serve(
     entry: Entry,
     shared: Arc<Shared>,
     parked: Arc<Parked>,
-    stop: StopSignal,
+    mut stop: StopSignal,
 ) {
     let stream = match (entry, &shared.tls) {
-        (Entry::Https, Some(tls)) => match tls.accept(stream, peer).await {
-            Some(tls) => ClientStream::Tls(Box::new(tls)),
-            None => return,
+        // A handshake still going when shutdown starts is given up: there is no request yet.
+        (Entry::Https, Some(tls)) => tokio::select! {
+            accepted = tls.accept(stream, peer) => match accepted {
+                Some(tls) => ClientStream::Tls(Box::new(tls)),
+                None => return,
+            },
+            () = &mut stop => return,
         },
         _ => ClientStream::Plain(stream),
     };
