@@ -1,5 +1,8 @@
 //! An embeddable HTTP/1.1 load balancer with DigitalOcean load balancer semantics, on tokio.
 //!
+//! An HTTP entry always, and optionally an HTTPS entry that terminates TLS (rustls) and can
+//! take the HTTP entry's requests by redirect ([`HttpsConfig`]).
+//!
 //! ```no_run
 //! # async fn demo() -> Result<(), lb::Error> {
 //! use std::time::Duration;
