@@ -269,6 +269,33 @@ async fn slow_handshakes_are_cut_off_and_capped() {
     lb.shutdown(Duration::from_secs(1)).await;
 }
 
+/// Three requests on three connections from one client; the handshake counts after them.
+async fn three_connections(resumption: bool) -> lb::HandshakeCounts {
+    let (_backend, cert, lb) = start(|h| HttpsConfig { resumption, ..h }).await;
+    let c = tls_client(&cert, reqwest::tls::Version::TLS_1_3);
+    for _ in 0..3 {
+        let res = c
+            .get(https_url(&lb, "/"))
+            .header("connection", "close")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+        res.bytes().await.unwrap();
+    }
+    let counts = lb.report().tls_handshakes.unwrap();
+    lb.shutdown(Duration::from_secs(1)).await;
+    counts
+}
+
+#[tokio::test]
+async fn returning_clients_resume_their_session_unless_resumption_is_off() {
+    let on = three_connections(true).await;
+    assert_eq!((on.full, on.resumed), (1, 2), "{on:?}");
+    let off = three_connections(false).await;
+    assert_eq!((off.full, off.resumed), (3, 0), "{off:?}");
+}
+
 #[tokio::test]
 async fn shutdown_does_not_wait_for_handshakes_in_progress() {
     let (_backend, _cert, lb) = start(|h| h).await;
