@@ -23,8 +23,6 @@ pub struct HttpsFiles {
     pub certificate: PathBuf,
     /// PEM private key.
     pub private_key: PathBuf,
-    /// Made by `up` for this machine, not given.
-    pub self_signed: bool,
 }
 
 impl HttpsFiles {
@@ -35,7 +33,6 @@ impl HttpsFiles {
         Ok(HttpsFiles {
             certificate: absolute(certificate)?,
             private_key: absolute(private_key)?,
-            self_signed: false,
         })
     }
 
@@ -45,7 +42,6 @@ impl HttpsFiles {
         let files = HttpsFiles {
             certificate: dir.join("localhost.pem"),
             private_key: dir.join("localhost-key.pem"),
-            self_signed: true,
         };
         if !files.is_fresh() {
             std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;

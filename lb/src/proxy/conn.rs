@@ -170,7 +170,8 @@ pub(super) struct RequestInfo {
     /// A HEAD request: the response has no body whatever its headers say.
     pub(super) head_method: bool,
     pub(super) http10: bool,
-    /// The client asked for the connection to close after this exchange.
+    /// The client asked for the connection to close after this exchange (for a redirect:
+    /// the answer waiting in `out` closes it).
     pub(super) close: bool,
     pub(super) host_missing: bool,
     /// The backend the sticky cookie names, if the request carried one.

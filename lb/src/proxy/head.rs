@@ -78,11 +78,12 @@ impl ClientConn {
             return Ok(None);
         };
         let redirect = self.entry == Entry::Http && self.shared.redirect_to_https;
+        let mut close = head.close();
         let sticky_token = if redirect {
             let has_body = !matches!(head.framing, Framing::None | Framing::Length(0));
             // The body is not read: the connection closes after the answer.
             self.body_pending = has_body;
-            let close = head.close() || has_body || self.shared.stopping.load(Ordering::Relaxed);
+            close |= has_body || self.shared.stopping.load(Ordering::Relaxed);
             self.shared
                 .policy
                 .write_https_redirect(&head, close, &mut self.out);
@@ -98,7 +99,7 @@ impl ClientConn {
             idempotent: head.idempotent(),
             head_method: head.method == "HEAD",
             http10: head.http10,
-            close: head.close(),
+            close,
             host_missing: !head.has_host,
             sticky_token,
             status: !redirect

@@ -94,10 +94,8 @@ impl ClientConn {
             let forwarded = if info.status {
                 Ok(self.answer_status(&info).await)
             } else if info.redirect {
-                // As the answer says (see `parse_head`).
-                let close =
-                    info.close || self.body_pending || self.shared.stopping.load(Ordering::Relaxed);
-                Ok(self.send_own(close).await)
+                // `close` is what the answer in `out` says.
+                Ok(self.send_own(info.close).await)
             } else {
                 self.forward(&info, &mut body).await
             };
